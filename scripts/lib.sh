@@ -1,0 +1,63 @@
+# Shared by serve.sh and test.sh: install what is missing and make sure a Docker engine answers.
+# Idempotent: on a prepared machine every step is a quick check.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${DM_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "run this as root: it installs Debian packages and starts dockerd" >&2
+    exit 1
+  fi
+}
+
+install_packages() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_venv() {
+  local extras="$1"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating virtualenv $VENV"
+    "$PY" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
+  if [ ! -f "$stamp" ]; then
+    echo "==> installing Python dependencies ($extras)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/python" -c "import docker_manager" # fail here, clearly, if the install did not work
+    touch "$stamp"
+  fi
+}
+
+engine_answers() {
+  curl -fsS --max-time 3 --unix-socket /var/run/docker.sock http://docker/_ping >/dev/null 2>&1
+}
+
+ensure_dockerd() {
+  if engine_answers; then
+    return
+  fi
+  echo "==> starting dockerd (log: /var/log/docker-manager-dockerd.log)"
+  # setsid: the engine must outlive this script and not share its process group.
+  setsid dockerd >>/var/log/docker-manager-dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    engine_answers && return
+    sleep 0.5
+  done
+  echo "dockerd did not come up; see /var/log/docker-manager-dockerd.log" >&2
+  tail -20 /var/log/docker-manager-dockerd.log >&2 || true
+  exit 1
+}

@@ -1,0 +1,3 @@
+from docker_manager.cli import main
+
+main()

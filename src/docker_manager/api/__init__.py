@@ -1,0 +1,1 @@
+"""The HTTP layer: routes stay thin, services do the work."""

@@ -1,0 +1,91 @@
+"""The one place where errors become HTTP responses: `{code, detail, field?, ...}`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from docker_manager.errors import DockerManagerError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+}
+
+
+def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Never echo the rejected input back: it may be a secret, or megabytes long.
+    return [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": error.get("msg", ""),
+            "type": error.get("type"),
+        }
+        for error in exc.errors()
+    ]
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DockerManagerError)
+    if exc.status_code >= 500:
+        log.warning("%s: %s", exc.code, exc.detail)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return error_response(exc.status_code, exc.to_dict(), headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    field = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
+    body: dict[str, Any] = {
+        "code": "validation_error",
+        "detail": f"{field or 'request'}: {first['msg']}",
+        "errors": errors,
+    }
+    if field:
+        body["field"] = field
+    return error_response(422, body)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(
+        exc.status_code, {"code": code, "detail": str(exc.detail)}, getattr(exc, "headers", None)
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    incident = uuid.uuid4().hex[:12]
+    log.exception("unexpected error (incident %s)", incident, exc_info=exc)
+    return error_response(
+        500, {"code": "internal_error", "detail": f"internal error; the service log has incident {incident}"}
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DockerManagerError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,33 @@
+"""`/system/info`, `/system/usage`, `/system/top`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from docker_manager.api.deps import ReadAccess, SystemDep
+from docker_manager.schemas.system import TopResult
+
+router = APIRouter(prefix="/system", tags=["system"])
+
+
+@router.get("/info")
+async def info(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
+    return await system.info()
+
+
+@router.get("/usage")
+async def usage(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
+    return await system.usage()
+
+
+@router.get("/top", response_model=TopResult)
+async def top(
+    system: SystemDep,
+    who: ReadAccess,
+    sort: Literal["cpu", "memory"] = "cpu",
+    limit: Annotated[int, Query(ge=1, le=500)] = 10,
+) -> TopResult:
+    """Top processes from the background sampler; command lines only for admin tokens."""
+    return system.top(sort=sort, limit=limit, with_cmdline=who.is_admin)

@@ -1,0 +1,58 @@
+"""The FastAPI application: middleware, error handlers, routes and the services' lifetime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from docker_manager import __version__
+from docker_manager.api.errors import install_error_handlers
+from docker_manager.api.middleware import BodySizeLimit, TrustedHostGuard
+from docker_manager.api.routes import api_router
+from docker_manager.config import Settings
+from docker_manager.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Nothing touches the disk or the engine until the lifespan starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await Services.start(settings)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    docs = settings.public_docs
+    app = FastAPI(
+        title="docker-manager",
+        version=__version__,
+        summary="Builds, ships, runs and routes Docker containers on one host.",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(api_router)
+    # Outermost first: a bad Host is refused before anything else looks at the request.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+        )
+    app.add_middleware(TrustedHostGuard, allowed_hosts=settings.allowed_hosts)
+    return app

@@ -1,0 +1,203 @@
+"""Bearer tokens and scopes.
+
+Tokens are opaque random strings shown once; only their sha256 is stored. A presented token is
+hashed and looked up by digest, then the digests are compared with `hmac.compare_digest`, so the
+comparison never depends on how many characters of a guess were right.
+
+Scopes: `read` (lists, status, task logs, system usage), `operate` (build, run, stop, rm, nginx),
+`exec` (exec and files inside containers, container logs) and `admin` (host commands, host-level
+container options, token management, containers this service did not create). `admin` satisfies
+every scope; the others only themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from docker_manager.db.tables import api_tokens
+from docker_manager.errors import InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "dm_"  # noqa: S105 (a marker for secret scanners, not a secret)
+BOOTSTRAP_NAME = "bootstrap-admin"
+
+
+class Scope(StrEnum):
+    READ = "read"
+    OPERATE = "operate"
+    EXEC = "exec"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's id, name and scopes."""
+
+    token_id: str
+    name: str
+    scopes: frozenset[Scope]
+
+    def has(self, scope: Scope) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes
+
+    @property
+    def is_admin(self) -> bool:
+        return Scope.ADMIN in self.scopes
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A stored token as `token list` shows it (never the secret)."""
+
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def digest_of(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def parse_scopes(values: list[str]) -> frozenset[Scope]:
+    try:
+        scopes = frozenset(Scope(v.strip()) for v in values if v.strip())
+    except ValueError as exc:
+        raise InvalidInput(f"unknown scope; choose from {', '.join(s.value for s in Scope)}") from exc
+    if not scopes:
+        raise InvalidInput("at least one scope is required")
+    return scopes
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back without a zone; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+class TokenStore:
+    """Creates, lists, revokes and checks tokens in the database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def create(
+        self, *, name: str, scopes: frozenset[Scope], expires_at: datetime | None = None
+    ) -> tuple[TokenInfo, str]:
+        """Store a new token; returns its info and the secret, which is never available again."""
+        token = new_token()
+        return await self._insert(name=name, scopes=scopes, token=token, expires_at=expires_at), token
+
+    async def _insert(
+        self, *, name: str, scopes: frozenset[Scope], token: str, expires_at: datetime | None
+    ) -> TokenInfo:
+        info = TokenInfo(
+            id=secrets.token_hex(8),
+            name=name,
+            prefix=token[:10],
+            scopes=sorted(s.value for s in scopes),
+            created_at=datetime.now(UTC),
+            expires_at=expires_at,
+            revoked_at=None,
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                api_tokens.insert().values(
+                    id=info.id,
+                    name=info.name,
+                    digest=digest_of(token),
+                    prefix=info.prefix,
+                    scopes=",".join(info.scopes),
+                    created_at=info.created_at,
+                    expires_at=expires_at,
+                )
+            )
+        return info
+
+    async def list(self) -> list[TokenInfo]:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(sa.select(api_tokens).order_by(api_tokens.c.created_at))).all()
+        return [
+            TokenInfo(
+                id=r.id,
+                name=r.name,
+                prefix=r.prefix,
+                scopes=r.scopes.split(","),
+                created_at=_utc(r.created_at) or datetime.now(UTC),
+                expires_at=_utc(r.expires_at),
+                revoked_at=_utc(r.revoked_at),
+            )
+            for r in rows
+        ]
+
+    async def revoke(self, token_id: str) -> None:
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no active token with id {token_id!r}")
+
+    async def authenticate(self, token: str) -> Principal | None:
+        """The principal for a presented token, or None if it is unknown, expired or revoked."""
+        if not token or len(token) > 512:
+            return None
+        digest = digest_of(token)
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(api_tokens).where(api_tokens.c.digest == digest))
+            ).one_or_none()
+        if row is None or not hmac.compare_digest(row.digest, digest) or row.revoked_at is not None:
+            return None
+        expires_at = _utc(row.expires_at)
+        if expires_at is not None and expires_at <= datetime.now(UTC):
+            return None
+        return Principal(
+            token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
+        )
+
+    async def bootstrap_admin(self, *, configured: str | None, token_file: Path) -> str | None:
+        """Make sure an admin can get in.
+
+        With `DM_ADMIN_TOKEN` that token is (re)registered as the bootstrap admin. Otherwise, on the
+        very first start (no active admin token at all), one is generated, stored as a hash and
+        written once to a 0600 file. Returns the path-worthy message for the log, or None.
+        """
+        if configured:
+            async with self._engine.begin() as conn:
+                await conn.execute(api_tokens.delete().where(api_tokens.c.name == BOOTSTRAP_NAME))
+            await self._insert(
+                name=BOOTSTRAP_NAME, scopes=frozenset({Scope.ADMIN}), token=configured, expires_at=None
+            )
+            return None
+        if any(t.revoked_at is None and "admin" in t.scopes for t in await self.list()):
+            return None
+        _, token = await self.create(name=BOOTSTRAP_NAME, scopes=frozenset({Scope.ADMIN}))
+        token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        os.chmod(token_file, 0o600)
+        return str(token_file)

@@ -1,0 +1,118 @@
+"""Command line: `docker-manager serve` and `docker-manager token create|list|revoke`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, TypeVar
+
+import typer
+
+from docker_manager.auth import TokenStore, parse_scopes
+from docker_manager.config import Settings
+from docker_manager.db import Database
+from docker_manager.errors import DockerManagerError
+
+app = typer.Typer(help="docker-manager: the per-host Docker deployment agent.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Manage API tokens (stored hashed; a secret is shown once).", no_args_is_help=True
+)
+app.add_typer(token_app, name="token")
+
+T = TypeVar("T")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (default DM_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default DM_PORT).")] = None,
+) -> None:
+    """Serve the API (one worker: tasks live in this process)."""
+    import uvicorn
+
+    from docker_manager.app import create_app
+
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        # With a stream open, uvicorn would otherwise never exit on SIGTERM (libraries.md §3).
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        log_level="info",
+    )
+
+
+def _with_store(action: Callable[[TokenStore], Awaitable[T]]) -> T:
+    async def run() -> T:
+        settings = Settings()
+        settings.ensure_dirs()
+        db = Database(settings.sqlalchemy_url)
+        await db.open()
+        try:
+            return await action(TokenStore(db.engine))
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(run())
+    except DockerManagerError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _parse_duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([hdw])", text.strip())
+    if not match:
+        raise typer.BadParameter("use a number with h, d or w, e.g. 12h, 30d, 8w")
+    amount, unit = int(match.group(1)), match.group(2)
+    return {"h": timedelta(hours=amount), "d": timedelta(days=amount), "w": timedelta(weeks=amount)}[unit]
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[
+        list[str], typer.Option("--scope", "-s", help="read, operate, exec or admin; repeatable.")
+    ],
+    name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "cli",
+    expires: Annotated[str | None, typer.Option(help="Lifetime such as 12h, 30d, 8w; none = never.")] = None,
+) -> None:
+    """Create a token and print its secret (shown this once)."""
+    scopes = parse_scopes([part for value in scope for part in value.split(",")])
+    expires_at = datetime.now(UTC) + _parse_duration(expires) if expires else None
+    info, secret = _with_store(lambda store: store.create(name=name, scopes=scopes, expires_at=expires_at))
+    typer.echo(
+        f"id: {info.id}  scopes: {','.join(info.scopes)}  expires: {info.expires_at or 'never'}", err=True
+    )
+    typer.echo(secret)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    for info in _with_store(lambda store: store.list()):
+        state = "revoked" if info.revoked_at else "active"
+        typer.echo(
+            f"{info.id}  {info.prefix}…  {','.join(info.scopes):<24} {state:<8} "
+            f"expires={info.expires_at.isoformat() if info.expires_at else 'never'}  {info.name}"
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The id shown by `token list`.")]) -> None:
+    """Revoke a token; it stops working on its next request."""
+    _with_store(lambda store: store.revoke(token_id))
+    typer.echo(f"revoked {token_id}")
+
+
+def main() -> None:
+    app(prog_name="docker-manager")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Settings: environment variables prefixed `DM_`, then `config.json`, then defaults.
+
+`config.json` is the original service's file. It is looked up at `$DM_CONFIG`, else in the working
+directory; its keys are the setting names below without the prefix (the original's
+`log_stream_endpoint` and `auth_header` keep their meaning). Environment variables win.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_DATA_DIR = Path("/var/lib/docker-manager")
+
+
+def config_file_path() -> Path:
+    """Where `config.json` is read from: `$DM_CONFIG`, else `./config.json`."""
+    return Path(os.environ.get("DM_CONFIG", "config.json"))
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. README.md has the same list as a table."""
+
+    model_config = SettingsConfigDict(env_prefix="DM_", extra="ignore", frozen=True)
+
+    # --- where things live ---------------------------------------------------------------
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="State: database, admin token file, task folders.")
+    builds_dir: Path | None = Field(None, description="Per-task build folders. Default `{data_dir}/builds`.")
+    upload_root: Path | None = Field(
+        None, description="Where uploaded artefacts land on a runtime host. Default `{data_dir}/upload`."
+    )
+    context_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories build contexts may come from. Default `[{data_dir}/contexts]`.",
+    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL. Default SQLite in `data_dir`.")
+
+    # --- HTTP listener and access --------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Listen address.")
+    port: int = Field(8002, ge=1, le=65535, description="Listen port.")
+    allow_remote: bool = Field(False, description="Allow listening on a non-loopback address.")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1", "[::1]"],
+        description="Accepted `Host` header values (DNS-rebinding guard).",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="CORS origins; none means no CORS.")
+    admin_token: SecretStr | None = Field(None, description="Bootstrap admin token; else one is generated.")
+    public_docs: bool = Field(True, description="Serve /docs and /openapi.json without a token.")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body (bytes).")
+
+    # --- Docker engine -------------------------------------------------------------------
+    docker_host: str = Field("unix:///var/run/docker.sock", description="Engine address (unix socket).")
+    docker_timeout: float = Field(30.0, gt=0, description="Timeout of short engine calls (seconds).")
+    allow_privileged_options: bool = Field(
+        False, description="Let admin tokens use host-level container options (privileged, binds...)."
+    )
+    publish_host_ip: str = Field("127.0.0.1", description="Host address published container ports bind to.")
+    reserved_host_ports: list[int] = Field(
+        default_factory=lambda: [22, 2375, 2376],
+        description="Host ports containers may never publish (the API's own port is always added).",
+    )
+    exec_timeout: float = Field(60.0, gt=0, description="Longest a `/docker/exec` may run (seconds).")
+    exec_max_output_bytes: int = Field(
+        1 << 20, ge=1024, description="Cap on captured exec output per stream."
+    )
+    max_context_bytes: int = Field(
+        4 << 30, ge=1 << 20, description="Largest build context sent to the engine."
+    )
+    build_timeout: float = Field(3600.0, gt=0, description="Longest a synchronous build may run (seconds).")
+
+    # --- host metrics --------------------------------------------------------------------
+    top_sample_interval: float = Field(2.0, gt=0.1, description="Seconds between process samples.")
+
+    # --- external log stream (the original's config.json keys) ---------------------------
+    log_stream_endpoint: str | None = Field(None, description="URL task events and log lines are posted to.")
+    auth_header: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers sent to `log_stream_endpoint`."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        json_source = JsonConfigSettingsSource(settings_cls, json_file=config_file_path())
+        return (init_settings, env_settings, json_source, file_secret_settings)
+
+    @field_validator("auth_header", mode="before")
+    @classmethod
+    def _headers_object_only(cls, value: Any) -> Any:
+        # The original ignored a non-object auth_header; do the same rather than refuse to start.
+        return value if isinstance(value, dict) else {}
+
+    @model_validator(mode="after")
+    def _check_listener(self) -> Settings:
+        if not self.allow_remote and not _is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host!r}: set DM_ALLOW_REMOTE=true (behind TLS) to allow it"
+            )
+        return self
+
+    # --- derived paths -------------------------------------------------------------------
+    @cached_property
+    def builds_path(self) -> Path:
+        return (self.builds_dir or self.data_dir / "builds").resolve()
+
+    @cached_property
+    def upload_path(self) -> Path:
+        return (self.upload_root or self.data_dir / "upload").resolve()
+
+    @cached_property
+    def context_paths(self) -> list[Path]:
+        roots = self.context_roots or [self.data_dir / "contexts"]
+        return [root.resolve() for root in roots]
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'docker-manager.db'}"
+
+    @cached_property
+    def admin_token_file(self) -> Path:
+        return self.data_dir.resolve() / "admin-token"
+
+    @cached_property
+    def forbidden_host_ports(self) -> frozenset[int]:
+        return frozenset([*self.reserved_host_ports, self.port])
+
+    def ensure_dirs(self) -> None:
+        """Create the directories the service owns (0700: they hold logs and secrets)."""
+        for path in (self.data_dir, self.builds_path, self.upload_path, *self.context_paths):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,33 @@
+"""Async adapter for the Docker Engine API: one module per resource, one facade.
+
+docker = Docker("unix:///var/run/docker.sock", timeout=30)
+await docker.containers.inspect("web")
+"""
+
+from __future__ import annotations
+
+from docker_manager.docker.client import DockerTransport
+from docker_manager.docker.containers import Containers
+from docker_manager.docker.execs import Execs
+from docker_manager.docker.images import Images
+from docker_manager.docker.streams import ProgressError, StreamId
+from docker_manager.docker.system import System
+from docker_manager.docker.volumes import Networks, Volumes
+
+__all__ = ["Docker", "ProgressError", "StreamId"]
+
+
+class Docker:
+    """The engine, by resource."""
+
+    def __init__(self, host: str, *, timeout: float) -> None:
+        self.transport = DockerTransport(host, timeout=timeout)
+        self.containers = Containers(self.transport)
+        self.images = Images(self.transport)
+        self.execs = Execs(self.transport)
+        self.system = System(self.transport)
+        self.volumes = Volumes(self.transport)
+        self.networks = Networks(self.transport)
+
+    async def close(self) -> None:
+        await self.transport.close()

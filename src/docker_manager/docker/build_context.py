@@ -1,0 +1,226 @@
+"""Build contexts as tar streams: walked in a thread, `.dockerignore` honoured, never buffered whole.
+
+Inline files (an inline Dockerfile) are added to the stream, not written into the user's directory.
+Symlinks are archived as links, never followed; sockets, FIFOs and devices are skipped (opening a
+FIFO would hang the walk).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tarfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker_manager.errors import PayloadTooLarge
+from docker_manager.util.threads import ChunkSink, iterate_in_thread
+
+_FLUSH_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    regex: re.Pattern[str]
+    exclusion: bool
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    """Translate one `.dockerignore` pattern as Docker's patternmatcher does (`**` spans dirs)."""
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            if i + 1 < len(pattern) and pattern[i + 1] == "*":
+                i += 2
+                if i < len(pattern) and pattern[i] == "/":
+                    i += 1
+                out.append(".*" if i >= len(pattern) else "(.*/)?")
+                continue
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            i += 1
+            out.append(re.escape(pattern[i]) if i < len(pattern) else "\\\\")
+        elif ch in "[]":
+            out.append(ch)
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    out.append("$")
+    try:
+        return re.compile("".join(out))
+    except re.error:
+        # An unbalanced `[` matches nothing in Docker either (its compile fails); be as lenient.
+        return re.compile(r"(?!)")
+
+
+@dataclass
+class DockerIgnore:
+    """The rules of a `.dockerignore` file: the last matching pattern decides."""
+
+    patterns: list[_Pattern] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str, *, always_include: tuple[str, ...] = ()) -> DockerIgnore:
+        patterns: list[_Pattern] = []
+        for raw in text.lstrip("\ufeff").splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            exclusion = line.startswith("!")
+            if exclusion:
+                line = line[1:].strip()
+            if not line:
+                continue
+            line = os.path.normpath(line).replace(os.sep, "/")
+            if len(line) > 1 and line.startswith("/"):
+                line = line.lstrip("/")
+            patterns.append(_Pattern(_compile(line), exclusion))
+        # Docker always sends the Dockerfile and .dockerignore, even when a pattern excludes them.
+        for name in always_include:
+            patterns.append(_Pattern(re.compile("^" + re.escape(name) + "$"), True))
+        return cls(patterns)
+
+    @property
+    def has_exclusions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    def excluded(self, rel_path: str) -> bool:
+        parents = _parents(rel_path)
+        matched = False
+        for pattern in self.patterns:
+            hit = pattern.regex.match(rel_path) is not None or any(
+                pattern.regex.match(parent) for parent in parents
+            )
+            if hit:
+                matched = not pattern.exclusion
+        return matched
+
+
+def _parents(rel_path: str) -> list[str]:
+    parts = rel_path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What to send: a directory (may be None for inline-only builds) plus inline files."""
+
+    root: Path | None
+    dockerfile: str = "Dockerfile"
+    inline_files: dict[str, bytes] = field(default_factory=dict)
+    max_bytes: int = 4 << 30
+
+    def stream(self) -> AsyncIterator[bytes]:
+        return iterate_in_thread(self._write)
+
+    def _write(self, sink: ChunkSink) -> None:
+        writer = _BufferedWriter(sink, self.max_bytes)
+        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+            if self.root is not None:
+                ignore = self._ignore_rules()
+                for abs_path, rel_path in _walk(self.root, ignore):
+                    if rel_path in self.inline_files:
+                        continue
+                    _add(tar, abs_path, rel_path)
+            now = time.time()
+            for name, data in self.inline_files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o644
+                info.mtime = int(now)
+                tar.addfile(info, _BytesReader(data))
+        writer.flush()
+
+    def _ignore_rules(self) -> DockerIgnore:
+        assert self.root is not None
+        path = self.root / ".dockerignore"
+        text = ""
+        if path.is_file() and not path.is_symlink():
+            text = path.read_text("utf-8", "replace")
+        return DockerIgnore.parse(text, always_include=(self.dockerfile, ".dockerignore"))
+
+
+def _walk(root: Path, ignore: DockerIgnore) -> Iterator[tuple[str, str]]:
+    stack = [("", str(root))]
+    while stack:
+        rel_dir, abs_dir = stack.pop()
+        with os.scandir(abs_dir) as entries:
+            children = sorted(entries, key=lambda e: e.name)
+        for entry in children:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if ignore.excluded(rel):
+                # An excluded directory may still hold re-included files (`!dir/keep`).
+                if is_dir and ignore.has_exclusions:
+                    stack.append((rel, entry.path))
+                continue
+            yield entry.path, rel
+            if is_dir:
+                stack.append((rel, entry.path))
+
+
+def _add(tar: tarfile.TarFile, abs_path: str, rel_path: str) -> None:
+    st = os.lstat(abs_path)
+    if stat.S_ISREG(st.st_mode):
+        fd = os.open(abs_path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as handle:
+            info = tar.gettarinfo(arcname=rel_path, fileobj=handle)
+            _owned_by_root(info)
+            if info.isreg():
+                tar.addfile(info, handle)
+            else:  # a hard link to an earlier member
+                tar.addfile(info)
+    elif stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        info = tar.gettarinfo(abs_path, arcname=rel_path)
+        _owned_by_root(info)
+        tar.addfile(info)
+    # Sockets, FIFOs and device nodes are skipped on purpose.
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> None:
+    # Like the docker CLI: the builder sees files owned by root, not by whoever owns them here.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._pos + size
+        chunk = bytes(self._data[self._pos : end])
+        self._pos += len(chunk)
+        return chunk
+
+
+class _BufferedWriter:
+    """Collects tarfile's small writes into larger chunks and enforces the size cap."""
+
+    def __init__(self, sink: ChunkSink, max_bytes: int) -> None:
+        self._sink = sink
+        self._max = max_bytes
+        self._buffer = bytearray()
+        self.total = 0
+
+    def write(self, data: bytes) -> int:
+        self.total += len(data)
+        if self.total > self._max:
+            raise PayloadTooLarge(f"the build context is larger than the {self._max} byte limit")
+        self._buffer += data
+        if len(self._buffer) >= _FLUSH_BYTES:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._sink.write(bytes(self._buffer))
+            self._buffer.clear()

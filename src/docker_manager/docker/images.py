@@ -1,0 +1,71 @@
+"""`/images/...` and `/build`: list, inspect, remove, tag, prune, build."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from docker_manager.docker._paths import ref
+from docker_manager.docker.client import DockerTransport
+from docker_manager.docker.streams import json_progress
+
+JsonList = list[Any]
+
+
+class Images:
+    def __init__(self, transport: DockerTransport) -> None:
+        self._t = transport
+
+    async def list(self, *, filters: dict[str, JsonList] | None = None) -> JsonList:
+        return list(await self._t.json("GET", "/images/json", params={"filters": filters}) or [])
+
+    async def inspect(self, image: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._t.json("GET", f"/images/{ref(image)}/json")
+        return result
+
+    async def remove(self, image: str, *, force: bool = False) -> JsonList:
+        return list(await self._t.json("DELETE", f"/images/{ref(image)}", params={"force": force}) or [])
+
+    async def tag(self, image: str, *, repo: str, tag: str) -> None:
+        await self._t.request("POST", f"/images/{ref(image)}/tag", params={"repo": repo, "tag": tag})
+
+    async def prune(self, *, filters: dict[str, JsonList]) -> dict[str, Any]:
+        result: dict[str, Any] = await self._t.json(
+            "POST", "/images/prune", params={"filters": filters}, timeout=None
+        )
+        return result
+
+    @asynccontextmanager
+    async def build(
+        self,
+        context: AsyncIterator[bytes],
+        *,
+        tag: str | None,
+        dockerfile: str | None,
+        buildargs: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        nocache: bool = False,
+    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Send a tar context as it is produced; yield the engine's progress records.
+
+        An in-band build error surfaces as `ProgressError`. `rm` and `forcerm` are always on: without
+        `forcerm` a failed build leaves its intermediate containers behind (measured).
+        """
+        params = {
+            "t": tag,
+            "dockerfile": dockerfile,
+            "buildargs": buildargs or None,
+            "labels": labels or None,
+            "rm": True,
+            "forcerm": True,
+            "nocache": nocache,
+        }
+        async with self._t.stream(
+            "POST",
+            "/build",
+            params=params,
+            content=context,
+            headers={"Content-Type": "application/x-tar"},
+        ) as response:
+            yield json_progress(response.aiter_lines())

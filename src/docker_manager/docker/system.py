@@ -1,0 +1,23 @@
+"""`/version`, `/info`, `/_ping`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docker_manager.docker.client import DockerTransport
+
+
+class System:
+    def __init__(self, transport: DockerTransport) -> None:
+        self._t = transport
+
+    async def version(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._t.json("GET", "/version")
+        return result
+
+    async def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self._t.json("GET", "/info")
+        return result
+
+    async def ping(self) -> None:
+        await self._t.request("GET", "/_ping", timeout=5.0)

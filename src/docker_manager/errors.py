@@ -1,0 +1,152 @@
+"""The service's one exception tree.
+
+Every failure the service reports is one of these; `api.errors` maps them to HTTP in one place,
+so the status code and the machine-readable `code` never depend on where the error was raised.
+
+    DockerManagerError                500 internal_error
+    ├── InvalidInput                  422 invalid_input
+    │   └── BuildFailed               422 build_failed
+    ├── Unauthorized                  401 unauthorized
+    ├── Forbidden                     403 forbidden
+    │   ├── InsufficientScope         403 insufficient_scope
+    │   ├── NotManaged                403 not_managed
+    │   ├── PathNotAllowed            403 path_not_allowed
+    │   └── PolicyViolation           403 policy_violation
+    ├── NotFound                      404 not_found
+    ├── Conflict                      409 conflict
+    │   └── PortInUse                 409 port_in_use
+    ├── PayloadTooLarge               413 payload_too_large
+    └── UpstreamError                 502 upstream_error
+        ├── EngineError               502 engine_error
+        ├── EngineUnavailable         503 docker_unavailable
+        └── EngineTimeout             504 docker_timeout
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DockerManagerError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str, *, field: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "detail": self.detail}
+        if self.field is not None:
+            body["field"] = self.field
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(DockerManagerError):
+    """The request is well-formed JSON but asks for something impossible or unsafe."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class BuildFailed(InvalidInput):
+    """The Dockerfile did not build (a step failed, a base image is missing...)."""
+
+    code = "build_failed"
+
+
+class Unauthorized(DockerManagerError):
+    """No bearer token, or one the service does not know (or expired, or revoked)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(DockerManagerError):
+    """The caller is known but may not do this."""
+
+    status_code = 403
+    code = "forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """The token lacks the scope the route requires."""
+
+    code = "insufficient_scope"
+
+
+class NotManaged(Forbidden):
+    """The Docker object was not created by this service; touching it needs `admin`."""
+
+    code = "not_managed"
+
+
+class PolicyViolation(Forbidden):
+    """A container option that gives away the host was asked for without the right to do so."""
+
+    code = "policy_violation"
+
+
+class NotFound(DockerManagerError):
+    """The thing named in the request does not exist."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(DockerManagerError):
+    """The request clashes with the current state (name taken, object in use...)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PortInUse(Conflict):
+    """A host port asked for is already bound."""
+
+    code = "port_in_use"
+
+
+class PayloadTooLarge(DockerManagerError):
+    """A body, file or output is larger than the configured cap."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UpstreamError(DockerManagerError):
+    """Something the service depends on failed in a way the caller cannot fix."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
+class EngineError(UpstreamError):
+    """The Docker engine answered with an error that is not the caller's fault."""
+
+    code = "engine_error"
+
+
+class EngineUnavailable(UpstreamError):
+    """The Docker engine cannot be reached."""
+
+    status_code = 503
+    code = "docker_unavailable"
+
+
+class EngineTimeout(UpstreamError):
+    """The Docker engine did not answer in time."""
+
+    status_code = 504
+    code = "docker_timeout"
+
+
+class PathNotAllowed(Forbidden):
+    """A path lies outside the directories the service may use."""
+
+    code = "path_not_allowed"

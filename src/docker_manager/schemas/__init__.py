@@ -1,0 +1,1 @@
+"""Request and response models (pydantic). No logic beyond validation lives here."""

@@ -1,0 +1,206 @@
+"""Host facts and a background process sampler, so `/system/top` answers from memory.
+
+psutil's per-process CPU figure is a difference between two readings, so a one-off call either
+blocks (the original sampled each process for 0.1 s: 8.7 s for 93 processes) or reads 0. The
+sampler keeps the Process objects between ticks and reads everyone once per interval, in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from docker_manager.config import Settings
+from docker_manager.docker import Docker
+from docker_manager.errors import DockerManagerError
+from docker_manager.schemas.system import ProcessInfo, TopResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    pid: int
+    name: str
+    username: str | None
+    cpu_percent: float
+    memory_percent: float
+    rss: int
+    cmdline: str
+
+
+class HostSampler:
+    """Samples processes and overall CPU every `interval` seconds in a worker thread."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._processes: list[_Sample] = []
+        self._cpu_percent = 0.0
+        self.sampled_at: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._sample)  # prime: the first CPU reading is always 0
+        self._task = asyncio.create_task(self._loop(), name="host-sampler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await asyncio.to_thread(self._sample)
+            except Exception:  # a sampler hiccup must not end sampling
+                log.exception("process sampling failed")
+
+    def _sample(self) -> None:
+        samples = []
+        attrs = ["pid", "name", "username", "cpu_percent", "memory_percent", "memory_info", "cmdline"]
+        for proc in psutil.process_iter(attrs):
+            info = proc.info
+            memory = info.get("memory_info")
+            samples.append(
+                _Sample(
+                    pid=info["pid"],
+                    name=info.get("name") or "",
+                    username=info.get("username"),
+                    cpu_percent=float(info.get("cpu_percent") or 0.0),
+                    memory_percent=float(info.get("memory_percent") or 0.0),
+                    rss=int(memory.rss) if memory else 0,
+                    cmdline=" ".join(info.get("cmdline") or [])[:4096],
+                )
+            )
+        self._cpu_percent = psutil.cpu_percent(None)
+        self._processes = samples
+        self.sampled_at = time.time()
+
+    @property
+    def cpu_percent(self) -> float:
+        return self._cpu_percent
+
+    def top(self, *, sort: str, limit: int, with_cmdline: bool) -> TopResult:
+        def key(p: _Sample) -> float:
+            return p.cpu_percent if sort == "cpu" else p.memory_percent
+
+        chosen = sorted(self._processes, key=key, reverse=True)[:limit]
+        return TopResult(
+            sort=sort,
+            sampled_at=self.sampled_at,
+            processes=[
+                ProcessInfo(
+                    pid=p.pid,
+                    name=p.name,
+                    username=p.username,
+                    cpu_percent=round(p.cpu_percent, 1),
+                    memory_percent=round(p.memory_percent, 2),
+                    rss=p.rss,
+                    cmdline=p.cmdline if with_cmdline else None,
+                )
+                for p in chosen
+            ],
+        )
+
+
+def _disk(path: Path) -> dict[str, Any] | None:
+    try:
+        usage = psutil.disk_usage(str(path))
+    except OSError:
+        return None
+    return {
+        "path": str(path),
+        "total": usage.total,
+        "used": usage.used,
+        "free": usage.free,
+        "percent": usage.percent,
+    }
+
+
+class SystemService:
+    def __init__(self, docker: Docker, sampler: HostSampler, settings: Settings) -> None:
+        self._docker = docker
+        self._sampler = sampler
+        self._settings = settings
+
+    async def info(self) -> dict[str, Any]:
+        memory = psutil.virtual_memory()
+        result: dict[str, Any] = {
+            "hostname": socket.gethostname(),
+            "os": platform.platform(),
+            "kernel": platform.release(),
+            "architecture": platform.machine(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "memory_total": memory.total,
+            "boot_time": psutil.boot_time(),
+        }
+        result["docker"] = await self._docker_facts()
+        return result
+
+    async def _docker_facts(self) -> dict[str, Any]:
+        try:
+            info = await self._docker.system.info()
+            version = self._docker.transport.engine_version
+        except DockerManagerError as exc:
+            return {"reachable": False, "error": exc.detail}
+        return {
+            "reachable": True,
+            "version": version.get("Version"),
+            "api_version": await self._docker.transport.api_version(),
+            "containers": info.get("Containers"),
+            "containers_running": info.get("ContainersRunning"),
+            "images": info.get("Images"),
+            "storage_driver": info.get("Driver"),
+            "root_dir": info.get("DockerRootDir"),
+        }
+
+    async def usage(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self._usage)
+
+    def _usage(self) -> dict[str, Any]:
+        memory = psutil.virtual_memory()
+        swap = psutil.swap_memory()
+        net = psutil.net_io_counters()
+        disks = [d for d in (_disk(Path("/")), _disk(self._settings.data_dir)) if d]
+        return {
+            "cpu_percent": self._sampler.cpu_percent,
+            "cpu_count": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+            "memory": {
+                "total": memory.total,
+                "available": memory.available,
+                "used": memory.used,
+                "percent": memory.percent,
+            },
+            "swap": {"total": swap.total, "used": swap.used, "percent": swap.percent},
+            "disk": disks,
+            "network": {"bytes_sent": net.bytes_sent, "bytes_recv": net.bytes_recv} if net else None,
+            "sampled_at": self._sampler.sampled_at,
+        }
+
+    def top(self, *, sort: str, limit: int, with_cmdline: bool) -> TopResult:
+        return self._sampler.top(sort=sort, limit=limit, with_cmdline=with_cmdline)
+
+    async def health(self) -> dict[str, Any]:
+        try:
+            await self._docker.system.ping()
+            version = self._docker.transport.engine_version
+        except DockerManagerError:
+            return {"status": "degraded", "docker": {"reachable": False}}
+        return {
+            "status": "ok",
+            "docker": {"reachable": True, "version": version.get("Version")},
+        }

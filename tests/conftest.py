@@ -1,0 +1,175 @@
+"""Test fixtures: the app against the real Docker engine, tokens per scope, a busybox base image.
+
+Integration tests never skip: `scripts/test.sh` starts dockerd, and a missing engine is a failure.
+Every Docker object a test creates is named with the session prefix and removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from docker_manager.app import create_app
+from docker_manager.auth import Scope
+from docker_manager.config import Settings
+from docker_manager.services import Services
+
+RUN_ID = secrets.token_hex(3)
+PREFIX = f"dmt{RUN_ID}"
+BASE_IMAGE = "dm-test-bb:latest"
+
+
+def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The docker CLI: an oracle independent of the code under test."""
+    return subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_env() -> Iterator[None]:
+    # Settings read DM_* variables; the developer's own must not leak into tests.
+    saved = {k: v for k, v in os.environ.items() if k.startswith("DM_")}
+    for key in saved:
+        del os.environ[key]
+    # Nor a config.json lying in the working directory.
+    os.environ["DM_CONFIG"] = "/nonexistent/docker-manager-test-config.json"
+    yield
+    del os.environ["DM_CONFIG"]
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """A tiny image with busybox (sh, httpd, sleep...), built from Debian's busybox-static."""
+    if docker_cli("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
+        return BASE_IMAGE
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    assert Path(busybox).exists(), "busybox-static is not installed (scripts/test.sh installs it)"
+    context = Path(f"/tmp/{PREFIX}-bb")
+    context.mkdir(parents=True, exist_ok=True)
+    shutil.copy(busybox, context / "busybox")
+    (context / "Dockerfile").write_text(
+        'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\nCMD ["sh"]\n'
+    )
+    docker_cli("build", "-q", "-t", BASE_IMAGE, str(context))
+    shutil.rmtree(context)
+    return BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dm-data")
+
+
+@pytest.fixture(scope="session")
+def admin_token() -> str:
+    return "dm_test_admin_" + secrets.token_urlsafe(16)
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, admin_token: str) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        admin_token=admin_token,  # type: ignore[arg-type]
+        context_roots=[data_dir / "contexts"],
+        exec_timeout=10,
+        exec_max_output_bytes=256 * 1024,
+        top_sample_interval=0.5,
+    )
+
+
+@pytest.fixture(scope="session")
+async def services_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", timeout=120
+        ) as client:
+            yield app.state.services, client
+
+
+@pytest.fixture(scope="session")
+def services(services_app: tuple[Services, httpx2.AsyncClient]) -> Services:
+    return services_app[0]
+
+
+@pytest.fixture(scope="session")
+def client(services_app: tuple[Services, httpx2.AsyncClient]) -> httpx2.AsyncClient:
+    return services_app[1]
+
+
+@dataclass
+class Tokens:
+    admin: str
+    by_scope: dict[Scope, str] = field(default_factory=dict)
+
+    def headers(self, scope: Scope | str) -> dict[str, str]:
+        scope = Scope(scope)
+        token = self.admin if scope is Scope.ADMIN else self.by_scope[scope]
+        return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+async def tokens(services: Services, admin_token: str) -> Tokens:
+    result = Tokens(admin=admin_token)
+    for scope in (Scope.READ, Scope.OPERATE, Scope.EXEC):
+        _, secret = await services.tokens.create(name=f"test-{scope.value}", scopes=frozenset({scope}))
+        result.by_scope[scope] = secret
+    return result
+
+
+@pytest.fixture
+def admin(tokens: Tokens) -> dict[str, str]:
+    return tokens.headers(Scope.ADMIN)
+
+
+@pytest.fixture
+def operate(tokens: Tokens) -> dict[str, str]:
+    return tokens.headers(Scope.OPERATE)
+
+
+@pytest.fixture
+def read(tokens: Tokens) -> dict[str, str]:
+    return tokens.headers(Scope.READ)
+
+
+@pytest.fixture
+def exec_(tokens: Tokens) -> dict[str, str]:
+    return tokens.headers(Scope.EXEC)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A fresh Docker-safe name for this test's objects."""
+    return f"{PREFIX}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_docker_objects() -> Iterator[None]:
+    """At the end, remove every container and image this session created (named with PREFIX)."""
+    yield
+    names = docker_cli("ps", "-aq", "--filter", f"name={PREFIX}", check=False).stdout.split()
+    if names:
+        docker_cli("rm", "-f", *names, check=False)
+    images = docker_cli("images", "-q", "--filter", f"reference={PREFIX}*", check=False).stdout.split()
+    if images:
+        docker_cli("rmi", "-f", *set(images), check=False)
+    for kind in ("volume", "network"):
+        found = docker_cli(kind, "ls", "-q", "--filter", f"name={PREFIX}", check=False).stdout.split()
+        if found:
+            docker_cli(kind, "rm", *found, check=False)

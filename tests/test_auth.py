@@ -1,0 +1,196 @@
+"""Every route needs a bearer token with a scope; tokens are stored hashed and can be revoked."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from fastapi.routing import APIRoute
+
+from docker_manager.api.deps import RequireScope
+from docker_manager.app import create_app
+from docker_manager.auth import Scope, digest_of
+from docker_manager.config import Settings
+from docker_manager.services import Services
+from tests.conftest import Tokens
+
+# Routes that answer without a token, and why.
+PUBLIC = {
+    "/healthz",  # load balancers and the operator's first check; reveals only "engine reachable"
+    "/docs",  # interactive docs (DM_PUBLIC_DOCS=false turns these off)
+    "/docs/oauth2-redirect",
+    "/openapi.json",
+}
+
+
+def required_scope(route: APIRoute) -> Scope | None:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        if isinstance(dep.call, RequireScope):
+            return dep.call.scope
+        stack.extend(dep.dependencies)
+    return None
+
+
+def _flatten(routes: list[Any]) -> Iterator[Any]:
+    # FastAPI keeps included routers as nodes of their own; their routes sit below.
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flatten(inner.routes)
+        else:
+            yield route
+
+
+def api_routes(settings: Settings) -> list[APIRoute]:
+    return [r for r in _flatten(create_app(settings).routes) if isinstance(r, APIRoute)]
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def test_every_route_declares_a_scope(settings: Settings) -> None:
+    missing = [r.path for r in api_routes(settings) if r.path not in PUBLIC and required_scope(r) is None]
+    assert missing == []
+    # And the walk itself sees something: the test would be empty if the app had no routes.
+    assert len(api_routes(settings)) > 20
+
+
+def test_openapi_marks_every_operation_as_needing_the_bearer_token(settings: Settings) -> None:
+    schema = create_app(settings).openapi()
+    operations = [(path, method, op) for path, item in schema["paths"].items() for method, op in item.items()]
+    walked = {(r.path, m.lower()) for r in api_routes(settings) for m in r.methods}
+    assert {(path, method) for path, method, _ in operations} == walked
+    unsecured = [(p, m) for p, m, op in operations if p not in PUBLIC and not op.get("security")]
+    assert unsecured == []
+
+
+async def test_every_route_refuses_a_missing_or_unknown_token(
+    client: httpx2.AsyncClient, settings: Settings
+) -> None:
+    for route in api_routes(settings):
+        if route.path in PUBLIC:
+            continue
+        for method in route.methods:
+            for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic YTpi"}):
+                response = await client.request(method, concrete(route.path), headers=headers)
+                assert response.status_code == 401, (method, route.path, response.text)
+                assert response.json()["code"] == "unauthorized"
+                assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_every_route_refuses_a_token_without_its_scope(
+    client: httpx2.AsyncClient, settings: Settings, tokens: Tokens
+) -> None:
+    checked = 0
+    for route in api_routes(settings):
+        scope = required_scope(route)
+        if scope is None:
+            continue
+        others = [s for s in (Scope.READ, Scope.OPERATE, Scope.EXEC) if s != scope]
+        for method in route.methods:
+            for other in others:
+                response = await client.request(method, concrete(route.path), headers=tokens.headers(other))
+                assert response.status_code == 403, (method, route.path, other, response.text)
+                assert response.json()["code"] == "insufficient_scope"
+                checked += 1
+    assert checked > 40
+
+
+async def test_token_in_query_string_is_ignored(client: httpx2.AsyncClient, tokens: Tokens) -> None:
+    response = await client.get(
+        "/docker/images", params={"token": tokens.admin, "access_token": tokens.admin}
+    )
+    assert response.status_code == 401
+
+
+async def test_token_lifecycle_through_the_api(client: httpx2.AsyncClient, admin: dict[str, str]) -> None:
+    created = await client.post(
+        "/auth/tokens", json={"name": "dashboard", "scopes": ["read"], "expires_in_days": 1}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    secret, token_id = body["token"], body["id"]
+    mine = {"Authorization": f"Bearer {secret}"}
+    assert (await client.get("/docker/images", headers=mine)).status_code == 200
+    assert (await client.post("/docker/prune", headers=mine)).status_code == 403
+
+    listed = (await client.get("/auth/tokens", headers=admin)).json()
+    assert any(t["id"] == token_id and t["scopes"] == ["read"] for t in listed)
+    assert secret not in str(listed)
+
+    assert (await client.delete(f"/auth/tokens/{token_id}", headers=admin)).status_code == 204
+    assert (await client.get("/docker/images", headers=mine)).status_code == 401
+    assert (await client.delete(f"/auth/tokens/{token_id}", headers=admin)).status_code == 404
+
+
+async def test_tokens_are_stored_only_as_hashes(services: Services, tokens: Tokens) -> None:
+    db_file = Path(services.settings.sqlalchemy_url.split("///", 1)[1])
+    raw = b"".join(p.read_bytes() for p in db_file.parent.glob(db_file.name + "*"))
+    secret = tokens.by_scope[Scope.READ]
+    assert secret.encode() not in raw
+    assert digest_of(secret).encode() in raw
+
+
+async def test_expired_token_is_refused(services: Services, client: httpx2.AsyncClient) -> None:
+    _, secret = await services.tokens.create(
+        name="old", scopes=frozenset({Scope.READ}), expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    response = await client.get("/docker/images", headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 401
+
+
+def test_cli_creates_lists_and_revokes_tokens(settings: Settings, client: httpx2.AsyncClient) -> None:
+    env = {**os.environ, "DM_DATA_DIR": str(settings.data_dir)}
+    cli = [sys.executable, "-m", "docker_manager", "token"]
+    created = subprocess.run(
+        [*cli, "create", "--scope", "read", "--name", "ci", "--expires", "1d"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = created.stdout.strip()
+    assert secret.startswith("dm_")
+    listing = subprocess.run([*cli, "list"], env=env, capture_output=True, text=True, check=True).stdout
+    assert "ci" in listing and secret not in listing
+    token_id = re.search(r"id: ([a-f0-9]{16})", created.stderr)
+    assert token_id
+    subprocess.run([*cli, "revoke", token_id.group(1)], env=env, check=True, capture_output=True)
+    bad = subprocess.run([*cli, "create", "--scope", "root"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown scope" in bad.stderr
+
+
+async def test_first_start_writes_an_admin_token_file_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        token_file = tmp_path / "admin-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        token = token_file.read_text().strip()
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            ok = await c.get("/auth/tokens", headers={"Authorization": f"Bearer {token}"})
+            assert ok.status_code == 200
+    token_file.unlink()
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        assert not token_file.exists()  # an admin token exists already: nothing new is minted
+
+
+@pytest.mark.parametrize("public", ["/healthz"])
+async def test_public_routes_need_no_token(client: httpx2.AsyncClient, public: str) -> None:
+    response = await client.get(public)
+    assert response.status_code == 200
+    assert set(response.json()) == {"status", "docker"}

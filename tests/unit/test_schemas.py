@@ -1,0 +1,123 @@
+"""Validation of the values that reach Docker: sizes, ports, commands, names, images."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from docker_manager.schemas.common import parse_bytes
+from docker_manager.schemas.containers import ExecRequest, RunExtendedRequest, RunRequest
+from docker_manager.schemas.images import TagRequest
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512m", 512 << 20),
+        ("1g", 1 << 30),
+        ("1G", 1 << 30),
+        ("10240k", 10 << 20),
+        ("7000000", 7_000_000),
+        ("1.5g", int(1.5 * (1 << 30))),
+    ],
+)
+def test_memory_strings(text: str, expected: int) -> None:
+    assert parse_bytes(text) == expected
+    assert RunRequest(image="bb", memory=text).memory == expected
+
+
+@pytest.mark.parametrize("text", ["512mb", "-1", "", "1e100g", "abc", "1k", "12 parsecs"])
+def test_bad_memory_strings_are_refused(text: str) -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", memory=text)
+
+
+def test_ports_are_normalised() -> None:
+    body = RunRequest(image="bb", ports={"80": 8080, "53/udp": None})
+    assert body.ports == {"80/tcp": 8080, "53/udp": None}
+
+
+@pytest.mark.parametrize(
+    "ports", [{"80/tcp": 0}, {"80/tcp": 65536}, {"http": 80}, {"0/tcp": 80}, {"80/icmp": 80}, {"80/tcp": -1}]
+)
+def test_bad_ports_are_refused(ports: dict[str, int]) -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", ports=ports)
+
+
+def test_command_string_is_split_like_a_shell_and_list_kept() -> None:
+    assert RunRequest(image="bb", command="sh -c 'echo a; echo b'").command == ["sh", "-c", "echo a; echo b"]
+    assert ExecRequest(id_or_name="web", cmd=["ls", "$(id)"]).cmd == ["ls", "$(id)"]
+
+
+@pytest.mark.parametrize("cmd", ["", "echo 'unbalanced", ["a\x00b"], []])
+def test_bad_commands_are_refused(cmd: object) -> None:
+    with pytest.raises(ValidationError):
+        ExecRequest(id_or_name="web", cmd=cmd)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name", ["--privileged", "a;rm -rf /", "-x", "web/../x", "a" * 200, "", "../x", "a b"]
+)
+def test_hostile_names_are_refused(name: str) -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", name=name)
+
+
+@pytest.mark.parametrize("app_id", ["../nginx", "UPPER", "a_b", "a.conf", "-x", "a" * 64, "x\x00"])
+def test_hostile_app_ids_are_refused(app_id: str) -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", app_id=app_id, task_id="t1")
+
+
+@pytest.mark.parametrize("task_id", ["../x", "a/b", "..", "x\x00", "a" * 65, "a b"])
+def test_hostile_task_ids_are_refused(task_id: str) -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", app_id="web", task_id=task_id)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "bb",
+        "bb:latest",
+        "127.0.0.1:5000/team/site:v1",
+        "library/nginx:1.25-alpine",
+        "sha256:" + "a" * 64,
+        "a" * 12,
+        "repo@sha256:" + "b" * 64,
+    ],
+)
+def test_image_references(image: str) -> None:
+    assert RunRequest(image=image).image == image
+
+
+@pytest.mark.parametrize("image", ["UPPER", "a b", "x:y:z", "../x", "-bb", "bb;rm", "a" * 300, ""])
+def test_bad_image_references(image: str) -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image=image)
+
+
+def test_env_keys_and_values_are_checked() -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", env={"A=B": "x"})
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", env={"A": "x\x00y"})
+    assert RunRequest(image="bb", env={"A_1": "x=y"}).env == {"A_1": "x=y"}
+
+
+def test_unknown_fields_nan_and_infinity_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        RunRequest(image="bb", privileged=True)  # type: ignore[call-arg]
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ValidationError):
+            RunRequest(image="bb", cpu=value)
+
+
+def test_run_extended_volume_and_tag_grammar() -> None:
+    body = RunExtendedRequest(image="bb", volumes={"data": {"bind": "/data", "mode": "ro"}})  # type: ignore[dict-item]
+    assert body.volumes["data"].bind == "/data"
+    with pytest.raises(ValidationError):
+        RunExtendedRequest(image="bb", volumes={"data": {"bind": "relative"}})  # type: ignore[dict-item]
+    with pytest.raises(ValidationError):
+        TagRequest(source="bb", repo="Bad Repo", tag="x")
