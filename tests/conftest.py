@@ -154,22 +154,28 @@ def exec_(tokens: Tokens) -> dict[str, str]:
 
 
 @pytest.fixture
-def unique() -> str:
-    """A fresh Docker-safe name for this test's objects."""
-    return f"{PREFIX}-{secrets.token_hex(3)}"
+def unique() -> Iterator[str]:
+    """A fresh Docker-safe name for this test's objects; whatever carries it is removed afterwards."""
+    name = f"{PREFIX}-{secrets.token_hex(3)}"
+    yield name
+    _remove_named(name)
+
+
+def _remove_named(fragment: str) -> None:
+    containers = docker_cli("ps", "-aq", "--filter", f"name={fragment}", check=False).stdout.split()
+    if containers:
+        docker_cli("rm", "-f", *containers, check=False)
+    images = docker_cli("images", "-q", "--filter", f"reference={fragment}*", check=False).stdout.split()
+    if images:
+        docker_cli("rmi", "-f", *set(images), check=False)
+    for kind in ("volume", "network"):
+        found = docker_cli(kind, "ls", "-q", "--filter", f"name={fragment}", check=False).stdout.split()
+        if found:
+            docker_cli(kind, "rm", *found, check=False)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_docker_objects() -> Iterator[None]:
     """At the end, remove every container and image this session created (named with PREFIX)."""
     yield
-    names = docker_cli("ps", "-aq", "--filter", f"name={PREFIX}", check=False).stdout.split()
-    if names:
-        docker_cli("rm", "-f", *names, check=False)
-    images = docker_cli("images", "-q", "--filter", f"reference={PREFIX}*", check=False).stdout.split()
-    if images:
-        docker_cli("rmi", "-f", *set(images), check=False)
-    for kind in ("volume", "network"):
-        found = docker_cli(kind, "ls", "-q", "--filter", f"name={PREFIX}", check=False).stdout.split()
-        if found:
-            docker_cli(kind, "rm", *found, check=False)
+    _remove_named(PREFIX)

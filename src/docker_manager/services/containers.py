@@ -38,6 +38,7 @@ from docker_manager.schemas.containers import (
     StatsResult,
     VolumeBind,
 )
+from docker_manager.util.cache import SingleFlightCache
 
 # Log drivers that keep logs on this host. Others (syslog, gelf, fluentd...) can ship a
 # container's output to any address, so they count as host-level options.
@@ -299,6 +300,9 @@ class ContainerService:
     def __init__(self, docker: Docker, settings: Settings) -> None:
         self._docker = docker
         self._settings = settings
+        # Listing 100 containers costs the engine ~15 ms and it serialises them; dashboards poll.
+        # One engine call per second at most, shared by everyone; our own changes clear it.
+        self._listings: SingleFlightCache[list[Any]] = SingleFlightCache(ttl=1.0)
 
     # --- creating ------------------------------------------------------------------------
     async def run(self, spec: ContainerSpec, principal: Principal, *, detach: bool = True) -> RunResult:
@@ -308,6 +312,7 @@ class ContainerService:
         await self._require_image(spec.image)
         await self._ensure_network(spec)
         await self._ensure_volumes(spec)
+        self._listings.clear()
         container_id = await self._docker.containers.create(
             create_config(spec, self._settings), name=spec.container_name
         )
@@ -374,7 +379,10 @@ class ContainerService:
 
     # --- looking up ----------------------------------------------------------------------
     async def list(self, *, all: bool, managed_only: bool = False) -> SummaryList:
-        items = await self._docker.containers.list(all=all, filters=MANAGED_FILTER if managed_only else None)
+        filters = MANAGED_FILTER if managed_only else None
+        items = await self._listings.get(
+            (all, managed_only), lambda: self._docker.containers.list(all=all, filters=filters)
+        )
         result = []
         for item in items:
             labels = item.get("Labels") or {}
@@ -417,16 +425,19 @@ class ContainerService:
         """start / stop / restart / pause / unpause / kill, on a container the caller owns."""
         data = await self.owned(ref, principal)
         container_id = data["Id"]
+        self._listings.clear()
         await getattr(self._docker.containers, action)(container_id, **kwargs)
         after = await self._docker.containers.inspect(container_id)
         return ActionResult(id=container_id, name=_name(after), status=_state(after))
 
     async def remove(self, ref: str, principal: Principal, *, force: bool, volumes: bool) -> RemoveResult:
         data = await self.owned(ref, principal)
+        self._listings.clear()
         await self._docker.containers.remove(data["Id"], force=force, volumes=volumes)
         return RemoveResult(removed=True, id=data["Id"], name=_name(data))
 
     async def prune(self) -> StrList:
+        self._listings.clear()
         result = await self._docker.containers.prune(filters=MANAGED_FILTER)
         return list(result.get("ContainersDeleted") or [])
 

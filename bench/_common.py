@@ -1,0 +1,109 @@
+"""Helpers shared by the benchmarks: a real service process, the busybox base image, timing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_IMAGE = "dm-test-bb:latest"
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, env=env)
+
+
+def ensure_base_image() -> str:
+    if docker("image", "inspect", BASE_IMAGE, check=False).returncode == 0:
+        return BASE_IMAGE
+    with tempfile.TemporaryDirectory() as context:
+        shutil.copy(shutil.which("busybox") or "/bin/busybox", Path(context) / "busybox")
+        (Path(context) / "Dockerfile").write_text(
+            "FROM scratch\nCOPY busybox /bin/busybox\n"
+            'RUN ["/bin/busybox","--install","-s","/bin"]\nCMD ["sh"]\n'
+        )
+        docker("build", "-q", "-t", BASE_IMAGE, context)
+    return BASE_IMAGE
+
+
+@dataclass
+class Service:
+    url: str
+    token: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def peak_rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+
+@contextmanager
+def service(**env: str) -> Iterator[Service]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "dm_bench_" + secrets.token_urlsafe(16)
+    data_dir = tempfile.mkdtemp(prefix="dm-bench-")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "docker_manager", "serve"],
+        env={**os.environ, "DM_DATA_DIR": data_dir, "DM_PORT": str(port), "DM_ADMIN_TOKEN": token, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                httpx2.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx2.TransportError:
+                time.sleep(0.05)
+        yield Service(url=url, token=token, process=process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def median_seconds(action: Callable[[], object], *, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def row(label: str, ours: float, baseline: float, unit: str = "ms") -> None:
+    scale = 1000 if unit == "ms" else 1
+    print(
+        f"{label:<44} {ours * scale:>10.2f} {unit}  baseline {baseline * scale:>10.2f} {unit}  "
+        f"ratio {ours / baseline:>5.2f}x"
+    )
