@@ -165,9 +165,12 @@ def _remove_named(fragment: str) -> None:
     containers = docker_cli("ps", "-aq", "--filter", f"name={fragment}", check=False).stdout.split()
     if containers:
         docker_cli("rm", "-f", *containers, check=False)
-    images = docker_cli("images", "-q", "--filter", f"reference={fragment}*", check=False).stdout.split()
+    # By name, never by id: an id is shared with every other tag of the image (the base image too).
+    images = docker_cli(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={fragment}*", check=False
+    ).stdout.split()
     if images:
-        docker_cli("rmi", "-f", *set(images), check=False)
+        docker_cli("rmi", *set(images), check=False)
     for kind in ("volume", "network"):
         found = docker_cli(kind, "ls", "-q", "--filter", f"name={fragment}", check=False).stdout.split()
         if found:

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     )
     build_timeout: float = Field(3600.0, gt=0, description="Longest a synchronous build may run (seconds).")
 
+    # --- tasks ----------------------------------------------------------------------------
+    max_concurrent_builds: int = Field(2, ge=1, le=64, description="Builds that run at once; others queue.")
+    max_queued_tasks: int = Field(50, ge=1, description="Tasks that may wait; beyond that 429.")
+
     # --- host metrics --------------------------------------------------------------------
     top_sample_interval: float = Field(2.0, gt=0.1, description="Seconds between process samples.")
 
@@ -87,6 +91,9 @@ class Settings(BaseSettings):
     auth_header: dict[str, str] = Field(
         default_factory=dict, description="Extra HTTP headers sent to `log_stream_endpoint`."
     )
+    log_stream_batch: bool = Field(True, description="POST events in batches ({events: [...]}).")
+    log_stream_timeout: float = Field(5.0, gt=0, description="Seconds per delivery attempt.")
+    log_stream_max_attempts: int = Field(8, ge=1, description="Attempts before a batch is set aside.")
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ so the status code and the machine-readable `code` never depend on where the err
     ├── Conflict                      409 conflict
     │   └── PortInUse                 409 port_in_use
     ├── PayloadTooLarge               413 payload_too_large
+    ├── QueueFull                     429 queue_full
     └── UpstreamError                 502 upstream_error
         ├── EngineError               502 engine_error
         ├── EngineUnavailable         503 docker_unavailable
@@ -117,6 +118,13 @@ class PayloadTooLarge(DockerManagerError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class QueueFull(DockerManagerError):
+    """Too many tasks are waiting already; try again later."""
+
+    status_code = 429
+    code = "queue_full"
 
 
 class UpstreamError(DockerManagerError):

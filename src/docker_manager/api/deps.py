@@ -10,9 +10,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.services import Services
+from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.images import ImageService
 from docker_manager.services.system import SystemService
+from docker_manager.services.tasks import TaskService
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
 
@@ -70,3 +72,15 @@ def _system(services: ServicesDep) -> SystemService:
 ContainersDep = Annotated[ContainerService, Depends(_containers)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 SystemDep = Annotated[SystemService, Depends(_system)]
+
+
+def _builds(services: ServicesDep) -> BuildService:
+    return services.builds
+
+
+def _tasks(services: ServicesDep) -> TaskService:
+    return services.tasks
+
+
+BuildsDep = Annotated[BuildService, Depends(_builds)]
+TasksDep = Annotated[TaskService, Depends(_tasks)]

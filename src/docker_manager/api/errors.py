@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docker_manager.errors import DockerManagerError
+from docker_manager.errors import DockerManagerError, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,11 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DockerManagerError)
     if exc.status_code >= 500:
         log.warning("%s: %s", exc.code, exc.detail)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = None
+    if exc.status_code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, QueueFull):
+        headers = {"Retry-After": "10"}
     return error_response(exc.status_code, exc.to_dict(), headers)
 
 

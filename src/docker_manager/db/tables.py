@@ -20,3 +20,52 @@ api_tokens = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(40), nullable=True),
+    sa.Column("app_id", sa.String(64), nullable=True),
+    sa.Column("result", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    # Where the task's files live (build.log, build.info.json...), if it has any.
+    sa.Column("files_dir", sa.String(1024), nullable=True),
+    # The process that ran it: tasks of an earlier process still "running" were interrupted.
+    sa.Column("boot_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_tasks_created", "created_at", "id"),
+    sa.Index("ix_tasks_status", "status"),
+    sa.Index("ix_tasks_app", "app_id"),
+)
+
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("task_id", sa.String(64), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stage", sa.String(40), nullable=True),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.String(64), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    # pending, sent or dead (given up on).
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_outbox_state", "state", "id"),
+)

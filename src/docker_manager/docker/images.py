@@ -37,6 +37,12 @@ class Images:
         return result
 
     @asynccontextmanager
+    async def export(self, image: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """`docker save` as a stream. Exported by name, so the archive carries the tag."""
+        async with self._t.stream("GET", f"/images/{ref(image)}/get") as response:
+            yield response.aiter_bytes()
+
+    @asynccontextmanager
     async def build(
         self,
         context: AsyncIterator[bytes],

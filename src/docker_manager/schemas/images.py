@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
 
-from docker_manager.schemas.common import ImageRef, ImageTag, RepoName, ResponseModel, StrictModel, TagName
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
+
+from docker_manager.schemas.common import (
+    AppId,
+    ImageRef,
+    ImageTag,
+    RepoName,
+    ResponseModel,
+    StrictModel,
+    TagName,
+    TaskId,
+)
 
 
 class BuildRequest(StrictModel):
@@ -53,3 +64,64 @@ class PruneResult(ResponseModel):
     containers_deleted: list[str]
     images_deleted: list[str]
     space_reclaimed: int
+
+
+def _plain_file_name(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError("not a file name")
+    return value
+
+
+DockerfileName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,100}$"),
+    AfterValidator(_plain_file_name),
+    Field(description="A plain file name (no directories)."),
+]
+BuildArgName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class _BuildFields(StrictModel):
+    tag: ImageTag | None = None
+    dockerfile: str | None = Field(
+        None, max_length=4096, description="Dockerfile path relative to the context (default `Dockerfile`)."
+    )
+    dockerfile_content: str | None = Field(
+        None,
+        max_length=512 * 1024,
+        description="Inline Dockerfile; sent with the context, not written to disk.",
+    )
+    dockerfile_name: DockerfileName = "Dockerfile"
+    cleanup: bool = Field(
+        True, description="Accepted for compatibility: inline content is never written into the context."
+    )
+    build_args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=32768)]] = Field(
+        default_factory=dict, max_length=100
+    )
+    task_id: TaskId | None = Field(None, description="Your own id for the task; must be unused.")
+    app_id: AppId | None = None
+    nocache: bool = False
+
+    @field_validator("dockerfile_content")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("the Dockerfile contains a NUL byte")
+        return value
+
+
+class BuildStreamRequest(_BuildFields):
+    """`POST /docker/build-stream`."""
+
+    context_path: str = Field(max_length=4096, description="Context folder inside DM_CONTEXT_ROOTS.")
+
+
+class BuildStartRequest(_BuildFields):
+    """`POST /docker/build/start`: as build-stream, the context being optional."""
+
+    context_path: str | None = Field(None, max_length=4096)
+
+
+class TaskStarted(ResponseModel):
+    task_id: str
+    status: str = "started"

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 
 from docker_manager.auth import TokenStore
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.docker import Docker
+from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.images import ImageService
 from docker_manager.services.system import HostSampler, SystemService
+from docker_manager.services.tasks import TaskService
+from docker_manager.tasks import EventBus, TaskRunner, TaskStore
+from docker_manager.tasks.outbox import OutboxDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +30,12 @@ class Services:
     tokens: TokenStore
     docker: Docker
     sampler: HostSampler
+    runner: TaskRunner
+    outbox: OutboxDispatcher | None
     containers: ContainerService
     images: ImageService
+    builds: BuildService
+    tasks: TaskService
     system: SystemService
 
     @classmethod
@@ -40,6 +49,27 @@ class Services:
         if written:
             log.warning("first start: an admin token was written to %s (mode 0600)", written)
         docker = Docker(settings.docker_host, timeout=settings.docker_timeout)
+        runner = TaskRunner(
+            TaskStore(db.engine, boot_id=uuid.uuid4().hex),
+            EventBus(),
+            limits={"build": settings.max_concurrent_builds},
+            max_queued=settings.max_queued_tasks,
+            outbox_enabled=settings.log_stream_endpoint is not None,
+        )
+        interrupted = await runner.recover()
+        if interrupted:
+            log.warning("marked %d tasks of an earlier process as interrupted", len(interrupted))
+        outbox = None
+        if settings.log_stream_endpoint:
+            outbox = OutboxDispatcher(
+                db.engine,
+                url=settings.log_stream_endpoint,
+                headers=settings.auth_header,
+                batch=settings.log_stream_batch,
+                timeout=settings.log_stream_timeout,
+                max_attempts=settings.log_stream_max_attempts,
+            )
+            await outbox.start()
         sampler = HostSampler(settings.top_sample_interval)
         await sampler.start()
         return cls(
@@ -48,12 +78,19 @@ class Services:
             tokens=tokens,
             docker=docker,
             sampler=sampler,
+            runner=runner,
+            outbox=outbox,
             containers=ContainerService(docker, settings),
             images=ImageService(docker, settings),
+            builds=BuildService(docker, runner, settings),
+            tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
         )
 
     async def stop(self) -> None:
+        await self.runner.shutdown()
         await self.sampler.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()
         await self.docker.close()
         await self.db.close()

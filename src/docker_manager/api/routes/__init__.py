@@ -2,10 +2,10 @@
 
 from fastapi import APIRouter
 
-from docker_manager.api.routes import containers, health, images, system, tokens
+from docker_manager.api.routes import containers, health, images, system, tasks, tokens
 
 api_router = APIRouter()
-for module in (health, images, containers, system, tokens):
+for module in (health, images, containers, tasks, system, tokens):
     api_router.include_router(module.router)
 
 __all__ = ["api_router"]

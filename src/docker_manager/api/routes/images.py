@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
 
-from docker_manager.api.deps import ContainersDep, ImagesDep, OperateAccess, ReadAccess
+from docker_manager.api.deps import BuildsDep, ContainersDep, ImagesDep, OperateAccess, ReadAccess
+from docker_manager.api.streaming import ndjson
 from docker_manager.schemas.images import (
     BuildRequest,
     BuildResult,
+    BuildStartRequest,
+    BuildStreamRequest,
     ImageSummary,
     PruneResult,
     RemoveImageRequest,
     RemoveImageResult,
     TagRequest,
     TagResult,
+    TaskStarted,
 )
 
 router = APIRouter(prefix="/docker", tags=["images"])
@@ -23,6 +28,51 @@ router = APIRouter(prefix="/docker", tags=["images"])
 async def build(body: BuildRequest, images: ImagesDep, _: OperateAccess) -> BuildResult:
     """Build a context folder and wait for the result. A failing step answers 422 `build_failed`."""
     return await images.build(path=body.path, tag=body.tag, nocache=body.nocache)
+
+
+@router.post(
+    "/build-stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+)
+async def build_stream(body: BuildStreamRequest, builds: BuildsDep, _: OperateAccess) -> StreamingResponse:
+    """Build as a task and stream it as NDJSON: a first line with the task id, one line per output
+    line or step (each with `dockerfile` and `inline`), then a summary line (`status` ok or error,
+    `image_id`, `tag`, the tail of the log). If the client goes away, the build goes on.
+    """
+    plan = await builds.plan(
+        context_path=body.context_path,
+        dockerfile=body.dockerfile,
+        dockerfile_content=body.dockerfile_content,
+        dockerfile_name=body.dockerfile_name,
+        tag=body.tag,
+        build_args=body.build_args,
+        app_id=body.app_id,
+        nocache=body.nocache,
+        export=False,
+    )
+    record = await builds.start(plan, task_id=body.task_id)
+    return ndjson(builds.stream_view(record.id, plan))
+
+
+@router.post("/build/start", response_model=TaskStarted)
+async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAccess) -> TaskStarted:
+    """Start a build task: build, then export the image with its tag as `{tag}.tar.lz4` in the task
+    folder. Follow it with `/tasks/{task_id}/events`, `/tasks/status/{task_id}` or `/tasks/logs/{task_id}`.
+    """
+    plan = await builds.plan(
+        context_path=body.context_path,
+        dockerfile=body.dockerfile,
+        dockerfile_content=body.dockerfile_content,
+        dockerfile_name=body.dockerfile_name,
+        tag=body.tag or (f"{body.app_id}:latest" if body.app_id else None),
+        build_args=body.build_args,
+        app_id=body.app_id,
+        nocache=body.nocache,
+        export=True,
+    )
+    record = await builds.start(plan, task_id=body.task_id)
+    return TaskStarted(task_id=record.id)
 
 
 @router.get("/images", response_model=list[ImageSummary])

@@ -1,0 +1,99 @@
+"""Task routes: list, status, live events, cancel, and the per-task log files."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import StreamingResponse
+
+from docker_manager.api.deps import OperateAccess, ReadAccess, ServicesDep, TasksDep
+from docker_manager.api.streaming import ndjson, sse
+from docker_manager.schemas.tasks import TaskPage, TaskStatus
+from docker_manager.tasks import LOG, Status, follow
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+@router.get("", response_model=TaskPage)
+async def list_tasks(
+    tasks: TasksDep,
+    _: ReadAccess,
+    status: Status | None = None,
+    type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
+    app_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TaskPage:
+    """Newest first, `limit` per page; pass `next_cursor` back as `cursor` for the next page."""
+    return await tasks.page(status=status, task_type=type, app_id=app_id, limit=limit, cursor=cursor)
+
+
+@router.get("/status/{task_id}", response_model=TaskStatus)
+async def task_status(task_id: TaskIdPath, tasks: TasksDep, _: ReadAccess) -> TaskStatus:
+    return await tasks.status(task_id)
+
+
+@router.post("/{task_id}/cancel", response_model=TaskStatus)
+async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, _: OperateAccess) -> TaskStatus:
+    """Stop the work (the engine request, the process group) and clean up partial files."""
+    return await tasks.cancel(task_id)
+
+
+@router.get("/logs/{task_id}")
+async def task_logs(
+    task_id: TaskIdPath,
+    tasks: TasksDep,
+    _: ReadAccess,
+    server: Literal["build", "runtime"] | None = None,
+    tail: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> dict[str, Any]:
+    """The last `tail` lines of build.log, build.jsonl, events.log and error.log, and the summary."""
+    return await tasks.logs(task_id, server=server, tail=tail)
+
+
+@router.get(
+    "/{task_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}, "application/x-ndjson": {}}}},
+)
+async def task_events(
+    task_id: TaskIdPath,
+    request: Request,
+    services: ServicesDep,
+    _: ReadAccess,
+    after: Annotated[int, Query(ge=0, description="Only events with a larger sequence number.")] = 0,
+    format: Literal["sse", "ndjson"] | None = None,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> StreamingResponse:
+    """The task's events live, ending with the final one: SSE (`id` = sequence number; resume
+    with `Last-Event-ID`) by default, NDJSON with `?format=ndjson` or `Accept: application/x-ndjson`.
+    """
+    runner = services.runner
+    start = max(after, last_event_id or 0)
+    await runner.store.get(task_id, with_events=False)  # 404 before the stream starts
+    events = follow(runner.store, runner.bus, task_id, after=start, stop=runner.closing)
+    wants_ndjson = format == "ndjson" or (
+        format is None and "application/x-ndjson" in request.headers.get("accept", "")
+    )
+    if wants_ndjson:
+
+        async def as_dicts() -> AsyncIterator[dict[str, Any]]:
+            async for event in events:
+                if event is not None:
+                    yield {"task_id": task_id, **event.as_dict()}
+
+        return ndjson(as_dicts())
+
+    async def as_sse() -> AsyncIterator[tuple[int, str, dict[str, Any]] | None]:
+        async for event in events:
+            if event is None:
+                yield None
+            else:
+                name = "log" if event.status == LOG else ("end" if event.data.get("final") else "step")
+                yield event.seq, name, {"task_id": task_id, **event.as_dict()}
+
+    return sse(as_sse())

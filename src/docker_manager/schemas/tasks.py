@@ -1,0 +1,42 @@
+"""Answers of the task routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from docker_manager.schemas.common import ResponseModel
+
+
+class TaskStatus(ResponseModel):
+    task_id: str
+    task_type: str
+    status: str = Field(description="queued, running, completed, error, cancelled or interrupted")
+    stage: str | None
+    app_id: str | None
+    events: list[dict[str, Any]] = Field(description="Steps of the task (output lines are not listed).")
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    queue_position: int | None = Field(None, description="1 = next to run; only while queued.")
+
+
+class TaskSummary(ResponseModel):
+    task_id: str
+    task_type: str
+    status: str
+    stage: str | None
+    app_id: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(ResponseModel):
+    tasks: list[TaskSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")

@@ -1,0 +1,392 @@
+"""Builds as tasks: `/docker/build-stream` and `/docker/build/start`.
+
+A build runs as a task of kind "build" (at most `DM_MAX_CONCURRENT_BUILDS` at once, builds of one
+app in order). Its folder `{builds_dir}/{task_id}/` gets the API README's files. Inline Dockerfile
+content is added to the context stream sent to the engine, never written into the user's folder,
+so `cleanup` has nothing to clean and no file of the user's can be overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docker_manager.config import Settings
+from docker_manager.docker import Docker, ProgressError
+from docker_manager.docker.build_context import BuildContext
+from docker_manager.errors import BuildFailed, Conflict, InvalidInput
+from docker_manager.labels import managed_labels
+from docker_manager.tasks import (
+    LOG,
+    Status,
+    TaskContext,
+    TaskRecord,
+    TaskRunner,
+    TaskSpec,
+    follow,
+    new_task_id,
+)
+from docker_manager.tasks.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
+from docker_manager.util.lz4file import compress_to_file
+from docker_manager.util.paths import confine
+
+BUILD_TASK = "docker_build"
+LOG_TAIL = 20
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (\S+)\s*(.*)$")
+
+
+def parse_dockerfile(text: str) -> list[dict[str, Any]]:
+    """Instructions of a Dockerfile, continuation lines joined: [{line, op, instruction, args}]."""
+    escape = "\\"
+    directive = re.match(r"^#\s*escape\s*=\s*(\S)", text)
+    if directive:
+        escape = directive.group(1)
+    ops: list[dict[str, Any]] = []
+    pending: list[str] = []
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue  # comments inside a continued instruction are dropped, as Docker does
+        if not pending:
+            start = number
+        if stripped.endswith(escape):
+            pending.append(stripped[:-1].strip())
+            continue
+        pending.append(stripped)
+        instruction = " ".join(part for part in pending if part)
+        pending = []
+        op, _, args = instruction.partition(" ")
+        ops.append({"line": start, "op": op.upper(), "instruction": instruction, "args": args.strip()})
+    if pending:
+        instruction = " ".join(part for part in pending if part)
+        op, _, args = instruction.partition(" ")
+        ops.append({"line": start, "op": op.upper(), "instruction": instruction, "args": args.strip()})
+    return ops
+
+
+def artefact_name(tag: str) -> str:
+    """`{tag with : and / replaced by _}.tar.lz4`, as the original named it."""
+    return tag.replace("/", "_").replace(":", "_") + ".tar.lz4"
+
+
+@dataclass
+class BuildPlan:
+    """A validated build: nothing in it still needs checking."""
+
+    context_dir: Path | None
+    dockerfile: str  # the Dockerfile's path inside the context sent to the engine
+    dockerfile_used: str  # the name the caller knows it by
+    dockerfile_text: str
+    inline: bool
+    tag: str | None
+    build_args: dict[str, str] = field(default_factory=dict)
+    app_id: str | None = None
+    nocache: bool = False
+    export: bool = False
+
+
+class BuildOutput:
+    """Turns the engine's build records into output lines, tracking steps and the image id."""
+
+    def __init__(self) -> None:
+        self.image_id: str | None = None
+        self.step: dict[str, Any] = {}
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL)
+
+    def feed(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        aux = record.get("aux")
+        if isinstance(aux, dict) and aux.get("ID"):
+            self.image_id = str(aux["ID"])
+            return []
+        if "stream" in record:
+            text = str(record["stream"])
+            stream = "build"
+        elif "status" in record:
+            text = " ".join(str(p) for p in (record.get("status"), record.get("progress")) if p) + "\n"
+            stream = "status"
+        else:
+            return []
+        items = []
+        for line in text.splitlines():
+            match = _STEP_RE.match(line)
+            if match:
+                self.step = {
+                    "step_index": int(match.group(1)),
+                    "step_total": int(match.group(2)),
+                    "instruction": match.group(3).upper(),
+                }
+            if line.strip():
+                self.tail.append(line)
+            items.append({"stream": stream, "text": line, **self.step})
+        return items
+
+
+class BuildService:
+    def __init__(self, docker: Docker, runner: TaskRunner, settings: Settings) -> None:
+        self._docker = docker
+        self._runner = runner
+        self._settings = settings
+
+    # --- planning (all validation happens here, before anything starts) ---------------------
+    async def plan(
+        self,
+        *,
+        context_path: str | None,
+        dockerfile: str | None,
+        dockerfile_content: str | None,
+        dockerfile_name: str,
+        tag: str | None,
+        build_args: dict[str, str],
+        app_id: str | None,
+        nocache: bool,
+        export: bool,
+    ) -> BuildPlan:
+        return await asyncio.to_thread(
+            self._plan,
+            context_path=context_path,
+            dockerfile=dockerfile,
+            dockerfile_content=dockerfile_content,
+            dockerfile_name=dockerfile_name,
+            tag=tag,
+            build_args=build_args,
+            app_id=app_id,
+            nocache=nocache,
+            export=export,
+        )
+
+    def _plan(
+        self,
+        *,
+        context_path: str | None,
+        dockerfile: str | None,
+        dockerfile_content: str | None,
+        dockerfile_name: str,
+        tag: str | None,
+        build_args: dict[str, str],
+        app_id: str | None,
+        nocache: bool,
+        export: bool,
+    ) -> BuildPlan:
+        context_dir: Path | None = None
+        if context_path is not None:
+            context_dir = confine(context_path, self._settings.context_paths, field="context_path")
+            if not context_dir.is_dir():
+                if dockerfile_content is None:
+                    raise InvalidInput("the build context is not a directory", field="context_path")
+                context_dir = None  # inline-only build: an empty context, nothing created on disk
+        if dockerfile_content is not None:
+            name = dockerfile_name
+            if context_dir is not None and (context_dir / name).exists():
+                # Never overwrite or shadow the user's file: the inline one travels under its own name.
+                name = f".dm-inline-{secrets.token_hex(4)}.{dockerfile_name}"
+            return BuildPlan(
+                context_dir=context_dir,
+                dockerfile=name,
+                dockerfile_used=dockerfile_name,
+                dockerfile_text=dockerfile_content,
+                inline=True,
+                tag=tag,
+                build_args=build_args,
+                app_id=app_id,
+                nocache=nocache,
+                export=export,
+            )
+        if context_dir is None:
+            raise InvalidInput(
+                "give a context_path, or dockerfile_content to build from", field="context_path"
+            )
+        relative = dockerfile or "Dockerfile"
+        path = confine(str(context_dir / relative), [context_dir], field="dockerfile")
+        if not path.is_file():
+            raise InvalidInput(f"the context has no {relative}", field="dockerfile")
+        if path.stat().st_size > 1 << 20:
+            raise InvalidInput("the Dockerfile is larger than 1 MiB", field="dockerfile")
+        return BuildPlan(
+            context_dir=context_dir,
+            dockerfile=path.relative_to(context_dir).as_posix(),
+            dockerfile_used=relative,
+            dockerfile_text=path.read_text("utf-8", "replace"),
+            inline=False,
+            tag=tag,
+            build_args=build_args,
+            app_id=app_id,
+            nocache=nocache,
+            export=export,
+        )
+
+    # --- starting ------------------------------------------------------------------------------
+    async def start(self, plan: BuildPlan, *, task_id: str | None) -> TaskRecord:
+        task_id = task_id or new_task_id(BUILD_TASK)
+        files_dir = self._settings.builds_path / task_id
+        if await asyncio.to_thread(files_dir.exists):
+            raise Conflict(f"task id {task_id!r} is already in use", field="task_id")
+        if plan.export and plan.tag is None:
+            plan.tag = f"{plan.app_id or task_id.lower()}:latest"
+
+        async def work(ctx: TaskContext) -> dict[str, Any]:
+            return await self._build(ctx, plan)
+
+        return await self._runner.submit(
+            TaskSpec(
+                task_type=BUILD_TASK,
+                work=work,
+                app_id=plan.app_id,
+                task_id=task_id,
+                files_dir=files_dir,
+                kind="build",
+                stream_fields={
+                    "tag": plan.tag,
+                    "context_path": str(plan.context_dir) if plan.context_dir else None,
+                    "dockerfile": plan.dockerfile_used,
+                    "inline": plan.inline,
+                },
+            )
+        )
+
+    async def stream_view(self, task_id: str, plan: BuildPlan) -> AsyncIterator[dict[str, Any]]:
+        """The build-stream response: what the task does, as it happens, then a summary line."""
+        meta = {"dockerfile": plan.dockerfile_used, "inline": plan.inline}
+        yield {"task_id": task_id, "status": "started", "tag": plan.tag, **meta}
+        tail: deque[str] = deque(maxlen=LOG_TAIL)
+        store, bus = self._runner.store, self._runner.bus
+        async for event in follow(store, bus, task_id, stop=self._runner.closing):
+            if event is None or event.data.get("final"):
+                continue
+            if event.status == LOG:
+                for line in event.data.get("lines", []):
+                    if line.get("text", "").strip():
+                        tail.append(line["text"])
+                    yield {
+                        "task_id": task_id,
+                        "stream": line.get("text", ""),
+                        "source": line.get("stream"),
+                        **{k: v for k, v in line.items() if k.startswith("step_")},
+                        **meta,
+                    }
+            else:
+                yield {"task_id": task_id, "stage": event.stage, "status": event.status, **event.data, **meta}
+        record = await store.get(task_id, with_events=False)
+        result = record.result or {}
+        yield {
+            "task_id": task_id,
+            "status": "ok" if record.status is Status.COMPLETED else "error",
+            "task_status": record.status.value,
+            "image_id": result.get("image_id"),
+            "tag": plan.tag,
+            "dockerfile_used": plan.dockerfile_used,
+            "inline": plan.inline,
+            "logs": list(tail),
+            "error": record.error,
+            "summary": True,
+        }
+
+    # --- the work ------------------------------------------------------------------------------
+    async def _build(self, ctx: TaskContext, plan: BuildPlan) -> dict[str, Any]:
+        assert ctx.files is not None
+        started = time.monotonic()
+        ops = parse_dockerfile(plan.dockerfile_text)
+        await ctx.files.write_text(DOCKERFILE_USED, plan.dockerfile_text)
+        await ctx.files.write_json(DOCKERFILE_PARSED, {"ops": ops})
+        await ctx.info(
+            {
+                "task_id": ctx.task_id,
+                "status": "building",
+                "stage": "building",
+                "tag": plan.tag,
+                "app_id": plan.app_id,
+                "dockerfile_used": plan.dockerfile_used,
+                "inline": plan.inline,
+                "steps_detected": len(ops),
+                # Build args may carry secrets: only their names are kept.
+                "build_args": dict.fromkeys(plan.build_args, "<redacted>"),
+            }
+        )
+        await ctx.event(
+            "building",
+            "starting",
+            message=f"build starting tag={plan.tag or ''} dockerfile={plan.dockerfile_used}",
+            tag=plan.tag,
+            dockerfile=plan.dockerfile_used,
+            inline=plan.inline,
+        )
+        output = BuildOutput()
+        context = BuildContext(
+            root=plan.context_dir,
+            dockerfile=plan.dockerfile,
+            inline_files={plan.dockerfile: plan.dockerfile_text.encode()} if plan.inline else {},
+            max_bytes=self._settings.max_context_bytes,
+        )
+        try:
+            async with self._docker.images.build(
+                context.stream(),
+                tag=plan.tag,
+                dockerfile=plan.dockerfile,
+                buildargs=plan.build_args,
+                labels=managed_labels(app_id=plan.app_id, task_id=ctx.task_id),
+                nocache=plan.nocache,
+            ) as progress:
+                async for record in progress:
+                    await ctx.output(output.feed(record))
+        except ProgressError as exc:
+            await ctx.output([{"stream": "error", "text": exc.message}])
+            await ctx.files.append(
+                LogBatch(errors=[f"Dockerfile ({plan.dockerfile_used}):\n{plan.dockerfile_text}"])
+            )
+            raise BuildFailed(f"the build failed: {exc.message}", logs=list(output.tail)) from exc
+        if output.image_id is None:
+            raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
+        duration = round(time.monotonic() - started, 3)
+        await ctx.event(
+            "building",
+            "built",
+            message=f"build completed image_id={output.image_id} duration={duration}s",
+            image_id=output.image_id,
+            tag=plan.tag,
+            duration_sec=duration,
+        )
+        summary: dict[str, Any] = {"image_id": output.image_id, "tag": plan.tag, "duration_sec": duration}
+        if plan.export and plan.tag:
+            summary.update(await self._export(ctx, plan.tag))
+        await ctx.info(summary)
+        await ctx.event("building", "completed", message="build completed", **summary)
+        return {
+            "status": "ok",
+            "dockerfile_used": plan.dockerfile_used,
+            "inline": plan.inline,
+            "logs": list(output.tail),
+            **summary,
+        }
+
+    async def _export(self, ctx: TaskContext, tag: str) -> dict[str, Any]:
+        """Save the image by its tag and lz4-compress it into the task folder, in one stream."""
+        assert ctx.files is not None
+        target = ctx.files.path(artefact_name(tag))
+        await ctx.event("building", "exporting", message=f"exporting {tag} to {target.name}", tag=tag)
+        started = time.monotonic()
+        async with self._docker.images.export(tag) as chunks:
+            compressed = await compress_to_file(chunks, target)
+        fields: dict[str, Any] = {
+            "compressed_image_path": str(compressed.path),
+            "compressed_image_size_bytes": compressed.size,
+            "compressed_image_sha256": compressed.sha256,
+            "image_tar_size_bytes": compressed.raw_size,
+        }
+        await ctx.event(
+            "building",
+            "exported",
+            message=f"image exported and compressed size={compressed.size} bytes",
+            duration_sec=round(time.monotonic() - started, 3),
+            compression_ratio_percent=round(compressed.size / max(compressed.raw_size, 1) * 100, 1),
+            **fields,
+        )
+        return fields

@@ -1,0 +1,189 @@
+"""Looking at tasks: status, pages, cancel, and the per-task log files (`/tasks/logs`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from docker_manager.config import Settings
+from docker_manager.errors import NotFound
+from docker_manager.schemas.tasks import TaskPage, TaskStatus, TaskSummary
+from docker_manager.tasks import Status, TaskRecord, TaskRunner
+from docker_manager.tasks.files import (
+    BUILD_JSONL,
+    BUILD_LOG,
+    DOCKERFILE_PARSED,
+    ERROR_LOG,
+    EVENTS_LOG,
+    INFO_JSON,
+    read_json,
+)
+from docker_manager.util.tail import file_size, tail_lines
+
+Server = Literal["build", "runtime"]
+
+# build.info.json fields the API README promises at the top level of /tasks/logs.
+HEALTH_FIELDS = (
+    "healthcheck",
+    "healthchecksstatus",
+    "isChecking",
+    "healthcheck_time",
+    "start_check_time",
+    "end_check_time",
+)
+_SECRET_KEYS = frozenset({"env", "password", "sftp_password", "dockerhub_password", "build_args"})
+
+
+def redact(value: Any) -> Any:
+    """Hide values that may be secrets (environment values, passwords) in stored summaries."""
+    if isinstance(value, dict):
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in _SECRET_KEYS and isinstance(item, dict):
+                result[key] = dict.fromkeys(item, "<redacted>")
+            elif key in _SECRET_KEYS and item not in (None, ""):
+                result[key] = "<redacted>"
+            else:
+                result[key] = redact(item)
+        return result
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
+
+
+def _status_of(record: TaskRecord, position: int | None) -> TaskStatus:
+    return TaskStatus(
+        task_id=record.id,
+        task_type=record.type,
+        status=record.status.value,
+        stage=record.stage,
+        app_id=record.app_id,
+        events=[event.as_dict() for event in record.events],
+        result=record.result,
+        error=record.error,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        queue_position=position if record.status is Status.QUEUED else None,
+    )
+
+
+class TaskService:
+    def __init__(self, runner: TaskRunner, settings: Settings) -> None:
+        self._runner = runner
+        self._settings = settings
+
+    async def status(self, task_id: str) -> TaskStatus:
+        record = await self._runner.store.get(task_id)
+        return _status_of(record, self._runner.queue_position(task_id))
+
+    async def page(
+        self,
+        *,
+        status: Status | None,
+        task_type: str | None,
+        app_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> TaskPage:
+        records, next_cursor = await self._runner.store.page(
+            status=status, task_type=task_type, app_id=app_id, limit=limit, cursor=cursor
+        )
+        return TaskPage(
+            tasks=[
+                TaskSummary(
+                    task_id=r.id,
+                    task_type=r.type,
+                    status=r.status.value,
+                    stage=r.stage,
+                    app_id=r.app_id,
+                    error=r.error,
+                    created_at=r.created_at,
+                    updated_at=r.updated_at,
+                )
+                for r in records
+            ],
+            next_cursor=next_cursor,
+        )
+
+    async def cancel(self, task_id: str) -> TaskStatus:
+        record = await self._runner.cancel(task_id)
+        return _status_of(record, None)
+
+    # --- log files -------------------------------------------------------------------------
+    def task_dir(self, task_id: str, server: Server | None) -> Path:
+        """The folder holding this task: the runtime root first (the README's order), then builds."""
+        roots = {"build": [self._settings.builds_path], "runtime": [self._settings.upload_path]}.get(
+            server or "", [self._settings.upload_path, self._settings.builds_path]
+        )
+        for root in roots:
+            candidate = root / task_id
+            # A task folder is a real directory, never a symlink planted into a shared root.
+            if candidate.is_dir() and not candidate.is_symlink():
+                return candidate
+        return roots[-1] / task_id
+
+    async def logs(self, task_id: str, *, server: Server | None, tail: int) -> dict[str, Any]:
+        record = await self._runner.store.find(task_id)
+        folder = await asyncio.to_thread(self.task_dir, task_id, server)
+        body = await asyncio.to_thread(_read_folder, folder, tail)
+        if record is None and body is None:
+            raise NotFound(f"no task {task_id!r} and no log folder for it")
+        body = body or {"build_logs": {}, "build_metadata": {}, "files_available": [], "warnings": []}
+        summary = body["build_metadata"].get("summary") or {}
+        status = record.status.value if record else summary.get("status") or summary.get("stage")
+        result: dict[str, Any] = {
+            "task_id": task_id,
+            "status": status,
+            "build_status": summary.get("status"),
+            "stage": (record.stage if record else None) or summary.get("stage"),
+            "server": server or ("runtime" if folder.parent == self._settings.upload_path else "build"),
+        }
+        result.update({key: summary[key] for key in HEALTH_FIELDS if key in summary})
+        result.update(body)
+        if record is None:
+            result["warnings"].append("this task is not in this service's records; showing its files only")
+        return result
+
+
+def _read_folder(folder: Path, tail: int) -> dict[str, Any] | None:
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    logs: dict[str, Any] = {}
+    warnings: list[str] = []
+    for key, name in (("raw", BUILD_LOG), ("events", EVENTS_LOG), ("error", ERROR_LOG)):
+        lines = tail_lines(folder / name, tail)
+        if lines is not None:
+            logs[key] = lines
+            logs[f"{key}_bytes"] = file_size(folder / name)
+    structured = tail_lines(folder / BUILD_JSONL, tail)
+    if structured is not None:
+        logs["structured"] = [_parse_json_line(line) for line in structured]
+        logs["structured_bytes"] = file_size(folder / BUILD_JSONL)
+    summary = read_json(folder / INFO_JSON)
+    if summary is None and (folder / INFO_JSON).exists():
+        warnings.append(f"{INFO_JSON} is not valid JSON")
+    return {
+        "build_logs": logs,
+        "build_metadata": {
+            "summary": redact(summary) if summary is not None else None,
+            "dockerfile_parsed": read_json(folder / DOCKERFILE_PARSED),
+        },
+        "files_available": sorted(
+            entry.name
+            for entry in os.scandir(folder)
+            if entry.is_file(follow_symlinks=False) and not entry.name.startswith(".")
+        ),
+        "warnings": warnings,
+    }
+
+
+def _parse_json_line(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return {"text": line}

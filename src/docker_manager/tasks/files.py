@@ -1,0 +1,181 @@
+"""The per-task folder and the file names of the API README's contract.
+
+    build.log               raw text: the work's output as it came, plus service lines "[ts] ..."
+    build.jsonl             one JSON object per line: ts (ISO-8601 UTC), level, event, fields
+    events.log              "[ts] message" per step of the task
+    error.log               "[ts] message" per failure (written for every failure)
+    build.info.json         the task's summary; merged by several writers under a lock
+    dockerfile.parsed.json  the Dockerfile's instructions (continuation lines joined)
+    Dockerfile.used         the Dockerfile the build used
+
+All writes happen in a worker thread. JSON files are replaced atomically (temp file, fsync,
+rename), so a reader never sees half a file. When the disk is full, log appends are dropped and
+`truncated` is set; the task's final state lives in the database and is not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BUILD_LOG = "build.log"
+BUILD_JSONL = "build.jsonl"
+EVENTS_LOG = "events.log"
+ERROR_LOG = "error.log"
+INFO_JSON = "build.info.json"
+DOCKERFILE_PARSED = "dockerfile.parsed.json"
+DOCKERFILE_USED = "Dockerfile.used"
+LOG_FILES = (BUILD_LOG, BUILD_JSONL, EVENTS_LOG, ERROR_LOG)
+_LOCK = ".build.info.lock"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file, or None if missing or unreadable (never raises for bad content)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        raw = handle.read(16 << 20)
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge `update` into `base`: nested objects merge, everything else is replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class LogBatch:
+    """What to append to the log files in one go (one thread hop per batch)."""
+
+    raw: list[str] = field(default_factory=list)
+    jsonl: list[dict[str, Any]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.raw or self.jsonl or self.events or self.errors)
+
+
+class TaskFiles:
+    """One task's folder."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.truncated = False
+
+    @classmethod
+    async def open(cls, directory: Path) -> TaskFiles:
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True, mode=0o700)
+        return cls(directory)
+
+    def path(self, name: str) -> Path:
+        return self.directory / name
+
+    # --- appends ---------------------------------------------------------------------------
+    async def append(self, batch: LogBatch) -> None:
+        if batch:
+            await asyncio.to_thread(self._append, batch)
+
+    def _append(self, batch: LogBatch) -> None:
+        stamp = timestamp()
+        parts: list[tuple[str, str]] = []
+        if batch.raw:
+            parts.append((BUILD_LOG, "".join(batch.raw)))
+        if batch.jsonl:
+            lines = (
+                json.dumps({"ts": stamp, "level": "info", **record}, default=str, ensure_ascii=False)
+                for record in batch.jsonl
+            )
+            parts.append((BUILD_JSONL, "\n".join(lines) + "\n"))
+        if batch.events:
+            parts.append((EVENTS_LOG, "".join(f"[{stamp}] {line}\n" for line in batch.events)))
+        if batch.errors:
+            parts.append((ERROR_LOG, "".join(f"[{stamp}] {line}\n" for line in batch.errors)))
+        for name, text in parts:
+            self._append_text(name, text)
+
+    def _append_text(self, name: str, text: str) -> None:
+        if self.truncated:
+            return
+        try:
+            fd = os.open(self.path(name), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "ab") as handle:
+                handle.write(text.encode("utf-8", "replace"))
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self.truncated = True
+            log.warning("disk full: logs of %s are truncated from here on", self.directory.name)
+
+    # --- whole files -----------------------------------------------------------------------
+    async def write_text(self, name: str, text: str) -> None:
+        await asyncio.to_thread(write_atomic, self.path(name), text.encode("utf-8"))
+
+    async def write_json(self, name: str, data: Mapping[str, Any]) -> None:
+        payload = json.dumps(data, indent=2, default=str, ensure_ascii=False).encode("utf-8")
+        await asyncio.to_thread(write_atomic, self.path(name), payload)
+
+    async def read_info(self) -> dict[str, Any]:
+        return await asyncio.to_thread(read_json, self.path(INFO_JSON)) or {}
+
+    async def merge_info(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge `fields` into build.info.json under a file lock; returns the merged summary."""
+        return await asyncio.to_thread(self._merge_info, fields)
+
+    def _merge_info(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        lock_fd = os.open(self.path(_LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            current = read_json(self.path(INFO_JSON)) or {}
+            merged = deep_merge(current, fields)
+            merged["updated_at"] = timestamp()
+            payload = json.dumps(merged, indent=2, default=str, ensure_ascii=False).encode("utf-8")
+            write_atomic(self.path(INFO_JSON), payload)
+            return merged
+        finally:
+            os.close(lock_fd)  # closing releases the lock

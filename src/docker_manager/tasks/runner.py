@@ -1,0 +1,410 @@
+"""Running tasks: queueing, per-app order, concurrency limits, cancel, restart recovery.
+
+A task's work is an async function of a `TaskContext`. The runner persists every state change
+and event before anyone can see it, keeps a strong reference to each asyncio task, and always
+ends a task in a final state: `completed` only when the work returned normally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from docker_manager.errors import Conflict, DockerManagerError, QueueFull
+from docker_manager.tasks.bus import EventBus
+from docker_manager.tasks.files import LogBatch, TaskFiles, timestamp
+from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
+from docker_manager.tasks.store import StateChange, TaskStore
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.2
+FLUSH_LINES = 200
+
+Work = Callable[["TaskContext"], Awaitable[dict[str, Any] | None]]
+
+
+def new_task_id(task_type: str) -> str:
+    """`{task_type}-{10 hex}`, like the original's ids."""
+    return f"{task_type}-{secrets.token_hex(5)}"
+
+
+@dataclass
+class TaskSpec:
+    """What to run, and under which rules."""
+
+    task_type: str
+    work: Work
+    app_id: str | None = None
+    task_id: str | None = None
+    files_dir: Path | None = None
+    # Concurrency class: tasks of a kind share its limit (e.g. "build"); None = no limit.
+    kind: str | None = None
+    # Fields added to every payload sent to the external log stream (tag, cmd...).
+    stream_fields: dict[str, Any] = field(default_factory=dict)
+
+
+class TaskContext:
+    """What the work sees: its ids, its folder, and ways to report steps and output."""
+
+    def __init__(
+        self,
+        *,
+        record: TaskRecord,
+        store: TaskStore,
+        bus: EventBus,
+        files: TaskFiles | None,
+        stream_fields: dict[str, Any],
+        outbox_enabled: bool,
+        db_line_cap: int,
+    ) -> None:
+        self.task_id = record.id
+        self.task_type = record.type
+        self.app_id = record.app_id
+        self.files = files
+        self.stage: str | None = None
+        self._store = store
+        self._bus = bus
+        self._stream_fields = stream_fields
+        self._outbox = outbox_enabled
+        self._db_line_cap = db_line_cap
+        self._db_lines = 0
+        self._pending: list[dict[str, Any]] = []
+        self._flush_lock = asyncio.Lock()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+    # --- steps -------------------------------------------------------------------------------
+    async def event(
+        self,
+        stage: str | None,
+        status: str,
+        *,
+        message: str | None = None,
+        level: str = "info",
+        change: StateChange | None = None,
+        **data: Any,
+    ) -> TaskEvent:
+        """Record one step of the task (persisted, then published). Output so far goes first."""
+        await self.flush()
+        if stage is not None and stage != self.stage:
+            self.stage = stage
+            change = StateChange(
+                status=change.status if change else None,
+                stage=stage,
+                result=change.result if change else None,
+                error=change.error if change else None,
+            )
+        if message is not None:
+            data["message"] = message
+        if self.files is not None:
+            text = " ".join(part for part in (stage, status, message) if part)
+            await self.files.append(
+                LogBatch(
+                    events=[text],
+                    jsonl=[{"level": level, "event": f"{stage or 'task'}_{status}", **data}],
+                    errors=[message or status] if level == "error" else [],
+                )
+            )
+        event = await self._store.record(
+            self.task_id,
+            stage=stage,
+            status=status,
+            data=data,
+            change=change,
+            outbox_payloads=[self._payload(stage, status, data)] if self._outbox else None,
+        )
+        self._bus.publish(event)
+        return event
+
+    async def info(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Merge fields into build.info.json (no-op for tasks without a folder)."""
+        if self.files is None:
+            return {}
+        return await self.files.merge_info(fields)
+
+    # --- output ------------------------------------------------------------------------------
+    async def output(self, items: Iterable[dict[str, Any]]) -> None:
+        """Buffer output lines, each `{stream, text, ...}`; they are written and published in batches.
+
+        An item's optional `raw` is what build.log gets for it (default: its text and a newline).
+        """
+        self._pending.extend(items)
+        if len(self._pending) >= FLUSH_LINES:
+            await self.flush()
+        elif self._pending and self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(FLUSH_INTERVAL, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self.flush(), name=f"flush-{self.task_id}")
+
+    async def flush(self) -> None:
+        """Write buffered output to the files, then record and publish it as one log event."""
+        async with self._flush_lock:
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
+            if not self._pending:
+                return
+            items, self._pending = self._pending, []
+            raw = [item.pop("raw", None) or item.get("text", "") + "\n" for item in items]
+            if self.files is not None:
+                await self.files.append(
+                    LogBatch(raw=raw, jsonl=[{"event": "output", **item} for item in items])
+                )
+            room = self._db_line_cap - self._db_lines
+            if room <= 0:
+                return  # the files keep everything; the database keeps the first lines only
+            kept = items[:room]
+            self._db_lines += len(kept)
+            data: dict[str, Any] = {"lines": kept}
+            if len(kept) < len(items) or self._db_lines >= self._db_line_cap:
+                data["capped"] = True
+            payloads = None
+            if self._outbox:
+                payloads = [self._payload(self.stage, LOG, _line_payload(item)) for item in kept]
+            event = await self._store.record(
+                self.task_id, stage=self.stage, status=LOG, data=data, outbox_payloads=payloads
+            )
+            self._bus.publish(event)
+
+    def _payload(self, stage: str | None, status: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "task": self.task_type,
+            "task_id": self.task_id,
+            "app_id": self.app_id,
+            "stage": stage,
+            "status": status,
+            "ts": timestamp(),
+            **self._stream_fields,
+            **data,
+        }
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._flush_task is not None:
+            with contextlib.suppress(Exception):
+                await self._flush_task
+
+
+def _line_payload(item: dict[str, Any]) -> dict[str, Any]:
+    payload = {"line": item.get("text", ""), "stream": item.get("stream")}
+    if "chunk" in item:
+        payload["chunk"] = item["chunk"]
+    return payload
+
+
+class _AppLocks:
+    """One FIFO lock per app_id, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: defaultdict[str, int] = defaultdict(int)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, app_id: str | None) -> AsyncIterator[None]:
+        if app_id is None:
+            yield
+            return
+        lock = self._locks.setdefault(app_id, asyncio.Lock())
+        self._users[app_id] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[app_id] -= 1
+            if self._users[app_id] == 0:
+                del self._users[app_id]
+                self._locks.pop(app_id, None)
+
+
+class TaskRunner:
+    def __init__(
+        self,
+        store: TaskStore,
+        bus: EventBus,
+        *,
+        limits: dict[str, int],
+        max_queued: int,
+        outbox_enabled: bool,
+        db_line_cap: int = 20_000,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self._slots = {kind: asyncio.Semaphore(limit) for kind, limit in limits.items()}
+        self._max_queued = max_queued
+        self._outbox = outbox_enabled
+        self._db_line_cap = db_line_cap
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._queued: list[str] = []
+        self._app_locks = _AppLocks()
+        self._shutting_down = False
+        # Set when the service stops: live followers end their streams.
+        self.closing = asyncio.Event()
+
+    # --- submitting --------------------------------------------------------------------------
+    async def submit(self, spec: TaskSpec) -> TaskRecord:
+        """Persist the task as queued and start it in the background."""
+        if self._shutting_down:
+            raise Conflict("the service is shutting down")
+        if len(self._queued) >= self._max_queued:
+            raise QueueFull(f"{len(self._queued)} tasks are already waiting; try again later")
+        task_id = spec.task_id or new_task_id(spec.task_type)
+        files_dir = spec.files_dir
+        record = await self.store.create(
+            task_id=task_id,
+            task_type=spec.task_type,
+            app_id=spec.app_id,
+            files_dir=str(files_dir) if files_dir else None,
+        )
+        files = await TaskFiles.open(files_dir) if files_dir else None
+        context = TaskContext(
+            record=record,
+            store=self.store,
+            bus=self.bus,
+            files=files,
+            stream_fields=spec.stream_fields,
+            outbox_enabled=self._outbox,
+            db_line_cap=self._db_line_cap,
+        )
+        self._queued.append(task_id)
+        await context.event(None, Status.QUEUED.value, position=len(self._queued))
+        self._tasks[task_id] = asyncio.create_task(self._run(context, spec), name=f"task-{task_id}")
+        return record
+
+    def queue_position(self, task_id: str) -> int | None:
+        try:
+            return self._queued.index(task_id) + 1
+        except ValueError:
+            return None
+
+    def is_live(self, task_id: str) -> bool:
+        task = self._tasks.get(task_id)
+        return task is not None and not task.done()
+
+    async def _run(self, context: TaskContext, spec: TaskSpec) -> None:
+        started = time.monotonic()
+        status, result, error = Status.ERROR, None, None
+        try:
+            async with self._app_locks.hold(spec.app_id), self._slot(spec.kind):
+                self._queued.remove(context.task_id)
+                await context.event(None, Status.RUNNING.value, change=StateChange(status=Status.RUNNING))
+                result = await spec.work(context)
+            status = Status.COMPLETED
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            status = Status.INTERRUPTED if self._shutting_down else Status.CANCELLED
+            error = (
+                "the service stopped while this task ran" if self._shutting_down else "cancelled on request"
+            )
+        except DockerManagerError as exc:
+            error = exc.detail
+            result = {"code": exc.code, **exc.extra} if exc.extra else {"code": exc.code}
+        except Exception as exc:
+            log.exception("task %s failed unexpectedly", context.task_id)
+            error = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            with contextlib.suppress(ValueError):
+                self._queued.remove(context.task_id)
+        await self._finish(context, status, result=result, error=error, duration=time.monotonic() - started)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, kind: str | None) -> AsyncIterator[None]:
+        semaphore = self._slots.get(kind) if kind else None
+        if semaphore is None:
+            yield
+            return
+        async with semaphore:
+            yield
+
+    async def _finish(
+        self,
+        context: TaskContext,
+        status: Status,
+        *,
+        result: dict[str, Any] | None,
+        error: str | None,
+        duration: float,
+    ) -> None:
+        try:
+            await context.close()
+            if status is not Status.COMPLETED and context.files is not None:
+                # Whatever the work wrote, the summary must not claim it is still building.
+                await context.info(
+                    {"status": "error", "task_status": status.value, "error": error, "stage": context.stage}
+                )
+            await context.event(
+                context.stage,
+                status.value,
+                message=error,
+                level="error" if status is not Status.COMPLETED else "info",
+                change=StateChange(status=status, result=result or {}, error=error),
+                final=True,
+                duration_sec=round(duration, 3),
+            )
+        except Exception:
+            log.exception("could not record the end of task %s", context.task_id)
+        finally:
+            self.bus.close(context.task_id)
+            self.store.forget(context.task_id)
+            self._tasks.pop(context.task_id, None)
+
+    # --- cancelling, shutdown, recovery ------------------------------------------------------
+    async def cancel(self, task_id: str) -> TaskRecord:
+        record = await self.store.get(task_id, with_events=False)
+        task = self._tasks.get(task_id)
+        if record.status.final or task is None:
+            raise Conflict(f"task {task_id!r} is already {record.status.value}")
+        task.cancel()
+        await asyncio.wait({task}, timeout=30)
+        return await self.store.get(task_id)
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop every task; they end as `interrupted`."""
+        self._shutting_down = True
+        self.closing.set()
+        running = list(self._tasks.values())
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=grace)
+
+    async def recover(self) -> list[str]:
+        """Mark tasks an earlier process left queued or running as interrupted."""
+        recovered = []
+        for record in await self.store.leftovers():
+            message = f"the service restarted while this task was {record.status.value}"
+            if record.files_dir:
+                files = TaskFiles(Path(record.files_dir))
+                if await _exists(files.directory):
+                    await files.append(LogBatch(events=[f"interrupted: {message}"], errors=[message]))
+                    await files.merge_info(
+                        {"status": "error", "task_status": Status.INTERRUPTED.value, "error": message}
+                    )
+            await self.store.record(
+                record.id,
+                stage=record.stage,
+                status=Status.INTERRUPTED.value,
+                data={"message": message, "final": True},
+                change=StateChange(status=Status.INTERRUPTED, error=message),
+            )
+            self.store.forget(record.id)
+            recovered.append(record.id)
+        return recovered
+
+
+async def _exists(path: Path) -> bool:
+    return await asyncio.to_thread(path.is_dir)

@@ -1,0 +1,282 @@
+"""Persistence of tasks, events and outbox items (SQLAlchemy Core, async)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from docker_manager.db.tables import outbox, task_events, tasks
+from docker_manager.errors import Conflict, InvalidInput, NotFound
+from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back without a zone; everything stored is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _record(row: Any) -> TaskRecord:
+    return TaskRecord(
+        id=row.id,
+        type=row.type,
+        status=Status(row.status),
+        stage=row.stage,
+        app_id=row.app_id,
+        result=row.result,
+        error=row.error,
+        files_dir=row.files_dir,
+        created_at=_utc(row.created_at) or utcnow(),
+        updated_at=_utc(row.updated_at) or utcnow(),
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+    )
+
+
+def _event(row: Any) -> TaskEvent:
+    return TaskEvent(
+        task_id=row.task_id,
+        seq=row.seq,
+        ts=_utc(row.ts) or utcnow(),
+        stage=row.stage,
+        status=row.status,
+        data=row.data or {},
+    )
+
+
+def encode_cursor(record: TaskRecord) -> str:
+    raw = f"{record.created_at.isoformat()}|{record.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, task_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), task_id
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput("invalid cursor", field="cursor") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """Task fields to set together with an event (None = leave as is)."""
+
+    status: Status | None = None
+    stage: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class TaskStore:
+    """Tasks and their numbered events. An event and the task change it reports commit together."""
+
+    def __init__(self, engine: AsyncEngine, *, boot_id: str) -> None:
+        self._engine = engine
+        self.boot_id = boot_id
+        self._next_seq: dict[str, int] = {}
+        # Events of one task are numbered and committed one at a time, so a reader that has seen
+        # event N has seen every event before it.
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def create(
+        self, *, task_id: str, task_type: str, app_id: str | None, files_dir: str | None
+    ) -> TaskRecord:
+        now = utcnow()
+        record = TaskRecord(
+            id=task_id,
+            type=task_type,
+            status=Status.QUEUED,
+            stage=None,
+            app_id=app_id,
+            result=None,
+            error=None,
+            files_dir=files_dir,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    tasks.insert().values(
+                        id=task_id,
+                        type=task_type,
+                        status=record.status.value,
+                        app_id=app_id,
+                        files_dir=files_dir,
+                        boot_id=self.boot_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict(f"task id {task_id!r} is already in use", field="task_id") from exc
+        self._next_seq[task_id] = 1
+        return record
+
+    async def exists(self, task_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            found = await conn.scalar(sa.select(tasks.c.id).where(tasks.c.id == task_id))
+        return found is not None
+
+    async def get(self, task_id: str, *, with_events: bool = True) -> TaskRecord:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).one_or_none()
+            if row is None:
+                raise NotFound(f"no task {task_id!r}")
+            record = _record(row)
+            if with_events:
+                query = (
+                    sa.select(task_events)
+                    .where(task_events.c.task_id == task_id, task_events.c.status != LOG)
+                    .order_by(task_events.c.seq)
+                )
+                record.events = [_event(r) for r in (await conn.execute(query)).all()]
+        return record
+
+    async def find(self, task_id: str) -> TaskRecord | None:
+        try:
+            return await self.get(task_id, with_events=False)
+        except NotFound:
+            return None
+
+    async def page(
+        self,
+        *,
+        status: Status | None = None,
+        task_type: str | None = None,
+        app_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """Newest first; `cursor` continues after the last task of the previous page."""
+        query = sa.select(tasks).order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+        if status is not None:
+            query = query.where(tasks.c.status == status.value)
+        if task_type is not None:
+            query = query.where(tasks.c.type == task_type)
+        if app_id is not None:
+            query = query.where(tasks.c.app_id == app_id)
+        if cursor:
+            created_at, task_id = decode_cursor(cursor)
+            query = query.where(
+                sa.or_(
+                    tasks.c.created_at < created_at,
+                    sa.and_(tasks.c.created_at == created_at, tasks.c.id < task_id),
+                )
+            )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        records = [_record(r) for r in rows[:limit]]
+        next_cursor = encode_cursor(records[-1]) if len(rows) > limit else None
+        return records, next_cursor
+
+    async def record(
+        self,
+        task_id: str,
+        *,
+        stage: str | None,
+        status: str,
+        data: dict[str, Any] | None = None,
+        change: StateChange | None = None,
+        outbox_payloads: list[dict[str, Any]] | None = None,
+    ) -> TaskEvent:
+        """Append one event (and apply `change` to the task) in one transaction."""
+        async with self._locks[task_id]:
+            async with self._engine.begin() as conn:
+                seq = await self._allocate_seq(conn, task_id)
+                now = utcnow()
+                event = TaskEvent(
+                    task_id=task_id, seq=seq, ts=now, stage=stage, status=status, data=data or {}
+                )
+                await conn.execute(
+                    task_events.insert().values(
+                        task_id=task_id, seq=seq, ts=now, stage=stage, status=status, data=event.data
+                    )
+                )
+                if change is not None:
+                    await conn.execute(
+                        tasks.update().where(tasks.c.id == task_id).values(**_change_values(change, now))
+                    )
+                if outbox_payloads:
+                    await conn.execute(
+                        outbox.insert(),
+                        [
+                            {
+                                "task_id": task_id,
+                                "payload": {**payload, "seq": seq},
+                                "attempts": 0,
+                                "next_attempt_at": now,
+                                "state": "pending",
+                                "created_at": now,
+                            }
+                            for payload in outbox_payloads
+                        ],
+                    )
+            self._next_seq[task_id] = seq + 1
+        return event
+
+    async def _allocate_seq(self, conn: AsyncConnection, task_id: str) -> int:
+        known = self._next_seq.get(task_id)
+        if known is not None:
+            return known
+        current = await conn.scalar(
+            sa.select(sa.func.max(task_events.c.seq)).where(task_events.c.task_id == task_id)
+        )
+        return int(current or 0) + 1
+
+    async def events_after(self, task_id: str, after: int, *, limit: int = 500) -> list[TaskEvent]:
+        query = (
+            sa.select(task_events)
+            .where(task_events.c.task_id == task_id, task_events.c.seq > after)
+            .order_by(task_events.c.seq)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_event(r) for r in (await conn.execute(query)).all()]
+
+    async def leftovers(self) -> list[TaskRecord]:
+        """Tasks an earlier process left queued or running."""
+        query = sa.select(tasks).where(
+            tasks.c.status.in_([Status.QUEUED.value, Status.RUNNING.value]), tasks.c.boot_id != self.boot_id
+        )
+        async with self._engine.connect() as conn:
+            return [_record(r) for r in (await conn.execute(query)).all()]
+
+    def forget(self, task_id: str) -> None:
+        """Drop per-task bookkeeping once a task is final."""
+        self._next_seq.pop(task_id, None)
+        lock = self._locks.get(task_id)
+        if lock is not None and not lock.locked():
+            del self._locks[task_id]
+
+
+def _change_values(change: StateChange, now: datetime) -> dict[str, Any]:
+    values: dict[str, Any] = {"updated_at": now}
+    if change.status is not None:
+        values["status"] = change.status.value
+        if change.status is Status.RUNNING:
+            values["started_at"] = now
+        elif change.status.final:
+            values["finished_at"] = now
+    if change.stage is not None:
+        values["stage"] = change.stage
+    if change.result is not None:
+        values["result"] = change.result
+    if change.error is not None:
+        values["error"] = change.error
+    return values

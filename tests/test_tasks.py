@@ -1,0 +1,311 @@
+"""The task engine through the API, with plain async work (no Docker needed here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from docker_manager.errors import BuildFailed
+from docker_manager.services import Services
+from docker_manager.tasks import Status, TaskContext, TaskRunner, TaskSpec, TaskStore
+from docker_manager.tasks.store import StateChange
+
+Work = Callable[[TaskContext], Awaitable[dict[str, Any] | None]]
+
+
+async def submit(services: Services, work: Work, **kwargs: Any) -> str:
+    record = await services.runner.submit(
+        TaskSpec(task_type=kwargs.pop("task_type", "test_task"), work=work, **kwargs)
+    )
+    return record.id
+
+
+async def wait_final(client: httpx2.AsyncClient, headers: dict[str, str], task_id: str) -> dict[str, Any]:
+    for _ in range(300):
+        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=headers)).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"task {task_id} did not finish")
+
+
+async def test_completed_task_shows_its_steps_and_result(
+    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+) -> None:
+    async def work(ctx: TaskContext) -> dict[str, Any]:
+        await ctx.event("clone", "starting")
+        await ctx.output([{"stream": "stdout", "text": "hello"}])
+        await ctx.event("clone", "completed", exit_code=0)
+        return {"answer": 42}
+
+    task_id = await submit(services, work, app_id="shop")
+    assert task_id.startswith("test_task-") and len(task_id) == len("test_task-") + 10
+    body = await wait_final(client, read, task_id)
+    assert body["status"] == "completed"
+    assert body["result"] == {"answer": 42}
+    assert body["task_type"] == "test_task" and body["app_id"] == "shop" and body["stage"] == "clone"
+    steps = [(e["stage"], e["status"]) for e in body["events"]]
+    assert steps == [
+        (None, "queued"),
+        (None, "running"),
+        ("clone", "starting"),
+        ("clone", "completed"),
+        ("clone", "completed"),
+    ]
+    assert body["events"][-1]["final"] is True
+    assert [e["seq"] for e in body["events"]] == sorted(e["seq"] for e in body["events"])
+
+
+async def test_a_failing_step_ends_as_error_never_completed(
+    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+) -> None:
+    async def fails_cleanly(ctx: TaskContext) -> None:
+        await ctx.event("build", "starting")
+        raise BuildFailed("step 3 returned 1", logs=["x"])
+
+    async def crashes(ctx: TaskContext) -> None:
+        raise RuntimeError("bug")
+
+    first = await wait_final(client, read, await submit(services, fails_cleanly))
+    assert first["status"] == "error"
+    assert first["error"] == "step 3 returned 1"
+    assert first["result"] == {"code": "build_failed", "logs": ["x"]}
+    second = await wait_final(client, read, await submit(services, crashes))
+    assert second["status"] == "error"
+    assert "RuntimeError: bug" in second["error"]
+
+
+async def test_unknown_task_is_404_and_hostile_ids_are_422(
+    client: httpx2.AsyncClient, read: dict[str, str]
+) -> None:
+    response = await client.get("/tasks/status/nope-0000000000", headers=read)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    for hostile in ("..%2F..%2Fetc", "%2e%2e", "a" * 65, "a%00b", "a.b"):
+        for path in (f"/tasks/status/{hostile}", f"/tasks/logs/{hostile}", f"/tasks/{hostile}/events"):
+            response = await client.get(path, headers=read)
+            assert response.status_code in (404, 422), (path, response.status_code)
+            assert response.status_code != 200
+
+
+async def test_caller_task_id_must_be_unused(services: Services) -> None:
+    async def work(ctx: TaskContext) -> None:
+        return None
+
+    await submit(services, work, task_id="my-own-id-1")
+    with pytest.raises(Exception, match="already in use"):
+        await submit(services, work, task_id="my-own-id-1")
+
+
+async def test_build_slots_limit_concurrency_and_report_queue_positions(
+    tmp_path: Path, services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+) -> None:
+    runner = TaskRunner(
+        services.runner.store, services.runner.bus, limits={"build": 2}, max_queued=50, outbox_enabled=False
+    )
+    running = 0
+    peak = 0
+    release = asyncio.Event()
+
+    async def work(ctx: TaskContext) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await release.wait()
+        running -= 1
+
+    ids = [
+        (await runner.submit(TaskSpec(task_type="test_task", work=work, kind="build"))).id for _ in range(5)
+    ]
+    await asyncio.sleep(0.2)
+    assert running == 2
+    assert [runner.queue_position(i) for i in ids] == [None, None, 1, 2, 3]
+    records = [await runner.store.get(i, with_events=False) for i in ids]
+    assert [r.status for r in records] == [Status.RUNNING] * 2 + [Status.QUEUED] * 3
+    release.set()
+    for task_id in ids:
+        for _ in range(200):
+            if (await runner.store.get(task_id, with_events=False)).status.final:
+                break
+            await asyncio.sleep(0.02)
+    assert peak == 2
+    finals = [(await runner.store.get(i, with_events=False)).status for i in ids]
+    assert finals == [Status.COMPLETED] * 5
+
+
+async def test_queue_cap_answers_429(services: Services) -> None:
+    runner = TaskRunner(
+        services.runner.store, services.runner.bus, limits={"build": 1}, max_queued=2, outbox_enabled=False
+    )
+    gate = asyncio.Event()
+
+    async def work(ctx: TaskContext) -> None:
+        await gate.wait()
+
+    for _ in range(3):  # one runs, two wait
+        await runner.submit(TaskSpec(task_type="test_task", work=work, kind="build"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Exception) as info:
+        await runner.submit(TaskSpec(task_type="test_task", work=work, kind="build"))
+    assert getattr(info.value, "status_code", None) == 429
+    gate.set()
+    await runner.shutdown()
+
+
+async def test_tasks_of_one_app_run_in_order_never_interleaved(services: Services) -> None:
+    trace: list[str] = []
+
+    def make(name: str) -> Work:
+        async def work(ctx: TaskContext) -> None:
+            trace.append(f"{name}:start")
+            await asyncio.sleep(0.05)
+            trace.append(f"{name}:end")
+
+        return work
+
+    ids = [await submit(services, make(n), app_id="ordered-app") for n in "abc"]
+    for task_id in ids:
+        for _ in range(200):
+            if (await services.runner.store.get(task_id, with_events=False)).status.final:
+                break
+            await asyncio.sleep(0.02)
+    assert trace == ["a:start", "a:end", "b:start", "b:end", "c:start", "c:end"]
+
+
+async def test_cancel_stops_the_work_and_runs_its_cleanup(
+    services: Services, client: httpx2.AsyncClient, operate: dict[str, str], read: dict[str, str]
+) -> None:
+    cleaned = asyncio.Event()
+
+    async def work(ctx: TaskContext) -> None:
+        try:
+            await asyncio.sleep(60)
+        finally:
+            cleaned.set()
+
+    task_id = await submit(services, work)
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    response = await client.post(f"/tasks/{task_id}/cancel", headers=operate)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    assert time.monotonic() - started < 2
+    assert cleaned.is_set()
+    again = await client.post(f"/tasks/{task_id}/cancel", headers=operate)
+    assert again.status_code == 409
+    assert (await client.post(f"/tasks/{task_id}/cancel", headers=read)).status_code == 403
+
+
+async def test_restart_marks_leftover_tasks_interrupted(services: Services, tmp_path: Path) -> None:
+    earlier = TaskStore(services.db.engine, boot_id="earlier-process")
+    for status in (Status.QUEUED, Status.RUNNING):
+        record = await earlier.create(
+            task_id=f"left-{status.value}", task_type="test_task", app_id=None, files_dir=str(tmp_path)
+        )
+        await earlier.record(
+            record.id, stage="building", status=status.value, change=StateChange(status=status)
+        )
+    (tmp_path / "build.info.json").write_text(json.dumps({"status": "building", "stage": "building"}))
+    recovered = await services.runner.recover()
+    assert {"left-queued", "left-running"} <= set(recovered)
+    for task_id in ("left-queued", "left-running"):
+        record = await services.runner.store.get(task_id)
+        assert record.status is Status.INTERRUPTED
+        assert "restarted" in (record.error or "")
+        assert record.events[-1].status == "interrupted" and record.events[-1].data["final"] is True
+    info = json.loads((tmp_path / "build.info.json").read_text())
+    assert info["status"] == "error" and info["task_status"] == "interrupted"
+    assert "restarted" in (tmp_path / "error.log").read_text()
+
+
+async def test_list_filters_and_paginates(
+    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+) -> None:
+    async def work(ctx: TaskContext) -> None:
+        return None
+
+    ids = [await submit(services, work, app_id="paged-app", task_type="paged_task") for _ in range(7)]
+    for task_id in ids:
+        await wait_final(client, read, task_id)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"app_id": "paged-app", "limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await client.get("/tasks", params=params, headers=read)).json()
+        seen.extend(t["task_id"] for t in page["tasks"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 7
+    assert seen == list(reversed(ids))  # newest first
+    typed = (
+        await client.get("/tasks", params={"type": "paged_task", "status": "completed"}, headers=read)
+    ).json()
+    assert {t["task_id"] for t in typed["tasks"]} == set(ids)
+    assert (await client.get("/tasks", params={"cursor": "garbage!"}, headers=read)).status_code == 422
+    assert (await client.get("/tasks", params={"status": "bogus"}, headers=read)).status_code == 422
+
+
+async def test_events_as_ndjson_and_sse_with_resume(
+    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+) -> None:
+    gate = asyncio.Event()
+
+    async def work(ctx: TaskContext) -> None:
+        await ctx.event("step", "one")
+        await gate.wait()
+        await ctx.output([{"stream": "stdout", "text": f"line {i}"} for i in range(3)])
+        await ctx.event("step", "two")
+
+    task_id = await submit(services, work)
+
+    async def release_soon() -> None:
+        await asyncio.sleep(0.3)
+        gate.set()
+
+    releaser = asyncio.create_task(release_soon())
+    lines = []
+    async with client.stream(
+        "GET", f"/tasks/{task_id}/events", params={"format": "ndjson"}, headers=read
+    ) as r:
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        async for line in r.aiter_lines():
+            if line:
+                lines.append(json.loads(line))
+    await releaser
+    statuses = [item["status"] for item in lines]
+    assert statuses == ["queued", "running", "one", "log", "two", "completed"]
+    assert lines[3]["lines"] == [{"stream": "stdout", "text": f"line {i}"} for i in range(3)]
+    assert lines[-1]["final"] is True
+    assert [item["seq"] for item in lines] == list(range(1, 7))
+
+    # SSE, resumed after event 3 with Last-Event-ID.
+    frames = []
+    async with client.stream("GET", f"/tasks/{task_id}/events", headers={**read, "Last-Event-ID": "3"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["x-accel-buffering"] == "no"
+        async for line in r.aiter_lines():
+            frames.append(line)
+    ids = [int(f.split(": ")[1]) for f in frames if f.startswith("id: ")]
+    names = [f.split(": ")[1] for f in frames if f.startswith("event: ")]
+    assert ids == [4, 5, 6]
+    assert names == ["log", "step", "end"]
+    after = [
+        json.loads(line)
+        for line in (
+            await client.get(
+                f"/tasks/{task_id}/events", params={"after": 5, "format": "ndjson"}, headers=read
+            )
+        ).text.splitlines()
+    ]
+    assert [item["seq"] for item in after] == [6]
+    assert (await client.get("/tasks/nope-1/events", headers=read)).status_code == 404
