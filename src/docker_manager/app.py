@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from docker_manager import __version__
 from docker_manager.api.errors import install_error_handlers
 from docker_manager.api.middleware import BodySizeLimit, TrustedHostGuard
-from docker_manager.api.routes import api_router
+from docker_manager.api.routes import ROUTERS
 from docker_manager.config import Settings
 from docker_manager.services import Services
 
@@ -27,6 +28,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.start(settings)
         app.state.services = services
+        # Everything built so far lives as long as the process: keep it out of the collector's
+        # full passes, which otherwise stall the event loop for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -44,7 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(api_router)
+    for router in ROUTERS:
+        # The routes themselves, not the router: FastAPI walks nested routers on every request,
+        # which costs more than the rest of a status request together (measured with wrk).
+        app.router.routes.extend(router.routes)
     # Outermost first: a bad Host is refused before anything else looks at the request.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

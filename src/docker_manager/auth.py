@@ -17,6 +17,7 @@ import hmac
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -30,6 +31,9 @@ from docker_manager.errors import InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
+# How long a checked token is trusted without asking the database again. Revocations made through
+# this service take effect at once; ones made by the CLI (another process) within this time.
+AUTH_CACHE_SECONDS = 2.0
 TOKEN_PREFIX = "dm_"  # noqa: S105 (a marker for secret scanners, not a secret)
 BOOTSTRAP_NAME = "bootstrap-admin"
 
@@ -100,6 +104,7 @@ class TokenStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._cache: dict[str, tuple[float, Principal, datetime | None]] = {}
 
     async def create(
         self, *, name: str, scopes: frozenset[Scope], expires_at: datetime | None = None
@@ -151,6 +156,7 @@ class TokenStore:
         ]
 
     async def revoke(self, token_id: str) -> None:
+        self._cache.clear()
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 api_tokens.update()
@@ -165,6 +171,12 @@ class TokenStore:
         if not token or len(token) > 512:
             return None
         digest = digest_of(token)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            _, principal, expires = cached
+            if expires is None or expires > datetime.now(UTC):
+                return principal
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(sa.select(api_tokens).where(api_tokens.c.digest == digest))
@@ -174,9 +186,13 @@ class TokenStore:
         expires_at = _utc(row.expires_at)
         if expires_at is not None and expires_at <= datetime.now(UTC):
             return None
-        return Principal(
+        principal = Principal(
             token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
         )
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + AUTH_CACHE_SECONDS, principal, expires_at)
+        return principal
 
     async def bootstrap_admin(self, *, configured: str | None, token_file: Path) -> str | None:
         """Make sure an admin can get in.
@@ -186,6 +202,7 @@ class TokenStore:
         written once to a 0600 file. Returns the path-worthy message for the log, or None.
         """
         if configured:
+            self._cache.clear()
             async with self._engine.begin() as conn:
                 await conn.execute(api_tokens.delete().where(api_tokens.c.name == BOOTSTRAP_NAME))
             await self._insert(

@@ -45,6 +45,7 @@ def serve(
         timeout_graceful_shutdown=5,
         server_header=False,
         log_level="info",
+        access_log=settings.access_log,
     )
 
 

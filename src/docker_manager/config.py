@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin token; else one is generated.")
     public_docs: bool = Field(True, description="Serve /docs and /openapi.json without a token.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body (bytes).")
+    access_log: bool = Field(False, description="Log every request line (uvicorn's access log).")
 
     # --- Docker engine -------------------------------------------------------------------
     docker_host: str = Field("unix:///var/run/docker.sock", description="Engine address (unix socket).")

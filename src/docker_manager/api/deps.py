@@ -1,11 +1,15 @@
-"""`Annotated` dependencies: who is calling (with which scope) and the services they reach."""
+"""`Annotated` dependencies: who is calling (with which scope) and the services they reach.
+
+Dependencies read the services straight from the app: each level of dependency costs time on
+every request, and the status routes are polled hard.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
@@ -16,10 +20,8 @@ from docker_manager.services.images import ImageService
 from docker_manager.services.system import SystemService
 from docker_manager.services.tasks import TaskService
 
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <token>`")
 
-
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -27,23 +29,28 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-class RequireScope:
+class RequireScope(HTTPBearer):
     """Dependency: a valid bearer token holding `scope` (401 without one, 403 without the scope).
 
+    It is the security scheme itself, so OpenAPI marks every operation as needing the token.
     Every route of the app declares one of these; `tests/test_auth.py` walks the routes to check.
     """
 
     def __init__(self, scope: Scope) -> None:
+        super().__init__(
+            auto_error=False,
+            scheme_name="bearer",
+            description="`Authorization: Bearer <token>`; scopes: read, operate, exec, admin.",
+        )
         self.scope = scope
 
-    async def __call__(
-        self,
-        services: ServicesDep,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        if credentials is None or not credentials.credentials:
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthorized("a bearer token is required")
-        principal = await services.tokens.authenticate(credentials.credentials)
+        services: Services = request.app.state.services
+        principal = await services.tokens.authenticate(token)
         if principal is None:
             raise Unauthorized("unknown, expired or revoked token")
         if not principal.has(self.scope):
@@ -57,30 +64,37 @@ ExecAccess = Annotated[Principal, Depends(RequireScope(Scope.EXEC))]
 AdminAccess = Annotated[Principal, Depends(RequireScope(Scope.ADMIN))]
 
 
-def _containers(services: ServicesDep) -> ContainerService:
-    return services.containers
+def _service(request: Request, name: str) -> Any:
+    return getattr(request.app.state.services, name)
 
 
-def _images(services: ServicesDep) -> ImageService:
-    return services.images
+async def _containers(request: Request) -> ContainerService:
+    service: ContainerService = _service(request, "containers")
+    return service
 
 
-def _system(services: ServicesDep) -> SystemService:
-    return services.system
+async def _images(request: Request) -> ImageService:
+    service: ImageService = _service(request, "images")
+    return service
+
+
+async def _system(request: Request) -> SystemService:
+    service: SystemService = _service(request, "system")
+    return service
+
+
+async def _builds(request: Request) -> BuildService:
+    service: BuildService = _service(request, "builds")
+    return service
+
+
+async def _tasks(request: Request) -> TaskService:
+    service: TaskService = _service(request, "tasks")
+    return service
 
 
 ContainersDep = Annotated[ContainerService, Depends(_containers)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 SystemDep = Annotated[SystemService, Depends(_system)]
-
-
-def _builds(services: ServicesDep) -> BuildService:
-    return services.builds
-
-
-def _tasks(services: ServicesDep) -> TaskService:
-    return services.tasks
-
-
 BuildsDep = Annotated[BuildService, Depends(_builds)]
 TasksDep = Annotated[TaskService, Depends(_tasks)]

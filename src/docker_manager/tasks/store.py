@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,12 +82,21 @@ class StateChange:
     error: str | None = None
 
 
+RECENT_CACHE = 2000
+
+
 class TaskStore:
-    """Tasks and their numbered events. An event and the task change it reports commit together."""
+    """Tasks and their numbered events. An event and the task change it reports commit together.
+
+    Only this process writes tasks, so it keeps a write-through copy of the tasks it is running
+    and of recently read finished ones: status reads (polled by dashboards) need no query.
+    """
 
     def __init__(self, engine: AsyncEngine, *, boot_id: str) -> None:
         self._engine = engine
         self.boot_id = boot_id
+        self._live: dict[str, TaskRecord] = {}
+        self._recent: OrderedDict[str, TaskRecord] = OrderedDict()
         self._next_seq: dict[str, int] = {}
         # Events of one task are numbered and committed one at a time, so a reader that has seen
         # event N has seen every event before it.
@@ -126,7 +135,8 @@ class TaskStore:
         except IntegrityError as exc:
             raise Conflict(f"task id {task_id!r} is already in use", field="task_id") from exc
         self._next_seq[task_id] = 1
-        return record
+        self._live[task_id] = record
+        return replace(record, events=[])
 
     async def exists(self, task_id: str) -> bool:
         async with self._engine.connect() as conn:
@@ -134,6 +144,9 @@ class TaskStore:
         return found is not None
 
     async def get(self, task_id: str, *, with_events: bool = True) -> TaskRecord:
+        cached = self._live.get(task_id) or self._recent.get(task_id)
+        if cached is not None:
+            return replace(cached, events=list(cached.events) if with_events else [])
         async with self._engine.connect() as conn:
             row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).one_or_none()
             if row is None:
@@ -146,7 +159,15 @@ class TaskStore:
                     .order_by(task_events.c.seq)
                 )
                 record.events = [_event(r) for r in (await conn.execute(query)).all()]
-        return record
+        if with_events and record.status.final:
+            self._remember(record)
+        return replace(record, events=list(record.events))
+
+    def _remember(self, record: TaskRecord) -> None:
+        self._recent[record.id] = record
+        self._recent.move_to_end(record.id)
+        while len(self._recent) > RECENT_CACHE:
+            self._recent.popitem(last=False)
 
     async def find(self, task_id: str) -> TaskRecord | None:
         try:
@@ -228,7 +249,31 @@ class TaskStore:
                         ],
                     )
             self._next_seq[task_id] = seq + 1
+            self._mirror(event, change)
         return event
+
+    def _mirror(self, event: TaskEvent, change: StateChange | None) -> None:
+        """Apply a committed event to the in-memory copy (if this process holds one)."""
+        self._recent.pop(event.task_id, None)
+        record = self._live.get(event.task_id)
+        if record is None:
+            return
+        if event.status != LOG:
+            record.events.append(event)
+        record.updated_at = event.ts
+        if change is not None:
+            if change.status is not None:
+                record.status = change.status
+                if change.status is Status.RUNNING:
+                    record.started_at = event.ts
+                elif change.status.final:
+                    record.finished_at = event.ts
+            if change.stage is not None:
+                record.stage = change.stage
+            if change.result is not None:
+                record.result = change.result
+            if change.error is not None:
+                record.error = change.error
 
     async def _allocate_seq(self, conn: AsyncConnection, task_id: str) -> int:
         known = self._next_seq.get(task_id)
@@ -258,8 +303,11 @@ class TaskStore:
             return [_record(r) for r in (await conn.execute(query)).all()]
 
     def forget(self, task_id: str) -> None:
-        """Drop per-task bookkeeping once a task is final."""
+        """Drop per-task bookkeeping once a task is final (its record moves to the recent cache)."""
         self._next_seq.pop(task_id, None)
+        record = self._live.pop(task_id, None)
+        if record is not None and record.status.final:
+            self._remember(record)
         lock = self._locks.get(task_id)
         if lock is not None and not lock.locked():
             del self._locks[task_id]

@@ -1,11 +1,10 @@
-"""One router per area; `api_router` assembles them."""
+"""One router per area; `ROUTERS` lists them all (the app includes each directly)."""
 
 from fastapi import APIRouter
 
 from docker_manager.api.routes import containers, health, images, system, tasks, tokens
 
-api_router = APIRouter()
-for module in (health, images, containers, tasks, system, tokens):
-    api_router.include_router(module.router)
+# Included one by one into the app: every level of router nesting costs time on each request.
+ROUTERS: tuple[APIRouter, ...] = tuple(m.router for m in (health, images, containers, tasks, system, tokens))
 
-__all__ = ["api_router"]
+__all__ = ["ROUTERS"]
