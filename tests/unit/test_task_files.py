@@ -53,3 +53,11 @@ def test_dockerfile_parsing_joins_continuations() -> None:
 def test_artefact_name() -> None:
     assert artefact_name("127.0.0.1:5000/team/site:v1") == "127.0.0.1_5000_team_site_v1.tar.lz4"
     assert artefact_name("html-site1:latest") == "html-site1_latest.tar.lz4"
+
+
+def test_labels_are_one_instruction_at_the_end() -> None:
+    from docker_manager.services.builds import with_labels
+
+    text = with_labels("FROM bb\nRUN true", {"b.label": "2", "a.label": "1"})
+    assert text == 'FROM bb\nRUN true\n\nLABEL "a.label"="1" "b.label"="2"\n'
+    assert parse_dockerfile(text)[-1]["op"] == "LABEL"

@@ -31,6 +31,7 @@ class BuildResult(ResponseModel):
     image_id: str
     tag: str | None
     logs: list[str] = Field(description="The last lines of the build output.")
+    task_id: str = Field(description="The build's task: its files are under builds/{task_id}.")
 
 
 class ImageSummary(ResponseModel):

@@ -74,6 +74,16 @@ def parse_dockerfile(text: str) -> list[dict[str, Any]]:
     return ops
 
 
+def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
+    """The Dockerfile with one LABEL instruction appended (it applies to the final stage).
+
+    The engine's `labels` build parameter adds one build step per label (each a container commit);
+    one instruction for all of them costs a single step. Values are validated names, quoted anyway.
+    """
+    pairs = " ".join(f'"{key}"="{value}"' for key, value in sorted(labels.items()))
+    return dockerfile.rstrip("\n") + f"\n\nLABEL {pairs}\n"
+
+
 def artefact_name(tag: str) -> str:
     """`{tag with : and / replaced by _}.tar.lz4`, as the original named it."""
     return tag.replace("/", "_").replace(":", "_") + ".tar.lz4"
@@ -290,6 +300,22 @@ class BuildService:
             "summary": True,
         }
 
+    async def build_and_wait(self, plan: BuildPlan) -> dict[str, Any]:
+        """`POST /docker/build`: the same build task, awaited. A failure raises `BuildFailed`."""
+        record = await self.start(plan, task_id=None)
+        async for event in follow(self._runner.store, self._runner.bus, record.id, stop=self._runner.closing):
+            if event is not None and event.data.get("final"):
+                break
+        final = await self._runner.store.get(record.id, with_events=False)
+        result = dict(final.result or {})
+        if final.status is not Status.COMPLETED:
+            raise BuildFailed(
+                final.error or f"the build ended {final.status.value}",
+                task_id=record.id,
+                logs=result.get("logs", []),
+            )
+        return {**result, "task_id": record.id}
+
     # --- the work ------------------------------------------------------------------------------
     async def _build(self, ctx: TaskContext, plan: BuildPlan) -> dict[str, Any]:
         assert ctx.files is not None
@@ -320,10 +346,12 @@ class BuildService:
             inline=plan.inline,
         )
         output = BuildOutput()
+        # The Dockerfile always travels in the stream (the user's file on disk is never changed).
+        sent = with_labels(plan.dockerfile_text, managed_labels(app_id=plan.app_id, task_id=ctx.task_id))
         context = BuildContext(
             root=plan.context_dir,
             dockerfile=plan.dockerfile,
-            inline_files={plan.dockerfile: plan.dockerfile_text.encode()} if plan.inline else {},
+            inline_files={plan.dockerfile: sent.encode()},
             max_bytes=self._settings.max_context_bytes,
         )
         try:
@@ -332,7 +360,6 @@ class BuildService:
                 tag=plan.tag,
                 dockerfile=plan.dockerfile,
                 buildargs=plan.build_args,
-                labels=managed_labels(app_id=plan.app_id, task_id=ctx.task_id),
                 nocache=plan.nocache,
             ) as progress:
                 async for record in progress:

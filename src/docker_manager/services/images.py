@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from pathlib import Path
-
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import Docker, ProgressError
-from docker_manager.docker.build_context import BuildContext
-from docker_manager.errors import BuildFailed, InvalidInput, NotManaged
-from docker_manager.labels import MANAGED_FILTER, is_managed, managed_labels
-from docker_manager.schemas.images import BuildResult, ImageSummary, PruneResult, RemoveImageResult
-from docker_manager.util.paths import confine
+from docker_manager.docker import Docker
+from docker_manager.errors import NotManaged
+from docker_manager.labels import MANAGED_FILTER, is_managed
+from docker_manager.schemas.images import ImageSummary, PruneResult, RemoveImageResult
 
 LOG_TAIL = 50
-
-
-def _context_dir(raw: str, settings: Settings) -> Path:
-    path = confine(raw, settings.context_paths, field="path")
-    if not path.is_dir():
-        raise InvalidInput("the build context is not a directory", field="path")
-    if not (path / "Dockerfile").is_file():
-        raise InvalidInput("the build context has no Dockerfile", field="path")
-    return path
 
 
 ImageList = list[ImageSummary]
@@ -35,40 +20,6 @@ class ImageService:
     def __init__(self, docker: Docker, settings: Settings) -> None:
         self._docker = docker
         self._settings = settings
-
-    async def build(self, *, path: str, tag: str | None, nocache: bool = False) -> BuildResult:
-        """Build and wait. A failing step is a `BuildFailed` error carrying the log tail."""
-        root = await asyncio.to_thread(_context_dir, path, self._settings)
-        context = BuildContext(root=root, max_bytes=self._settings.max_context_bytes)
-        tail: deque[str] = deque(maxlen=LOG_TAIL)
-        image_id: str | None = None
-        try:
-            async with (
-                asyncio.timeout(self._settings.build_timeout),
-                self._docker.images.build(
-                    context.stream(),
-                    tag=tag,
-                    dockerfile="Dockerfile",
-                    labels=managed_labels(),
-                    nocache=nocache,
-                ) as progress,
-            ):
-                async for record in progress:
-                    if isinstance(record.get("aux"), dict) and record["aux"].get("ID"):
-                        image_id = str(record["aux"]["ID"])
-                    text = record.get("stream") or record.get("status")
-                    if text:
-                        tail.extend(line for line in str(text).splitlines() if line.strip())
-        except ProgressError as exc:
-            tail.append(exc.message)
-            raise BuildFailed(f"the build failed: {exc.message}", logs=list(tail)) from exc
-        except TimeoutError as exc:
-            raise BuildFailed(
-                f"the build took longer than {self._settings.build_timeout:.0f} s", logs=list(tail)
-            ) from exc
-        if image_id is None:
-            raise BuildFailed("the engine finished without reporting an image id", logs=list(tail))
-        return BuildResult(image_id=image_id, tag=tag, logs=list(tail))
 
     async def list(self) -> ImageList:
         return [

@@ -25,9 +25,29 @@ router = APIRouter(prefix="/docker", tags=["images"])
 
 
 @router.post("/build", response_model=BuildResult)
-async def build(body: BuildRequest, images: ImagesDep, _: OperateAccess) -> BuildResult:
-    """Build a context folder and wait for the result. A failing step answers 422 `build_failed`."""
-    return await images.build(path=body.path, tag=body.tag, nocache=body.nocache)
+async def build(body: BuildRequest, builds: BuildsDep, _: OperateAccess) -> BuildResult:
+    """Build a context folder and wait for the result. A failing step answers 422 `build_failed`.
+
+    It runs as a build task like the others (same queue, same files under `builds/{task_id}`).
+    """
+    plan = await builds.plan(
+        context_path=body.path,
+        dockerfile=None,
+        dockerfile_content=None,
+        dockerfile_name="Dockerfile",
+        tag=body.tag,
+        build_args={},
+        app_id=None,
+        nocache=body.nocache,
+        export=False,
+    )
+    result = await builds.build_and_wait(plan)
+    return BuildResult(
+        image_id=result["image_id"],
+        tag=result.get("tag"),
+        logs=result.get("logs", []),
+        task_id=result["task_id"],
+    )
 
 
 @router.post(
