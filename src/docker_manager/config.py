@@ -84,6 +84,23 @@ class Settings(BaseSettings):
     max_concurrent_builds: int = Field(2, ge=1, le=64, description="Builds that run at once; others queue.")
     max_queued_tasks: int = Field(50, ge=1, description="Tasks that may wait; beyond that 429.")
 
+    # --- shipping images between hosts ----------------------------------------------------
+    sftp_host: str | None = Field(None, description="SFTP server build/start uploads to (none = no upload).")
+    sftp_port: int = Field(22, ge=1, le=65535, description="SFTP port.")
+    sftp_username: str | None = Field(None, description="SFTP user.")
+    sftp_key_file: Path | None = Field(None, description="Private key for SFTP (no agent is ever used).")
+    sftp_known_hosts: Path | None = Field(None, description="known_hosts file to verify the server against.")
+    sftp_accept_unknown_hosts: bool = Field(False, description="Skip host key verification (tests only).")
+    sftp_remote_dir: str = Field(
+        "/upload", description="Remote folder; each task goes to {remote_dir}/{task_id}/."
+    )
+    sftp_attempts: int = Field(3, ge=1, le=10, description="Upload attempts before giving up.")
+    sftp_deadline: float = Field(1800.0, gt=0, description="Longest an upload may take, all attempts (s).")
+    max_image_bytes: int = Field(
+        64 << 30, ge=1 << 20, description="Largest decompressed image localrun loads."
+    )
+    healthcheck_time: int = Field(15, ge=1, le=3600, description="Default seconds before a localrun check.")
+
     # --- host metrics --------------------------------------------------------------------
     top_sample_interval: float = Field(2.0, gt=0.1, description="Seconds between process samples.")
 

@@ -42,6 +42,17 @@ def unmanaged(base_image: str, unique: str) -> Iterator[str]:
     docker_cli("rm", "-f", name, check=False)
 
 
+async def gone_from(container: str, command: str) -> bool:
+    """Whether no process runs `command` in the container (waiting a little for the kill to land)."""
+    for _ in range(40):
+        table = docker_cli("exec", container, "ps", "-o", "stat,args").stdout.splitlines()[1:]
+        alive = [row for row in table if row.split(None, 1)[-1].strip() == command and not row.startswith("Z")]
+        if not alive:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
 async def run(client: httpx2.AsyncClient, headers: dict[str, str], **body: Any) -> httpx2.Response:
     return await client.post("/docker/run", json=body, headers=headers)
 
@@ -377,13 +388,12 @@ async def test_exec_time_and_output_are_capped(
     assert slow.json()["timed_out"] is True
     assert time.monotonic() - started < 10
     # The killed process is really gone from the container.
-    ps = docker_cli("exec", unique, "ps").stdout
-    assert "sleep 100" not in ps
+    assert await gone_from(unique, "sleep 100")
     flood = await client.post("/docker/exec", json={"id_or_name": unique, "cmd": "yes"}, headers=exec_)
     body = flood.json()
     assert body["truncated"] is True
     assert len(body["stdout"]) <= 256 * 1024
-    assert "yes" not in docker_cli("exec", unique, "ps", "-o", "comm").stdout.split()
+    assert await gone_from(unique, "yes")
 
 
 async def test_exec_on_a_stopped_container_is_409(

@@ -17,6 +17,7 @@ from docker_manager.services import Services
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.images import ImageService
+from docker_manager.services.localrun import LocalRunService
 from docker_manager.services.system import SystemService
 from docker_manager.services.tasks import TaskService
 
@@ -93,8 +94,14 @@ async def _tasks(request: Request) -> TaskService:
     return service
 
 
+async def _localrun(request: Request) -> LocalRunService:
+    service: LocalRunService = _service(request, "localrun")
+    return service
+
+
 ContainersDep = Annotated[ContainerService, Depends(_containers)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 SystemDep = Annotated[SystemService, Depends(_system)]
 BuildsDep = Annotated[BuildService, Depends(_builds)]
 TasksDep = Annotated[TaskService, Depends(_tasks)]
+LocalRunDep = Annotated[LocalRunService, Depends(_localrun)]

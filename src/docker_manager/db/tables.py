@@ -69,3 +69,16 @@ outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_outbox_state", "state", "id"),
 )
+
+health_checks = sa.Table(
+    "health_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # The task folder whose build.info.json gets the result.
+    sa.Column("folder", sa.String(1024), nullable=False),
+    sa.Column("container_id", sa.String(80), nullable=False),
+    sa.Column("host_port", sa.Integer, nullable=True),
+    sa.Column("path", sa.String(512), nullable=False),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

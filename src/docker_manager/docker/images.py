@@ -37,6 +37,21 @@ class Images:
         return result
 
     @asynccontextmanager
+    async def load(self, archive: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """`docker load` from a stream (sent chunked); yields the engine's progress records.
+
+        An exception raised by `archive` aborts the request, so the engine loads nothing.
+        """
+        async with self._t.stream(
+            "POST",
+            "/images/load",
+            params={"quiet": True},
+            content=archive,
+            headers={"Content-Type": "application/x-tar"},
+        ) as response:
+            yield json_progress(response.aiter_lines())
+
+    @asynccontextmanager
     async def export(self, image: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """`docker save` as a stream. Exported by name, so the archive carries the tag."""
         async with self._t.stream("GET", f"/images/{ref(image)}/get") as response:

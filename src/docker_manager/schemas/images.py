@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, SecretStr, StringConstraints, field_validator
 
 from docker_manager.schemas.common import (
     AppId,
@@ -117,10 +117,27 @@ class BuildStreamRequest(_BuildFields):
     context_path: str = Field(max_length=4096, description="Context folder inside DM_CONTEXT_ROOTS.")
 
 
+HostName = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$|^\[?[0-9a-fA-F:.]{2,45}\]?$"
+    ),
+]
+UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
+
+
 class BuildStartRequest(_BuildFields):
-    """`POST /docker/build/start`: as build-stream, the context being optional."""
+    """`POST /docker/build/start`: as build-stream, the context being optional, plus the upload.
+
+    The `sftp_*` fields override the `DM_SFTP_*` settings for this build; the password is used for
+    the connection only and never stored, logged or echoed. Host keys are always verified.
+    """
 
     context_path: str | None = Field(None, max_length=4096)
+    sftp_host: HostName | None = None
+    sftp_port: int | None = Field(None, ge=1, le=65535)
+    sftp_username: UserName | None = None
+    sftp_password: SecretStr | None = Field(None, max_length=1024)
 
 
 class TaskStarted(ResponseModel):

@@ -12,7 +12,9 @@ from docker_manager.db import Database
 from docker_manager.docker import Docker
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService
+from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
+from docker_manager.services.localrun import LocalRunService
 from docker_manager.services.system import HostSampler, SystemService
 from docker_manager.services.tasks import TaskService
 from docker_manager.tasks import EventBus, TaskRunner, TaskStore
@@ -32,9 +34,11 @@ class Services:
     sampler: HostSampler
     runner: TaskRunner
     outbox: OutboxDispatcher | None
+    health: HealthChecker
     containers: ContainerService
     images: ImageService
     builds: BuildService
+    localrun: LocalRunService
     tasks: TaskService
     system: SystemService
 
@@ -72,6 +76,11 @@ class Services:
             await outbox.start()
         sampler = HostSampler(settings.top_sample_interval)
         await sampler.start()
+        health = HealthChecker(db.engine, docker)
+        pending = await health.start()
+        if pending:
+            log.info("resumed %d pending health checks", pending)
+        containers = ContainerService(docker, settings)
         return cls(
             settings=settings,
             db=db,
@@ -80,15 +89,18 @@ class Services:
             sampler=sampler,
             runner=runner,
             outbox=outbox,
-            containers=ContainerService(docker, settings),
+            health=health,
+            containers=containers,
             images=ImageService(docker, settings),
             builds=BuildService(docker, runner, settings),
+            localrun=LocalRunService(docker, runner, containers, health, settings),
             tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
         )
 
     async def stop(self) -> None:
         await self.runner.shutdown()
+        await self.health.stop()
         await self.sampler.stop()
         if self.outbox is not None:
             await self.outbox.stop()

@@ -23,6 +23,7 @@ from docker_manager.docker import Docker, ProgressError
 from docker_manager.docker.build_context import BuildContext
 from docker_manager.errors import BuildFailed, Conflict, InvalidInput
 from docker_manager.labels import managed_labels
+from docker_manager.sftp import SftpTarget, Uploaded, UploadFailed, upload
 from docker_manager.tasks import (
     LOG,
     Status,
@@ -33,7 +34,16 @@ from docker_manager.tasks import (
     follow,
     new_task_id,
 )
-from docker_manager.tasks.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
+from docker_manager.tasks.files import (
+    BUILD_JSONL,
+    BUILD_LOG,
+    DOCKERFILE_PARSED,
+    DOCKERFILE_USED,
+    ERROR_LOG,
+    EVENTS_LOG,
+    INFO_JSON,
+    LogBatch,
+)
 from docker_manager.util.lz4file import compress_to_file
 from docker_manager.util.paths import confine
 
@@ -103,6 +113,12 @@ class BuildPlan:
     app_id: str | None = None
     nocache: bool = False
     export: bool = False
+    upload: SftpTarget | None = None
+
+
+MANIFEST = "build.manifest.json"
+# What goes to the runtime host besides the artefact; build.info.json travels last.
+UPLOADED_FILES = (MANIFEST, DOCKERFILE_USED, DOCKERFILE_PARSED, BUILD_LOG, BUILD_JSONL, EVENTS_LOG, ERROR_LOG)
 
 
 class BuildOutput:
@@ -232,6 +248,34 @@ class BuildService:
             app_id=app_id,
             nocache=nocache,
             export=export,
+        )
+
+    def sftp_target(
+        self, *, host: str | None, port: int | None, username: str | None, password: str | None
+    ) -> SftpTarget | None:
+        """Where build/start uploads to: the request's fields over the `DM_SFTP_*` settings."""
+        settings = self._settings
+        host = host or settings.sftp_host
+        if host is None:
+            return None
+        username = username or settings.sftp_username
+        if username is None:
+            raise InvalidInput(
+                "an SFTP upload needs a username (sftp_username or DM_SFTP_USERNAME)", field="sftp_username"
+            )
+        if password is None and settings.sftp_key_file is None:
+            raise InvalidInput(
+                "an SFTP upload needs sftp_password or DM_SFTP_KEY_FILE", field="sftp_password"
+            )
+        return SftpTarget(
+            host=host,
+            port=port or settings.sftp_port,
+            username=username,
+            remote_dir=settings.sftp_remote_dir,
+            password=password,
+            key_file=settings.sftp_key_file,
+            known_hosts=settings.sftp_known_hosts,
+            accept_unknown_hosts=settings.sftp_accept_unknown_hosts,
         )
 
     # --- starting ------------------------------------------------------------------------------
@@ -386,6 +430,8 @@ class BuildService:
             summary.update(await self._export(ctx, plan.tag))
         await ctx.info(summary)
         await ctx.event("building", "completed", message="build completed", **summary)
+        if plan.upload is not None and plan.export:
+            summary["sftp_deployment"] = await self._upload(ctx, plan.upload, summary)
         return {
             "status": "ok",
             "dockerfile_used": plan.dockerfile_used,
@@ -393,6 +439,69 @@ class BuildService:
             "logs": list(output.tail),
             **summary,
         }
+
+    async def _upload(self, ctx: TaskContext, target: SftpTarget, summary: dict[str, Any]) -> dict[str, Any]:
+        """Ship the task folder to `{remote_dir}/{task_id}/`; build.info.json goes last, complete."""
+        assert ctx.files is not None
+        files = ctx.files
+        artefact = Path(summary["compressed_image_path"])
+        await files.write_json(
+            MANIFEST,
+            {
+                "task_id": ctx.task_id,
+                "artefact": artefact.name,
+                "size": summary["compressed_image_size_bytes"],
+                "sha256": summary["compressed_image_sha256"],
+                "image_id": summary["image_id"],
+                "tag": summary["tag"],
+            },
+        )
+        remote = f"{target.remote_dir.rstrip('/')}/{ctx.task_id}"
+        await ctx.info({"status": "building", "stage": "uploading"})
+        await ctx.event(
+            "uploading",
+            "starting",
+            message=f"SFTP transfer to {target.host}:{target.port}",
+            remote_path=remote,
+            **target.describe(),
+        )
+
+        async def progress(name: str, done: int, total: int) -> None:
+            await ctx.event("uploading", "progress", file=name, bytes_done=done, bytes_total=total)
+
+        await ctx.flush()
+        names = [artefact.name, *UPLOADED_FILES]
+        paths = [files.path(n) for n in names if await asyncio.to_thread(files.path(n).is_file)]
+        try:
+            first = await self._send(target, ctx.task_id, paths, progress)
+            deployment: dict[str, Any] = {
+                "status": "success",
+                "remote_path": first.remote_path,
+                "files_transferred": len(first.files) + 1,
+                "total_size_bytes": first.total_bytes,
+                **target.describe(),
+            }
+            await ctx.info({"status": "building", "stage": "uploading", "sftp_deployment": deployment})
+            last = await self._send(target, ctx.task_id, [files.path(INFO_JSON)], None)
+        except UploadFailed as exc:
+            await ctx.info({"sftp_deployment": {"status": "error", "error": exc.detail, **target.describe()}})
+            raise
+        deployment["total_size_bytes"] = first.total_bytes + last.total_bytes
+        await ctx.info({"sftp_deployment": deployment})
+        await ctx.event(
+            "uploading", "completed", message=f"SFTP transfer done to {remote}", sftp_deployment=deployment
+        )
+        return deployment
+
+    async def _send(self, target: SftpTarget, task_id: str, paths: list[Path], progress: Any) -> Uploaded:
+        return await upload(
+            target,
+            task_id,
+            paths,
+            progress=progress,
+            attempts=self._settings.sftp_attempts,
+            deadline=self._settings.sftp_deadline,
+        )
 
     async def _export(self, ctx: TaskContext, tag: str) -> dict[str, Any]:
         """Save the image by its tag and lz4-compress it into the task folder, in one stream."""

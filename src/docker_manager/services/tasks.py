@@ -54,6 +54,23 @@ def redact(value: Any) -> Any:
     return value
 
 
+def find_task_dir(settings: Settings, task_id: str, server: Server | None = None) -> Path:
+    """The folder holding a task: the runtime (upload) root first, the README's order, then builds.
+
+    Without `server`, the first root that has this task; if none has it, the last candidate.
+    Blocking (it stats the filesystem).
+    """
+    roots = {"build": [settings.builds_path], "runtime": [settings.upload_path]}.get(
+        server or "", [settings.upload_path, settings.builds_path]
+    )
+    for root in roots:
+        candidate = root / task_id
+        # A task folder is a real directory, never a symlink planted into a shared root.
+        if candidate.is_dir() and not candidate.is_symlink():
+            return candidate
+    return roots[-1] / task_id
+
+
 def _status_of(record: TaskRecord, position: int | None) -> TaskStatus:
     return TaskStatus(
         task_id=record.id,
@@ -116,16 +133,7 @@ class TaskService:
 
     # --- log files -------------------------------------------------------------------------
     def task_dir(self, task_id: str, server: Server | None) -> Path:
-        """The folder holding this task: the runtime root first (the README's order), then builds."""
-        roots = {"build": [self._settings.builds_path], "runtime": [self._settings.upload_path]}.get(
-            server or "", [self._settings.upload_path, self._settings.builds_path]
-        )
-        for root in roots:
-            candidate = root / task_id
-            # A task folder is a real directory, never a symlink planted into a shared root.
-            if candidate.is_dir() and not candidate.is_symlink():
-                return candidate
-        return roots[-1] / task_id
+        return find_task_dir(self._settings, task_id, server)
 
     async def logs(self, task_id: str, *, server: Server | None, tail: int) -> dict[str, Any]:
         record = await self._runner.store.find(task_id)
@@ -135,12 +143,13 @@ class TaskService:
             raise NotFound(f"no task {task_id!r} and no log folder for it")
         body = body or {"build_logs": {}, "build_metadata": {}, "files_available": [], "warnings": []}
         summary = body["build_metadata"].get("summary") or {}
-        status = record.status.value if record else summary.get("status") or summary.get("stage")
+        task_status = record.status.value if record else None
         result: dict[str, Any] = {
             "task_id": task_id,
-            "status": status,
-            "build_status": summary.get("status"),
-            "stage": (record.stage if record else None) or summary.get("stage"),
+            # The API README's build status (building, successful, failed, error), from the summary.
+            "status": summary.get("status") or task_status or summary.get("stage"),
+            "task_status": task_status,
+            "stage": summary.get("stage") or (record.stage if record else None),
             "server": server or ("runtime" if folder.parent == self._settings.upload_path else "build"),
         }
         result.update({key: summary[key] for key in HEALTH_FIELDS if key in summary})

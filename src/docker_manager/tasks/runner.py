@@ -14,7 +14,7 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,7 @@ class TaskRunner:
         self._queued: list[str] = []
         self._app_locks = _AppLocks()
         self._shutting_down = False
+        self._waited: dict[str, BaseException | None] = {}
         # Set when the service stops: live followers end their streams.
         self.closing = asyncio.Event()
 
@@ -283,6 +284,29 @@ class TaskRunner:
         self._tasks[task_id] = asyncio.create_task(self._run(context, spec), name=f"task-{task_id}")
         return record
 
+    async def run_and_wait(self, spec: TaskSpec) -> TaskRecord:
+        """Run a task and wait for its end; the work's own error is raised again here.
+
+        For synchronous routes: the caller gets the precise error (409 port_in_use...), and the
+        work is still a task with events, files and a final state.
+        """
+        task_id = spec.task_id or new_task_id(spec.task_type)
+        self._waited[task_id] = None
+        try:
+            await self.submit(replace(spec, task_id=task_id))
+            task = self._tasks.get(task_id)
+            if task is not None:
+                await asyncio.shield(task)
+            error = self._waited.get(task_id)
+        finally:
+            self._waited.pop(task_id, None)
+        record = await self.store.get(task_id)
+        if error is not None:
+            raise error
+        if record.status is not Status.COMPLETED:
+            raise Conflict(f"the task ended {record.status.value}: {record.error or ''}".rstrip(": "))
+        return record
+
     def queue_position(self, task_id: str) -> int | None:
         try:
             return self._queued.index(task_id) + 1
@@ -313,6 +337,8 @@ class TaskRunner:
         except DockerManagerError as exc:
             error = exc.detail
             result = {"code": exc.code, **exc.extra} if exc.extra else {"code": exc.code}
+            if context.task_id in self._waited:
+                self._waited[context.task_id] = exc
         except Exception as exc:
             log.exception("task %s failed unexpectedly", context.task_id)
             error = f"internal error: {type(exc).__name__}: {exc}"

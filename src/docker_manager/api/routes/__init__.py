@@ -2,9 +2,11 @@
 
 from fastapi import APIRouter
 
-from docker_manager.api.routes import containers, health, images, system, tasks, tokens
+from docker_manager.api.routes import containers, deploy, health, images, system, tasks, tokens
 
 # Included one by one into the app: every level of router nesting costs time on each request.
-ROUTERS: tuple[APIRouter, ...] = tuple(m.router for m in (health, images, containers, tasks, system, tokens))
+ROUTERS: tuple[APIRouter, ...] = tuple(
+    m.router for m in (health, images, containers, deploy, tasks, system, tokens)
+)
 
 __all__ = ["ROUTERS"]

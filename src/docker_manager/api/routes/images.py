@@ -77,9 +77,16 @@ async def build_stream(body: BuildStreamRequest, builds: BuildsDep, _: OperateAc
 
 @router.post("/build/start", response_model=TaskStarted)
 async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAccess) -> TaskStarted:
-    """Start a build task: build, then export the image with its tag as `{tag}.tar.lz4` in the task
-    folder. Follow it with `/tasks/{task_id}/events`, `/tasks/status/{task_id}` or `/tasks/logs/{task_id}`.
+    """Start a build task: build, export the image with its tag as `{tag}.tar.lz4` in the task folder,
+    then (when an SFTP server is configured or given) upload the folder to `{remote_dir}/{task_id}/`.
+    Follow it with `/tasks/{task_id}/events`, `/tasks/status/{task_id}` or `/tasks/logs/{task_id}`.
     """
+    target = builds.sftp_target(
+        host=body.sftp_host,
+        port=body.sftp_port,
+        username=body.sftp_username,
+        password=body.sftp_password.get_secret_value() if body.sftp_password else None,
+    )
     plan = await builds.plan(
         context_path=body.context_path,
         dockerfile=body.dockerfile,
@@ -91,6 +98,7 @@ async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAcce
         nocache=body.nocache,
         export=True,
     )
+    plan.upload = target
     record = await builds.start(plan, task_id=body.task_id)
     return TaskStarted(task_id=record.id)
 

@@ -1,0 +1,41 @@
+"""Bodies of the deployment routes (localrun)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from docker_manager.schemas.common import (
+    AppId,
+    Argv,
+    ContainerName,
+    CpuSet,
+    EnvMap,
+    MemorySize,
+    PortMap,
+    StrictModel,
+    TaskId,
+)
+
+HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]{0,511}$")]
+
+
+class LocalRunRequest(StrictModel):
+    """`POST /docker/localrun`: load a `.tar.lz4` artefact and run it."""
+
+    lz4_path: str = Field(
+        max_length=4096,
+        description="The artefact, in the upload or builds root; relative paths start at the upload root.",
+    )
+    task_id: TaskId = Field(description="The build's task id: its folder gets the logs and build.info.json.")
+    app_id: AppId | None = Field(None, description="Default: the app_id of the build, else the tag's name.")
+    ports: PortMap = Field(default_factory=dict)
+    env: EnvMap = Field(default_factory=dict)
+    command: Argv | None = None
+    name: ContainerName | None = Field(None, description="Overrides the `{app_id}-{task_id}` rule.")
+    cpu: float | None = Field(None, gt=0)
+    cpuset: CpuSet | None = None
+    memory: MemorySize | None = None
+    healthcheck_time: int | None = Field(None, ge=1, le=3600, description="Seconds before the check (15).")
+    healthcheck_path: HttpPath = Field("/", description="Path probed when a port is published.")

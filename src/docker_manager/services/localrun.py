@@ -1,0 +1,226 @@
+"""`POST /docker/localrun`: decompress an lz4 artefact straight into `docker load`, then run it.
+
+It runs as a task of type `localrun` whose files are the build's folder (so the runtime side's
+logs follow the build's), with stages `decompiling` then `running`. The route waits for it and
+answers with the container; the health check is scheduled and reported in build.info.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from docker_manager.auth import Principal
+from docker_manager.config import Settings
+from docker_manager.docker import Docker, ProgressError
+from docker_manager.errors import InvalidInput
+from docker_manager.schemas.deploy import LocalRunRequest
+from docker_manager.services.containers import ContainerService, ContainerSpec
+from docker_manager.services.health import HealthChecker
+from docker_manager.services.tasks import find_task_dir
+from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
+from docker_manager.tasks.files import INFO_JSON, read_json
+from docker_manager.util.lz4file import ArchiveError, decompress_file
+from docker_manager.util.paths import confine
+
+LOCALRUN_TASK = "localrun"
+MANIFEST = "build.manifest.json"
+_APP_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LOADED_RE = re.compile(r"Loaded image(?: ID)?: (\S+)")
+
+
+@dataclass(frozen=True)
+class Artefact:
+    path: Path
+    folder: Path
+    expected_sha256: str | None
+    summary: dict[str, Any]
+
+
+def _locate(body: LocalRunRequest, settings: Settings) -> Artefact:
+    """Validate the artefact path and find the task folder (blocking: run in a thread)."""
+    path = confine(body.lz4_path, [settings.upload_path, settings.builds_path], field="lz4_path")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError as exc:
+        raise InvalidInput("the lz4 file does not exist", field="lz4_path") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput("lz4_path is not a regular file", field="lz4_path")
+    folder = find_task_dir(settings, body.task_id)
+    if folder.parent == settings.builds_path and not folder.is_dir():
+        folder = settings.upload_path / body.task_id  # a new runtime folder, the README's first choice
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    manifest = read_json(folder / MANIFEST) or {}
+    expected = manifest.get("sha256") if manifest.get("artefact") == path.name else None
+    return Artefact(
+        path=path, folder=folder, expected_sha256=expected, summary=read_json(folder / INFO_JSON) or {}
+    )
+
+
+def _app_id(body: LocalRunRequest, summary: dict[str, Any]) -> str | None:
+    if body.app_id:
+        return body.app_id
+    for candidate in (summary.get("app_id"), str(summary.get("tag") or "").split(":")[0].split("/")[-1]):
+        if isinstance(candidate, str) and _APP_ID_RE.match(candidate):
+            return candidate
+    return None
+
+
+class LocalRunService:
+    def __init__(
+        self,
+        docker: Docker,
+        runner: TaskRunner,
+        containers: ContainerService,
+        health: HealthChecker,
+        settings: Settings,
+    ) -> None:
+        self._docker = docker
+        self._runner = runner
+        self._containers = containers
+        self._health = health
+        self._settings = settings
+
+    async def run(self, body: LocalRunRequest, principal: Principal) -> dict[str, Any]:
+        artefact = await asyncio.to_thread(_locate, body, self._settings)
+        app_id = _app_id(body, artefact.summary)
+
+        async def work(ctx: TaskContext) -> dict[str, Any]:
+            return await self._localrun(ctx, body, artefact, app_id, principal)
+
+        record = await self._runner.run_and_wait(
+            TaskSpec(
+                task_type=LOCALRUN_TASK,
+                work=work,
+                app_id=app_id,
+                files_dir=artefact.folder,
+                stream_fields={"build_task_id": body.task_id, "lz4_path": str(artefact.path)},
+            )
+        )
+        return {**(record.result or {}), "localrun_task_id": record.id}
+
+    async def _localrun(
+        self,
+        ctx: TaskContext,
+        body: LocalRunRequest,
+        artefact: Artefact,
+        app_id: str | None,
+        principal: Principal,
+    ) -> dict[str, Any]:
+        await ctx.info({"status": "building", "stage": "decompiling", "app_id": app_id})
+        await ctx.event(
+            "decompiling",
+            "starting",
+            message=f"decompiling {artefact.path.name}",
+            lz4_path=str(artefact.path),
+            checksum_verified=artefact.expected_sha256 is not None,
+        )
+        image_id, tag = await self._load(ctx, artefact)
+        await ctx.event(
+            "decompiling",
+            "completed",
+            message=f"image loaded id={image_id} tag={tag or ''}",
+            image_id=image_id,
+            tag=tag,
+        )
+
+        spec = ContainerSpec(
+            image=tag or image_id,
+            name=body.name,
+            command=body.command,
+            ports=body.ports,
+            env=body.env,
+            app_id=app_id,
+            task_id=body.task_id,
+            nano_cpus=round(body.cpu * 1e9) if body.cpu is not None else None,
+            cpuset_cpus=body.cpuset,
+            memory=body.memory,
+        )
+        await ctx.info({"stage": "running"})
+        await ctx.event("running", "starting", message="running container", image=spec.image)
+        run = await self._containers.run(spec, principal)
+        host_port = next((port for port in run.ports.values() if port), None)
+        await ctx.event(
+            "running",
+            "completed",
+            message=f"run completed container_id={run.id} container_name={run.name}",
+            container_id=run.id,
+            container_name=run.name,
+            host_port=host_port,
+        )
+
+        health = await self._health.schedule(
+            folder=artefact.folder,
+            container_id=run.id,
+            host_port=host_port,
+            path=body.healthcheck_path,
+            after=body.healthcheck_time or self._settings.healthcheck_time,
+        )
+        internal_port = next(iter(body.ports), None)
+        await ctx.info(
+            {
+                "status": "building",
+                "stage": "running",
+                "container_id": run.id,
+                "container_name": run.name,
+                "host_port": host_port,
+                **health,
+                "localrun": {
+                    "lz4_path": str(artefact.path),
+                    "image_id": image_id,
+                    "image_tag": tag,
+                    "container": {"id": run.id, "name": run.name, "status": run.status},
+                    "resources": {"cpu": body.cpu, "cpuset": body.cpuset, "memory": body.memory},
+                    "app_id": app_id,
+                    "generated_name": body.name is None,
+                    "ports_requested": body.ports,
+                    # Environment values are secrets: only their names are kept.
+                    "env": dict.fromkeys(body.env, "<redacted>"),
+                    "command": body.command,
+                    "internal_port_key": internal_port,
+                },
+            }
+        )
+        container = {"id": run.id, "name": run.name, "status": run.status}
+        return {
+            "status": "ok",
+            "task_id": body.task_id,
+            "image_id": image_id,
+            "tag": tag,
+            "container": container,
+            "container_id": run.id,
+            "container_name": run.name,
+            "host_port": host_port,
+            "app_id": app_id,
+            "generated_name": body.name is None,
+            **health,
+        }
+
+    async def _load(self, ctx: TaskContext, artefact: Artefact) -> tuple[str, str | None]:
+        archive = decompress_file(
+            artefact.path, expected_sha256=artefact.expected_sha256, max_bytes=self._settings.max_image_bytes
+        )
+        loaded: list[str] = []
+        try:
+            async with self._docker.images.load(archive) as progress:
+                async for record in progress:
+                    text = str(record.get("stream") or record.get("status") or "").strip()
+                    if text:
+                        await ctx.output([{"stream": "load", "text": text}])
+                        loaded.extend(_LOADED_RE.findall(text))
+        except ArchiveError as exc:
+            raise InvalidInput(f"the artefact cannot be loaded: {exc}", field="lz4_path") from exc
+        except ProgressError as exc:
+            raise InvalidInput(f"the engine refused the archive: {exc.message}", field="lz4_path") from exc
+        tags = [name for name in loaded if not name.startswith("sha256:")]
+        ids = [name for name in loaded if name.startswith("sha256:")]
+        reference = tags[0] if tags else (ids[0] if ids else None)
+        if reference is None:
+            raise InvalidInput("the archive held no image", field="lz4_path")
+        image_id = str((await self._docker.images.inspect(reference))["Id"])
+        return image_id, tags[0] if tags else None

@@ -1,0 +1,161 @@
+"""Uploading files over SFTP (asyncssh): verified host keys, `.part` then rename, retries, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import asyncssh
+
+from docker_manager.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], Awaitable[None]]
+
+
+class UploadFailed(UpstreamError):
+    """The files could not be delivered to the SFTP server."""
+
+    code = "upload_failed"
+
+
+@dataclass(frozen=True)
+class SftpTarget:
+    host: str
+    port: int
+    username: str
+    remote_dir: str
+    password: str | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    # Only for tests and first contact: without it an unknown host key is refused.
+    accept_unknown_hosts: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        """What may be shown and stored about the target (never the password)."""
+        return {"sftp_host": self.host, "sftp_port": self.port, "sftp_username": self.username}
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    remote_path: str
+    files: list[str]
+    total_bytes: int
+
+
+# Failures that another attempt cannot fix: wrong credentials, a host key that does not match.
+_PERMANENT = (asyncssh.PermissionDenied, asyncssh.HostKeyNotVerifiable, asyncssh.KeyImportError)
+
+
+async def _connect(target: SftpTarget, timeout: float) -> asyncssh.SSHClientConnection:
+    known_hosts: object = str(target.known_hosts) if target.known_hosts else ()
+    if target.accept_unknown_hosts:
+        known_hosts = None
+    return await asyncssh.connect(
+        target.host,
+        target.port,
+        username=target.username,
+        password=target.password,
+        client_keys=[str(target.key_file)] if target.key_file else None,
+        known_hosts=known_hosts,
+        agent_path=None,  # only the configured key or password, never whatever an agent offers
+        config=None,
+        connect_timeout=timeout,
+        login_timeout=timeout,
+        keepalive_interval=15,
+        keepalive_count_max=3,
+    )
+
+
+async def upload(
+    target: SftpTarget,
+    subdir: str,
+    files: Sequence[Path],
+    *,
+    progress: Progress | None = None,
+    attempts: int = 3,
+    deadline: float = 900.0,
+    connect_timeout: float = 15.0,
+) -> Uploaded:
+    """Put `files` into `{remote_dir}/{subdir}/`, each as `name.part` renamed when complete.
+
+    Retries transient failures with backoff (a retry re-sends only files not yet renamed);
+    wrong credentials or host keys fail at once. `deadline` bounds the whole upload, key
+    exchange included.
+    """
+    remote = str(PurePosixPath(target.remote_dir) / subdir)
+    done: list[str] = []
+    total = 0
+    try:
+        async with asyncio.timeout(deadline):
+            for attempt in range(1, attempts + 1):
+                try:
+                    async with (
+                        await _connect(target, connect_timeout) as conn,
+                        conn.start_sftp_client() as sftp,
+                    ):
+                        await sftp.makedirs(remote, exist_ok=True)
+                        for path in files:
+                            if path.name in done:
+                                continue
+                            total += await _put(sftp, path, remote, progress)
+                            done.append(path.name)
+                    return Uploaded(remote_path=remote, files=done, total_bytes=total)
+                except _PERMANENT as exc:
+                    raise UploadFailed(f"SFTP to {target.host}:{target.port} refused: {exc}") from exc
+                except (OSError, asyncssh.Error) as exc:
+                    if attempt == attempts:
+                        raise UploadFailed(
+                            f"SFTP to {target.host}:{target.port} failed after {attempts} attempts: {exc}"
+                        ) from exc
+                    wait = min(30.0, 2.0**attempt) * random.uniform(0.75, 1.25)  # noqa: S311 (jitter)
+                    log.warning("SFTP attempt %d failed (%s); retrying in %.1f s", attempt, exc, wait)
+                    await asyncio.sleep(wait)
+    except TimeoutError as exc:
+        raise UploadFailed(f"SFTP upload did not finish within {deadline:.0f} s") from exc
+    raise UploadFailed("SFTP upload made no attempt")  # attempts < 1
+
+
+async def _put(sftp: asyncssh.SFTPClient, path: Path, remote: str, progress: Progress | None) -> int:
+    final = f"{remote}/{path.name}"
+    part = final + ".part"
+    reported = asyncio.Event()
+    state = {"done": 0, "total": 0}
+
+    def on_progress(_src: bytes, _dst: bytes, copied: int, size: int) -> None:
+        state["done"], state["total"] = copied, size
+        reported.set()
+
+    reporter = asyncio.create_task(_report(path.name, state, reported, progress)) if progress else None
+    try:
+        await sftp.put(str(path), part, progress_handler=on_progress)
+        await sftp.posix_rename(part, final)  # atomic replace: a half file never has the real name
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await sftp.remove(part)
+        raise
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
+    size = (await asyncio.to_thread(path.stat)).st_size
+    if progress is not None:
+        await progress(path.name, size, size)
+    return size
+
+
+async def _report(name: str, state: dict[str, int], reported: asyncio.Event, progress: Progress) -> None:
+    """Progress events at most every 2 seconds while a file is in flight."""
+    while True:
+        await asyncio.sleep(2.0)
+        if reported.is_set():
+            reported.clear()
+            await progress(name, state["done"], state["total"])
