@@ -46,7 +46,9 @@ async def gone_from(container: str, command: str) -> bool:
     """Whether no process runs `command` in the container (waiting a little for the kill to land)."""
     for _ in range(40):
         table = docker_cli("exec", container, "ps", "-o", "stat,args").stdout.splitlines()[1:]
-        alive = [row for row in table if row.split(None, 1)[-1].strip() == command and not row.startswith("Z")]
+        alive = [
+            row for row in table if row.split(None, 1)[-1].strip() == command and not row.startswith("Z")
+        ]
         if not alive:
             return True
         await asyncio.sleep(0.1)

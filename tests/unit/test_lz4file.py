@@ -33,7 +33,7 @@ async def test_round_trip_in_bounded_chunks_and_lz4_cli_agrees(sample: tuple[Pat
     path, data, digest = sample
     pieces = [c async for c in decompress_file(path, expected_sha256=digest)]
     assert b"".join(pieces) == data
-    assert max(len(p) for p in pieces) <= 1 << 20
+    assert max(len(p) for p in pieces) <= 4 << 20
     assert subprocess.run(["lz4", "-dc", str(path)], capture_output=True, check=True).stdout == data
 
 

@@ -14,6 +14,9 @@ from typing import Any
 import lz4.frame
 
 CHUNK = 1 << 20
+# Decompressed pieces handed to `docker load`: larger pieces load measurably faster (300 MiB image:
+# 3.0 s with 1 MiB, 2.7 s with 4 MiB, the CLI pipe 2.3-2.7 s) and memory stays a few MiB.
+OUT_CHUNK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -99,19 +102,20 @@ class ArchiveError(Exception):
 
 
 class _Reader:
-    """Blocking reads of the compressed file and the hash of what was read (worker thread)."""
+    """Blocking reads of the compressed file, hashed when a checksum is to be verified (thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, hashed: bool) -> None:
         self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashed else None
 
     def read(self, size: int) -> bytes:
         data = os.read(self._fd, size)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         return data
 
-    def digest(self) -> str:
-        return self._hash.hexdigest()
+    def digest(self) -> str | None:
+        return self._hash.hexdigest() if self._hash is not None else None
 
     def close(self) -> None:
         os.close(self._fd)
@@ -140,15 +144,15 @@ def _step(state: dict[str, Any], data: bytes, limit: int) -> tuple[bytes, bool]:
 async def decompress_file(
     path: Path, *, expected_sha256: str | None = None, max_bytes: int = 1 << 40
 ) -> AsyncIterator[bytes]:
-    """Decompress an lz4 file as a stream of at most 1 MiB chunks, in constant memory.
+    """Decompress an lz4 file as a stream of at most 4 MiB chunks, in constant memory.
 
-    The decompressor never returns more than 1 MiB per call (one compressed MiB can expand a
+    The decompressor never returns more than 4 MiB per call (one compressed MiB can expand a
     hundredfold). The file's sha256 is checked against `expected_sha256`, and truncation is
     detected, before the last chunk is handed on: a consumer streaming into `docker load` never
     delivers a complete archive that is wrong. Legacy-format files (`lz4 -l`) are decompressed by
     the `lz4` tool instead.
     """
-    reader = await asyncio.to_thread(_Reader, path)
+    reader = await asyncio.to_thread(_Reader, path, hashed=expected_sha256 is not None)
     try:
         raw = await asyncio.to_thread(reader.read, CHUNK)
         if raw.startswith(LEGACY_MAGIC):
@@ -163,7 +167,7 @@ async def decompress_file(
         while raw:
             feed = raw
             while True:
-                chunk, wants_input = await asyncio.to_thread(_step, state, feed, CHUNK)
+                chunk, wants_input = await asyncio.to_thread(_step, state, feed, OUT_CHUNK)
                 feed = b""
                 if chunk:
                     total += len(chunk)

@@ -1,0 +1,145 @@
+"""Benchmark image shipping: localrun vs `lz4 -dc | docker load && docker run`, SFTP upload vs scp.
+
+    .venv/bin/python bench/shipping.py [--mb 1024] [--runs 3]
+
+Builds an image holding `--mb` MiB of random data, saves it as .tar.lz4, then times:
+- POST /docker/localrun until the container runs (and the service's peak memory growth),
+  against `lz4 -dc FILE | docker load` followed by `docker run -d`;
+- the service's SFTP upload code (docker_manager.sftp.upload) against `scp`, to a private sshd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx2
+from _common import ROOT, docker, ensure_base_image, row, service
+
+sys.path.insert(0, str(ROOT))
+from tests.services import sshd
+
+from docker_manager.sftp import SftpTarget, upload
+
+
+def make_artefact(folder: Path, mb: int, tag: str) -> Path:
+    context = folder / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {ensure_base_image()}\nRUN head -c {mb * 1024 * 1024} /dev/urandom > /blob\n"
+        'CMD ["sleep", "3600"]\n'
+    )
+    print(f"building a {mb} MiB image and saving it as .tar.lz4 ...")
+    docker("build", "-q", "-t", tag, str(context))
+    artefact = folder / "upload" / "bench-task" / "image.tar.lz4"
+    artefact.parent.mkdir(parents=True)
+    subprocess.run(f"docker save {tag} | lz4 -q -z -c > {artefact}", shell=True, check=True)  # noqa: S602
+    docker("rmi", tag)
+    return artefact
+
+
+def bench_localrun(artefact: Path, data_dir: Path, tag: str, runs: int) -> None:
+    ours, baseline, growth = [], [], []
+    for i in range(runs):
+        name = f"dmbench-cli-{i}"
+        started = time.perf_counter()
+        subprocess.run(f"lz4 -dc {artefact} | docker load -q", shell=True, check=True, capture_output=True)  # noqa: S602
+        docker("run", "-d", "--name", name, tag)
+        baseline.append(time.perf_counter() - started)
+        docker("rm", "-f", name)
+        docker("rmi", tag)
+    with service(DM_DATA_DIR=str(data_dir)) as svc:
+        for i in range(runs):
+            before = svc.rss_kib()
+            started = time.perf_counter()
+            response = httpx2.post(
+                f"{svc.url}/docker/localrun",
+                json={
+                    "lz4_path": str(artefact),
+                    "task_id": "bench-task",
+                    "name": f"dmbench-api-{i}",
+                    "healthcheck_time": 3600,
+                },
+                headers=svc.headers,
+                timeout=600,
+            )
+            response.raise_for_status()
+            ours.append(time.perf_counter() - started)
+            growth.append((svc.peak_rss_kib() - before) / 1024)
+            docker("rm", "-f", f"dmbench-api-{i}")
+            docker("rmi", tag)
+    row(
+        "localrun until running vs lz4|docker load+run",
+        statistics.median(ours),
+        statistics.median(baseline),
+        "s",
+    )
+    print(f"{'':44} service peak memory growth: {max(growth):+.1f} MiB")
+
+
+def bench_upload(artefact: Path, workdir: Path, runs: int) -> None:
+    with sshd(workdir / "sshd") as server:
+        base = [
+            "-P",
+            str(server.port),
+            "-i",
+            str(server.key_file),
+            "-o",
+            f"UserKnownHostsFile={server.known_hosts}",
+            "-o",
+            "BatchMode=yes",
+        ]
+        target_dir = workdir / "received"
+        target_dir.mkdir()
+        scp_times, ours = [], []
+        for i in range(runs):
+            started = time.perf_counter()
+            subprocess.run(
+                ["scp", "-q", *base, str(artefact), f"{server.user}@127.0.0.1:{target_dir}/scp-{i}"],
+                check=True,
+            )
+            scp_times.append(time.perf_counter() - started)
+        target = SftpTarget(
+            host="127.0.0.1",
+            port=server.port,
+            username=server.user,
+            remote_dir=str(target_dir),
+            key_file=server.key_file,
+            known_hosts=server.known_hosts,
+        )
+        for i in range(runs):
+            started = time.perf_counter()
+            asyncio.run(upload(target, f"api-{i}", [artefact]))
+            ours.append(time.perf_counter() - started)
+    size_mb = artefact.stat().st_size / (1 << 20)
+    ours_s, scp_s = statistics.median(ours), statistics.median(scp_times)
+    row("SFTP upload vs scp", ours_s, scp_s, "s")
+    print(
+        f"{'':44} throughput {size_mb / ours_s:.0f} MiB/s vs scp {size_mb / scp_s:.0f} MiB/s "
+        f"({scp_s / ours_s:.2f}x of scp's)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mb", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    tag = f"dmbench-ship-{secrets.token_hex(3)}:latest"
+    with tempfile.TemporaryDirectory(prefix="dm-bench-ship-") as tmp:
+        folder = Path(tmp)
+        artefact = make_artefact(folder, args.mb, tag)
+        print(f"artefact: {artefact.stat().st_size / (1 << 20):.0f} MiB")
+        bench_localrun(artefact, folder, tag, args.runs)
+        bench_upload(artefact, folder, args.runs)
+
+
+if __name__ == "__main__":
+    main()
