@@ -54,7 +54,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # which costs more than the rest of a status request together (measured with wrk).
         app.router.routes.extend(router.routes)
     # Outermost first: a bad Host is refused before anything else looks at the request.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
+    fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/docker/container/fs/write": max(fs_write_body, settings.max_body_bytes)},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

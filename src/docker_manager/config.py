@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     exec_max_output_bytes: int = Field(
         1 << 20, ge=1024, description="Cap on captured exec output per stream."
     )
+    fs_max_bytes: int = Field(10 << 20, ge=1024, description="Largest file read or written in a container.")
     max_context_bytes: int = Field(
         4 << 30, ge=1 << 20, description="Largest build context sent to the engine."
     )

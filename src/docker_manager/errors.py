@@ -14,7 +14,8 @@ so the status code and the machine-readable `code` never depend on where the err
     │   └── PolicyViolation           403 policy_violation
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict
-    │   └── PortInUse                 409 port_in_use
+    │   ├── PortInUse                 409 port_in_use
+    │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full
     └── UpstreamError                 502 upstream_error
@@ -111,6 +112,12 @@ class PortInUse(Conflict):
     """A host port asked for is already bound."""
 
     code = "port_in_use"
+
+
+class Unsupported(Conflict):
+    """The target cannot do this (an image without `rm` cannot delete files)."""
+
+    code = "unsupported"
 
 
 class PayloadTooLarge(DockerManagerError):

@@ -15,6 +15,7 @@ from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.services import Services
 from docker_manager.services.builds import BuildService
+from docker_manager.services.container_fs import ContainerFiles
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
@@ -99,9 +100,15 @@ async def _localrun(request: Request) -> LocalRunService:
     return service
 
 
+async def _container_files(request: Request) -> ContainerFiles:
+    service: ContainerFiles = _service(request, "container_files")
+    return service
+
+
 ContainersDep = Annotated[ContainerService, Depends(_containers)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 SystemDep = Annotated[SystemService, Depends(_system)]
 BuildsDep = Annotated[BuildService, Depends(_builds)]
 TasksDep = Annotated[TaskService, Depends(_tasks)]
 LocalRunDep = Annotated[LocalRunService, Depends(_localrun)]
+ContainerFilesDep = Annotated[ContainerFiles, Depends(_container_files)]

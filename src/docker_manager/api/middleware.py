@@ -68,19 +68,19 @@ class BodySizeLimit:
     A declared Content-Length above the cap is refused before the body is read at all.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.default)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await _send_error(
-                    send, 413, "payload_too_large", f"request body is over {self.max_bytes} bytes"
-                )
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _send_error(send, 413, "payload_too_large", f"request body is over {limit} bytes")
                 return
         seen = 0
         started = False
@@ -90,8 +90,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -104,6 +104,4 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _send_error(
-                    send, 413, "payload_too_large", f"request body is over {self.max_bytes} bytes"
-                )
+                await _send_error(send, 413, "payload_too_large", f"request body is over {limit} bytes")

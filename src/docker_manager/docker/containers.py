@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from docker_manager.docker._paths import ref
@@ -11,6 +14,38 @@ from docker_manager.docker.client import DockerTransport
 from docker_manager.docker.streams import StreamId, demux
 
 JsonList = list[Any]
+
+# Bits of Go's os.FileMode, as the archive stat header reports them.
+GO_MODE_DIR = 1 << 31
+GO_MODE_SYMLINK = 1 << 27
+GO_MODE_DEVICE = 1 << 26
+GO_MODE_PIPE = 1 << 25
+GO_MODE_SOCKET = 1 << 24
+GO_MODE_CHAR_DEVICE = 1 << 21
+
+
+@dataclass(frozen=True)
+class PathStat:
+    """What the engine says about a path inside a container (`HEAD .../archive`)."""
+
+    name: str
+    size: int
+    mode: int
+    mtime: str
+    link_target: str
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.mode & GO_MODE_DIR)
+
+    @property
+    def is_symlink(self) -> bool:
+        return bool(self.mode & GO_MODE_SYMLINK)
+
+    @property
+    def is_regular(self) -> bool:
+        special = GO_MODE_DIR | GO_MODE_SYMLINK | GO_MODE_DEVICE | GO_MODE_PIPE | GO_MODE_SOCKET
+        return not self.mode & special
 
 
 class Containers:
@@ -87,6 +122,41 @@ class Containers:
         )
         return result
 
+    async def stat_path(self, container: str, path: str) -> PathStat:
+        """Stat a path inside the container; NotFound if it does not exist."""
+        response = await self._t.request(
+            "HEAD", f"/containers/{ref(container)}/archive", params={"path": path}
+        )
+        raw = response.headers.get("X-Docker-Container-Path-Stat", "")
+        data = json.loads(base64.b64decode(raw)) if raw else {}
+        return PathStat(
+            name=str(data.get("name", "")),
+            size=int(data.get("size", 0)),
+            mode=int(data.get("mode", 0)),
+            mtime=str(data.get("mtime", "")),
+            link_target=str(data.get("linkTarget", "")),
+        )
+
+    @asynccontextmanager
+    async def get_archive(self, container: str, path: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A tar of `path` (recursively, for a directory), streamed as the engine sends it."""
+        async with self._t.download(f"/containers/{ref(container)}/archive", params={"path": path}) as body:
+            yield body
+
+    async def put_archive(self, container: str, path: str, tar: bytes) -> None:
+        """Extract an uncompressed tar into directory `path` inside the container.
+
+        Always uncompressed: a compressed body makes the engine run the container's own
+        decompressor as root on the host (CVE-2026-41567).
+        """
+        await self._t.request(
+            "PUT",
+            f"/containers/{ref(container)}/archive",
+            params={"path": path, "noOverwriteDirNonDir": True},
+            content=tar,
+            headers={"Content-Type": "application/x-tar"},
+        )
+
     @asynccontextmanager
     async def logs(
         self,
@@ -107,16 +177,8 @@ class Containers:
             "follow": follow,
             "since": since,
         }
-        async with self._t.stream(
-            "GET",
-            f"/containers/{ref(container)}/logs",
-            params=params,
-            timeout=None if follow else self._t.timeout,
-        ) as response:
-            if tty:
-                yield _as_stdout(response.aiter_bytes())
-            else:
-                yield demux(response.aiter_bytes())
+        async with self._t.download(f"/containers/{ref(container)}/logs", params=params) as body:
+            yield _as_stdout(body) if tty else demux(body)
 
 
 async def _as_stdout(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[StreamId, bytes]]:

@@ -54,8 +54,8 @@ class Images:
     @asynccontextmanager
     async def export(self, image: str) -> AsyncIterator[AsyncIterator[bytes]]:
         """`docker save` as a stream. Exported by name, so the archive carries the tag."""
-        async with self._t.stream("GET", f"/images/{ref(image)}/get") as response:
-            yield response.aiter_bytes()
+        async with self._t.download(f"/images/{ref(image)}/get") as body:
+            yield body
 
     @asynccontextmanager
     async def build(

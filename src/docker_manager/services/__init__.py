@@ -11,6 +11,7 @@ from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.docker import Docker
 from docker_manager.services.builds import BuildService
+from docker_manager.services.container_fs import ContainerFiles
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
@@ -36,6 +37,7 @@ class Services:
     outbox: OutboxDispatcher | None
     health: HealthChecker
     containers: ContainerService
+    container_files: ContainerFiles
     images: ImageService
     builds: BuildService
     localrun: LocalRunService
@@ -91,6 +93,7 @@ class Services:
             outbox=outbox,
             health=health,
             containers=containers,
+            container_files=ContainerFiles(docker, containers, settings),
             images=ImageService(docker, settings),
             builds=BuildService(docker, runner, settings),
             localrun=LocalRunService(docker, runner, containers, health, settings),

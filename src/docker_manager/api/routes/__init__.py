@@ -2,11 +2,20 @@
 
 from fastapi import APIRouter
 
-from docker_manager.api.routes import containers, deploy, health, images, system, tasks, tokens
+from docker_manager.api.routes import (
+    container_fs,
+    containers,
+    deploy,
+    health,
+    images,
+    system,
+    tasks,
+    tokens,
+)
 
 # Included one by one into the app: every level of router nesting costs time on each request.
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    m.router for m in (health, images, containers, deploy, tasks, system, tokens)
+    m.router for m in (health, images, containers, container_fs, deploy, tasks, system, tokens)
 )
 
 __all__ = ["ROUTERS"]
