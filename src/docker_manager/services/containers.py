@@ -493,14 +493,17 @@ class ContainerService:
         out = _Capture(self._settings.exec_max_output_bytes)
         err = _Capture(self._settings.exec_max_output_bytes)
         timed_out = False
-        try:
-            async with asyncio.timeout(limit), self._docker.execs.start(exec_id) as frames:
-                async for stream_id, payload in frames:
-                    target = err if stream_id == StreamId.STDERR else out
-                    if not target.add(payload):
-                        break  # output flood: stop reading and end the process below
-        except TimeoutError:
-            timed_out = True
+        # The limit covers the run, not the start: a start cut short could leave a process that
+        # began after all, which nobody would then kill.
+        async with self._docker.execs.start(exec_id) as frames:
+            try:
+                async with asyncio.timeout(limit):
+                    async for stream_id, payload in frames:
+                        target = err if stream_id == StreamId.STDERR else out
+                        if not target.add(payload):
+                            break  # output flood: stop reading and end the process below
+            except TimeoutError:
+                timed_out = True
         exit_code = await self._finish_exec(exec_id, kill=timed_out or out.truncated or err.truncated)
         return ExecResult(
             exit_code=exit_code,
