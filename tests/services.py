@@ -78,3 +78,67 @@ def sshd(workdir: Path) -> Iterator[Sshd]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@dataclass
+class NginxServer:
+    prefix: Path
+    conf: Path
+    sites: Path
+    port: int
+    pid_file: Path
+    error_log: Path
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "nginx_binary": shutil.which("nginx") or "/usr/sbin/nginx",
+            "nginx_conf": self.conf,
+            "nginx_prefix": self.prefix,
+            "nginx_pid_file": self.pid_file,
+            "nginx_error_log": self.error_log,
+            "nginx_conf_dirs": [self.sites],
+            "nginx_listen": f"127.0.0.1:{self.port}",
+        }
+
+    def master_pid(self) -> int:
+        return int(self.pid_file.read_text().strip())
+
+
+@contextmanager
+def nginx(workdir: Path) -> Iterator[NginxServer]:
+    """A private nginx on a loopback port; sites are included from `{prefix}/sites/*.conf`."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    for sub in ("logs", "sites", "tmp"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    temp = workdir / "tmp"
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"worker_processes 1;\npid {workdir}/logs/nginx.pid;\nerror_log {workdir}/logs/error.log notice;\n"
+        "events { worker_connections 512; }\n"
+        "http {\n    access_log off;\n"
+        f"    client_body_temp_path {temp}/body;\n    proxy_temp_path {temp}/proxy;\n"
+        f"    fastcgi_temp_path {temp}/fastcgi;\n    uwsgi_temp_path {temp}/uwsgi;\n"
+        f"    scgi_temp_path {temp}/scgi;\n"
+        f"    server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n"
+        f"    include {workdir}/sites/*.conf;\n}}\n"
+    )
+    server = NginxServer(
+        prefix=workdir,
+        conf=conf,
+        sites=workdir / "sites",
+        port=port,
+        pid_file=workdir / "logs" / "nginx.pid",
+        error_log=workdir / "logs" / "error.log",
+    )
+    subprocess.run([binary, "-p", str(workdir), "-c", str(conf)], check=True)
+    deadline = time.monotonic() + 10
+    while not server.pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        subprocess.run([binary, "-p", str(workdir), "-c", str(conf), "-s", "quit"], check=False)
+        deadline = time.monotonic() + 10
+        while server.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)

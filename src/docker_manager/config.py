@@ -102,6 +102,32 @@ class Settings(BaseSettings):
     )
     healthcheck_time: int = Field(15, ge=1, le=3600, description="Default seconds before a localrun check.")
 
+    # --- nginx ----------------------------------------------------------------------------
+    nginx_binary: str = Field("nginx", description="The nginx binary.")
+    nginx_conf: Path | None = Field(None, description="nginx's main config file (-c); default: nginx's own.")
+    nginx_prefix: Path | None = Field(None, description="nginx's prefix (-p); default: nginx's own.")
+    nginx_pid_file: Path = Field(Path("/run/nginx.pid"), description="pid file of the nginx master.")
+    nginx_error_log: Path = Field(Path("/var/log/nginx/error.log"), description="nginx's error log.")
+    nginx_conf_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("/etc/nginx/conf.d")],
+        description="Directories site files may be written to; a request's conf_dir must be one of them.",
+    )
+    nginx_listen: str = Field(
+        "80",
+        pattern=r"^(\d{1,5}|[0-9.]{7,15}:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$",
+        description="What generated sites listen on: a port, or address:port.",
+    )
+    nginx_tls_listen: str = Field(
+        "443",
+        pattern=r"^(\d{1,5}|[0-9.]{7,15}:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5})$",
+        description="The TLS listen, used when a certificate exists for the domain.",
+    )
+    nginx_cert_dir: Path | None = Field(
+        None, description="Holds {domain}.crt and {domain}.key for TLS sites."
+    )
+    switch_drain_seconds: float = Field(2.0, ge=0, description="Wait after a switch before stopping the old.")
+    switch_stop_timeout: int = Field(10, ge=0, le=600, description="Seconds the old container gets to stop.")
+
     # --- host metrics --------------------------------------------------------------------
     top_sample_interval: float = Field(2.0, gt=0.1, description="Seconds between process samples.")
 

@@ -44,12 +44,13 @@ def settings(**kwargs: object) -> Settings:
 )
 def test_each_host_level_option_is_refused_below_admin(fields: dict[str, object], named: str) -> None:
     spec = ContainerSpec.from_run_extended(RunExtendedRequest(image="bb", **fields))  # type: ignore[arg-type]
-    assert named in host_level_options(spec)
+    config = create_config(spec, settings())
+    assert named in host_level_options(config)
     with pytest.raises(PolicyViolation, match="admin"):
-        check_policy(spec, OPERATOR, settings())
+        check_policy(config, OPERATOR, settings())
     with pytest.raises(PolicyViolation, match="DM_ALLOW_PRIVILEGED_OPTIONS"):
-        check_policy(spec, ADMIN, settings())
-    check_policy(spec, ADMIN, settings(allow_privileged_options=True))
+        check_policy(config, ADMIN, settings())
+    check_policy(config, ADMIN, settings(allow_privileged_options=True))
 
 
 def test_ordinary_options_pass() -> None:
@@ -63,8 +64,17 @@ def test_ordinary_options_pass() -> None:
             network="appnet",
         )
     )
-    assert host_level_options(spec) == []
-    check_policy(spec, OPERATOR, settings())
+    config = create_config(spec, settings())
+    assert host_level_options(config) == []
+    check_policy(config, OPERATOR, settings())
+
+
+def test_an_engine_body_with_host_mounts_from_any_path_is_caught() -> None:
+    # What update-port would copy from an inspected container.
+    body = {"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}], "PidMode": "host"}}
+    assert host_level_options(body) == ["pid_mode=host", "bind mounts of host paths"]
+    with pytest.raises(PolicyViolation):
+        check_policy(body, OPERATOR, settings())
 
 
 def test_create_config_carries_limits_ports_labels_and_name_rule() -> None:

@@ -19,6 +19,7 @@ from docker_manager.services.container_fs import ContainerFiles
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
+from docker_manager.services.sites import SiteService
 from docker_manager.services.system import SystemService
 from docker_manager.services.tasks import TaskService
 
@@ -105,6 +106,11 @@ async def _container_files(request: Request) -> ContainerFiles:
     return service
 
 
+async def _sites(request: Request) -> SiteService:
+    service: SiteService = _service(request, "sites")
+    return service
+
+
 ContainersDep = Annotated[ContainerService, Depends(_containers)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 SystemDep = Annotated[SystemService, Depends(_system)]
@@ -112,3 +118,4 @@ BuildsDep = Annotated[BuildService, Depends(_builds)]
 TasksDep = Annotated[TaskService, Depends(_tasks)]
 LocalRunDep = Annotated[LocalRunService, Depends(_localrun)]
 ContainerFilesDep = Annotated[ContainerFiles, Depends(_container_files)]
+SitesDep = Annotated[SiteService, Depends(_sites)]

@@ -84,6 +84,9 @@ class Containers:
             timeout=self._t.timeout + timeout,
         )
 
+    async def rename(self, container: str, name: str) -> None:
+        await self._t.request("POST", f"/containers/{ref(container)}/rename", params={"name": name})
+
     async def kill(self, container: str, *, signal: str = "SIGKILL") -> None:
         await self._t.request("POST", f"/containers/{ref(container)}/kill", params={"signal": signal})
 

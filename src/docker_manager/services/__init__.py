@@ -10,12 +10,14 @@ from docker_manager.auth import TokenStore
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.docker import Docker
+from docker_manager.nginx import Nginx, NginxPaths
 from docker_manager.services.builds import BuildService
 from docker_manager.services.container_fs import ContainerFiles
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
+from docker_manager.services.sites import SiteService
 from docker_manager.services.system import HostSampler, SystemService
 from docker_manager.services.tasks import TaskService
 from docker_manager.tasks import EventBus, TaskRunner, TaskStore
@@ -41,6 +43,7 @@ class Services:
     images: ImageService
     builds: BuildService
     localrun: LocalRunService
+    sites: SiteService
     tasks: TaskService
     system: SystemService
 
@@ -83,6 +86,18 @@ class Services:
         if pending:
             log.info("resumed %d pending health checks", pending)
         containers = ContainerService(docker, settings)
+        nginx = Nginx(
+            NginxPaths(
+                binary=settings.nginx_binary,
+                conf=settings.nginx_conf,
+                prefix=settings.nginx_prefix,
+                pid_file=settings.nginx_pid_file,
+                error_log=settings.nginx_error_log,
+            ),
+            listen=settings.nginx_listen,
+            tls_listen=settings.nginx_tls_listen,
+            cert_dir=settings.nginx_cert_dir,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -97,6 +112,7 @@ class Services:
             images=ImageService(docker, settings),
             builds=BuildService(docker, runner, settings),
             localrun=LocalRunService(docker, runner, containers, health, settings),
+            sites=SiteService(nginx, docker, containers, settings),
             tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
         )
@@ -104,6 +120,7 @@ class Services:
     async def stop(self) -> None:
         await self.runner.shutdown()
         await self.health.stop()
+        await self.sites.close()
         await self.sampler.stop()
         if self.outbox is not None:
             await self.outbox.stop()

@@ -143,37 +143,47 @@ class ContainerSpec:
         return None
 
 
-def host_level_options(spec: ContainerSpec) -> list[str]:
-    """The options in `spec` that give the container (or its owner) power over the host."""
+def host_level_options(config: dict[str, Any]) -> list[str]:
+    """The options in an engine create body that give the container power over the host.
+
+    It reads the body that will be sent, whichever route built it (run, run-extended, localrun,
+    a container recreated by update-port), so nothing can slip past by another path.
+    """
+    host = config.get("HostConfig") or {}
     found: list[str] = []
-    if spec.privileged:
+    if host.get("Privileged"):
         found.append("privileged")
-    if spec.cap_add:
+    if host.get("CapAdd"):
         found.append("cap_add")
-    if spec.devices:
+    if host.get("Devices") or host.get("DeviceRequests") or host.get("DeviceCgroupRules"):
         found.append("devices")
-    if spec.network_mode == "host" or spec.network == "host":
-        found.append("network_mode=host")
-    if spec.pid_mode == "host":
-        found.append("pid_mode=host")
-    if spec.ipc_mode == "host":
-        found.append("ipc_mode=host")
-    if spec.userns_mode == "host":
-        found.append("userns_mode=host")
-    if spec.security_opt:
+    for key, label in (
+        ("NetworkMode", "network_mode"),
+        ("PidMode", "pid_mode"),
+        ("IpcMode", "ipc_mode"),
+        ("UsernsMode", "userns_mode"),
+        ("UTSMode", "uts_mode"),
+        ("CgroupnsMode", "cgroupns_mode"),
+    ):
+        if host.get(key) == "host":
+            found.append(f"{label}=host")
+    if host.get("SecurityOpt"):
         found.append("security_opt")
-    if spec.sysctls:
+    if host.get("Sysctls"):
         found.append("sysctls")
-    if any(source.startswith("/") for source in spec.volumes):
+    binds = [b.split(":", 1)[0] for b in host.get("Binds") or []]
+    mounts = [m for m in host.get("Mounts") or [] if m.get("Type") == "bind"]
+    if any(source.startswith("/") for source in binds) or mounts:
         found.append("bind mounts of host paths")
-    if spec.log_driver and spec.log_driver not in LOCAL_LOG_DRIVERS:
-        found.append(f"log_driver={spec.log_driver}")
+    log_driver = (host.get("LogConfig") or {}).get("Type")
+    if log_driver and log_driver not in LOCAL_LOG_DRIVERS:
+        found.append(f"log_driver={log_driver}")
     return found
 
 
-def check_policy(spec: ContainerSpec, principal: Principal, settings: Settings) -> None:
+def check_policy(config: dict[str, Any], principal: Principal, settings: Settings) -> None:
     """Refuse host-level options unless the caller is admin and the operator enabled them."""
-    found = host_level_options(spec)
+    found = host_level_options(config)
     if not found:
         return
     if not principal.is_admin:
@@ -307,22 +317,13 @@ class ContainerService:
     # --- creating ------------------------------------------------------------------------
     async def run(self, spec: ContainerSpec, principal: Principal, *, detach: bool = True) -> RunResult:
         """Create and start a container; on any failure nothing is left behind."""
-        check_policy(spec, principal, self._settings)
         _check_limits(spec, self._settings)
+        config = create_config(spec, self._settings)
+        check_policy(config, principal, self._settings)
         await self._require_image(spec.image)
         await self._ensure_network(spec)
         await self._ensure_volumes(spec)
-        self._listings.clear()
-        container_id = await self._docker.containers.create(
-            create_config(spec, self._settings), name=spec.container_name
-        )
-        try:
-            await self._docker.containers.start(container_id)
-        except BaseException:
-            # A port already taken leaves the container "Created"; remove it so nothing changed.
-            with contextlib.suppress(Exception):
-                await self._docker.containers.remove(container_id, force=True)
-            raise
+        container_id = await self.create_and_start(config, name=spec.container_name, principal=principal)
         exit_code: int | None = None
         output: str | None = None
         if not detach:
@@ -337,6 +338,25 @@ class ContainerService:
             exit_code=exit_code,
             output=output,
         )
+
+    async def create_and_start(
+        self, config: dict[str, Any], *, name: str | None, principal: Principal
+    ) -> str:
+        """The one place containers are created: the policy check, then create and start.
+
+        If the start fails (a port already taken leaves the container "Created"), the container is
+        removed, so a failed call changes nothing.
+        """
+        check_policy(config, principal, self._settings)
+        self._listings.clear()
+        container_id = await self._docker.containers.create(config, name=name)
+        try:
+            await self._docker.containers.start(container_id)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._docker.containers.remove(container_id, force=True)
+            raise
+        return container_id
 
     async def _require_image(self, image: str) -> None:
         try:

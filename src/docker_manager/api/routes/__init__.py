@@ -8,6 +8,7 @@ from docker_manager.api.routes import (
     deploy,
     health,
     images,
+    nginx,
     system,
     tasks,
     tokens,
@@ -15,7 +16,7 @@ from docker_manager.api.routes import (
 
 # Included one by one into the app: every level of router nesting costs time on each request.
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    m.router for m in (health, images, containers, container_fs, deploy, tasks, system, tokens)
+    m.router for m in (health, images, containers, container_fs, deploy, nginx, tasks, system, tokens)
 )
 
 __all__ = ["ROUTERS"]

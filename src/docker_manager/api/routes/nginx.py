@@ -1,0 +1,44 @@
+"""nginx sites and traffic switching: `/nginx/site/*`, `/nginx/sign-domain`, `/app/update-port`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from docker_manager.api.deps import OperateAccess, SitesDep
+from docker_manager.schemas.nginx import (
+    SignDomainRequest,
+    SiteCreateRequest,
+    SiteDeleteRequest,
+    UpdatePortRequest,
+)
+
+router = APIRouter(tags=["nginx"])
+
+
+@router.post("/nginx/site/create")
+async def create_site(body: SiteCreateRequest, sites: SitesDep, _: OperateAccess) -> dict[str, Any]:
+    """Proxy `domain` to `127.0.0.1:port` (a port published by a container of this service)."""
+    return await sites.create_site(body)
+
+
+@router.post("/nginx/site/delete")
+async def delete_site(body: SiteDeleteRequest, sites: SitesDep, _: OperateAccess) -> dict[str, Any]:
+    return await sites.delete_site(body)
+
+
+@router.post("/nginx/sign-domain")
+async def sign_domain(body: SignDomainRequest, sites: SitesDep, who: OperateAccess) -> dict[str, Any]:
+    """Point `domain` at the new container once it answers HTTP; then stop the old one after a drain.
+
+    With `task_id`, `app_id`, `new_container` and `port` come from that task's build.info.json.
+    Writes `{conf_dir}/{app_id}.conf`. If the new container is unhealthy, nothing changes.
+    """
+    return await sites.sign_domain(body, who)
+
+
+@router.post("/app/update-port")
+async def update_port(body: UpdatePortRequest, sites: SitesDep, who: OperateAccess) -> dict[str, Any]:
+    """Recreate the task's container on `new_port` (all else kept) and switch nginx to it safely."""
+    return await sites.update_port(body, who)

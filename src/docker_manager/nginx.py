@@ -1,0 +1,260 @@
+"""nginx site files as transactions: render, test, replace, reload, verify, or roll back.
+
+One lock serialises every change. A change is: write the candidate next to the live file (outside
+the `*.conf` include glob), swap it in atomically keeping the previous bytes, `nginx -t` the whole
+configuration, reload, and check that nginx really applied it: `nginx -s reload` returns 0 even
+when the master then fails to apply the configuration (measured, libraries.md), so the master must
+be seen starting new worker processes. On any failure the previous file is put back and nginx
+keeps serving the old configuration; the error says why, in nginx's words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import psutil
+
+from docker_manager.errors import DockerManagerError, UpstreamError
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+MANAGED_MARK = "managed-by=docker-manager"
+_HEADER_RE = re.compile(r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)")
+
+
+class NginxUnavailable(DockerManagerError):
+    """nginx is not installed, or its master process is not running."""
+
+    status_code = 503
+    code = "nginx_unavailable"
+
+
+class NginxConfigError(UpstreamError):
+    """nginx refused the configuration (`nginx -t`) or did not apply it on reload."""
+
+    status_code = 422
+    code = "nginx_config_invalid"
+
+
+class NginxReloadFailed(UpstreamError):
+    """The configuration tested fine but the running nginx did not take it."""
+
+    code = "nginx_reload_failed"
+
+
+@dataclass(frozen=True)
+class SiteHeader:
+    """What a managed site file says about itself (its first lines)."""
+
+    app_id: str | None
+    domain: str
+    port: int
+
+
+def read_header(path: Path) -> SiteHeader | None:
+    """The managed-site header of a file, or None if the file is not one of ours."""
+    try:
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
+            head = handle.read(1024)
+    except OSError:
+        return None
+    match = _HEADER_RE.search(head)
+    if match is None:
+        return None
+    return SiteHeader(app_id=match.group(1) or None, domain=match.group(2), port=int(match.group(3)))
+
+
+@dataclass(frozen=True)
+class NginxPaths:
+    binary: str
+    conf: Path | None
+    prefix: Path | None
+    pid_file: Path
+    error_log: Path
+
+    def argv(self, *extra: str) -> list[str]:
+        argv = [self.binary]
+        if self.prefix is not None:
+            argv += ["-p", str(self.prefix)]
+        if self.conf is not None:
+            argv += ["-c", str(self.conf)]
+        return [*argv, *extra]
+
+
+class Nginx:
+    def __init__(self, paths: NginxPaths, *, listen: str, tls_listen: str, cert_dir: Path | None) -> None:
+        self.paths = paths
+        self._listen = listen
+        self._tls_listen = tls_listen
+        self._cert_dir = cert_dir
+        self.lock = asyncio.Lock()
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+            autoescape=False,  # noqa: S701 (nginx config, not HTML; every value is validated first)
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
+
+    # --- rendering -----------------------------------------------------------------------------
+    def render(self, *, ident: str, domain: str, port: int, app_id: str | None) -> str:
+        """The site file for validated values (domain, port and ids are checked by the caller)."""
+        tls = None
+        if self._cert_dir is not None:
+            cert = self._cert_dir / f"{domain.replace('*', '_')}.crt"
+            key = self._cert_dir / f"{domain.replace('*', '_')}.key"
+            if cert.is_file() and key.is_file():
+                tls = {"cert": str(cert), "key": str(key)}
+        return self._env.get_template("site.conf.j2").render(
+            ident=ident,
+            domain=domain,
+            port=port,
+            app_id=app_id or "",
+            listen=self._listen,
+            tls_listen=self._tls_listen,
+            tls=tls,
+        )
+
+    # --- state ---------------------------------------------------------------------------------
+    def _master(self) -> psutil.Process:
+        binary = shutil.which(self.paths.binary) or os.path.exists(self.paths.binary)
+        if not binary:
+            raise NginxUnavailable(f"nginx is not installed ({self.paths.binary} not found)")
+        try:
+            pid = int(self.paths.pid_file.read_text().strip())
+            master = psutil.Process(pid)
+            if master.status() == psutil.STATUS_ZOMBIE:
+                raise psutil.NoSuchProcess(pid)
+        except (OSError, ValueError, psutil.Error) as exc:
+            raise NginxUnavailable(f"nginx is not running (no live master in {self.paths.pid_file})") from exc
+        return master
+
+    async def check_running(self) -> None:
+        await asyncio.to_thread(self._master)
+
+    async def _run(self, *args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            *self.paths.argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+        return process.returncode or 0, output.decode("utf-8", "replace").strip()
+
+    # --- the transaction -------------------------------------------------------------------------
+    async def apply(self, target: Path, content: str | None) -> dict[str, Any]:
+        """Make `target` hold `content` (None: remove it), live in nginx, or change nothing.
+
+        The caller holds `self.lock`. Returns what happened, for the API's `nginx_reload`.
+        """
+        await self.check_running()
+        previous = await asyncio.to_thread(_read_bytes, target)
+        await asyncio.to_thread(_install, target, content)
+        try:
+            code, output = await self._run("-t")
+            if code != 0:
+                raise NginxConfigError(f"nginx -t refused the configuration: {_tail(output)}")
+            await self._reload_and_verify()
+        except NginxReloadFailed:
+            await asyncio.to_thread(_restore, target, previous)
+            await self.reload()  # the old files again: whatever nginx half-did is undone
+            raise
+        except BaseException:
+            await asyncio.to_thread(_restore, target, previous)
+            raise
+        return {"status": "reloaded", "tested": True, "verified": True}
+
+    async def _reload_and_verify(self) -> None:
+        master = await asyncio.to_thread(self._master)
+        workers_before = await asyncio.to_thread(_worker_pids, master)
+        log_offset = await asyncio.to_thread(_size, self.paths.error_log)
+        code, output = await self._run("-s", "reload")
+        if code != 0:
+            raise NginxReloadFailed(f"nginx -s reload failed: {_tail(output)}")
+        # Applied means: the master started workers with the new configuration.
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            workers = await asyncio.to_thread(_worker_pids, master)
+            if workers - workers_before:
+                # Old workers stop taking new connections as they wind down; give them a moment so
+                # that the next request is answered by the new configuration.
+                for _ in range(20):
+                    if not (await asyncio.to_thread(_worker_pids, master)) & workers_before:
+                        break
+                    await asyncio.sleep(0.05)
+                return
+            errors = await asyncio.to_thread(_errors_since, self.paths.error_log, log_offset)
+            if errors:
+                raise NginxReloadFailed(f"nginx did not apply the configuration: {errors}")
+        errors = await asyncio.to_thread(_errors_since, self.paths.error_log, log_offset)
+        raise NginxReloadFailed(f"nginx did not apply the configuration within 5 s {errors}".strip())
+
+    async def reload(self) -> None:
+        """Reload after restoring a file (best effort: the previous configuration is valid)."""
+        with contextlib.suppress(DockerManagerError):
+            await self._reload_and_verify()
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _install(target: Path, content: str | None) -> None:
+    if content is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        return
+    # The temporary name does not end in ".conf": an include glob never picks it up half-written.
+    temporary = target.with_name(f".{target.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+
+
+def _restore(target: Path, previous: bytes | None) -> None:
+    if previous is None:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        return
+    temporary = target.with_name(f".{target.name}.restore")
+    temporary.write_bytes(previous)
+    os.replace(temporary, target)
+
+
+def _worker_pids(master: psutil.Process) -> set[int]:
+    try:
+        return {child.pid for child in master.children() if "worker" in " ".join(child.cmdline())}
+    except psutil.Error:
+        return set()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _errors_since(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read(64 * 1024).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " ".join(line.strip() for line in text.splitlines() if "[emerg]" in line or "[alert]" in line)
+
+
+def _tail(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    return " ".join(lines[-3:])[:2000]

@@ -1,0 +1,70 @@
+"""Bodies of the nginx and traffic-switching routes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, Field
+
+from docker_manager.schemas.common import AppId, ContainerRef, StrictModel, TaskId
+from docker_manager.schemas.deploy import HttpPath
+
+# A lower-case RFC 1123 name with at least two labels; a wildcard only as the whole first label.
+_DOMAIN_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _lower(value: Any) -> Any:
+    # Lower-cased, never stripped: "a.com\r\n" is refused, not repaired.
+    return value.lower() if isinstance(value, str) else value
+
+
+def _domain(value: str) -> str:
+    if len(value) > 253 or not _DOMAIN_RE.match(value):
+        raise ValueError("not a domain name (lower-case letters, digits, dashes and dots; '*.' only first)")
+    return value
+
+
+Domain = Annotated[str, BeforeValidator(_lower), AfterValidator(_domain)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+ConfDir = Annotated[
+    str, Field(max_length=4096, description="One of DM_NGINX_CONF_DIRS (default: the first).")
+]
+
+
+class SiteCreateRequest(StrictModel):
+    domain: Domain
+    port: Port = Field(description="Host port of a container this service manages.")
+    app_id: AppId | None = Field(None, description="Names the file `{app_id}.conf` (default: the domain).")
+    conf_dir: ConfDir | None = None
+
+
+class SiteDeleteRequest(StrictModel):
+    domain: Domain
+    conf_dir: ConfDir | None = None
+
+
+class HealthGate(StrictModel):
+    health_path: HttpPath = Field("/", description="Path the new container must answer before the switch.")
+    expected_status: int | None = Field(None, ge=100, le=599, description="Default: any status below 500.")
+    health_timeout: float = Field(10.0, ge=0.5, le=300, description="Seconds to wait for a good answer.")
+    drain_seconds: float | None = Field(None, ge=0, le=300, description="Wait before stopping the old one.")
+
+
+class SignDomainRequest(HealthGate):
+    domain: Domain
+    conf_dir: ConfDir | None = None
+    app_id: AppId | None = None
+    new_container: ContainerRef | None = None
+    old_container: ContainerRef | None = None
+    port: Port | None = None
+    task_id: TaskId | None = Field(
+        None, description="Fills app_id, new_container and port from build.info.json."
+    )
+
+
+class UpdatePortRequest(HealthGate):
+    task_id: TaskId
+    new_port: Port
+    domain: Domain
+    conf_dir: ConfDir | None = None

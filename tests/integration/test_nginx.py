@@ -1,0 +1,397 @@
+"""nginx sites and traffic switching against a real nginx and real containers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from docker_manager.app import create_app
+from docker_manager.config import Settings
+from tests.conftest import docker_cli
+from tests.services import NginxServer, free_port, nginx
+
+pytestmark = pytest.mark.docker
+ADMIN = {"Authorization": "Bearer nginx-admin"}
+
+
+@pytest.fixture(scope="module")
+def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
+    with nginx(tmp_path_factory.mktemp("nginx")) as server:
+        yield server
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path, nginx_server: NginxServer, settings: Settings
+) -> AsyncIterator[httpx2.AsyncClient]:
+    for leftover in nginx_server.sites.glob("*.conf"):  # every test starts with no sites
+        leftover.unlink()
+    config = Settings(
+        data_dir=tmp_path,
+        admin_token="nginx-admin",  # type: ignore[arg-type]
+        switch_drain_seconds=1,
+        switch_stop_timeout=1,
+        **nginx_server.settings(),
+    )  # type: ignore[arg-type]
+    application = create_app(config)
+    async with application.router.lifespan_context(application):
+        transport = httpx2.ASGITransport(app=application)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
+            client.settings = config  # type: ignore[attr-defined]
+            yield client
+
+
+async def web(
+    client: httpx2.AsyncClient,
+    name: str,
+    text: str,
+    *,
+    port: int | None = None,
+    serve: bool = True,
+    app_id: str | None = None,
+) -> tuple[str, int]:
+    """A managed busybox container answering `text` on a host port."""
+    port = port or free_port()
+    script = (
+        f"mkdir -p /www && echo {text} > /www/index.html && httpd -f -p 80 -h /www" if serve else "sleep 600"
+    )
+    response = await client.post(
+        "/docker/run",
+        json={
+            "image": "dm-test-bb:latest",
+            "name": name,
+            "command": ["sh", "-c", script],
+            "ports": {"80/tcp": port},
+            "env": {"KEPT": "yes"},
+            "memory": "64m",
+            "app_id": app_id,
+        },
+        headers=ADMIN,
+    )
+    assert response.status_code == 200, response.text
+    if serve:
+        async with httpx2.AsyncClient() as probe:
+            for _ in range(50):
+                try:
+                    if (await probe.get(f"http://127.0.0.1:{port}/")).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+    return response.json()["id"], port
+
+
+async def through_nginx(server: NginxServer, domain: str) -> httpx2.Response:
+    async with httpx2.AsyncClient() as browser:
+        return await browser.get(f"http://127.0.0.1:{server.port}/", headers={"Host": domain})
+
+
+def snapshot(server: NginxServer) -> tuple[int, dict[str, str]]:
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in server.sites.iterdir()}
+    return server.master_pid(), files
+
+
+async def test_sites_are_served_side_by_side_and_deleted(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    _, port_a = await web(app, f"{unique}-a", "site-a")
+    _, port_b = await web(app, f"{unique}-b", "site-b")
+    created = await app.post(
+        "/nginx/site/create", json={"domain": "a.example.com", "port": port_a}, headers=ADMIN
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["nginx_reload"]["verified"] is True
+    # A second site must not break the first (the original's duplicate limit_req_zone did).
+    second = await app.post(
+        "/nginx/site/create", json={"domain": "b.example.com", "port": port_b, "app_id": "bee"}, headers=ADMIN
+    )
+    assert second.status_code == 200, second.text
+    assert (nginx_server.sites / "bee.conf").is_file()
+    assert (await through_nginx(nginx_server, "a.example.com")).text.strip() == "site-a"
+    assert (await through_nginx(nginx_server, "b.example.com")).text.strip() == "site-b"
+    assert (await through_nginx(nginx_server, "other.example.com")).status_code == 404
+    taken = await app.post(
+        "/nginx/site/create",
+        json={"domain": "a.example.com", "port": port_b, "app_id": "thief"},
+        headers=ADMIN,
+    )
+    assert taken.status_code == 409
+    deleted = await app.post("/nginx/site/delete", json={"domain": "a.example.com"}, headers=ADMIN)
+    assert deleted.status_code == 200, deleted.text
+    assert sorted(p.name for p in nginx_server.sites.iterdir()) == ["bee.conf"], deleted.text
+    assert (await through_nginx(nginx_server, "a.example.com")).status_code == 404
+    assert (await through_nginx(nginx_server, "b.example.com")).text.strip() == "site-b"
+    assert (
+        await app.post("/nginx/site/delete", json={"domain": "a.example.com"}, headers=ADMIN)
+    ).status_code == 404
+
+
+HOSTILE_DOMAINS = [
+    "example.com;\ninclude /etc/passwd",
+    "a.com\nserver{listen 80;}",
+    "a.com { }",
+    "a.com$host",
+    "a.com#",
+    "a.com\r\n",
+    "http://a.com/#;\ninjection_point",
+    "a.com/..",
+    "*",
+    "_",
+    "localhost",
+    "127.0.0.1",
+    "exämple.com",
+    "a" * 64 + ".com",
+    "-a.com",
+    "a.com.",
+    "a b.com",
+    "",
+    "a.*.com",
+    "x" * 250 + ".com",
+    " a.com",
+    "a.com ",
+]
+
+
+async def test_hostile_domains_are_refused_with_nothing_written(
+    app: httpx2.AsyncClient, nginx_server: NginxServer
+) -> None:
+    before = snapshot(nginx_server)
+    for domain in HOSTILE_DOMAINS:
+        for route, body in (
+            ("/nginx/site/create", {"domain": domain, "port": 8080}),
+            ("/nginx/site/delete", {"domain": domain}),
+            ("/nginx/sign-domain", {"domain": domain, "app_id": "x", "new_container": "x"}),
+            ("/app/update-port", {"domain": domain, "task_id": "t", "new_port": 8080}),
+        ):
+            response = await app.post(route, json=body, headers=ADMIN)
+            assert response.status_code == 422, (route, domain, response.text)
+    assert snapshot(nginx_server) == before
+
+
+async def test_conf_dir_outside_the_allowlist_and_foreign_ports_are_refused(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    _, port = await web(app, unique, "x")
+    before = snapshot(nginx_server)
+    for conf_dir in ("/etc", "/tmp", f"{nginx_server.sites}/../../..", f"{nginx_server.prefix}"):
+        response = await app.post(
+            "/nginx/site/create",
+            json={"domain": "c.example.com", "port": port, "conf_dir": conf_dir},
+            headers=ADMIN,
+        )
+        assert response.status_code == 403, conf_dir
+    for app_id in ("../nginx", "a.conf", "UPPER"):
+        response = await app.post(
+            "/nginx/site/create",
+            json={"domain": "c.example.com", "port": port, "app_id": app_id},
+            headers=ADMIN,
+        )
+        assert response.status_code == 422
+    not_ours = await app.post(
+        "/nginx/site/create", json={"domain": "c.example.com", "port": 22}, headers=ADMIN
+    )
+    assert not_ours.status_code == 422
+    assert snapshot(nginx_server) == before
+
+
+async def test_a_config_nginx_refuses_leaves_the_old_site_serving(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    _, port = await web(app, unique, "still-here")
+    await app.post("/nginx/site/create", json={"domain": "keep.example.com", "port": port}, headers=ADMIN)
+    broken = nginx_server.sites / "someone-else.conf"
+    broken.write_text("server { this is not nginx }\n")
+    try:
+        pid = nginx_server.master_pid()
+        response = await app.post(
+            "/nginx/site/create", json={"domain": "new.example.com", "port": port}, headers=ADMIN
+        )
+        assert response.status_code == 422
+        body = response.json()
+        assert body["code"] == "nginx_config_invalid" and "someone-else.conf" in body["detail"]
+        assert not (nginx_server.sites / "new.example.com.conf").exists()
+        assert nginx_server.master_pid() == pid
+        assert (await through_nginx(nginx_server, "keep.example.com")).text.strip() == "still-here"
+    finally:
+        broken.unlink()
+
+
+async def test_switching_versions_under_load_drops_no_request(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    first, _ = await web(app, f"{unique}-v1", "version-1", app_id="shop")
+    second, _ = await web(app, f"{unique}-v2", "version-2", app_id="shop")
+    signed = await app.post(
+        "/nginx/sign-domain",
+        json={"domain": "shop.example.com", "app_id": "shop", "new_container": f"{unique}-v1"},
+        headers=ADMIN,
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["stage"] == "signing_domain" and signed.json()["status"] == "completed"
+    assert (await through_nginx(nginx_server, "shop.example.com")).text.strip() == "version-1"
+
+    failures: list[str] = []
+    answers: set[str] = set()
+    stop = asyncio.Event()
+
+    async def hammer() -> None:
+        async with httpx2.AsyncClient(timeout=5) as browser:
+            while not stop.is_set():
+                try:
+                    reply = await browser.get(
+                        f"http://127.0.0.1:{nginx_server.port}/", headers={"Host": "shop.example.com"}
+                    )
+                    if reply.status_code != 200:
+                        failures.append(str(reply.status_code))
+                    answers.add(reply.text.strip())
+                except httpx2.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    loops = [asyncio.create_task(hammer()) for _ in range(3)]
+    await asyncio.sleep(0.3)
+    switched = await app.post(
+        "/nginx/sign-domain",
+        json={
+            "domain": "shop.example.com",
+            "app_id": "shop",
+            "new_container": f"{unique}-v2",
+            "old_container": f"{unique}-v1",
+        },
+        headers=ADMIN,
+    )
+    await asyncio.sleep(0.5)
+    stop.set()
+    await asyncio.gather(*loops)
+    assert switched.status_code == 200, switched.text
+    assert failures == []
+    assert answers == {"version-1", "version-2"}
+    assert switched.json()["old_stop"]["status"] == "exited"
+    assert json.loads(docker_cli("inspect", first).stdout)[0]["State"]["Running"] is False
+    assert json.loads(docker_cli("inspect", second).stdout)[0]["State"]["Running"] is True
+
+
+async def test_an_unhealthy_new_container_changes_nothing(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    await web(app, f"{unique}-good", "good", app_id="stable")
+    await app.post(
+        "/nginx/sign-domain",
+        json={"domain": "stable.example.com", "app_id": "stable", "new_container": f"{unique}-good"},
+        headers=ADMIN,
+    )
+    await web(app, f"{unique}-mute", "", serve=False, app_id="stable")
+    before = snapshot(nginx_server)
+    response = await app.post(
+        "/nginx/sign-domain",
+        json={
+            "domain": "stable.example.com",
+            "app_id": "stable",
+            "new_container": f"{unique}-mute",
+            "old_container": f"{unique}-good",
+            "health_timeout": 1,
+        },
+        headers=ADMIN,
+    )
+    assert response.status_code == 409 and response.json()["code"] == "unhealthy_container"
+    assert snapshot(nginx_server) == before
+    assert (await through_nginx(nginx_server, "stable.example.com")).text.strip() == "good"
+    assert json.loads(docker_cli("inspect", f"{unique}-good").stdout)[0]["State"]["Running"] is True
+
+
+def write_task(app: httpx2.AsyncClient, task_id: str, info: dict[str, Any]) -> Path:
+    settings: Settings = app.settings  # type: ignore[attr-defined]
+    folder = settings.upload_path / task_id
+    folder.mkdir(parents=True)
+    (folder / "build.info.json").write_text(json.dumps(info))
+    return folder
+
+
+async def test_sign_domain_from_a_task_and_update_port(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    name = f"{unique}-app"
+    container_id, port = await web(app, name, "moving", app_id="mover")
+    folder = write_task(
+        app,
+        f"{unique}-task",
+        {
+            "status": "successful",
+            "app_id": "mover",
+            "container_id": container_id,
+            "container_name": name,
+            "host_port": port,
+            "localrun": {"app_id": "mover", "internal_port_key": "80/tcp"},
+        },
+    )
+    signed = await app.post(
+        "/nginx/sign-domain", json={"domain": "mover.example.com", "task_id": f"{unique}-task"}, headers=ADMIN
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["port"] == port and (nginx_server.sites / "mover.conf").is_file()
+    assert json.loads((folder / "build.info.json").read_text())["upstream"]["port"] == port
+
+    new_port = free_port()
+    moved = await app.post(
+        "/app/update-port",
+        json={"task_id": f"{unique}-task", "new_port": new_port, "domain": "mover.example.com"},
+        headers=ADMIN,
+    )
+    assert moved.status_code == 200, moved.text
+    body = moved.json()
+    assert body["stage"] == "update_port" and body["new_port"] == new_port
+    assert body["container"]["name"] == name
+    inspect = json.loads(docker_cli("inspect", name).stdout)[0]
+    assert inspect["Id"] != container_id
+    assert inspect["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == str(new_port)
+    assert inspect["HostConfig"]["Memory"] == 64 << 20  # limits kept
+    assert "KEPT=yes" in inspect["Config"]["Env"] and inspect["Config"]["Cmd"][0] == "sh"
+    assert inspect["Config"]["Labels"]["docker-manager.managed"] == "true"
+    assert docker_cli("inspect", container_id, check=False).returncode != 0  # the old one is gone
+    assert (await through_nginx(nginx_server, "mover.example.com")).text.strip() == "moving"
+    info = json.loads((folder / "build.info.json").read_text())
+    assert info["host_port"] == new_port and info["localrun"]["ports_requested"] == {"80/tcp": new_port}
+
+    # A port already taken: the running container and nginx stay as they are.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        before = snapshot(nginx_server)
+        refused = await app.post(
+            "/app/update-port",
+            json={"task_id": f"{unique}-task", "new_port": taken, "domain": "mover.example.com"},
+            headers=ADMIN,
+        )
+    assert refused.status_code == 409 and refused.json()["code"] == "port_in_use"
+    assert snapshot(nginx_server) == before
+    assert json.loads(docker_cli("inspect", name).stdout)[0]["State"]["Running"] is True
+    assert (await through_nginx(nginx_server, "mover.example.com")).text.strip() == "moving"
+    assert docker_cli("ps", "-aq", "--filter", f"name={name}-next").stdout.split() == []
+
+
+async def test_nginx_not_running_is_503_and_writes_nothing(
+    tmp_path: Path, nginx_server: NginxServer, unique: str
+) -> None:
+    config = Settings(
+        data_dir=tmp_path,
+        admin_token="nginx-admin",  # type: ignore[arg-type]
+        **{**nginx_server.settings(), "nginx_pid_file": tmp_path / "none.pid"},
+    )  # type: ignore[arg-type]
+    application = create_app(config)
+    async with application.router.lifespan_context(application):
+        transport = httpx2.ASGITransport(app=application)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            before = snapshot(nginx_server)
+            response = await client.post(
+                "/nginx/site/create", json={"domain": "down.example.com", "port": 8080}, headers=ADMIN
+            )
+            assert response.status_code == 503 and response.json()["code"] == "nginx_unavailable"
+            assert snapshot(nginx_server) == before
