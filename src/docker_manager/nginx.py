@@ -95,6 +95,7 @@ class Nginx:
         self._tls_listen = tls_listen
         self._cert_dir = cert_dir
         self.lock = asyncio.Lock()
+        self.version: tuple[int, ...] | None = None
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES)),
             autoescape=False,  # noqa: S701 (nginx config, not HTML; every value is validated first)
@@ -112,6 +113,10 @@ class Nginx:
             if cert.is_file() and key.is_file():
                 tls = {"cert": str(cert), "key": str(key)}
         return self._env.get_template("site.conf.j2").render(
+            # nginx >= 1.27.4 can keep idle keep-alive connections open briefly while old workers
+            # wind down after a reload; older ones close them, and a client that reuses one at that
+            # moment sees a reset (browsers retry; see README).
+            keepalive_min_timeout=(self.version or (0,)) >= (1, 27, 4),
             ident=ident,
             domain=domain,
             port=port,
@@ -137,6 +142,10 @@ class Nginx:
 
     async def check_running(self) -> None:
         await asyncio.to_thread(self._master)
+        if self.version is None:
+            _, output = await self._run("-v")
+            match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", output)
+            self.version = tuple(int(part) for part in match.groups()) if match else (0,)
 
     async def _run(self, *args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(

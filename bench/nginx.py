@@ -1,0 +1,142 @@
+"""Benchmark traffic switching: time of a sign-domain switch, failed requests over 20 switches.
+
+    .venv/bin/python bench/nginx.py [--switches 20]
+
+Runs a private nginx and two managed web containers, then switches the domain between them 20
+times while 4 clients loop over requests. Target: 0 failed requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx2
+from _common import ROOT, docker, ensure_base_image, service
+
+sys.path.insert(0, str(ROOT))
+from tests.services import free_port, nginx
+
+
+def start_web(name: str, text: str, port: int) -> None:
+    docker(
+        "run",
+        "-d",
+        "--label",
+        "docker-manager.managed=true",
+        "--name",
+        name,
+        "-p",
+        f"127.0.0.1:{port}:80",
+        ensure_base_image(),
+        "sh",
+        "-c",
+        f"mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www",
+    )
+
+
+async def loop_requests(
+    port: int, stop: asyncio.Event, failures: dict[str, list[str]], counter: list[int], *, keepalive: bool
+) -> None:
+    """A client looping over GETs: a fresh connection each time (like curl), or one kept alive.
+
+    A kept-alive client retries once when a reused connection was closed under it, as browsers and
+    most HTTP clients do for idempotent requests; those retries are counted apart.
+    """
+    url, host = f"http://127.0.0.1:{port}/", {"Host": "bench.example.com"}
+    async with httpx2.AsyncClient(timeout=5) as shared:
+        while not stop.is_set():
+            try:
+                if keepalive:
+                    try:
+                        reply = await shared.get(url, headers=host)
+                    except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+                        failures["retried"].append(repr(exc))
+                        reply = await shared.get(url, headers=host)
+                else:
+                    async with httpx2.AsyncClient(timeout=5) as fresh:
+                        reply = await fresh.get(url, headers=host)
+                if reply.status_code != 200:
+                    failures["failed"].append(str(reply.status_code))
+            except httpx2.HTTPError as exc:
+                failures["failed"].append(repr(exc))
+            counter[0] += 1
+
+
+async def run(switches: int, url: str, headers: dict[str, str], nginx_port: int, names: list[str]) -> None:
+    async with httpx2.AsyncClient(timeout=60) as api:
+        first = await api.post(
+            f"{url}/nginx/sign-domain",
+            headers=headers,
+            json={"domain": "bench.example.com", "app_id": "bench", "new_container": names[0]},
+        )
+        first.raise_for_status()
+        stop, counter = asyncio.Event(), [0]
+        failures: dict[str, list[str]] = {"failed": [], "retried": []}
+        clients = [
+            asyncio.create_task(loop_requests(nginx_port, stop, failures, counter, keepalive=i % 2 == 1))
+            for i in range(4)
+        ]
+        times = []
+        for i in range(switches):
+            new = names[(i + 1) % 2]
+            started = time.perf_counter()
+            # The old container keeps running here (no old_container): the switch itself is timed.
+            reply = await api.post(
+                f"{url}/nginx/sign-domain",
+                headers=headers,
+                json={"domain": "bench.example.com", "app_id": "bench", "new_container": new},
+            )
+            reply.raise_for_status()
+            times.append(time.perf_counter() - started)
+        stop.set()
+        await asyncio.gather(*clients)
+    print(
+        f"sign-domain switch: median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+    )
+    print(
+        f"{switches} switches under 4 request loops (2 fresh-connection, 2 keep-alive): "
+        f"{counter[0]} requests, "
+        f"{len(failures['failed'])} failed (target 0), {len(failures['retried'])} keep-alive resets retried"
+    )
+    if failures["failed"]:
+        print("  first failures:", json.dumps(failures["failed"][:5]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--switches", type=int, default=20)
+    args = parser.parse_args()
+    names = [f"dmbench-web-{secrets.token_hex(3)}" for _ in range(2)]
+    try:
+        for index, name in enumerate(names):
+            start_web(name, f"version-{index}", free_port())
+        with (
+            tempfile.TemporaryDirectory(prefix="dm-bench-nginx-") as tmp,
+            nginx(Path(tmp) / "nginx") as server,
+        ):
+            env = {
+                "DM_NGINX_BINARY": str(server.settings()["nginx_binary"]),
+                "DM_NGINX_CONF": str(server.conf),
+                "DM_NGINX_PREFIX": str(server.prefix),
+                "DM_NGINX_PID_FILE": str(server.pid_file),
+                "DM_NGINX_ERROR_LOG": str(server.error_log),
+                "DM_NGINX_CONF_DIRS": json.dumps([str(server.sites)]),
+                "DM_NGINX_LISTEN": f"127.0.0.1:{server.port}",
+                "DM_DATA_DIR": str(Path(tmp) / "data"),
+            }
+            with service(**env) as svc:
+                asyncio.run(run(args.switches, svc.url, svc.headers, server.port, names))
+    finally:
+        docker("rm", "-f", *names, check=False)
+
+
+if __name__ == "__main__":
+    main()
