@@ -6,6 +6,7 @@ Every Docker object a test creates is named with the session prefix and removed 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from fastapi import FastAPI
 
 from docker_manager.app import create_app
 from docker_manager.auth import Scope
@@ -93,23 +95,56 @@ def settings(data_dir: Path, admin_token: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def services_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
+async def services_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx2.AsyncClient, FastAPI]]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(
             transport=transport, base_url="http://127.0.0.1", timeout=120
         ) as client:
-            yield app.state.services, client
+            yield app.state.services, client, app
 
 
 @pytest.fixture(scope="session")
-def services(services_app: tuple[Services, httpx2.AsyncClient]) -> Services:
+async def live_url(services_app: tuple[Services, httpx2.AsyncClient, FastAPI]) -> AsyncIterator[str]:
+    """The same app served over real HTTP (uvicorn, in this event loop).
+
+    httpx's ASGITransport buffers whole responses, so live streams and client disconnects can
+    only be tested through a real server.
+    """
+    import socket
+
+    import uvicorn
+
+    app = services_app[2]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def live(live_url: str) -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(base_url=live_url, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def services(services_app: tuple[Services, httpx2.AsyncClient, FastAPI]) -> Services:
     return services_app[0]
 
 
 @pytest.fixture(scope="session")
-def client(services_app: tuple[Services, httpx2.AsyncClient]) -> httpx2.AsyncClient:
+def client(services_app: tuple[Services, httpx2.AsyncClient, FastAPI]) -> httpx2.AsyncClient:
     return services_app[1]
 
 

@@ -142,3 +142,38 @@ def nginx(workdir: Path) -> Iterator[NginxServer]:
         deadline = time.monotonic() + 10
         while server.pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+@dataclass
+class Registry:
+    address: str  # host:port, as image names use it
+    username: str
+    password: str
+
+
+@contextmanager
+def registry(workdir: Path, *, username: str = "ci", password: str = "ci-pass-123") -> Iterator[Registry]:
+    """A private Docker registry (Debian's docker-registry) with htpasswd auth, on loopback."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    hashed = subprocess.run(
+        ["htpasswd", "-Bbn", username, password], capture_output=True, text=True, check=True
+    ).stdout
+    (workdir / "htpasswd").write_text(hashed)
+    port = free_port()
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test-registry\n"
+        f"    path: {workdir / 'htpasswd'}\n"
+    )
+    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, process)
+        yield Registry(address=f"127.0.0.1:{port}", username=username, password=password)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

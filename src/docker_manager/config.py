@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     upload_root: Path | None = Field(
         None, description="Where uploaded artefacts land on a runtime host. Default `{data_dir}/upload`."
     )
+    work_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories /tasks/run-stream may run commands in. Default `[{data_dir}/work]`.",
+    )
     context_roots: list[Path] = Field(
         default_factory=list,
         description="Directories build contexts may come from. Default `[{data_dir}/contexts]`.",
@@ -128,6 +132,28 @@ class Settings(BaseSettings):
     switch_drain_seconds: float = Field(2.0, ge=0, description="Wait after a switch before stopping the old.")
     switch_stop_timeout: int = Field(10, ge=0, le=600, description="Seconds the old container gets to stop.")
 
+    # --- host commands and the html-site pipeline ------------------------------------------
+    run_allow_shell: bool = Field(False, description="Run a string `cmd` through /bin/sh -c (else argv).")
+    run_timeout: float = Field(3600.0, gt=0, description="Longest a /tasks/run-stream command may run (s).")
+    run_max_line_bytes: int = Field(64 << 10, ge=256, description="Longer output lines are cut.")
+    run_max_output_bytes: int = Field(
+        64 << 20, ge=1024, description="Output kept per command; the rest is drained."
+    )
+    git_allowed_schemes: list[str] = Field(
+        default_factory=lambda: ["https"], description="URL schemes a pipeline may clone from."
+    )
+    git_local_roots: list[Path] = Field(
+        default_factory=list,
+        description="Directories local repositories may be cloned from (none by default).",
+    )
+    git_timeout: float = Field(300.0, gt=0, description="Longest a clone may take (s).")
+    git_max_bytes: int = Field(512 << 20, ge=1 << 20, description="Largest cloned working tree.")
+    pipeline_base_image: str = Field("nginx:alpine", description="Base image when a repo has no Dockerfile.")
+    pipeline_html_dir: str = Field("/usr/share/nginx/html", description="Where the site goes in that image.")
+    pipeline_probe_timeout: float = Field(
+        30.0, gt=0, description="How long the probe waits for the site (s)."
+    )
+
     # --- host metrics --------------------------------------------------------------------
     top_sample_interval: float = Field(2.0, gt=0.1, description="Seconds between process samples.")
 
@@ -181,6 +207,11 @@ class Settings(BaseSettings):
         return [root.resolve() for root in roots]
 
     @cached_property
+    def work_paths(self) -> list[Path]:
+        roots = self.work_roots or [self.data_dir / "work"]
+        return [root.resolve() for root in roots]
+
+    @cached_property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'docker-manager.db'}"
 
@@ -194,7 +225,13 @@ class Settings(BaseSettings):
 
     def ensure_dirs(self) -> None:
         """Create the directories the service owns (0700: they hold logs and secrets)."""
-        for path in (self.data_dir, self.builds_path, self.upload_path, *self.context_paths):
+        for path in (
+            self.data_dir,
+            self.builds_path,
+            self.upload_path,
+            *self.context_paths,
+            *self.work_paths,
+        ):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 

@@ -15,10 +15,12 @@ from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.services import Services
 from docker_manager.services.builds import BuildService
+from docker_manager.services.commands import CommandService
 from docker_manager.services.container_fs import ContainerFiles
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
+from docker_manager.services.pipeline import PipelineService
 from docker_manager.services.sites import SiteService
 from docker_manager.services.system import SystemService
 from docker_manager.services.tasks import TaskService
@@ -111,6 +113,16 @@ async def _sites(request: Request) -> SiteService:
     return service
 
 
+async def _commands(request: Request) -> CommandService:
+    service: CommandService = _service(request, "commands")
+    return service
+
+
+async def _pipeline(request: Request) -> PipelineService:
+    service: PipelineService = _service(request, "pipeline")
+    return service
+
+
 ContainersDep = Annotated[ContainerService, Depends(_containers)]
 ImagesDep = Annotated[ImageService, Depends(_images)]
 SystemDep = Annotated[SystemService, Depends(_system)]
@@ -119,3 +131,5 @@ TasksDep = Annotated[TaskService, Depends(_tasks)]
 LocalRunDep = Annotated[LocalRunService, Depends(_localrun)]
 ContainerFilesDep = Annotated[ContainerFiles, Depends(_container_files)]
 SitesDep = Annotated[SiteService, Depends(_sites)]
+CommandsDep = Annotated[CommandService, Depends(_commands)]
+PipelineDep = Annotated[PipelineService, Depends(_pipeline)]

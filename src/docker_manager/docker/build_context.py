@@ -116,6 +116,8 @@ class BuildContext:
     dockerfile: str = "Dockerfile"
     inline_files: dict[str, bytes] = field(default_factory=dict)
     max_bytes: int = 4 << 30
+    # Extra .dockerignore patterns (e.g. ".git" for a cloned repository).
+    exclude: tuple[str, ...] = ()
 
     def stream(self) -> AsyncIterator[bytes]:
         return iterate_in_thread(self._write)
@@ -144,6 +146,7 @@ class BuildContext:
         text = ""
         if path.is_file() and not path.is_symlink():
             text = path.read_text("utf-8", "replace")
+        text = "\n".join([*self.exclude, text])
         return DockerIgnore.parse(text, always_include=(self.dockerfile, ".dockerignore"))
 
 

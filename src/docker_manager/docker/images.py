@@ -37,6 +37,25 @@ class Images:
         return result
 
     @asynccontextmanager
+    async def push(self, name: str, *, tag: str, auth: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Push `name:tag`; `auth` is the X-Registry-Auth value (never logged)."""
+        async with self._t.stream(
+            "POST", f"/images/{ref(name)}/push", params={"tag": tag}, headers={"X-Registry-Auth": auth}
+        ) as response:
+            yield json_progress(response.aiter_lines())
+
+    @asynccontextmanager
+    async def pull(self, name: str, *, tag: str, auth: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Pull `name:tag` explicitly (nothing else in this service ever pulls)."""
+        async with self._t.stream(
+            "POST",
+            "/images/create",
+            params={"fromImage": name, "tag": tag},
+            headers={"X-Registry-Auth": auth},
+        ) as response:
+            yield json_progress(response.aiter_lines())
+
+    @asynccontextmanager
     async def load(self, archive: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """`docker load` from a stream (sent chunked); yields the engine's progress records.
 

@@ -21,3 +21,13 @@ class System:
 
     async def ping(self) -> None:
         await self._t.request("GET", "/_ping", timeout=5.0)
+
+    async def auth(self, *, username: str, password: str, server: str) -> dict[str, Any]:
+        """Check registry credentials (`docker login`); the engine answers 401 when they are wrong."""
+        result: dict[str, Any] = await self._t.json(
+            "POST",
+            "/auth",
+            json_body={"username": username, "password": password, "serveraddress": server},
+            timeout=60.0,
+        )
+        return result

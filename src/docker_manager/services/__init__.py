@@ -12,11 +12,13 @@ from docker_manager.db import Database
 from docker_manager.docker import Docker
 from docker_manager.nginx import Nginx, NginxPaths
 from docker_manager.services.builds import BuildService
+from docker_manager.services.commands import CommandService
 from docker_manager.services.container_fs import ContainerFiles
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
+from docker_manager.services.pipeline import PipelineService
 from docker_manager.services.sites import SiteService
 from docker_manager.services.system import HostSampler, SystemService
 from docker_manager.services.tasks import TaskService
@@ -44,6 +46,8 @@ class Services:
     builds: BuildService
     localrun: LocalRunService
     sites: SiteService
+    commands: CommandService
+    pipeline: PipelineService
     tasks: TaskService
     system: SystemService
 
@@ -86,6 +90,7 @@ class Services:
         if pending:
             log.info("resumed %d pending health checks", pending)
         containers = ContainerService(docker, settings)
+        builds = BuildService(docker, runner, settings)
         nginx = Nginx(
             NginxPaths(
                 binary=settings.nginx_binary,
@@ -110,9 +115,11 @@ class Services:
             containers=containers,
             container_files=ContainerFiles(docker, containers, settings),
             images=ImageService(docker, settings),
-            builds=BuildService(docker, runner, settings),
+            builds=builds,
             localrun=LocalRunService(docker, runner, containers, health, settings),
             sites=SiteService(nginx, docker, containers, settings),
+            commands=CommandService(runner, settings),
+            pipeline=PipelineService(docker, runner, builds, containers, settings),
             tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
         )
@@ -121,6 +128,7 @@ class Services:
         await self.runner.shutdown()
         await self.health.stop()
         await self.sites.close()
+        await self.pipeline.close()
         await self.sampler.stop()
         if self.outbox is not None:
             await self.outbox.stop()

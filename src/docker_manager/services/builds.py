@@ -389,33 +389,22 @@ class BuildService:
             dockerfile=plan.dockerfile_used,
             inline=plan.inline,
         )
-        output = BuildOutput()
-        # The Dockerfile always travels in the stream (the user's file on disk is never changed).
-        sent = with_labels(plan.dockerfile_text, managed_labels(app_id=plan.app_id, task_id=ctx.task_id))
-        context = BuildContext(
-            root=plan.context_dir,
-            dockerfile=plan.dockerfile,
-            inline_files={plan.dockerfile: sent.encode()},
-            max_bytes=self._settings.max_context_bytes,
-        )
         try:
-            async with self._docker.images.build(
-                context.stream(),
-                tag=plan.tag,
+            output = await self.engine_build(
+                ctx,
+                root=plan.context_dir,
                 dockerfile=plan.dockerfile,
-                buildargs=plan.build_args,
+                dockerfile_text=plan.dockerfile_text,
+                tag=plan.tag,
+                app_id=plan.app_id,
+                build_args=plan.build_args,
                 nocache=plan.nocache,
-            ) as progress:
-                async for record in progress:
-                    await ctx.output(output.feed(record))
-        except ProgressError as exc:
-            await ctx.output([{"stream": "error", "text": exc.message}])
+            )
+        except BuildFailed:
             await ctx.files.append(
                 LogBatch(errors=[f"Dockerfile ({plan.dockerfile_used}):\n{plan.dockerfile_text}"])
             )
-            raise BuildFailed(f"the build failed: {exc.message}", logs=list(output.tail)) from exc
-        if output.image_id is None:
-            raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
+            raise
         duration = round(time.monotonic() - started, 3)
         await ctx.event(
             "building",
@@ -502,6 +491,46 @@ class BuildService:
             attempts=self._settings.sftp_attempts,
             deadline=self._settings.sftp_deadline,
         )
+
+    async def engine_build(
+        self,
+        ctx: TaskContext,
+        *,
+        root: Path | None,
+        dockerfile: str,
+        dockerfile_text: str,
+        tag: str | None,
+        app_id: str | None,
+        build_args: dict[str, str] | None = None,
+        nocache: bool = False,
+        exclude: tuple[str, ...] = (),
+    ) -> BuildOutput:
+        """One engine build, its output streamed into the task; a failed step raises BuildFailed.
+
+        The Dockerfile always travels in the context stream, with the service's labels appended
+        (the user's file on disk is never changed).
+        """
+        output = BuildOutput()
+        sent = with_labels(dockerfile_text, managed_labels(app_id=app_id, task_id=ctx.task_id))
+        context = BuildContext(
+            root=root,
+            dockerfile=dockerfile,
+            inline_files={dockerfile: sent.encode()},
+            max_bytes=self._settings.max_context_bytes,
+            exclude=exclude,
+        )
+        try:
+            async with self._docker.images.build(
+                context.stream(), tag=tag, dockerfile=dockerfile, buildargs=build_args, nocache=nocache
+            ) as progress:
+                async for record in progress:
+                    await ctx.output(output.feed(record))
+        except ProgressError as exc:
+            await ctx.output([{"stream": "error", "text": exc.message}])
+            raise BuildFailed(f"the build failed: {exc.message}", logs=list(output.tail)) from exc
+        if output.image_id is None:
+            raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
+        return output
 
     async def _export(self, ctx: TaskContext, tag: str) -> dict[str, Any]:
         """Save the image by its tag and lz4-compress it into the task folder, in one stream."""

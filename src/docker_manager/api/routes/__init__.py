@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from docker_manager.api.routes import (
+    commands,
     container_fs,
     containers,
     deploy,
@@ -16,7 +17,8 @@ from docker_manager.api.routes import (
 
 # Included one by one into the app: every level of router nesting costs time on each request.
 ROUTERS: tuple[APIRouter, ...] = tuple(
-    m.router for m in (health, images, containers, container_fs, deploy, nginx, tasks, system, tokens)
+    m.router
+    for m in (health, images, containers, container_fs, deploy, nginx, commands, tasks, system, tokens)
 )
 
 __all__ = ["ROUTERS"]

@@ -1,0 +1,155 @@
+"""Cloning repositories safely: checked URLs, no hooks, no submodules, no prompts, time and size caps.
+
+Refused before git runs: transport-helper URLs (`ext::sh -c ...`, `fd::3`), anything starting with
+`-` (`--upload-pack=...`, `-oProxyCommand=...`), hosts starting with `-` (`ssh://-oProxyCommand`),
+control characters, schemes not in `DM_GIT_ALLOWED_SCHEMES` (https by default), and local paths
+outside `DM_GIT_LOCAL_ROOTS`. Then git itself runs with only that protocol allowed, `--` before the
+URL, hooks pointed at /dev/null, no system or global config, and `GIT_TERMINAL_PROMPT=0`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from docker_manager.errors import InvalidInput, UpstreamError
+from docker_manager.util.paths import confine
+from docker_manager.util.proc import ProcessRunner
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
+
+
+class CloneFailed(UpstreamError):
+    """git could not clone the repository (unreachable, refused, too big, too slow)."""
+
+    status_code = 422
+    code = "clone_failed"
+
+
+def check_repo_url(url: str, *, schemes: Sequence[str], local_roots: Sequence[Path]) -> tuple[str, str]:
+    """The URL git will be given and its scheme, or InvalidInput. Local paths become file:// URLs."""
+    if not url or len(url) > 2048 or _CONTROL.search(url):
+        raise InvalidInput(
+            "repo_url is empty, too long, or holds spaces or control characters", field="repo_url"
+        )
+    if url.startswith("-") or _HELPER.match(url):
+        raise InvalidInput(
+            "repo_url may not be an option or a transport helper (ext::, fd::)", field="repo_url"
+        )
+    if url.startswith("/"):
+        if not local_roots:
+            raise InvalidInput("local repositories are not allowed on this host", field="repo_url")
+        path = confine(url, list(local_roots), field="repo_url")
+        return urlunsplit(("file", "", str(path), "", "")), "file"
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme or "://" not in url:
+        raise InvalidInput("repo_url must be a URL such as https://host/owner/repo", field="repo_url")
+    if scheme not in schemes and not (scheme == "file" and local_roots):
+        raise InvalidInput(
+            f"the {scheme!r} scheme is not allowed (allowed: {', '.join(schemes)})", field="repo_url"
+        )
+    if scheme == "file":
+        path = confine(parts.path, list(local_roots), field="repo_url")
+        return urlunsplit(("file", "", str(path), "", "")), "file"
+    host = parts.hostname or ""
+    if not host or host.startswith("-") or (parts.username or "").startswith("-"):
+        raise InvalidInput("repo_url has no host, or a host that looks like an option", field="repo_url")
+    return url, scheme
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """`text` with URL passwords and the given secrets replaced by ***."""
+    text = re.sub(r"(://[^/\s:@]+):[^@/\s]+@", r"\1:***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+async def clone(
+    url: str,
+    scheme: str,
+    dest: Path,
+    *,
+    timeout: float,
+    max_bytes: int,
+    on_line: Callable[[str, str], Awaitable[None]],
+) -> str:
+    """`git clone --depth 1` into `dest`; returns the commit cloned."""
+    home = dest.parent / ".git-home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "SSH_ASKPASS": "/bin/false",
+        "GIT_ALLOW_PROTOCOL": scheme,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+    }
+    argv = [
+        shutil.which("git") or "git",
+        "-c", "protocol.allow=never",
+        "-c", f"protocol.{scheme}.allow=always",
+        "-c", "core.hooksPath=/dev/null",
+        "-c", "submodule.recurse=false",
+        "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--quiet",
+        "--", url, str(dest),
+    ]  # fmt: skip
+    runner = ProcessRunner(max_line=4096, max_output=1 << 20)
+
+    async def forward(stream: str, text: str, _cut: bool) -> None:
+        await on_line(stream, text)
+
+    async def watch_size() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if await asyncio.to_thread(_tree_size, dest) > max_bytes:
+                await runner.stop()
+                return
+
+    watchdog = asyncio.create_task(watch_size())
+    try:
+        result = await runner.run(argv, cwd=dest.parent, env=env, on_line=forward, timeout=timeout)
+    finally:
+        watchdog.cancel()
+    if result.signal == "timeout" or (result.signal or "").endswith("(timeout)"):
+        raise CloneFailed(f"the clone took longer than {timeout:.0f} s")
+    if not result.ok:
+        if await asyncio.to_thread(_tree_size, dest) > max_bytes:
+            raise CloneFailed(f"the repository is larger than {max_bytes} bytes")
+        raise CloneFailed(f"git clone failed (exit code {result.exit_code}, signal {result.signal})")
+    if await asyncio.to_thread(_tree_size, dest) > max_bytes:
+        raise CloneFailed(f"the repository is larger than {max_bytes} bytes")
+    head = await asyncio.create_subprocess_exec(
+        "git",
+        "-C",
+        str(dest),
+        "rev-parse",
+        "HEAD",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await head.communicate()
+    return out.decode().strip()

@@ -1,0 +1,39 @@
+"""Bodies of `/tasks/run-stream` and the html-site pipeline."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, StringConstraints
+
+from docker_manager.schemas.common import EnvMap, RepoName, ResponseModel, StrictModel, TagName, TaskId
+
+
+class RunStreamRequest(StrictModel):
+    """`POST /tasks/run-stream`."""
+
+    cmd: Annotated[str, StringConstraints(max_length=65536)] | list[str] = Field(
+        description="argv list, or a string split into words as a shell would (no shell unless allowed)."
+    )
+    cwd: str | None = Field(None, max_length=4096, description="Inside DM_WORK_ROOTS (default: the first).")
+    env: EnvMap = Field(
+        default_factory=dict, description="Added to a clean environment; PATH and LD_* refused."
+    )
+    task_id: TaskId | None = None
+    timeout: float | None = Field(None, gt=0, description="Seconds; capped by DM_RUN_TIMEOUT.")
+
+
+class PipelineRequest(StrictModel):
+    """`POST /pipeline/html-site[/start]`: the API README's fields."""
+
+    repo_url: str = Field("https://github.com/ikwerre-dev/html-site", max_length=2048)
+    dockerhub_repo: RepoName = Field(description="e.g. youruser/html-site or 127.0.0.1:5000/team/site")
+    tag: TagName = "latest"
+    host_port: int = Field(8080, ge=1, le=65535)
+    dockerhub_username: Annotated[str, StringConstraints(max_length=256)] | None = None
+    dockerhub_password: SecretStr | None = None
+
+
+class PipelineStarted(ResponseModel):
+    task_id: str
+    status: str = "started"

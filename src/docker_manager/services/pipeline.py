@@ -1,0 +1,304 @@
+"""The html-site pipeline: clone → build → login → push → pull → run → probe, as one task.
+
+Each stage records `starting`, then `completed` or `error`; a failed stage ends the pipeline as
+`error` (the original went on to push after a failed build). Registry credentials come from the
+request or `DOCKERHUB_USERNAME` / `DOCKERHUB_PASSWORD` and never reach logs, events, the external
+stream or answers. The temporary folder is removed whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from docker_manager.auth import Principal
+from docker_manager.config import Settings
+from docker_manager.docker import Docker, ProgressError
+from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, UpstreamError
+from docker_manager.git import check_repo_url, clone, redact
+from docker_manager.services.builds import BuildService
+from docker_manager.services.containers import ContainerService, ContainerSpec
+from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, new_task_id
+
+PIPELINE_TASK = "html_site_pipeline"
+DOCKER_HUB = "https://index.docker.io/v1/"
+
+
+class StageFailed(UpstreamError):
+    """A pipeline stage failed; `stage` names it."""
+
+    status_code = 422
+    code = "pipeline_stage_failed"
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    repo_url: str  # what git gets (a local path became a file:// URL)
+    scheme: str
+    shown_url: str  # with any password replaced by ***
+    repo: str  # e.g. 127.0.0.1:5000/team/site
+    tag: str
+    host_port: int
+    username: str
+    password: str
+    registry: str  # server address for login (Docker Hub when the repo names no registry)
+    app_id: str
+
+    @property
+    def repo_tag(self) -> str:
+        return f"{self.repo}:{self.tag}"
+
+    @property
+    def auth_header(self) -> str:
+        config = {"username": self.username, "password": self.password, "serveraddress": self.registry}
+        return base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
+
+
+def registry_of(repo: str) -> str:
+    """The registry host of a repository name (Docker's rule), or Docker Hub."""
+    first, _, rest = repo.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB
+
+
+class PipelineService:
+    def __init__(
+        self,
+        docker: Docker,
+        runner: TaskRunner,
+        builds: BuildService,
+        containers: ContainerService,
+        settings: Settings,
+    ) -> None:
+        self._docker = docker
+        self._runner = runner
+        self._builds = builds
+        self._containers = containers
+        self._settings = settings
+        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(5.0), trust_env=False, follow_redirects=False)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    def plan(
+        self,
+        *,
+        repo_url: str,
+        dockerhub_repo: str,
+        tag: str,
+        host_port: int,
+        username: str | None,
+        password: str | None,
+    ) -> PipelinePlan:
+        url, scheme = check_repo_url(
+            repo_url, schemes=self._settings.git_allowed_schemes, local_roots=self._settings.git_local_roots
+        )
+        if host_port in self._settings.forbidden_host_ports:
+            raise InvalidInput(f"host port {host_port} is reserved on this host", field="host_port")
+        username = username or os.environ.get("DOCKERHUB_USERNAME")
+        password = password or os.environ.get("DOCKERHUB_PASSWORD")
+        if not username or not password:
+            raise InvalidInput(
+                "registry credentials are required (dockerhub_username/dockerhub_password, or the "
+                "DOCKERHUB_USERNAME/DOCKERHUB_PASSWORD environment of the service)",
+                field="dockerhub_username",
+            )
+        name = re.sub(r"[^a-z0-9-]", "-", dockerhub_repo.rsplit("/", 1)[-1])[:40].strip("-") or "site"
+        return PipelinePlan(
+            repo_url=url,
+            scheme=scheme,
+            shown_url=redact(repo_url),
+            repo=dockerhub_repo,
+            tag=tag,
+            host_port=host_port,
+            username=username,
+            password=password,
+            registry=registry_of(dockerhub_repo),
+            app_id=f"html-site-{name}",
+        )
+
+    async def start(self, plan: PipelinePlan, principal: Principal, *, wait: bool) -> TaskRecord:
+        task_id = new_task_id(PIPELINE_TASK)
+
+        async def work(ctx: TaskContext) -> dict[str, Any]:
+            return await self._pipeline(ctx, plan, principal)
+
+        spec = TaskSpec(
+            task_type=PIPELINE_TASK,
+            work=work,
+            task_id=task_id,
+            app_id=plan.app_id,
+            files_dir=self._settings.builds_path / task_id,
+            stream_fields={"repo_url": plan.shown_url, "repo_tag": plan.repo_tag},
+        )
+        if wait:
+            return await self._runner.run_and_wait(spec)
+        return await self._runner.submit(spec)
+
+    # --- the stages ----------------------------------------------------------------------------
+    async def _pipeline(self, ctx: TaskContext, plan: PipelinePlan, principal: Principal) -> dict[str, Any]:
+        workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{ctx.task_id}-"))
+        stages: dict[str, Any] = {}
+        try:
+            stages["clone"] = await self._stage(
+                ctx, "clone", self._clone(ctx, plan, workdir), repo_url=plan.shown_url
+            )
+            stages["build"] = await self._stage(
+                ctx, "build", self._build(ctx, plan, workdir), repo_tag=plan.repo_tag
+            )
+            stages["login"] = await self._stage(
+                ctx, "login", self._login(plan), registry=_shown(plan.registry)
+            )
+            stages["push"] = await self._stage(
+                ctx, "push", self._transfer(ctx, plan, push=True), repo_tag=plan.repo_tag
+            )
+            stages["pull"] = await self._stage(
+                ctx, "pull", self._transfer(ctx, plan, push=False), repo_tag=plan.repo_tag
+            )
+            stages["run"] = await self._stage(
+                ctx, "run", self._run(ctx, plan, principal), host_port=plan.host_port
+            )
+            probe = await self._stage(
+                ctx, "probe", self._probe(plan), url=f"http://127.0.0.1:{plan.host_port}/"
+            )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, workdir, True)
+        return {
+            "status": "ok",
+            "repo_url": plan.shown_url,
+            "repo_tag": plan.repo_tag,
+            "host_port": plan.host_port,
+            "run": stages["run"],
+            "stages": stages,
+            "probe": probe,
+            "url": f"http://127.0.0.1:{plan.host_port}/",
+        }
+
+    async def _stage(self, ctx: TaskContext, stage: str, step: Any, **details: Any) -> dict[str, Any]:
+        await ctx.event(stage, "starting", **details)
+        try:
+            result: dict[str, Any] = await step
+        except DockerManagerError as exc:
+            await ctx.event(stage, "error", level="error", message=exc.detail, **details)
+            raise StageFailed(f"stage {stage} failed: {exc.detail}", stage=stage) from exc
+        await ctx.event(stage, "completed", **{**details, **result})
+        return result
+
+    async def _clone(self, ctx: TaskContext, plan: PipelinePlan, workdir: Path) -> dict[str, Any]:
+        async def on_line(stream: str, text: str) -> None:
+            await ctx.output([{"stream": f"git-{stream}", "text": redact(text, [plan.password])}])
+
+        commit = await clone(
+            plan.repo_url,
+            plan.scheme,
+            workdir / "repo",
+            timeout=self._settings.git_timeout,
+            max_bytes=self._settings.git_max_bytes,
+            on_line=on_line,
+        )
+        return {"exit_code": 0, "commit": commit}
+
+    async def _build(self, ctx: TaskContext, plan: PipelinePlan, workdir: Path) -> dict[str, Any]:
+        repo = workdir / "repo"
+        dockerfile = repo / "Dockerfile"
+        if await asyncio.to_thread(dockerfile.is_file):
+            text = await asyncio.to_thread(dockerfile.read_text, "utf-8", "replace")
+            generated = False
+        else:
+            html = self._settings.pipeline_html_dir
+            text = f"FROM {self._settings.pipeline_base_image}\nCOPY . {html}\n"
+            generated = True
+        output = await self._builds.engine_build(
+            ctx,
+            root=repo,
+            dockerfile="Dockerfile",
+            dockerfile_text=text,
+            tag=plan.repo_tag,
+            app_id=plan.app_id,
+            exclude=(".git",),
+        )
+        return {"image_id": output.image_id, "dockerfile_generated": generated}
+
+    async def _login(self, plan: PipelinePlan) -> dict[str, Any]:
+        try:
+            answer = await self._docker.system.auth(
+                username=plan.username, password=plan.password, server=plan.registry
+            )
+        except DockerManagerError as exc:
+            reason = redact(exc.detail, [plan.password])
+            raise UpstreamError(f"login to {_shown(plan.registry)} refused: {reason}") from None
+        return {"login": str(answer.get("Status", "Login Succeeded"))}
+
+    async def _transfer(self, ctx: TaskContext, plan: PipelinePlan, *, push: bool) -> dict[str, Any]:
+        operation = self._docker.images.push if push else self._docker.images.pull
+        try:
+            async with operation(plan.repo, tag=plan.tag, auth=plan.auth_header) as progress:
+                async for record in progress:
+                    status = " ".join(str(record[k]) for k in ("id", "status") if record.get(k))
+                    if status:
+                        await ctx.output([{"stream": "push" if push else "pull", "text": status}])
+        except ProgressError as exc:
+            raise UpstreamError(redact(exc.message, [plan.password])) from exc
+        except NotFound as exc:
+            raise UpstreamError(redact(exc.detail, [plan.password])) from exc
+        return {"repo_tag": plan.repo_tag}
+
+    async def _run(self, ctx: TaskContext, plan: PipelinePlan, principal: Principal) -> dict[str, Any]:
+        # Replace the previous container of this pipeline (it holds the port).
+        for item in await self._containers.list(all=True, managed_only=True):
+            if item.app_id == plan.app_id:
+                await self._containers.remove(item.id, principal, force=True, volumes=False)
+                await ctx.event(
+                    "run",
+                    "replaced",
+                    message=f"removed the previous container {item.name}",
+                    container_id=item.id,
+                )
+        result = await self._containers.run(
+            ContainerSpec(
+                image=plan.repo_tag,
+                ports={"80/tcp": plan.host_port},
+                app_id=plan.app_id,
+                task_id=ctx.task_id,
+            ),
+            principal,
+        )
+        return {"container_id": result.id, "container_name": result.name, "container_status": result.status}
+
+    async def _probe(self, plan: PipelinePlan) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{plan.host_port}/"
+        deadline = asyncio.get_running_loop().time() + self._settings.pipeline_probe_timeout
+        last = "no answer"
+        while True:
+            try:
+                response = await self._http.get(url)
+                if response.status_code < 500:
+                    return {
+                        "status_code": response.status_code,
+                        "length": len(response.content),
+                        "ok": response.status_code < 400,
+                        "body_head": response.text[:200],
+                    }
+                last = f"HTTP {response.status_code}"
+            except httpx2.HTTPError as exc:
+                last = type(exc).__name__
+            if asyncio.get_running_loop().time() >= deadline:
+                raise UpstreamError(
+                    f"{url} did not answer within {self._settings.pipeline_probe_timeout:.0f} s ({last})"
+                )
+            await asyncio.sleep(0.5)
+
+
+def _shown(registry: str) -> str:
+    return "Docker Hub" if registry == DOCKER_HUB else registry
