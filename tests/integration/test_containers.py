@@ -13,6 +13,7 @@ import httpx2
 import pytest
 
 from tests.conftest import docker_cli
+from tests.services import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -24,13 +25,6 @@ def inspect(ref: str) -> dict[str, Any]:
 
 def exists(ref: str) -> bool:
     return docker_cli("inspect", ref, check=False).returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import pytest
 from docker_manager.app import create_app
 from docker_manager.config import Settings
 from docker_manager.tasks import TaskContext, TaskSpec
+from tests.services import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -162,13 +163,6 @@ async def test_a_black_holed_endpoint_does_not_slow_a_build(
         f"{unique}:b",
     )
     assert holed < baseline * 2 + 2, (baseline, holed)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start_server(data_dir: Path, context_root: Path, port: int) -> subprocess.Popen[bytes]:
