@@ -61,3 +61,17 @@ ensure_dockerd() {
   tail -20 /var/log/docker-manager-dockerd.log >&2 || true
   exit 1
 }
+
+start_postgres() {
+  # A throwaway cluster on a loopback port, and a fresh database for every run.
+  local bin port=55432 data=/tmp/docker-manager-test-pg
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+    rm -rf "$data" && mkdir -p "$data" && chown postgres "$data"
+    runuser -u postgres -- "$bin/initdb" -D "$data/db" -A trust -U postgres >/dev/null
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w \
+      -o "-p $port -k $data -c listen_addresses=127.0.0.1" start >/dev/null
+  fi
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "DROP DATABASE IF EXISTS dm_test" -c "CREATE DATABASE dm_test"
+  TEST_PG_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/dm_test"
+}

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 need_root
 install_packages ca-certificates curl python3 python3-venv docker.io busybox-static lz4 git \
-  nginx-light openssh-server openssh-client docker-registry apache2-utils
+  nginx-light openssh-server openssh-client docker-registry apache2-utils postgresql
 install_venv "dev,postgres"
 ensure_dockerd
 
@@ -17,4 +17,12 @@ echo "==> ruff"
 echo "==> mypy"
 "$VENV/bin/mypy"
 echo "==> pytest"
-exec "$VENV/bin/pytest" -q "$@"
+"$VENV/bin/pytest" -q "$@"
+
+if [ $# -eq 0 ]; then
+  # The task engine and tokens once more, on PostgreSQL (DM_DATABASE_URL=postgresql+asyncpg://...).
+  echo "==> pytest (task store on PostgreSQL)"
+  start_postgres
+  TEST_DATABASE_URL="$TEST_PG_URL" "$VENV/bin/pytest" -q tests/test_tasks.py tests/test_auth.py \
+    tests/integration/test_log_stream.py tests/integration/test_builds.py
+fi

@@ -86,6 +86,8 @@ def admin_token() -> str:
 def settings(data_dir: Path, admin_token: str) -> Settings:
     return Settings(
         data_dir=data_dir,
+        # scripts/test.sh also runs the task and auth tests against PostgreSQL this way.
+        database_url=os.environ.get("TEST_DATABASE_URL"),
         admin_token=admin_token,  # type: ignore[arg-type]
         context_roots=[data_dir / "contexts"],
         exec_timeout=10,

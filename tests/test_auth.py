@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -14,12 +15,14 @@ from typing import Any
 
 import httpx2
 import pytest
+import sqlalchemy as sa
 from fastapi.routing import APIRoute
 
 from docker_manager.api.deps import RequireScope
 from docker_manager.app import create_app
 from docker_manager.auth import Scope, digest_of
 from docker_manager.config import Settings
+from docker_manager.db.tables import api_tokens
 from docker_manager.services import Services
 from tests.conftest import Tokens
 
@@ -136,12 +139,18 @@ async def test_token_lifecycle_through_the_api(client: httpx2.AsyncClient, admin
 
 
 async def test_tokens_are_stored_only_as_hashes(services: Services, tokens: Tokens) -> None:
+    secret = tokens.by_scope[Scope.READ]
+    async with services.db.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(api_tokens))).all()
+    stored = json.dumps([[str(value) for value in row] for row in rows])
+    assert secret not in stored and digest_of(secret) in stored
+    if not services.settings.sqlalchemy_url.startswith("sqlite"):
+        return
     db_file = Path(services.settings.sqlalchemy_url.split("///", 1)[1])
     files = [str(p) for p in db_file.parent.glob(db_file.name + "*")]
-    secret = tokens.by_scope[Scope.READ]
 
-    # Read the raw files from another process: opening and closing them here would drop this
-    # process's SQLite locks (POSIX locks belong to the process, not to the descriptor).
+    # The raw SQLite files too (the WAL included), read from another process: opening and closing
+    # them here would drop this process's SQLite locks (POSIX locks belong to the process).
     def occurs(needle: str) -> bool:
         found = subprocess.run(["grep", "-c", "-a", "-F", needle, *files], capture_output=True, text=True)
         return any(int(line.rsplit(":", 1)[1]) > 0 for line in found.stdout.split())

@@ -335,7 +335,7 @@ async def test_hostile_or_broken_artefacts_are_refused_and_load_nothing(
         )
         assert response.status_code == code, (path, response.text)
         assert "code" in response.json()
-    assert set(docker_cli("images", "-qa").stdout.split()) == before
+    assert set(docker_cli("images", "-qa").stdout.split()) - before == set()  # nothing was loaded
     assert docker_cli("image", "inspect", f"{unique}-img:v1", check=False).returncode != 0
     assert docker_cli("inspect", unique, check=False).returncode != 0
     assert "sha256" in (folder / "error.log").read_text()
