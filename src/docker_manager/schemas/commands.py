@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, StringConstraints
 
@@ -37,3 +37,22 @@ class PipelineRequest(StrictModel):
 class PipelineStarted(ResponseModel):
     task_id: str
     status: str = "started"
+
+
+class ProbeResult(ResponseModel):
+    status_code: int
+    length: int
+    ok: bool
+    body_head: str
+
+
+class PipelineSummary(ResponseModel):
+    status: str = Field(description="ok")
+    task_id: str
+    repo_url: str = Field(description="Any password in it is shown as ***.")
+    repo_tag: str
+    host_port: int
+    run: dict[str, Any] = Field(description="container_id, container_name, container_status")
+    stages: dict[str, dict[str, Any]] = Field(description="What each stage reported.")
+    probe: ProbeResult
+    url: str

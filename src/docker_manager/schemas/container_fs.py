@@ -74,3 +74,22 @@ class FsReadResult(ResponseModel):
     encoding: Literal["utf-8", "base64"]
     content: str
     truncated: bool = Field(description="True when the file goes on past what was returned.")
+
+
+class FsWriteResult(ResponseModel):
+    path: str
+    size: int
+    mode: str
+    created_dirs: list[str]
+
+
+class FsMkdirResult(ResponseModel):
+    path: str
+    created: bool
+    created_dirs: list[str]
+
+
+class FsDeleteResult(ResponseModel):
+    path: str
+    deleted: bool
+    type: str

@@ -14,6 +14,7 @@ from docker_manager.schemas.common import (
     EnvMap,
     MemorySize,
     PortMap,
+    ResponseModel,
     StrictModel,
     TaskId,
 )
@@ -39,3 +40,29 @@ class LocalRunRequest(StrictModel):
     memory: MemorySize | None = None
     healthcheck_time: int | None = Field(None, ge=1, le=3600, description="Seconds before the check (15).")
     healthcheck_path: HttpPath = Field("/", description="Path probed when a port is published.")
+
+
+class ContainerRefResult(ResponseModel):
+    id: str
+    name: str
+    status: str | None = None
+
+
+class LocalRunResult(ResponseModel):
+    status: str = Field(description="ok")
+    task_id: str = Field(description="The build's task id (its folder got the logs).")
+    localrun_task_id: str = Field(description="This localrun's own task.")
+    image_id: str
+    tag: str | None
+    container: ContainerRefResult
+    container_id: str
+    container_name: str
+    host_port: int | None
+    app_id: str | None
+    generated_name: bool
+    healthcheck: bool
+    healthchecksstatus: str
+    isChecking: bool
+    healthcheck_time: int
+    start_check_time: str
+    end_check_time: str

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from docker_manager.schemas.common import AppId, ContainerRef, StrictModel, TaskId
+from docker_manager.schemas.common import AppId, ContainerRef, ResponseModel, StrictModel, TaskId
 from docker_manager.schemas.deploy import HttpPath
 
 # A lower-case RFC 1123 name with at least two labels; a wildcard only as the whole first label.
@@ -68,3 +68,64 @@ class UpdatePortRequest(HealthGate):
     new_port: Port
     domain: Domain
     conf_dir: ConfDir | None = None
+
+
+class NginxReload(ResponseModel):
+    status: str
+    tested: bool
+    verified: bool
+
+
+class SiteResult(ResponseModel):
+    status: str
+    path: str
+    domain: str
+    port: int
+    nginx_reload: NginxReload
+
+
+class SiteDeleted(ResponseModel):
+    status: str
+    paths: list[str]
+    domain: str
+    nginx_reload: NginxReload
+
+
+class OldContainer(ResponseModel):
+    status: str
+    id: str
+    drained_seconds: float | None = None
+    removed: bool | None = None
+    error: str | None = None
+
+
+class SignDomainResult(ResponseModel):
+    stage: str = Field(description="signing_domain")
+    status: str = Field(description="completed")
+    domain: str
+    app_id: str
+    conf_path: str
+    port: int
+    upstream_host: str
+    new_container: str
+    nginx_reload: NginxReload
+    old_stop: OldContainer | None
+
+
+class UpdatePortContainer(ResponseModel):
+    id: str
+    name: str
+    status: str | None
+
+
+class UpdatePortResult(ResponseModel):
+    stage: str = Field(description="update_port")
+    status: str = Field(description="completed")
+    task_id: str
+    app_id: str
+    domain: str
+    conf_path: str
+    new_port: int
+    container: UpdatePortContainer
+    old_container: OldContainer | None
+    nginx_reload: NginxReload

@@ -40,3 +40,23 @@ class TaskSummary(ResponseModel):
 class TaskPage(ResponseModel):
     tasks: list[TaskSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+
+
+class TaskLogs(ResponseModel):
+    task_id: str
+    status: str | None = Field(description="The build status of build.info.json (building, successful...).")
+    task_status: str | None = Field(description="The task's own status, when this service ran it.")
+    stage: str | None
+    server: str = Field(description="build or runtime: which root the folder was read from.")
+    build_logs: dict[str, Any] = Field(
+        description="raw, events, error (last lines), structured (parsed build.jsonl), and *_bytes sizes"
+    )
+    build_metadata: dict[str, Any] = Field(description="summary (build.info.json) and dockerfile_parsed")
+    files_available: list[str]
+    warnings: list[str]
+    healthcheck: bool | None = None
+    healthchecksstatus: str | None = None
+    isChecking: bool | None = None
+    healthcheck_time: int | None = None
+    start_check_time: str | None = None
+    end_check_time: str | None = None

@@ -11,7 +11,12 @@ from fastapi.responses import StreamingResponse
 from docker_manager.api.deps import AdminAccess, CommandsDep, OperateAccess, PipelineDep
 from docker_manager.api.streaming import ndjson
 from docker_manager.errors import InvalidInput
-from docker_manager.schemas.commands import PipelineRequest, PipelineStarted, RunStreamRequest
+from docker_manager.schemas.commands import (
+    PipelineRequest,
+    PipelineStarted,
+    PipelineSummary,
+    RunStreamRequest,
+)
 
 router = APIRouter(tags=["commands"])
 
@@ -59,7 +64,7 @@ def _plan(body: PipelineRequest, pipeline: Any) -> Any:
     )
 
 
-@router.post("/pipeline/html-site")
+@router.post("/pipeline/html-site", response_model=PipelineSummary)
 async def html_site(body: PipelineRequest, pipeline: PipelineDep, who: OperateAccess) -> dict[str, Any]:
     """Clone → build → login → push → pull → run → probe, waiting for the end; returns the summary."""
     record = await pipeline.start(_plan(body, pipeline), who, wait=True)

@@ -10,12 +10,15 @@ from fastapi.responses import StreamingResponse
 from docker_manager.api.deps import ContainerFilesDep, ExecAccess
 from docker_manager.schemas.container_fs import (
     FsDeleteRequest,
+    FsDeleteResult,
     FsListRequest,
     FsListResult,
     FsMkdirRequest,
+    FsMkdirResult,
     FsReadRequest,
     FsReadResult,
     FsWriteRequest,
+    FsWriteResult,
 )
 
 router = APIRouter(prefix="/docker/container/fs", tags=["container files"])
@@ -50,7 +53,7 @@ async def read_file(
     return Response(content.as_json(), media_type="application/json")
 
 
-@router.post("/write")
+@router.post("/write", response_model=FsWriteResult)
 async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAccess) -> dict[str, Any]:
     return await files.write_file(
         body.id_or_name,
@@ -63,12 +66,12 @@ async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAc
     )
 
 
-@router.post("/mkdir")
+@router.post("/mkdir", response_model=FsMkdirResult)
 async def make_dir(body: FsMkdirRequest, files: ContainerFilesDep, who: ExecAccess) -> dict[str, Any]:
     return await files.make_dir(body.id_or_name, who, path=body.path, parents=body.parents)
 
 
-@router.post("/delete")
+@router.post("/delete", response_model=FsDeleteResult)
 async def delete_path(body: FsDeleteRequest, files: ContainerFilesDep, who: ExecAccess) -> dict[str, Any]:
     """Refuses /, /proc, /sys, /dev, mount points and their parents, and paths in host bind mounts."""
     return await files.delete_path(body.id_or_name, who, path=body.path, recursive=body.recursive)

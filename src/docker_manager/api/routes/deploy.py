@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter
 
 from docker_manager.api.deps import LocalRunDep, OperateAccess
-from docker_manager.schemas.deploy import LocalRunRequest
+from docker_manager.schemas.deploy import LocalRunRequest, LocalRunResult
 
 router = APIRouter(tags=["deploy"])
 
 
-@router.post("/docker/localrun")
+@router.post("/docker/localrun", response_model=LocalRunResult)
 async def localrun(body: LocalRunRequest, localrun: LocalRunDep, who: OperateAccess) -> dict[str, Any]:
     """Decompress a `.tar.lz4` artefact straight into the engine, run the image, schedule its health check.
 

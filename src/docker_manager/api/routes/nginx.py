@@ -9,26 +9,30 @@ from fastapi import APIRouter
 from docker_manager.api.deps import OperateAccess, SitesDep
 from docker_manager.schemas.nginx import (
     SignDomainRequest,
+    SignDomainResult,
     SiteCreateRequest,
+    SiteDeleted,
     SiteDeleteRequest,
+    SiteResult,
     UpdatePortRequest,
+    UpdatePortResult,
 )
 
 router = APIRouter(tags=["nginx"])
 
 
-@router.post("/nginx/site/create")
+@router.post("/nginx/site/create", response_model=SiteResult)
 async def create_site(body: SiteCreateRequest, sites: SitesDep, _: OperateAccess) -> dict[str, Any]:
     """Proxy `domain` to `127.0.0.1:port` (a port published by a container of this service)."""
     return await sites.create_site(body)
 
 
-@router.post("/nginx/site/delete")
+@router.post("/nginx/site/delete", response_model=SiteDeleted)
 async def delete_site(body: SiteDeleteRequest, sites: SitesDep, _: OperateAccess) -> dict[str, Any]:
     return await sites.delete_site(body)
 
 
-@router.post("/nginx/sign-domain")
+@router.post("/nginx/sign-domain", response_model=SignDomainResult)
 async def sign_domain(body: SignDomainRequest, sites: SitesDep, who: OperateAccess) -> dict[str, Any]:
     """Point `domain` at the new container once it answers HTTP; then stop the old one after a drain.
 
@@ -38,7 +42,7 @@ async def sign_domain(body: SignDomainRequest, sites: SitesDep, who: OperateAcce
     return await sites.sign_domain(body, who)
 
 
-@router.post("/app/update-port")
+@router.post("/app/update-port", response_model=UpdatePortResult)
 async def update_port(body: UpdatePortRequest, sites: SitesDep, who: OperateAccess) -> dict[str, Any]:
     """Recreate the task's container on `new_port` (all else kept) and switch nginx to it safely."""
     return await sites.update_port(body, who)

@@ -7,17 +7,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from docker_manager.api.deps import ReadAccess, SystemDep
-from docker_manager.schemas.system import TopResult
+from docker_manager.schemas.system import SystemInfo, SystemUsage, TopResult
 
 router = APIRouter(prefix="/system", tags=["system"])
 
 
-@router.get("/info")
+@router.get("/info", response_model=SystemInfo)
 async def info(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
     return await system.info()
 
 
-@router.get("/usage")
+@router.get("/usage", response_model=SystemUsage)
 async def usage(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
     return await system.usage()
 

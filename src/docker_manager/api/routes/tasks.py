@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from docker_manager.api.deps import OperateAccess, ReadAccess, ServicesDep, TasksDep
 from docker_manager.api.streaming import ndjson, sse
-from docker_manager.schemas.tasks import TaskPage, TaskStatus
+from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
 from docker_manager.tasks import LOG, Status, follow
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -43,7 +43,7 @@ async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, _: OperateAccess) ->
     return await tasks.cancel(task_id)
 
 
-@router.get("/logs/{task_id}")
+@router.get("/logs/{task_id}", response_model=TaskLogs)
 async def task_logs(
     task_id: TaskIdPath,
     tasks: TasksDep,
