@@ -121,3 +121,22 @@ def test_run_extended_volume_and_tag_grammar() -> None:
         RunExtendedRequest(image="bb", volumes={"data": {"bind": "relative"}})  # type: ignore[dict-item]
     with pytest.raises(ValidationError):
         TagRequest(source="bb", repo="Bad Repo", tag="x")
+
+
+@pytest.mark.parametrize("value", [{}, [], None, True, 1.5e300])
+def test_wrong_json_types_are_validation_errors_not_crashes(value: object) -> None:
+    # Found by schemathesis: before-validators saw raw JSON and raised TypeError (a 500).
+    if value is not None:  # memory is optional: null means no limit
+        with pytest.raises(ValidationError):
+            RunRequest(image="bb", memory=value)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError):
+            ExecRequest(id_or_name="web", cmd=value)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ExecRequest(id_or_name="web", cmd=None)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        ExecRequest(id_or_name="web", cmd=["ls", 1])  # type: ignore[list-item]
+
+
+def test_repository_names_are_at_most_255_characters() -> None:
+    with pytest.raises(ValidationError):
+        TagRequest(source="bb", repo="a/" * 130 + "b", tag="x")

@@ -65,7 +65,9 @@ def _image_tag(value: str) -> str:
 ImageRef = Annotated[str, AfterValidator(_image_ref)]
 ImageTag = Annotated[str, AfterValidator(_image_tag)]
 TagName = Annotated[str, StringConstraints(pattern=rf"^{_TAG}$")]
-RepoName = Annotated[str, StringConstraints(pattern=rf"^{_COMPONENT}(?::[0-9]{{1,5}})?(?:/{_COMPONENT})*$")]
+RepoName = Annotated[
+    str, StringConstraints(pattern=rf"^{_COMPONENT}(?::[0-9]{{1,5}})?(?:/{_COMPONENT})*$", max_length=255)
+]
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)$", re.IGNORECASE)
@@ -82,7 +84,11 @@ def parse_bytes(value: str | int) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def _memory(value: str | int) -> int:
+def _memory(value: object) -> int:
+    # A before-validator sees the raw JSON value: anything but a string or an integer is refused
+    # here (a TypeError would escape validation and become a 500).
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("memory must be a number of bytes or a string like '512m'")
     size = parse_bytes(value)
     if size < MIN_MEMORY:
         raise ValueError("memory limit must be at least 6m")
@@ -135,7 +141,11 @@ PortMap = Annotated[
 ]
 
 
-def _argv(value: str | list[str]) -> list[str]:
+def _argv(value: object) -> list[str]:
+    if not isinstance(value, str | list) or (
+        isinstance(value, list) and not all(isinstance(a, str) for a in value)
+    ):
+        raise ValueError("command must be a string or a list of strings")
     if isinstance(value, str):
         try:
             argv = shlex.split(value)
