@@ -204,7 +204,9 @@ class SiteService:
     async def _switch(
         self, target: Path, *, domain: str, port: int, app_id: str | None, ident: str
     ) -> dict[str, Any]:
-        content = self._nginx.render(ident=ident, domain=domain, port=port, app_id=app_id)
+        content = await asyncio.to_thread(
+            self._nginx.render, ident=ident, domain=domain, port=port, app_id=app_id
+        )
         async with self._nginx.lock:
             return await self._nginx.apply(target, content)
 
