@@ -164,8 +164,19 @@ class TaskFiles:
         return await asyncio.to_thread(read_json, self.path(INFO_JSON)) or {}
 
     async def merge_info(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge `fields` into build.info.json under a file lock; returns the merged summary."""
-        return await asyncio.to_thread(self._merge_info, fields)
+        """Merge `fields` into build.info.json under a file lock; returns the merged summary.
+
+        On a full disk the summary keeps its previous content (the atomic write never leaves half
+        a file) and `truncated` is set; the task's state in the database is the truth.
+        """
+        try:
+            return await asyncio.to_thread(self._merge_info, fields)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            self.truncated = True
+            log.warning("disk full: build.info.json of %s was not updated", self.directory.name)
+            return {}
 
     def _merge_info(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         lock_fd = os.open(self.path(_LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)

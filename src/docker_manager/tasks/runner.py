@@ -366,12 +366,19 @@ class TaskRunner:
         duration: float,
     ) -> None:
         try:
-            await context.close()
-            if status is not Status.COMPLETED and context.files is not None:
-                # Whatever the work wrote, the summary must not claim it is still building.
-                await context.info(
-                    {"status": "error", "task_status": status.value, "error": error, "stage": context.stage}
-                )
+            with contextlib.suppress(OSError):  # files are best effort; the final state is not
+                await context.close()
+                if status is not Status.COMPLETED and context.files is not None:
+                    # Whatever the work wrote, the summary must not claim it is still building.
+                    await context.info(
+                        {
+                            "status": "error",
+                            "task_status": status.value,
+                            "error": error,
+                            "stage": context.stage,
+                        }
+                    )
+            extra = {"log_truncated": True} if context.files is not None and context.files.truncated else {}
             await context.event(
                 context.stage,
                 status.value,
@@ -380,6 +387,7 @@ class TaskRunner:
                 change=StateChange(status=status, result=result or {}, error=error),
                 final=True,
                 duration_sec=round(duration, 3),
+                **extra,
             )
         except Exception:
             log.exception("could not record the end of task %s", context.task_id)
