@@ -62,6 +62,8 @@ async def test_output_lines_streams_and_exit_code(client: httpx2.AsyncClient, ad
     }
     status = await wait_final(client, admin, task_id)
     assert status["status"] == "error" and status["result"]["exit_code"] == 3
+    logs = (await client.get(f"/tasks/logs/{task_id}", headers=admin)).json()
+    assert "out-one" in logs["build_logs"]["raw"] and "err-one" in logs["build_logs"]["raw"]
     ok = await run_stream(client, admin, cmd="echo 'quoted words' $HOME")
     assert [line["line"] for line in ok if "line" in line] == ["quoted words $HOME"]  # no shell: no expansion
     assert ok[-1]["status"] == "completed" and ok[-1]["exit_code"] == 0

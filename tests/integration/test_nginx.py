@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -242,20 +243,30 @@ async def test_switching_versions_under_load_drops_no_request(
     answers: set[str] = set()
     stop = asyncio.Event()
 
-    async def hammer() -> None:
-        async with httpx2.AsyncClient(timeout=5) as browser:
+    url, host = f"http://127.0.0.1:{nginx_server.port}/", {"Host": "shop.example.com"}
+
+    async def hammer(keepalive: bool) -> None:
+        """A client looping over GETs: a fresh connection each time (like curl in a loop), or one
+        kept alive that retries once when nginx closed it under the request, as browsers do (an
+        old nginx 1.22 worker closes idle keep-alive connections as it exits; see README)."""
+        async with httpx2.AsyncClient(timeout=5) as shared:
             while not stop.is_set():
                 try:
-                    reply = await browser.get(
-                        f"http://127.0.0.1:{nginx_server.port}/", headers={"Host": "shop.example.com"}
-                    )
+                    if keepalive:
+                        try:
+                            reply = await shared.get(url, headers=host)
+                        except (httpx2.RemoteProtocolError, httpx2.ReadError):
+                            reply = await shared.get(url, headers=host)
+                    else:
+                        async with httpx2.AsyncClient(timeout=5) as fresh:
+                            reply = await fresh.get(url, headers=host)
                     if reply.status_code != 200:
                         failures.append(str(reply.status_code))
                     answers.add(reply.text.strip())
                 except httpx2.HTTPError as exc:
                     failures.append(repr(exc))
 
-    loops = [asyncio.create_task(hammer()) for _ in range(3)]
+    loops = [asyncio.create_task(hammer(keepalive)) for keepalive in (False, False, True)]
     await asyncio.sleep(0.3)
     switched = await app.post(
         "/nginx/sign-domain",
@@ -395,3 +406,59 @@ async def test_nginx_not_running_is_503_and_writes_nothing(
             )
             assert response.status_code == 503 and response.json()["code"] == "nginx_unavailable"
             assert snapshot(nginx_server) == before
+
+
+async def test_a_domain_with_a_certificate_is_served_over_tls(
+    tmp_path: Path, nginx_server: NginxServer, unique: str
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=tls.example.com",
+            "-keyout",
+            str(certs / "tls.example.com.key"),
+            "-out",
+            str(certs / "tls.example.com.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls_port = free_port()
+    config = Settings(
+        data_dir=tmp_path / "data",
+        admin_token="nginx-admin",  # type: ignore[arg-type]
+        nginx_cert_dir=certs,
+        nginx_tls_listen=f"127.0.0.1:{tls_port}",
+        **nginx_server.settings(),
+    )  # type: ignore[arg-type]
+    application = create_app(config)
+    async with application.router.lifespan_context(application):
+        transport = httpx2.ASGITransport(app=application)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
+            _, port = await web(client, unique, "secure")
+            created = await client.post(
+                "/nginx/site/create", json={"domain": "tls.example.com", "port": port}, headers=ADMIN
+            )
+            assert created.status_code == 200, created.text
+            try:
+                plain = await through_nginx(nginx_server, "tls.example.com")
+                assert plain.status_code == 301 and plain.headers["location"].startswith(
+                    "https://tls.example.com"
+                )
+                async with httpx2.AsyncClient(verify=False) as browser:
+                    secure = await browser.get(
+                        f"https://127.0.0.1:{tls_port}/", headers={"Host": "tls.example.com"}
+                    )
+                assert secure.text.strip() == "secure"
+            finally:
+                await client.post("/nginx/site/delete", json={"domain": "tls.example.com"}, headers=ADMIN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,10 @@ async def test_the_whole_pipeline_end_to_end(
     assert registry_server.password not in json.dumps(status)
     logs = (await app.get(f"/tasks/logs/{summary['task_id']}", params={"tail": 500}, headers=ADMIN)).text
     assert registry_server.password not in logs
+    leftovers = [
+        p.name for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith(summary["task_id"])
+    ]
+    assert leftovers == []  # the clone's temporary folder is gone
     docker_cli("rm", "-f", summary["run"]["container_id"])
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from docker_manager.config import Settings
 from docker_manager.errors import DockerManagerError, InvalidInput
-from docker_manager.tasks import LOG, TaskContext, TaskRecord, TaskRunner, TaskSpec, follow
+from docker_manager.tasks import LOG, TaskContext, TaskRecord, TaskRunner, TaskSpec, follow, new_task_id
 from docker_manager.util.paths import confine
 from docker_manager.util.proc import ProcessRunner
 
@@ -73,12 +73,13 @@ class CommandService:
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._run(ctx, argv, directory, environment, limit)
 
+        task_id = task_id or new_task_id(GENERIC_TASK)
         return await self._runner.submit(
             TaskSpec(
                 task_type=GENERIC_TASK,
                 work=work,
                 task_id=task_id,
-                files_dir=self._settings.builds_path / task_id if task_id else None,
+                files_dir=self._settings.builds_path / task_id,
                 stream_fields={"cmd": cmd if isinstance(cmd, str) else " ".join(argv)},
             )
         )
