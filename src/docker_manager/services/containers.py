@@ -319,6 +319,8 @@ class ContainerService:
         """Create and start a container; on any failure nothing is left behind."""
         _check_limits(spec, self._settings)
         config = create_config(spec, self._settings)
+        # Checked here too so that a refused request creates nothing (no network, no volume);
+        # create_and_start checks again because every other path goes through it alone.
         check_policy(config, principal, self._settings)
         await self._require_image(spec.image)
         await self._ensure_network(spec)
