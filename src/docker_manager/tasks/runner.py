@@ -269,7 +269,20 @@ class TaskRunner:
             app_id=spec.app_id,
             files_dir=str(files_dir) if files_dir else None,
         )
-        files = await TaskFiles.open(files_dir) if files_dir else None
+        try:
+            files = await TaskFiles.open(files_dir) if files_dir else None
+        except OSError as exc:
+            # Persisted as queued already: it must not stay so.
+            message = f"cannot create the task folder: {exc.strerror or exc}"
+            await self.store.record(
+                task_id,
+                stage=None,
+                status=Status.ERROR.value,
+                data={"message": message, "final": True},
+                change=StateChange(status=Status.ERROR, error=message),
+            )
+            self.store.forget(task_id)
+            raise
         context = TaskContext(
             record=record,
             store=self.store,
