@@ -18,6 +18,7 @@ so the status code and the machine-readable `code` never depend on where the err
     │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full
+    ├── StorageError                  507 storage_error
     └── UpstreamError                 502 upstream_error
         ├── EngineError               502 engine_error
         ├── EngineUnavailable         503 docker_unavailable
@@ -132,6 +133,13 @@ class QueueFull(DockerManagerError):
 
     status_code = 429
     code = "queue_full"
+
+
+class StorageError(DockerManagerError):
+    """The service could not write its own files (a full or read-only disk)."""
+
+    status_code = 507
+    code = "storage_error"
 
 
 class UpstreamError(DockerManagerError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from docker_manager.errors import Conflict, DockerManagerError, QueueFull
+from docker_manager.errors import Conflict, DockerManagerError, QueueFull, StorageError
 from docker_manager.tasks.bus import EventBus
 from docker_manager.tasks.files import LogBatch, TaskFiles, timestamp
 from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
@@ -282,7 +282,7 @@ class TaskRunner:
                 change=StateChange(status=Status.ERROR, error=message),
             )
             self.store.forget(task_id)
-            raise
+            raise StorageError(message) from exc
         context = TaskContext(
             record=record,
             store=self.store,
