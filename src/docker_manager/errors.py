@@ -5,7 +5,11 @@ so the status code and the machine-readable `code` never depend on where the err
 
     DockerManagerError                500 internal_error
     ├── InvalidInput                  422 invalid_input
-    │   └── BuildFailed               422 build_failed
+    │   ├── BuildFailed               422 build_failed
+    │   ├── CommandFailed             422 command_failed
+    │   ├── CloneFailed               422 clone_failed
+    │   ├── StageFailed               422 pipeline_stage_failed
+    │   └── NginxConfigError          422 nginx_config_invalid
     ├── Unauthorized                  401 unauthorized
     ├── Forbidden                     403 forbidden
     │   ├── InsufficientScope         403 insufficient_scope
@@ -15,12 +19,16 @@ so the status code and the machine-readable `code` never depend on where the err
     ├── NotFound                      404 not_found
     ├── Conflict                      409 conflict
     │   ├── PortInUse                 409 port_in_use
+    │   ├── UnhealthyContainer        409 unhealthy_container
     │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full
     ├── StorageError                  507 storage_error
+    ├── NginxUnavailable              503 nginx_unavailable
     └── UpstreamError                 502 upstream_error
         ├── EngineError               502 engine_error
+        ├── NginxReloadFailed         502 nginx_reload_failed
+        ├── UploadFailed              502 upload_failed
         ├── EngineUnavailable         503 docker_unavailable
         └── EngineTimeout             504 docker_timeout
 """
@@ -173,3 +181,52 @@ class PathNotAllowed(Forbidden):
     """A path lies outside the directories the service may use."""
 
     code = "path_not_allowed"
+
+
+class UnhealthyContainer(Conflict):
+    """The new container did not answer HTTP as required, so traffic was not switched."""
+
+    code = "unhealthy_container"
+
+
+class CommandFailed(InvalidInput):
+    """A host command ran and ended badly (a non-zero exit code, a signal, a timeout)."""
+
+    code = "command_failed"
+
+
+class NginxUnavailable(DockerManagerError):
+    """nginx is not installed, or its master process is not running."""
+
+    status_code = 503
+    code = "nginx_unavailable"
+
+
+class NginxConfigError(InvalidInput):
+    """nginx refused the configuration (`nginx -t`): nothing was changed."""
+
+    code = "nginx_config_invalid"
+
+
+class NginxReloadFailed(UpstreamError):
+    """The configuration tested fine but the running nginx did not take it."""
+
+    code = "nginx_reload_failed"
+
+
+class UploadFailed(UpstreamError):
+    """The files could not be delivered to the SFTP server."""
+
+    code = "upload_failed"
+
+
+class CloneFailed(InvalidInput):
+    """git could not clone the repository (unreachable, refused, too big, too slow)."""
+
+    code = "clone_failed"
+
+
+class StageFailed(InvalidInput):
+    """A pipeline stage failed; the answer's `stage` names it."""
+
+    code = "pipeline_stage_failed"

@@ -17,19 +17,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from docker_manager.errors import InvalidInput, UpstreamError
+from docker_manager.errors import CloneFailed, InvalidInput
 from docker_manager.util.paths import confine
 from docker_manager.util.proc import ProcessRunner
 
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _HELPER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*::")
-
-
-class CloneFailed(UpstreamError):
-    """git could not clone the repository (unreachable, refused, too big, too slow)."""
-
-    status_code = 422
-    code = "clone_failed"
 
 
 def check_repo_url(url: str, *, schemes: Sequence[str], local_roots: Sequence[Path]) -> tuple[str, str]:

@@ -22,31 +22,16 @@ from typing import Any
 import jinja2
 import psutil
 
-from docker_manager.errors import DockerManagerError, UpstreamError
+from docker_manager.errors import (
+    DockerManagerError,
+    NginxConfigError,
+    NginxReloadFailed,
+    NginxUnavailable,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MANAGED_MARK = "managed-by=docker-manager"
 _HEADER_RE = re.compile(r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)")
-
-
-class NginxUnavailable(DockerManagerError):
-    """nginx is not installed, or its master process is not running."""
-
-    status_code = 503
-    code = "nginx_unavailable"
-
-
-class NginxConfigError(UpstreamError):
-    """nginx refused the configuration (`nginx -t`) or did not apply it on reload."""
-
-    status_code = 422
-    code = "nginx_config_invalid"
-
-
-class NginxReloadFailed(UpstreamError):
-    """The configuration tested fine but the running nginx did not take it."""
-
-    code = "nginx_reload_failed"
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,11 @@ from typing import Any
 
 import asyncssh
 
-from docker_manager.errors import UpstreamError
+from docker_manager.errors import UploadFailed
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], Awaitable[None]]
-
-
-class UploadFailed(UpstreamError):
-    """The files could not be delivered to the SFTP server."""
-
-    code = "upload_failed"
 
 
 @dataclass(frozen=True)

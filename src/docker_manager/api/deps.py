@@ -6,6 +6,7 @@ every request, and the status routes are polled hard.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -69,67 +70,23 @@ ExecAccess = Annotated[Principal, Depends(RequireScope(Scope.EXEC))]
 AdminAccess = Annotated[Principal, Depends(RequireScope(Scope.ADMIN))]
 
 
-def _service(request: Request, name: str) -> Any:
-    return getattr(request.app.state.services, name)
+def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency handing out one of the services by its attribute name on `Services`."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state.services, name)
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
 
 
-async def _containers(request: Request) -> ContainerService:
-    service: ContainerService = _service(request, "containers")
-    return service
-
-
-async def _images(request: Request) -> ImageService:
-    service: ImageService = _service(request, "images")
-    return service
-
-
-async def _system(request: Request) -> SystemService:
-    service: SystemService = _service(request, "system")
-    return service
-
-
-async def _builds(request: Request) -> BuildService:
-    service: BuildService = _service(request, "builds")
-    return service
-
-
-async def _tasks(request: Request) -> TaskService:
-    service: TaskService = _service(request, "tasks")
-    return service
-
-
-async def _localrun(request: Request) -> LocalRunService:
-    service: LocalRunService = _service(request, "localrun")
-    return service
-
-
-async def _container_files(request: Request) -> ContainerFiles:
-    service: ContainerFiles = _service(request, "container_files")
-    return service
-
-
-async def _sites(request: Request) -> SiteService:
-    service: SiteService = _service(request, "sites")
-    return service
-
-
-async def _commands(request: Request) -> CommandService:
-    service: CommandService = _service(request, "commands")
-    return service
-
-
-async def _pipeline(request: Request) -> PipelineService:
-    service: PipelineService = _service(request, "pipeline")
-    return service
-
-
-ContainersDep = Annotated[ContainerService, Depends(_containers)]
-ImagesDep = Annotated[ImageService, Depends(_images)]
-SystemDep = Annotated[SystemService, Depends(_system)]
-BuildsDep = Annotated[BuildService, Depends(_builds)]
-TasksDep = Annotated[TaskService, Depends(_tasks)]
-LocalRunDep = Annotated[LocalRunService, Depends(_localrun)]
-ContainerFilesDep = Annotated[ContainerFiles, Depends(_container_files)]
-SitesDep = Annotated[SiteService, Depends(_sites)]
-CommandsDep = Annotated[CommandService, Depends(_commands)]
-PipelineDep = Annotated[PipelineService, Depends(_pipeline)]
+ContainersDep = Annotated[ContainerService, Depends(_service("containers"))]
+ContainerFilesDep = Annotated[ContainerFiles, Depends(_service("container_files"))]
+ImagesDep = Annotated[ImageService, Depends(_service("images"))]
+SystemDep = Annotated[SystemService, Depends(_service("system"))]
+BuildsDep = Annotated[BuildService, Depends(_service("builds"))]
+TasksDep = Annotated[TaskService, Depends(_service("tasks"))]
+LocalRunDep = Annotated[LocalRunService, Depends(_service("localrun"))]
+SitesDep = Annotated[SiteService, Depends(_service("sites"))]
+CommandsDep = Annotated[CommandService, Depends(_service("commands"))]
+PipelineDep = Annotated[PipelineService, Depends(_service("pipeline"))]

@@ -21,9 +21,9 @@ from typing import Any
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
 from docker_manager.docker.build_context import BuildContext
-from docker_manager.errors import BuildFailed, Conflict, InvalidInput
+from docker_manager.errors import BuildFailed, Conflict, InvalidInput, UploadFailed
 from docker_manager.labels import managed_labels
-from docker_manager.sftp import SftpTarget, Uploaded, UploadFailed, upload
+from docker_manager.sftp import SftpTarget, Uploaded, upload
 from docker_manager.tasks import (
     LOG,
     Status,

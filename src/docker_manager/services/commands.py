@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager.config import Settings
-from docker_manager.errors import DockerManagerError, InvalidInput
+from docker_manager.errors import CommandFailed, InvalidInput
 from docker_manager.tasks import LOG, TaskContext, TaskRecord, TaskRunner, TaskSpec, follow, new_task_id
 from docker_manager.util.paths import confine
 from docker_manager.util.proc import ProcessRunner
@@ -26,13 +26,6 @@ CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _FORBIDDEN_ENV = re.compile(
     r"^(LD_.*|DYLD_.*|PATH|BASH_ENV|ENV|IFS|PS4|SHELLOPTS|BASHOPTS|PERL5OPT|PYTHONSTARTUP)$"
 )
-
-
-class CommandFailed(DockerManagerError):
-    """The command ran and ended badly (a non-zero exit code, a signal, a timeout)."""
-
-    status_code = 422
-    code = "command_failed"
 
 
 def command_env(extra: dict[str, str]) -> dict[str, str]:

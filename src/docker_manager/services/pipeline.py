@@ -24,7 +24,7 @@ import httpx2
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
-from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, UpstreamError
+from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
 from docker_manager.git import check_repo_url, clone, redact
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec
@@ -32,13 +32,6 @@ from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, 
 
 PIPELINE_TASK = "html_site_pipeline"
 DOCKER_HUB = "https://index.docker.io/v1/"
-
-
-class StageFailed(UpstreamError):
-    """A pipeline stage failed; `stage` names it."""
-
-    status_code = 422
-    code = "pipeline_stage_failed"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,14 @@ import httpx2
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
-from docker_manager.errors import Conflict, DockerManagerError, InvalidInput, NotFound, PathNotAllowed
+from docker_manager.errors import (
+    Conflict,
+    DockerManagerError,
+    InvalidInput,
+    NotFound,
+    PathNotAllowed,
+    UnhealthyContainer,
+)
 from docker_manager.labels import is_managed
 from docker_manager.nginx import Nginx, read_header
 from docker_manager.schemas.nginx import (
@@ -39,12 +46,6 @@ from docker_manager.tasks.files import INFO_JSON, TaskFiles, read_json
 def ident_of(target: Path) -> str:
     """A name for the file's nginx variables and upstream, unique per file name."""
     return re.sub(r"[^a-z0-9]", lambda m: {"-": "_h", ".": "_d"}.get(m.group(), "_x"), target.stem)
-
-
-class UnhealthyContainer(Conflict):
-    """The new container did not answer HTTP as required, so traffic was not switched."""
-
-    code = "unhealthy_container"
 
 
 # Host-config fields a recreated container keeps (update-port): everything but the port bindings.
