@@ -99,6 +99,21 @@ def artefact_name(tag: str) -> str:
     return tag.replace("/", "_").replace(":", "_") + ".tar.lz4"
 
 
+@dataclass(frozen=True)
+class BuildSource:
+    """What a build request asks for, before any checking."""
+
+    context_path: str | None
+    tag: str | None
+    dockerfile: str | None = None
+    dockerfile_content: str | None = None
+    dockerfile_name: str = "Dockerfile"
+    build_args: dict[str, str] = field(default_factory=dict)
+    app_id: str | None = None
+    nocache: bool = False
+    export: bool = False
+
+
 @dataclass
 class BuildPlan:
     """A validated build: nothing in it still needs checking."""
@@ -164,90 +179,46 @@ class BuildService:
         self._settings = settings
 
     # --- planning (all validation happens here, before anything starts) ---------------------
-    async def plan(
-        self,
-        *,
-        context_path: str | None,
-        dockerfile: str | None,
-        dockerfile_content: str | None,
-        dockerfile_name: str,
-        tag: str | None,
-        build_args: dict[str, str],
-        app_id: str | None,
-        nocache: bool,
-        export: bool,
-    ) -> BuildPlan:
-        return await asyncio.to_thread(
-            self._plan,
-            context_path=context_path,
-            dockerfile=dockerfile,
-            dockerfile_content=dockerfile_content,
-            dockerfile_name=dockerfile_name,
-            tag=tag,
-            build_args=build_args,
-            app_id=app_id,
-            nocache=nocache,
-            export=export,
-        )
+    async def plan(self, source: BuildSource) -> BuildPlan:
+        return await asyncio.to_thread(self._plan, source)
 
-    def _plan(
-        self,
-        *,
-        context_path: str | None,
-        dockerfile: str | None,
-        dockerfile_content: str | None,
-        dockerfile_name: str,
-        tag: str | None,
-        build_args: dict[str, str],
-        app_id: str | None,
-        nocache: bool,
-        export: bool,
-    ) -> BuildPlan:
+    def _plan(self, source: BuildSource) -> BuildPlan:
         context_dir: Path | None = None
-        if context_path is not None:
-            context_dir = confine(context_path, self._settings.context_paths, field="context_path")
+        if source.context_path is not None:
+            context_dir = confine(source.context_path, self._settings.context_paths, field="context_path")
             if not context_dir.is_dir():
-                if dockerfile_content is None:
+                if source.dockerfile_content is None:
                     raise InvalidInput("the build context is not a directory", field="context_path")
                 context_dir = None  # inline-only build: an empty context, nothing created on disk
-        if dockerfile_content is not None:
-            name = dockerfile_name
-            if context_dir is not None and (context_dir / name).exists():
+        if source.dockerfile_content is not None:
+            used, text = source.dockerfile_name, source.dockerfile_content
+            dockerfile = used
+            if context_dir is not None and (context_dir / used).exists():
                 # Never overwrite or shadow the user's file: the inline one travels under its own name.
-                name = f".dm-inline-{secrets.token_hex(4)}.{dockerfile_name}"
-            return BuildPlan(
-                context_dir=context_dir,
-                dockerfile=name,
-                dockerfile_used=dockerfile_name,
-                dockerfile_text=dockerfile_content,
-                inline=True,
-                tag=tag,
-                build_args=build_args,
-                app_id=app_id,
-                nocache=nocache,
-                export=export,
-            )
-        if context_dir is None:
+                dockerfile = f".dm-inline-{secrets.token_hex(4)}.{used}"
+        elif context_dir is None:
             raise InvalidInput(
                 "give a context_path, or dockerfile_content to build from", field="context_path"
             )
-        relative = dockerfile or "Dockerfile"
-        path = confine(str(context_dir / relative), [context_dir], field="dockerfile")
-        if not path.is_file():
-            raise InvalidInput(f"the context has no {relative}", field="dockerfile")
-        if path.stat().st_size > 1 << 20:
-            raise InvalidInput("the Dockerfile is larger than 1 MiB", field="dockerfile")
+        else:
+            used = source.dockerfile or "Dockerfile"
+            path = confine(str(context_dir / used), [context_dir], field="dockerfile")
+            if not path.is_file():
+                raise InvalidInput(f"the context has no {used}", field="dockerfile")
+            if path.stat().st_size > 1 << 20:
+                raise InvalidInput("the Dockerfile is larger than 1 MiB", field="dockerfile")
+            dockerfile, text = path.relative_to(context_dir).as_posix(), path.read_text("utf-8", "replace")
         return BuildPlan(
             context_dir=context_dir,
-            dockerfile=path.relative_to(context_dir).as_posix(),
-            dockerfile_used=relative,
-            dockerfile_text=path.read_text("utf-8", "replace"),
-            inline=False,
-            tag=tag,
-            build_args=build_args,
-            app_id=app_id,
-            nocache=nocache,
-            export=export,
+            dockerfile=dockerfile,
+            dockerfile_used=used,
+            dockerfile_text=text,
+            inline=source.dockerfile_content is not None,
+            tag=source.tag,
+            build_args=source.build_args,
+            app_id=source.app_id,
+            nocache=source.nocache,
+            export=source.export,
         )
 
     def sftp_target(

@@ -20,8 +20,23 @@ from docker_manager.schemas.images import (
     TagResult,
     TaskStarted,
 )
+from docker_manager.services.builds import BuildSource
 
 router = APIRouter(prefix="/docker", tags=["images"])
+
+
+def _source(body: BuildStreamRequest | BuildStartRequest, *, tag: str | None, export: bool) -> BuildSource:
+    return BuildSource(
+        context_path=body.context_path,
+        tag=tag,
+        dockerfile=body.dockerfile,
+        dockerfile_content=body.dockerfile_content,
+        dockerfile_name=body.dockerfile_name,
+        build_args=body.build_args,
+        app_id=body.app_id,
+        nocache=body.nocache,
+        export=export,
+    )
 
 
 @router.post("/build", response_model=BuildResult)
@@ -30,17 +45,7 @@ async def build(body: BuildRequest, builds: BuildsDep, _: OperateAccess) -> Buil
 
     It runs as a build task like the others (same queue, same files under `builds/{task_id}`).
     """
-    plan = await builds.plan(
-        context_path=body.path,
-        dockerfile=None,
-        dockerfile_content=None,
-        dockerfile_name="Dockerfile",
-        tag=body.tag,
-        build_args={},
-        app_id=None,
-        nocache=body.nocache,
-        export=False,
-    )
+    plan = await builds.plan(BuildSource(context_path=body.path, tag=body.tag, nocache=body.nocache))
     result = await builds.build_and_wait(plan)
     return BuildResult(
         image_id=result["image_id"],
@@ -60,17 +65,7 @@ async def build_stream(body: BuildStreamRequest, builds: BuildsDep, _: OperateAc
     line or step (each with `dockerfile` and `inline`), then a summary line (`status` ok or error,
     `image_id`, `tag`, the tail of the log). If the client goes away, the build goes on.
     """
-    plan = await builds.plan(
-        context_path=body.context_path,
-        dockerfile=body.dockerfile,
-        dockerfile_content=body.dockerfile_content,
-        dockerfile_name=body.dockerfile_name,
-        tag=body.tag,
-        build_args=body.build_args,
-        app_id=body.app_id,
-        nocache=body.nocache,
-        export=False,
-    )
+    plan = await builds.plan(_source(body, tag=body.tag, export=False))
     record = await builds.start(plan, task_id=body.task_id)
     return ndjson(builds.stream_view(record.id, plan))
 
@@ -87,17 +82,8 @@ async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAcce
         username=body.sftp_username,
         password=body.sftp_password.get_secret_value() if body.sftp_password else None,
     )
-    plan = await builds.plan(
-        context_path=body.context_path,
-        dockerfile=body.dockerfile,
-        dockerfile_content=body.dockerfile_content,
-        dockerfile_name=body.dockerfile_name,
-        tag=body.tag or (f"{body.app_id}:latest" if body.app_id else None),
-        build_args=body.build_args,
-        app_id=body.app_id,
-        nocache=body.nocache,
-        export=True,
-    )
+    tag = body.tag or (f"{body.app_id}:latest" if body.app_id else None)
+    plan = await builds.plan(_source(body, tag=tag, export=True))
     plan.upload = target
     record = await builds.start(plan, task_id=body.task_id)
     return TaskStarted(task_id=record.id)
