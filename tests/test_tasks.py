@@ -16,6 +16,7 @@ from docker_manager.errors import BuildFailed
 from docker_manager.services import Services
 from docker_manager.tasks import Status, TaskContext, TaskRunner, TaskSpec, TaskStore
 from docker_manager.tasks.store import StateChange
+from tests.helpers import wait_final
 
 Work = Callable[[TaskContext], Awaitable[dict[str, Any] | None]]
 
@@ -25,15 +26,6 @@ async def submit(services: Services, work: Work, **kwargs: Any) -> str:
         TaskSpec(task_type=kwargs.pop("task_type", "test_task"), work=work, **kwargs)
     )
     return record.id
-
-
-async def wait_final(client: httpx2.AsyncClient, headers: dict[str, str], task_id: str) -> dict[str, Any]:
-    for _ in range(300):
-        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=headers)).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"task {task_id} did not finish")
 
 
 async def test_completed_task_shows_its_steps_and_result(

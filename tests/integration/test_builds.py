@@ -16,6 +16,7 @@ import pytest
 
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
+from tests.helpers import wait_final
 
 pytestmark = pytest.mark.docker
 
@@ -40,15 +41,6 @@ async def stream_build(
             if line:
                 lines.append(json.loads(line))
     return lines
-
-
-async def wait_final(client: httpx2.AsyncClient, headers: dict[str, str], task_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=headers)).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{task_id} did not finish")
 
 
 async def test_build_stream_success_framing_and_files(

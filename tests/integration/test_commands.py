@@ -13,6 +13,7 @@ import httpx2
 import psutil
 
 from docker_manager.config import Settings
+from tests.helpers import wait_final
 
 
 async def run_stream(
@@ -25,15 +26,6 @@ async def run_stream(
             if line:
                 lines.append(json.loads(line))
     return lines
-
-
-async def wait_final(client: httpx2.AsyncClient, headers: dict[str, str], task_id: str) -> dict[str, Any]:
-    for _ in range(300):
-        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=headers)).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError("task did not finish")
 
 
 def processes_with(marker: str) -> list[psutil.Process]:

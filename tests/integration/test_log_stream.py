@@ -23,6 +23,7 @@ import pytest
 from docker_manager.app import create_app
 from docker_manager.config import Settings
 from docker_manager.tasks import TaskContext, TaskSpec
+from tests.helpers import wait_final
 from tests.services import free_port
 
 pytestmark = pytest.mark.docker
@@ -89,16 +90,6 @@ def settings_for(tmp_path: Path, settings: Settings, **extra: Any) -> Settings:
     )
 
 
-async def wait_final(client: httpx2.AsyncClient, task_id: str) -> dict[str, Any]:
-    headers = {"Authorization": "Bearer stream-admin"}
-    for _ in range(600):
-        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=headers)).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        await asyncio.sleep(0.05)
-    raise AssertionError("task did not finish")
-
-
 async def test_events_and_lines_reach_the_sink_in_order_despite_failures(
     tmp_path: Path, settings: Settings
 ) -> None:
@@ -119,7 +110,7 @@ async def test_events_and_lines_reach_the_sink_in_order_despite_failures(
                 return {}
 
             record = await services.runner.submit(TaskSpec(task_type="generic_task", work=work, app_id="web"))
-            await wait_final(client, record.id)
+            await wait_final(client, {"Authorization": "Bearer stream-admin"}, record.id)
             for _ in range(200):
                 if any(e.get("final") for e in sink.received):
                     break
@@ -153,7 +144,9 @@ async def test_a_black_holed_endpoint_does_not_slow_a_build(
                 json={"context_path": context.name, "tag": tag, "nocache": True},
                 headers={"Authorization": "Bearer stream-admin"},
             )
-            status = await wait_final(client, response.json()["task_id"])
+            status = await wait_final(
+                client, {"Authorization": "Bearer stream-admin"}, response.json()["task_id"]
+            )
             assert status["status"] == "completed"
             return time.monotonic() - started
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ import pytest
 from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
+from tests.helpers import wait_final
 from tests.services import Registry, free_port, registry
 
 pytestmark = pytest.mark.docker
@@ -85,15 +85,6 @@ def body(registry_server: Registry, repo: Path, name: str, **extra: Any) -> dict
     }
 
 
-async def status_of(client: httpx2.AsyncClient, task_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        reply: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=ADMIN)).json()
-        if reply["status"] not in ("queued", "running"):
-            return reply
-        await asyncio.sleep(0.1)
-    raise AssertionError("pipeline did not finish")
-
-
 async def test_the_whole_pipeline_end_to_end(
     app: httpx2.AsyncClient, registry_server: Registry, tmp_path: Path, unique: str
 ) -> None:
@@ -115,7 +106,7 @@ async def test_the_whole_pipeline_end_to_end(
             auth=(registry_server.username, registry_server.password),
         )
     assert tags.json()["tags"] == ["v1"]
-    status = await status_of(app, summary["task_id"])
+    status = await wait_final(app, ADMIN, summary["task_id"])
     steps = [(e["stage"], e["status"]) for e in status["events"] if e["stage"]]
     for stage in ("clone", "build", "login", "push", "pull", "run", "probe"):
         assert (stage, "starting") in steps and (stage, "completed") in steps, stage
@@ -136,7 +127,7 @@ async def test_wrong_credentials_stop_at_login(
     request = body(registry_server, repo, unique, dockerhub_password="not-the-password")
     started = await app.post("/pipeline/html-site/start", json=request, headers=ADMIN)
     assert started.status_code == 200 and started.json()["status"] == "started"
-    status = await status_of(app, started.json()["task_id"])
+    status = await wait_final(app, ADMIN, started.json()["task_id"])
     assert status["status"] == "error" and status["stage"] == "login"
     stages = {e["stage"] for e in status["events"]}
     assert "push" not in stages and "run" not in stages

@@ -18,6 +18,7 @@ import pytest
 from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
+from tests.helpers import wait_final
 from tests.services import Sshd, free_port, sshd
 
 pytestmark = pytest.mark.docker
@@ -59,15 +60,6 @@ async def running(settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
             yield client
 
 
-async def wait_final(client: httpx2.AsyncClient, task_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=ADMIN)).json()
-        if body["status"] not in ("queued", "running"):
-            return body
-        await asyncio.sleep(0.1)
-    raise AssertionError("task did not finish")
-
-
 async def wait_health(info_path: Path, timeout: float = 30) -> dict[str, Any]:
     for _ in range(int(timeout * 10)):
         info: dict[str, Any] = json.loads(info_path.read_text())
@@ -97,7 +89,7 @@ async def test_build_upload_localrun_http_and_health(
             "/docker/build/start", json={"context_path": web_context.name, "app_id": unique}, headers=ADMIN
         )
         task_id = started.json()["task_id"]
-        status = await wait_final(client, task_id)
+        status = await wait_final(client, ADMIN, task_id)
         assert status["status"] == "completed", status
         stages = [(e["stage"], e["status"]) for e in status["events"]]
         assert ("uploading", "starting") in stages and ("uploading", "completed") in stages
@@ -151,7 +143,7 @@ async def test_build_upload_localrun_http_and_health(
         logs = (await client.get(f"/tasks/logs/{task_id}", headers=ADMIN)).json()
         assert logs["server"] == "runtime" and logs["status"] in ("building", "successful")
         assert logs["healthcheck"] is True and logs["isChecking"] is False
-        localrun = await wait_final(client, body["localrun_task_id"])
+        localrun = await wait_final(client, ADMIN, body["localrun_task_id"])
         assert [e["stage"] for e in localrun["events"] if e["status"] == "starting"] == [
             "decompiling",
             "running",
@@ -172,7 +164,7 @@ async def test_a_container_that_exits_at_once_fails_its_check(
             headers=ADMIN,
         )
         task_id = started.json()["task_id"]
-        assert (await wait_final(client, task_id))["status"] == "completed"
+        assert (await wait_final(client, ADMIN, task_id))["status"] == "completed"
         info = json.loads((config.builds_path / task_id / "build.info.json").read_text())
         assert "sftp_deployment" not in info  # no SFTP configured: no upload stage
         response = await client.post(
@@ -202,7 +194,7 @@ async def test_a_pending_check_survives_a_restart(
             "/docker/build/start", json={"context_path": web_context.name, "app_id": unique}, headers=ADMIN
         )
         task_id = started.json()["task_id"]
-        await wait_final(client, task_id)
+        await wait_final(client, ADMIN, task_id)
         info_path = config.builds_path / task_id / "build.info.json"
         artefact = json.loads(info_path.read_text())["compressed_image_path"]
         response = await client.post(
@@ -233,7 +225,7 @@ async def test_unknown_host_key_fails_the_upload_without_retrying(
         started = await client.post(
             "/docker/build/start", json={"context_path": web_context.name, "app_id": "keytest"}, headers=ADMIN
         )
-        status = await wait_final(client, started.json()["task_id"])
+        status = await wait_final(client, ADMIN, started.json()["task_id"])
     assert status["status"] == "error" and "refused" in status["error"]
     assert status["stage"] == "uploading"
     info = json.loads((config.builds_path / status["task_id"] / "build.info.json").read_text())
@@ -254,7 +246,7 @@ async def test_a_key_the_server_refuses_and_a_closed_port_fail_cleanly(
                 json={"context_path": web_context.name, "app_id": "keytest"},
                 headers=ADMIN,
             )
-            status = await wait_final(client, started.json()["task_id"])
+            status = await wait_final(client, ADMIN, started.json()["task_id"])
         assert status["status"] == "error", extra
         assert "SFTP" in status["error"]
 
@@ -284,7 +276,7 @@ async def test_request_fields_override_settings_and_password_is_never_stored(
             },
             headers=ADMIN,
         )
-        status = await wait_final(client, started.json()["task_id"])
+        status = await wait_final(client, ADMIN, started.json()["task_id"])
         assert status["status"] == "error"  # the server takes keys only
         folder = config.builds_path / status["task_id"]
         for file in folder.iterdir():
