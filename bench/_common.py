@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -107,3 +108,23 @@ def row(label: str, ours: float, baseline: float, unit: str = "ms") -> None:
         f"{label:<44} {ours * scale:>10.2f} {unit}  baseline {baseline * scale:>10.2f} {unit}  "
         f"ratio {ours / baseline:>5.2f}x"
     )
+
+
+async def request_rate(
+    url: str, headers: dict[str, str], *, seconds: float, concurrency: int
+) -> tuple[float, float]:
+    """GET `url` from `concurrency` loops for `seconds`: (requests per second, p99 latency in s)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(client: httpx2.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            (await client.get(url, headers=headers)).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    limits = httpx2.Limits(max_connections=concurrency)
+    async with httpx2.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    latencies.sort()
+    return len(latencies) / seconds, latencies[max(int(len(latencies) * 0.99) - 1, 0)]

@@ -8,29 +8,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
-import time
 
 import httpx2
-from _common import docker, ensure_base_image, median_seconds, row, service
-
-
-async def request_rate(
-    url: str, headers: dict[str, str], *, seconds: float, concurrency: int
-) -> tuple[float, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker(client: httpx2.AsyncClient) -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            response = await client.get(url, headers=headers)
-            response.raise_for_status()
-            latencies.append(time.perf_counter() - started)
-
-    async with httpx2.AsyncClient(timeout=30, limits=httpx2.Limits(max_connections=concurrency)) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    latencies.sort()
-    return len(latencies) / seconds, latencies[int(len(latencies) * 0.99) - 1]
+from _common import docker, ensure_base_image, median_seconds, request_rate, row, service
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import httpx2
-from _common import docker, ensure_base_image, median_seconds, row, service
+from _common import docker, ensure_base_image, median_seconds, request_rate, row, service
 
 
 def make_big_logs(folder: Path, log_mb: int) -> None:
@@ -156,24 +156,6 @@ def bench_builds(runs: int) -> None:
             docker("rmi", *tags, check=False)
 
 
-async def status_rate(
-    url: str, headers: dict[str, str], seconds: float, concurrency: int
-) -> tuple[float, float]:
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def worker(client: httpx2.AsyncClient) -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            (await client.get(url, headers=headers)).raise_for_status()
-            latencies.append(time.perf_counter() - started)
-
-    async with httpx2.AsyncClient(timeout=30) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    latencies.sort()
-    return len(latencies) / seconds, latencies[int(len(latencies) * 0.99) - 1]
-
-
 def bench_status(seconds: float) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="dm-bench-status-") as data_dir,
@@ -207,7 +189,9 @@ def bench_status(seconds: float) -> None:
             p99 = next(line for line in out.splitlines() if line.strip().startswith("99%"))
             print(f"GET /tasks/status (wrk, 16 connections): {rate.split()[-1]} req/s, p99 {p99.split()[-1]}")
         else:
-            rate_value, p99_value = asyncio.run(status_rate(url, svc.headers, seconds, 16))
+            rate_value, p99_value = asyncio.run(
+                request_rate(url, svc.headers, seconds=seconds, concurrency=16)
+            )
             print(
                 f"GET /tasks/status (httpx, 16 clients; install wrk for a fairer figure): "
                 f"{rate_value:,.0f} req/s, p99 {p99_value * 1000:.1f} ms"

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     max_context_bytes: int = Field(
         4 << 30, ge=1 << 20, description="Largest build context sent to the engine."
     )
-    build_timeout: float = Field(3600.0, gt=0, description="Longest a synchronous build may run (seconds).")
+    build_timeout: float = Field(3600.0, gt=0, description="Longest a build may run (seconds).")
 
     # --- tasks ----------------------------------------------------------------------------
     max_concurrent_builds: int = Field(2, ge=1, le=64, description="Builds that run at once; others queue.")

@@ -30,7 +30,6 @@ from docker_manager.errors import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-MANAGED_MARK = "managed-by=docker-manager"
 _HEADER_RE = re.compile(r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)")
 
 

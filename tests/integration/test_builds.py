@@ -14,11 +14,25 @@ from typing import Any
 import httpx2
 import pytest
 
+from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
 from tests.helpers import wait_final
 
 pytestmark = pytest.mark.docker
+
+
+async def no_container_runs(command: str) -> bool:
+    """Whether no running container (build steps included) runs `command`, waiting up to 10 s."""
+    for _ in range(50):
+        running = docker_cli("ps", "-q", "--filter", "status=running").stdout.split()
+        commands = [
+            docker_cli("inspect", "-f", "{{.Path}} {{.Args}}", c, check=False).stdout for c in running
+        ]
+        if not any(command in c for c in commands):
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 @pytest.fixture
@@ -266,15 +280,7 @@ async def test_cancel_stops_a_running_build(
     assert info["status"] == "error" and info["task_status"] == "cancelled"
     assert docker_cli("image", "inspect", f"{unique}:cancel", check=False).returncode != 0
     # The engine stops the build when its client goes: no `sleep 60` left running.
-    for _ in range(50):
-        running = docker_cli("ps", "-q", "--filter", "status=running").stdout.split()
-        commands = [
-            docker_cli("inspect", "-f", "{{.Path}} {{.Args}}", c, check=False).stdout for c in running
-        ]
-        if not any("sleep 60" in c for c in commands):
-            break
-        await asyncio.sleep(0.2)
-    assert not any("sleep 60" in c for c in commands)
+    assert await no_container_runs("sleep 60")
 
 
 async def test_tail_reads_the_end_of_a_large_log(
@@ -301,3 +307,29 @@ async def test_tail_reads_the_end_of_a_large_log(
     ).status_code == 422
     bad = await client.get(f"/tasks/logs/{unique}-bigtask", params={"server": "elsewhere"}, headers=read)
     assert bad.status_code == 422
+
+
+async def test_a_build_past_its_time_limit_fails_and_stops(
+    tmp_path: Path, settings: Settings, context: Path, unique: str
+) -> None:
+    (context / "Dockerfile").write_text("FROM dm-test-bb:latest\nRUN echo slow-step && sleep 45\n")
+    limited = Settings(
+        data_dir=tmp_path,
+        admin_token="timeout-admin",
+        context_roots=settings.context_roots,
+        build_timeout=2,  # type: ignore[arg-type]
+    )
+    headers = {"Authorization": "Bearer timeout-admin"}
+    app = create_app(limited)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as own:
+            started = await own.post(
+                "/docker/build/start",
+                json={"context_path": context.name, "tag": f"{unique}:slow"},
+                headers=headers,
+            )
+            status = await wait_final(own, headers, started.json()["task_id"], timeout=30)
+    assert status["status"] == "error" and "longer than 2 s" in status["error"]
+    assert docker_cli("image", "inspect", f"{unique}:slow", check=False).returncode != 0
+    assert await no_container_runs("sleep 45")

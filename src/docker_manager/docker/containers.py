@@ -21,7 +21,6 @@ GO_MODE_SYMLINK = 1 << 27
 GO_MODE_DEVICE = 1 << 26
 GO_MODE_PIPE = 1 << 25
 GO_MODE_SOCKET = 1 << 24
-GO_MODE_CHAR_DEVICE = 1 << 21
 
 
 @dataclass(frozen=True)

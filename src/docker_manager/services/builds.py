@@ -490,15 +490,22 @@ class BuildService:
             max_bytes=self._settings.max_context_bytes,
             exclude=exclude,
         )
+        limit = self._settings.build_timeout
         try:
-            async with self._docker.images.build(
-                context.stream(), tag=tag, dockerfile=dockerfile, buildargs=build_args, nocache=nocache
-            ) as progress:
+            async with (
+                asyncio.timeout(limit),
+                self._docker.images.build(
+                    context.stream(), tag=tag, dockerfile=dockerfile, buildargs=build_args, nocache=nocache
+                ) as progress,
+            ):
                 async for record in progress:
                     await ctx.output(output.feed(record))
         except ProgressError as exc:
             await ctx.output([{"stream": "error", "text": exc.message}])
             raise BuildFailed(f"the build failed: {exc.message}", logs=list(output.tail)) from exc
+        except TimeoutError as exc:
+            # Leaving the block closed the engine request, which stops the build there too.
+            raise BuildFailed(f"the build took longer than {limit:.0f} s", logs=list(output.tail)) from exc
         if output.image_id is None:
             raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
         return output

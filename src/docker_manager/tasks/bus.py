@@ -70,6 +70,3 @@ class EventBus:
         """The task is final: wake its followers so they can finish."""
         for subscription in self._subscribers.get(task_id, ()):
             subscription.offer(_CLOSED)
-
-    def follower_count(self, task_id: str) -> int:
-        return len(self._subscribers.get(task_id, ()))

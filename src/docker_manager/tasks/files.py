@@ -38,7 +38,6 @@ ERROR_LOG = "error.log"
 INFO_JSON = "build.info.json"
 DOCKERFILE_PARSED = "dockerfile.parsed.json"
 DOCKERFILE_USED = "Dockerfile.used"
-LOG_FILES = (BUILD_LOG, BUILD_JSONL, EVENTS_LOG, ERROR_LOG)
 _LOCK = ".build.info.lock"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -159,9 +158,6 @@ class TaskFiles:
     async def write_json(self, name: str, data: Mapping[str, Any]) -> None:
         payload = json.dumps(data, indent=2, default=str, ensure_ascii=False).encode("utf-8")
         await asyncio.to_thread(write_atomic, self.path(name), payload)
-
-    async def read_info(self) -> dict[str, Any]:
-        return await asyncio.to_thread(read_json, self.path(INFO_JSON)) or {}
 
     async def merge_info(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Merge `fields` into build.info.json under a file lock; returns the merged summary.

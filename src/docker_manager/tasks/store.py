@@ -138,11 +138,6 @@ class TaskStore:
         self._live[task_id] = record
         return replace(record, events=[])
 
-    async def exists(self, task_id: str) -> bool:
-        async with self._engine.connect() as conn:
-            found = await conn.scalar(sa.select(tasks.c.id).where(tasks.c.id == task_id))
-        return found is not None
-
     async def get(self, task_id: str, *, with_events: bool = True) -> TaskRecord:
         cached = self._live.get(task_id) or self._recent.get(task_id)
         if cached is not None:
