@@ -3,7 +3,7 @@
 # engine runs, and serve the API on 127.0.0.1:8002 (override with DM_HOST / DM_PORT).
 source "$(dirname "$0")/lib.sh"
 need_root
-install_packages ca-certificates curl python3 python3-venv docker.io lz4 git nginx-light openssh-client
+install_packages ca-certificates curl python3 python3-venv docker.io lz4 git nginx-light openssh-client busybox-static
 install_venv "postgres"
 ensure_dockerd
 

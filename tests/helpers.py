@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
+
+from docker_manager.app import create_app
+from docker_manager.config import Settings
+from docker_manager.services import Services
 
 
 async def wait_final(
@@ -21,3 +27,17 @@ async def wait_final(
         if time.monotonic() > deadline:
             raise AssertionError(f"task {task_id} is still {body['status']} after {timeout:.0f} s")
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, timeout: float = 120
+) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
+    """A separate app with its own settings, started and stopped around the block."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", timeout=timeout
+        ) as client:
+            yield app.state.services, client

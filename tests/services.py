@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -177,3 +178,80 @@ def registry(workdir: Path, *, username: str = "ci", password: str = "ci-pass-12
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@dataclass
+class ServiceProcess:
+    url: str
+    headers: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def service_process(data_dir: Path, **env: str) -> Iterator[ServiceProcess]:
+    """The service as its users run it: `python -m docker_manager serve`, on a loopback port."""
+    import sys
+
+    port = free_port()
+    token = "dm_process_" + os.urandom(8).hex()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "docker_manager", "serve"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DM_")},
+            "DM_DATA_DIR": str(data_dir),
+            "DM_PORT": str(port),
+            "DM_ADMIN_TOKEN": token,
+            "DM_CONFIG": "/nonexistent/config.json",
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, timeout=30)
+        yield ServiceProcess(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}, process)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+class LogReceiver:
+    """A log receiver as the original's users wrote them: records every POST body, answers 204.
+
+    It speaks HTTP/1.1 with keep-alive, so the sender can reuse its connection.
+    """
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[Any] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.lock:
+                    receiver.bodies.append(json.loads(body))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/logs"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def of_task(self, task_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [b for b in self.bodies if isinstance(b, dict) and b.get("task_id") == task_id]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

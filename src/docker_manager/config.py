@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ class Settings(BaseSettings):
         1 << 20, ge=1024, description="Cap on captured exec output per stream."
     )
     fs_max_bytes: int = Field(10 << 20, ge=1024, description="Largest file read or written in a container.")
+    fs_helper_binary: Path = Field(
+        Path("/bin/busybox"),
+        description="A static busybox, copied into a container that has no `rm` to delete files there.",
+    )
     max_context_bytes: int = Field(
         4 << 30, ge=1 << 20, description="Largest build context sent to the engine."
     )
@@ -133,7 +138,10 @@ class Settings(BaseSettings):
     switch_stop_timeout: int = Field(10, ge=0, le=600, description="Seconds the old container gets to stop.")
 
     # --- host commands and the html-site pipeline ------------------------------------------
-    run_allow_shell: bool = Field(False, description="Run a string `cmd` through /bin/sh -c (else argv).")
+    run_allow_shell: bool = Field(
+        True,
+        description="Run a string `cmd` through /bin/sh -c, as the original did (false: split into argv).",
+    )
     run_timeout: float = Field(3600.0, gt=0, description="Longest a /tasks/run-stream command may run (s).")
     run_max_line_bytes: int = Field(64 << 10, ge=256, description="Longer output lines are cut.")
     run_max_output_bytes: int = Field(
@@ -162,7 +170,9 @@ class Settings(BaseSettings):
     auth_header: dict[str, str] = Field(
         default_factory=dict, description="Extra HTTP headers sent to `log_stream_endpoint`."
     )
-    log_stream_batch: bool = Field(True, description="POST events in batches ({events: [...]}).")
+    log_stream_batch: bool = Field(
+        False, description="POST events in batches ({events: [...]}) instead of one payload per POST."
+    )
     log_stream_timeout: float = Field(5.0, gt=0, description="Seconds per delivery attempt.")
     log_stream_max_attempts: int = Field(8, ge=1, description="Attempts before a batch is set aside.")
 
@@ -183,6 +193,13 @@ class Settings(BaseSettings):
     def _headers_object_only(cls, value: Any) -> Any:
         # The original ignored a non-object auth_header; do the same rather than refuse to start.
         return value if isinstance(value, dict) else {}
+
+    @field_validator("log_stream_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*\Z", value):
+            raise ValueError("log_stream_endpoint must be an http:// or https:// URL")
+        return value
 
     @model_validator(mode="after")
     def _check_listener(self) -> Settings:

@@ -30,7 +30,27 @@ from docker_manager.errors import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_HEADER_RE = re.compile(r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)")
+_HEADER_RE = re.compile(
+    r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
+    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?"
+)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a site sends its requests: a host port on loopback, or a container's bridge address.
+
+    `container` is set for the second kind: the address is the container's, and is rewritten if
+    the container comes back from a restart with another one.
+    """
+
+    host: str
+    port: int
+    container: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class SiteHeader:
     app_id: str | None
     domain: str
     port: int
+    upstream: Upstream
 
 
 def read_header(path: Path) -> SiteHeader | None:
@@ -52,7 +73,14 @@ def read_header(path: Path) -> SiteHeader | None:
     match = _HEADER_RE.search(head)
     if match is None:
         return None
-    return SiteHeader(app_id=match.group(1) or None, domain=match.group(2), port=int(match.group(3)))
+    port = int(match.group(3))
+    host = (match.group(4) or "127.0.0.1").rpartition(":")[0] or "127.0.0.1"
+    return SiteHeader(
+        app_id=match.group(1) or None,
+        domain=match.group(2),
+        port=port,
+        upstream=Upstream(host=host, port=port, container=match.group(5)),
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +116,8 @@ class Nginx:
         )
 
     # --- rendering -----------------------------------------------------------------------------
-    def render(self, *, ident: str, domain: str, port: int, app_id: str | None) -> str:
-        """The site file for validated values (domain, port and ids are checked by the caller)."""
+    def render(self, *, ident: str, domain: str, upstream: Upstream, app_id: str | None) -> str:
+        """The site file for validated values (domain, upstream and ids are checked by the caller)."""
         tls = None
         if self._cert_dir is not None:
             cert = self._cert_dir / f"{domain.replace('*', '_')}.crt"
@@ -103,7 +131,9 @@ class Nginx:
             keepalive_min_timeout=(self.version or (0,)) >= (1, 27, 4),
             ident=ident,
             domain=domain,
-            port=port,
+            port=upstream.port,
+            upstream=upstream.address,
+            container=upstream.container,
             app_id=app_id or "",
             listen=self._listen,
             tls_listen=self._tls_listen,

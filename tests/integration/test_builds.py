@@ -48,7 +48,9 @@ async def stream_build(
     client: httpx2.AsyncClient, headers: dict[str, str], **body: Any
 ) -> list[dict[str, Any]]:
     lines = []
-    async with client.stream("POST", "/docker/build-stream", json=body, headers=headers) as response:
+    async with client.stream(
+        "POST", "/docker/build-stream", json=body, headers={**headers, "Accept": "application/x-ndjson"}
+    ) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("application/x-ndjson")
         async for line in response.aiter_lines():
@@ -245,7 +247,7 @@ async def test_client_disconnect_does_not_stop_the_build(
         "POST",
         "/docker/build-stream",
         json={"context_path": context.name, "tag": f"{unique}:dc"},
-        headers=operate,
+        headers={**operate, "Accept": "application/x-ndjson"},
     ) as response:
         first = json.loads(await response.aiter_lines().__anext__())
     task_id = first["task_id"]  # the client has gone; the build must go on
@@ -302,8 +304,11 @@ async def test_tail_reads_the_end_of_a_large_log(
     assert body["build_logs"]["raw"] == ["filler line 9998", "filler line 9999", "the very last line"]
     assert body["status"] == "building" and body["isChecking"] is True  # health fields at the top level
     assert (await client.get("/tasks/logs/never-heard-of-it", headers=read)).status_code == 404
+    # tail=0 was "everything" in the original: here, as many lines as a page may hold.
+    everything = await client.get(f"/tasks/logs/{unique}-bigtask", params={"tail": 0}, headers=read)
+    assert len(everything.json()["build_logs"]["raw"]) == 10_000
     assert (
-        await client.get(f"/tasks/logs/{unique}-bigtask", params={"tail": 0}, headers=read)
+        await client.get(f"/tasks/logs/{unique}-bigtask", params={"tail": -1}, headers=read)
     ).status_code == 422
     bad = await client.get(f"/tasks/logs/{unique}-bigtask", params={"server": "elsewhere"}, headers=read)
     assert bad.status_code == 422

@@ -13,14 +13,16 @@ import httpx2
 import psutil
 
 from docker_manager.config import Settings
-from tests.helpers import wait_final
+from tests.helpers import app_client, wait_final
 
 
 async def run_stream(
     client: httpx2.AsyncClient, headers: dict[str, str], **body: Any
 ) -> list[dict[str, Any]]:
     lines = []
-    async with client.stream("POST", "/tasks/run-stream", json=body, headers=headers) as response:
+    async with client.stream(
+        "POST", "/tasks/run-stream", json=body, headers={**headers, "Accept": "application/x-ndjson"}
+    ) as response:
         assert response.status_code == 200, await response.aread()
         async for line in response.aiter_lines():
             if line:
@@ -57,7 +59,7 @@ async def test_output_lines_streams_and_exit_code(client: httpx2.AsyncClient, ad
     logs = (await client.get(f"/tasks/logs/{task_id}", headers=admin)).json()
     assert "out-one" in logs["build_logs"]["raw"] and "err-one" in logs["build_logs"]["raw"]
     ok = await run_stream(client, admin, cmd="echo 'quoted words' $HOME")
-    assert [line["line"] for line in ok if "line" in line] == ["quoted words $HOME"]  # no shell: no expansion
+    assert [line["line"] for line in ok if "line" in line] == ["quoted words /root"]  # a string: sh -c
     assert ok[-1]["status"] == "completed" and ok[-1]["exit_code"] == 0
 
 
@@ -98,7 +100,7 @@ async def test_cwd_env_and_the_rules(
         {"cmd": "ls", "cwd": "/etc"},
         {"cmd": "ls", "env": {"LD_PRELOAD": "/tmp/x.so"}},
         {"cmd": "ls", "env": {"PATH": "/tmp"}},
-        {"cmd": "echo 'unbalanced"},
+        {"cmd": "   "},
         {"cmd": []},
         {"cmd": "ls", "task_id": "../x"},
     ):
@@ -109,15 +111,24 @@ async def test_cwd_env_and_the_rules(
     assert missing[-1]["status"] == "error" and "no such program" in missing[-1]["error"]
 
 
-async def test_shell_metacharacters_are_not_interpreted(
-    client: httpx2.AsyncClient, admin: dict[str, str], tmp_path: Path
+async def test_with_the_shell_turned_off_metacharacters_are_not_interpreted(
+    tmp_path: Path, settings: Settings
 ) -> None:
+    config = Settings(
+        data_dir=tmp_path / "data",
+        admin_token="no-shell-admin",
+        run_allow_shell=False,  # type: ignore[arg-type]
+    )
+    headers = {"Authorization": "Bearer no-shell-admin"}
     canary = tmp_path / "pwned"
-    lines = await run_stream(client, admin, cmd=f"echo hello; touch {canary} && $(touch {canary})")
+    async with app_client(config) as (_, client):
+        lines = await run_stream(client, headers, cmd=f"echo hello; touch {canary} && $(touch {canary})")
+        unbalanced = await client.post("/tasks/run-stream", json={"cmd": "echo 'x"}, headers=headers)
     assert not canary.exists()
     assert [line["line"] for line in lines if "line" in line] == [
         f"hello; touch {canary} && $(touch {canary})"
     ]
+    assert unbalanced.status_code == 422 and unbalanced.json()["field"] == "cmd"
 
 
 async def test_cancel_kills_the_whole_process_group(
@@ -158,7 +169,9 @@ async def test_a_client_that_goes_away_takes_the_command_with_it(
     marker = f"sleep 4{os.getpid() % 1000}"
     task_id = f"dropped-{os.getpid()}"
     body = {"cmd": ["sh", "-c", f"{marker}"], "task_id": task_id}
-    async with live.stream("POST", "/tasks/run-stream", json=body, headers=admin) as response:
+    async with live.stream(
+        "POST", "/tasks/run-stream", json=body, headers={**admin, "Accept": "application/x-ndjson"}
+    ) as response:
         lines = response.aiter_lines()  # kept: an abandoned line iterator closes the response
         first = json.loads(await anext(lines))
         assert first["task_id"] == task_id

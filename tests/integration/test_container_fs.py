@@ -143,9 +143,12 @@ async def test_list_one_directory_sorted_and_paginated(
     assert names == sorted([f"f{i:02d}" for i in range(1, 26)] + ["link", "sub"])
     assert pages == 3
     by_name = {e["name"]: e for e in seen}
-    assert by_name["sub"]["type"] == "directory"
-    assert by_name["link"]["type"] == "symlink" and by_name["link"]["link_target"] == "/etc/passwd"
+    # `type` is the original's dir/file; `kind` tells the rest apart.
+    assert by_name["sub"]["type"] == "dir" and by_name["sub"]["kind"] == "directory"
+    assert by_name["link"]["kind"] == "symlink" and by_name["link"]["link_target"] == "/etc/passwd"
     assert by_name["f01"]["type"] == "file" and by_name["f01"]["size"] == 2
+    assert by_name["f01"]["mode"] == 0o644 and by_name["f01"]["path"] == "/work/f01"
+    assert page["stat"]["name"] == "work" and page["stat"]["mode"] & (1 << 31)  # the engine's dir bit
     assert "hidden" not in names and "deeper" not in names  # one level, not a recursive dump
     not_dir = await fs(client, exec_, "list", id_or_name=box, path="/work/f01")
     assert not_dir.status_code == 409
@@ -154,11 +157,13 @@ async def test_list_one_directory_sorted_and_paginated(
 
 
 async def test_mkdir(client: httpx2.AsyncClient, exec_: dict[str, str], box: str) -> None:
-    assert (await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c")).status_code == 404
-    made = await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c", parents=True)
+    no_parents = await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c", parents=False)
+    assert no_parents.status_code == 404
+    made = await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c")  # mkdir -p by default
     assert made.status_code == 200 and made.json()["created_dirs"] == ["a", "a/b", "a/b/c"]
+    assert made.json()["exit_code"] == 0
     assert sh(box, "test -d /a/b/c && echo yes").strip() == "yes"
-    assert (await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c")).status_code == 409
+    assert (await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c", parents=False)).status_code == 409
     assert (await fs(client, exec_, "mkdir", id_or_name=box, path="/a/b/c", parents=True)).status_code == 200
     sh(box, "touch /a/file")
     assert (
@@ -170,16 +175,23 @@ async def test_delete_and_its_refusals(client: httpx2.AsyncClient, exec_: dict[s
     sh(box, "mkdir -p /gone/inner && touch /gone/inner/f /lonely && touch /data/keep")
     assert (await fs(client, exec_, "delete", id_or_name=box, path="/lonely")).json()["deleted"] is True
     assert sh(box, "test -e /lonely || echo absent").strip() == "absent"
-    assert (await fs(client, exec_, "delete", id_or_name=box, path="/gone")).status_code == 409
-    assert (
-        await fs(client, exec_, "delete", id_or_name=box, path="/gone", recursive=True)
-    ).status_code == 200
+    refused = await fs(client, exec_, "delete", id_or_name=box, path="/gone", recursive=False)
+    assert refused.status_code == 409
+    gone = await fs(client, exec_, "delete", id_or_name=box, path="/gone")  # rm -rf by default
+    assert gone.status_code == 200 and gone.json()["exit_code"] == 0
     assert sh(box, "test -e /gone || echo absent").strip() == "absent"
     for path in ("/", "/proc", "/proc/1", "/sys", "/dev", "/dev/null", "/data", "/.", "/data/..", ""):
         response = await fs(client, exec_, "delete", id_or_name=box, path=path, recursive=True)
         assert response.status_code == 422, (path, response.text)
     assert sh(box, "ls /data").split() == ["keep"]
-    assert (await fs(client, exec_, "delete", id_or_name=box, path="/missing")).status_code == 404
+    missing = await fs(client, exec_, "delete", id_or_name=box, path="/missing")
+    assert missing.status_code == 200 and missing.json() == {
+        "path": "/missing",
+        "exit_code": 0,
+        "deleted": False,
+        "type": None,
+        "helper": False,
+    }
     # A leading dash is a path, never an option of rm.
     sh(box, "touch /tmp/-rf")
     assert (await fs(client, exec_, "delete", id_or_name=box, path="/tmp/-rf")).status_code == 200
@@ -201,7 +213,7 @@ async def test_deleting_through_a_host_bind_mount_is_refused(
     assert (host_dir / "precious").read_text() == "host data\n"
 
 
-async def test_a_shell_less_image_lists_reads_writes_and_mkdirs_but_cannot_delete(
+async def test_a_shell_less_image_lists_reads_writes_mkdirs_and_deletes(
     client: httpx2.AsyncClient, exec_: dict[str, str], shellless: str
 ) -> None:
     assert docker_cli("exec", shellless, "sh", "-c", "true", check=False).returncode != 0
@@ -212,8 +224,21 @@ async def test_a_shell_less_image_lists_reads_writes_and_mkdirs_but_cannot_delet
     assert wrote.status_code == 200
     read = (await fs(client, exec_, "read", id_or_name=shellless, path="/cfg/app.json")).json()
     assert json.loads(read["content"]) == {"a": 1}
-    refused = await fs(client, exec_, "delete", id_or_name=shellless, path="/cfg/app.json")
-    assert refused.status_code == 409 and refused.json()["code"] == "unsupported"
+    # No rm in the image: a static helper is copied in, runs `rm`, and is removed again.
+    await fs(client, exec_, "mkdir", id_or_name=shellless, path="/cfg/sub/deeper")
+    await fs(client, exec_, "write", id_or_name=shellless, path="/cfg/sub/deeper/x", content="x")
+    deleted = await fs(client, exec_, "delete", id_or_name=shellless, path="/cfg/app.json")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["deleted"] is True and deleted.json()["helper"] is True
+    tree = await fs(client, exec_, "delete", id_or_name=shellless, path="/cfg/sub")
+    assert tree.status_code == 200 and tree.json()["type"] == "directory"
+    left = (await fs(client, exec_, "list", id_or_name=shellless, path="/", recursive=True)).json()
+    names = [e["name"] for e in left["entries"]]
+    assert "cfg" in names and not [n for n in names if n.startswith("cfg/")]
+    assert not [n for n in names if ".dm-rm-" in n]  # the helper went too
+    for path in ("/", "/proc", "/dev/null"):  # the same refusals as with the image's own rm
+        response = await fs(client, exec_, "delete", id_or_name=shellless, path=path)
+        assert response.status_code == 422
 
 
 async def test_a_stopped_container_can_still_be_browsed(

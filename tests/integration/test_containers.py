@@ -354,9 +354,10 @@ async def test_exec_runs_argv_in_the_container_with_real_exit_codes(
         result: dict[str, Any] = response.json()
         return result
 
-    result = await exec_cmd(["sh", "-c", "echo to-out; echo to-err >&2; exit 7"])
+    result = await exec_cmd(["sh", "-c", "echo to-out; sleep 0.2; echo to-err >&2; exit 7"])
     assert result == {
         "exit_code": 7,
+        "output": "to-out\nto-err\n",  # the original's: both streams, in order
         "stdout": "to-out\n",
         "stderr": "to-err\n",
         "timed_out": False,

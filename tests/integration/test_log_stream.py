@@ -48,7 +48,9 @@ class Sink:
                     self.end_headers()
                     return
                 sink.headers.append(dict(self.headers))
-                sink.received.extend(json.loads(body)["events"])
+                data = json.loads(body)
+                # One payload per POST (the default, as the original), or {"events": [...]}.
+                sink.received.extend(data.get("events", [data]))
                 self.send_response(204)
                 self.end_headers()
 

@@ -189,7 +189,7 @@ async def test_conf_dir_outside_the_allowlist_and_foreign_ports_are_refused(
             headers=ADMIN,
         )
         assert response.status_code == 403, conf_dir
-    for app_id in ("../nginx", "a.conf", "UPPER"):
+    for app_id in ("../nginx", "-x", "a/b", "a b", ".hidden"):
         response = await app.post(
             "/nginx/site/create",
             json={"domain": "c.example.com", "port": port, "app_id": app_id},
@@ -359,6 +359,7 @@ async def test_sign_domain_from_a_task_and_update_port(
     body = moved.json()
     assert body["stage"] == "update_port" and body["new_port"] == new_port
     assert body["container"]["name"] == name
+    assert body["stop"] == {"status": "stopped"} and body["remove"] == {"status": "removed"}
     inspect = json.loads(docker_cli("inspect", name).stdout)[0]
     assert inspect["Id"] != container_id
     assert inspect["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"] == str(new_port)
@@ -386,6 +387,67 @@ async def test_sign_domain_from_a_task_and_update_port(
     assert json.loads(docker_cli("inspect", name).stdout)[0]["State"]["Running"] is True
     assert (await through_nginx(nginx_server, "mover.example.com")).text.strip() == "moving"
     assert docker_cli("ps", "-aq", "--filter", f"name={name}-next").stdout.split() == []
+
+
+def bridge_ip(name: str) -> str:
+    networks = json.loads(docker_cli("inspect", name).stdout)[0]["NetworkSettings"]["Networks"]
+    return str(next(iter(networks.values()))["IPAddress"])
+
+
+async def test_sign_domain_to_an_unpublished_port_follows_the_container_across_restarts(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    """As the original: a localrun without `ports` is signed on the container's own port."""
+    old_id, _ = await web(app, f"{unique}-old", "old-version", app_id="quiet")
+    write_task(app, f"{unique}-old-task", {"app_id": "quiet", "container_id": old_id})
+    script = "mkdir -p /www && echo unpublished > /www/index.html && httpd -f -p 8080 -h /www"
+    run = await app.post(
+        "/docker/run",
+        json={"image": "dm-test-bb:latest", "name": f"{unique}-quiet", "command": ["sh", "-c", script]},
+        headers=ADMIN,
+    )
+    assert run.status_code == 200 and run.json()["ports"] == {}
+    write_task(
+        app,
+        f"{unique}-quiet-task",
+        {
+            "app_id": "quiet",
+            "container_name": f"{unique}-quiet",
+            "localrun": {"app_id": "quiet", "internal_port_key": "8080/tcp"},
+        },
+    )
+    signed = await app.post(
+        "/nginx/sign-domain",
+        json={
+            "domain": "quiet.example.com",
+            "task_id": f"{unique}-quiet-task",
+            "old_task_id": f"{unique}-old-task",  # the original's way to name the old container
+        },
+        headers=ADMIN,
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["upstream"] == f"{bridge_ip(f'{unique}-quiet')}:8080"
+    assert signed.json()["old_stop"]["id"] == old_id
+    assert json.loads(docker_cli("inspect", old_id).stdout)[0]["State"]["Running"] is False
+    assert (await through_nginx(nginx_server, "quiet.example.com")).text.strip() == "unpublished"
+    # The container comes back with another address: the site follows it.
+    first = bridge_ip(f"{unique}-quiet")
+    docker_cli("stop", "-t", "0", f"{unique}-quiet")
+    for number in range(10):  # other containers take addresses until one holds the freed one
+        squatter = f"{unique}-squatter{number}"
+        docker_cli("run", "-d", "--name", squatter, "dm-test-bb:latest", "sleep", "60")
+        if bridge_ip(squatter) == first:
+            break
+    assert bridge_ip(squatter) == first
+    docker_cli("start", f"{unique}-quiet")
+    assert bridge_ip(f"{unique}-quiet") != first
+    for _ in range(100):
+        page = await through_nginx(nginx_server, "quiet.example.com")
+        if page.status_code == 200 and page.text.strip() == "unpublished":
+            break
+        await asyncio.sleep(0.1)
+    assert page.text.strip() == "unpublished"
+    assert bridge_ip(f"{unique}-quiet") in (nginx_server.sites / "quiet.conf").read_text()
 
 
 async def test_nginx_not_running_is_503_and_writes_nothing(

@@ -98,6 +98,10 @@ async def test_the_whole_pipeline_end_to_end(
     assert f"hello from {unique}" in summary["probe"]["body_head"] and summary["probe"]["status_code"] == 200
     assert set(summary["stages"]) == {"clone", "build", "login", "push", "pull", "run"}
     assert summary["stages"]["build"]["dockerfile_generated"] is True
+    # The original's keys: run {id, name, status}, clone {exit_code, stdout, stderr}.
+    assert summary["run"]["status"] == "running" and summary["run"]["id"] == summary["run"]["container_id"]
+    assert summary["run"]["name"] and summary["stages"]["clone"]["exit_code"] == 0
+    assert {"stdout", "stderr"} <= set(summary["stages"]["clone"])
     # The site really runs on the host port, and the registry really holds the image.
     async with httpx2.AsyncClient() as web:
         assert f"hello from {unique}" in (await web.get(f"http://127.0.0.1:{request['host_port']}/")).text
@@ -124,15 +128,18 @@ async def test_wrong_credentials_stop_at_login(
     app: httpx2.AsyncClient, registry_server: Registry, tmp_path: Path, unique: str
 ) -> None:
     repo = make_repo(tmp_path / "repos", "site", "x")
-    request = body(registry_server, repo, unique, dockerhub_password="not-the-password")
+    request = body(registry_server, repo, unique, dockerhub_password="not-the-password", task_id=unique)
     started = await app.post("/pipeline/html-site/start", json=request, headers=ADMIN)
     assert started.status_code == 200 and started.json()["status"] == "started"
+    assert started.json()["task_id"] == unique  # the original's own task_id field
     status = await wait_final(app, ADMIN, started.json()["task_id"])
     assert status["status"] == "error" and status["stage"] == "login"
     stages = {e["stage"] for e in status["events"]}
     assert "push" not in stages and "run" not in stages
     assert "not-the-password" not in json.dumps(status)
-    sync = await app.post("/pipeline/html-site", json=request, headers=ADMIN)
+    again = await app.post("/pipeline/html-site", json=request, headers=ADMIN)
+    assert again.status_code == 409 and again.json()["field"] == "task_id"  # that id is taken now
+    sync = await app.post("/pipeline/html-site", json={**request, "task_id": None}, headers=ADMIN)
     assert sync.status_code == 422 and sync.json()["stage"] == "login"
 
 

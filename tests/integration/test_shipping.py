@@ -120,12 +120,21 @@ async def test_build_upload_localrun_http_and_health(
                 "memory": "64m",
                 "cpu": 0.5,
                 "healthcheck_time": 2,
+                # The original's named volume of the app.
+                "volume_name": f"{unique}-data",
+                "mount_path": "/data",
+                "mode": "rw",
             },
             headers=ADMIN,
         )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["container_name"] == f"{unique}-{task_id}"
+        assert body["generated_name"] == body["container_name"]  # the original's: the name itself
+        mounts = json.loads(docker_cli("inspect", body["container_id"]).stdout)[0]["Mounts"]
+        assert [(m["Type"], m["Name"], m["Destination"], m["RW"]) for m in mounts] == [
+            ("volume", f"{unique}-data", "/data", True)
+        ]
         assert body["tag"] == f"{unique}:latest" and body["isChecking"] is True
         async with httpx2.AsyncClient() as web:
             page = await web.get(f"http://127.0.0.1:{port}/")
@@ -141,7 +150,8 @@ async def test_build_upload_localrun_http_and_health(
         assert healthy["localrun"]["env"] == {"SECRET_TOKEN": "<redacted>"}
         assert "hunter2" not in (remote / "build.info.json").read_text()
         logs = (await client.get(f"/tasks/logs/{task_id}", headers=ADMIN)).json()
-        assert logs["server"] == "runtime" and logs["status"] in ("building", "successful")
+        assert logs["server"] == "runtime" and logs["status"] == "completed"  # the build task's status
+        assert logs["build_status"] == "successful"  # build.info.json's, after the health check
         assert logs["healthcheck"] is True and logs["isChecking"] is False
         localrun = await wait_final(client, ADMIN, body["localrun_task_id"])
         assert [e["stage"] for e in localrun["events"] if e["status"] == "starting"] == [

@@ -43,9 +43,9 @@ async def test_top_answers_from_the_sampler_and_hides_cmdlines_from_non_admins(
     assert len(body["processes"]) == 5
     memory = [p["memory_percent"] for p in body["processes"]]
     assert memory == sorted(memory, reverse=True)
-    assert all(p["cmdline"] is None for p in body["processes"])
+    assert all(p["cmdline"] == [] for p in body["processes"])
     as_admin = (await client.get("/system/top", params={"limit": 50}, headers=admin)).json()
-    assert any(p["cmdline"] for p in as_admin["processes"])
+    assert any(len(p["cmdline"]) > 1 for p in as_admin["processes"])  # a list, as in the original
     # The sampler really measures CPU: a busy process shows up within a couple of ticks.
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -62,7 +62,7 @@ async def test_top_answers_from_the_sampler_and_hides_cmdlines_from_non_admins(
         busy.wait()
 
 
-@pytest.mark.parametrize("params", [{"sort": "disk"}, {"limit": 0}, {"limit": 100000}, {"limit": "x"}])
+@pytest.mark.parametrize("params", [{"sort": "../x"}, {"limit": 0}, {"limit": 100000}, {"limit": "x"}])
 async def test_top_parameters_are_validated(
     client: httpx2.AsyncClient, read: dict[str, str], params: dict[str, object]
 ) -> None:

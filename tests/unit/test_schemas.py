@@ -64,10 +64,17 @@ def test_hostile_names_are_refused(name: str) -> None:
         RunRequest(image="bb", name=name)
 
 
-@pytest.mark.parametrize("app_id", ["../nginx", "UPPER", "a_b", "a.conf", "-x", "a" * 64, "x\x00"])
+@pytest.mark.parametrize(
+    "app_id", ["../nginx", "-x", ".hidden", "a" * 64, "x\x00", "web\n", "a/b", "", "a b", "a;b"]
+)
 def test_hostile_app_ids_are_refused(app_id: str) -> None:
     with pytest.raises(ValidationError):
         RunRequest(image="bb", app_id=app_id, task_id="t1")
+
+
+@pytest.mark.parametrize("app_id", ["html_site1", "Web", "a.conf", "a" * 63, "9lives"])
+def test_app_ids_the_original_took_are_accepted(app_id: str) -> None:
+    assert RunRequest(image="bb", app_id=app_id, task_id="t1").app_id == app_id
 
 
 @pytest.mark.parametrize("task_id", ["../x", "a/b", "..", "x\x00", "a" * 65, "a b"])

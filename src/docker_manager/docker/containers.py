@@ -46,6 +46,16 @@ class PathStat:
         special = GO_MODE_DIR | GO_MODE_SYMLINK | GO_MODE_DEVICE | GO_MODE_PIPE | GO_MODE_SOCKET
         return not self.mode & special
 
+    def as_dict(self) -> dict[str, Any]:
+        """The engine's stat header as it sent it (the original's `stat`)."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "mode": self.mode,
+            "mtime": self.mtime,
+            "linkTarget": self.link_target,
+        }
+
 
 class Containers:
     def __init__(self, transport: DockerTransport) -> None:

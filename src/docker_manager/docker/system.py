@@ -1,7 +1,10 @@
-"""`/version`, `/info`, `/_ping`."""
+"""`/version`, `/info`, `/_ping`, `/auth`, `/events`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from docker_manager.docker.client import DockerTransport
@@ -22,6 +25,12 @@ class System:
     async def ping(self) -> None:
         await self._t.request("GET", "/_ping", timeout=5.0)
 
+    @asynccontextmanager
+    async def events(self, filters: dict[str, list[str]]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """The engine's events as they happen (one JSON object each), until the stream is left."""
+        async with self._t.stream("GET", "/events", params={"filters": filters}) as response:
+            yield _objects(response.aiter_lines())
+
     async def auth(self, *, username: str, password: str, server: str) -> dict[str, Any]:
         """Check registry credentials (`docker login`); the engine answers 401 when they are wrong."""
         result: dict[str, Any] = await self._t.json(
@@ -31,3 +40,11 @@ class System:
             timeout=60.0,
         )
         return result
+
+
+async def _objects(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    async for line in lines:
+        if line.strip():
+            item = json.loads(line)
+            if isinstance(item, dict):
+                yield item

@@ -13,7 +13,7 @@ class RunStreamRequest(StrictModel):
     """`POST /tasks/run-stream`."""
 
     cmd: Annotated[str, StringConstraints(max_length=65536)] | list[str] = Field(
-        description="argv list, or a string split into words as a shell would (no shell unless allowed)."
+        description="A shell command line (run by /bin/sh -c), or an argv list (run as it is)."
     )
     cwd: str | None = Field(None, max_length=4096, description="Inside DM_WORK_ROOTS (default: the first).")
     env: EnvMap = Field(
@@ -21,6 +21,18 @@ class RunStreamRequest(StrictModel):
     )
     task_id: TaskId | None = None
     timeout: float | None = Field(None, gt=0, description="Seconds; capped by DM_RUN_TIMEOUT.")
+
+
+class RunStreamResult(ResponseModel):
+    """The original's answer to `/tasks/run-stream`, with the task's fields beside it."""
+
+    status: str = Field(description="completed once the command has exited (any exit code), else error")
+    exit_code: str | None = Field(description="The exit code as a string, as the original sent it.")
+    task_id: str
+    task_status: str | None = Field(description="The task's status: completed only for exit code 0.")
+    signal: str | None
+    error: str | None
+    output_lines: int
 
 
 class PipelineRequest(StrictModel):
@@ -32,6 +44,7 @@ class PipelineRequest(StrictModel):
     host_port: int = Field(8080, ge=1, le=65535)
     dockerhub_username: Annotated[str, StringConstraints(max_length=256)] | None = None
     dockerhub_password: SecretStr | None = None
+    task_id: TaskId | None = Field(None, description="Your own id for the task; must be unused.")
 
 
 class PipelineStarted(ResponseModel):
@@ -52,7 +65,9 @@ class PipelineSummary(ResponseModel):
     repo_url: str = Field(description="Any password in it is shown as ***.")
     repo_tag: str
     host_port: int
-    run: dict[str, Any] = Field(description="container_id, container_name, container_status")
+    run: dict[str, Any] = Field(
+        description="id, name, status (the original's), and container_id, container_name, container_status"
+    )
     stages: dict[str, dict[str, Any]] = Field(description="What each stage reported.")
     probe: ProbeResult
     url: str

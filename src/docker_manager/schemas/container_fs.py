@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -16,6 +16,9 @@ class FsListRequest(StrictModel):
     path: str = ContainerPathField
     limit: int = Field(1000, ge=1, le=10_000)
     cursor: str | None = Field(None, max_length=4096, description="`next_cursor` of the previous page.")
+    recursive: bool = Field(
+        False, description="Everything below `path` (names relative to it); default: one level."
+    )
 
 
 class FsReadRequest(StrictModel):
@@ -39,20 +42,31 @@ class FsWriteRequest(StrictModel):
 class FsMkdirRequest(StrictModel):
     id_or_name: ContainerRef
     path: str = ContainerPathField
-    parents: bool = Field(False, description="Create missing parents; an existing directory is fine.")
+    parents: bool = Field(
+        True,
+        description="As `mkdir -p` (the original): create missing parents; an existing directory is fine.",
+    )
 
 
 class FsDeleteRequest(StrictModel):
     id_or_name: ContainerRef
     path: str = ContainerPathField
-    recursive: bool = Field(False, description="Needed to delete a directory and what it holds.")
+    recursive: bool = Field(
+        True, description="As `rm -rf` (the original): a directory goes with its content; false refuses it."
+    )
+
+
+PathStatFields = dict[str, Any]
 
 
 class FsEntry(ResponseModel):
-    name: str
-    type: Literal["file", "directory", "symlink", "hardlink", "char_device", "block_device", "fifo", "other"]
+    name: str = Field(description="Path relative to the listed directory.")
+    path: str = Field(description="Absolute path in the container.")
+    type: Literal["dir", "file"] = Field(description="The original's two kinds: dir, or file for the rest.")
+    kind: Literal["file", "directory", "symlink", "hardlink", "char_device", "block_device", "fifo", "other"]
     size: int
-    mode: str
+    mode: int = Field(description="Permission bits as an integer (0o644 is 420).")
+    mode_octal: str
     permissions: str
     mtime: float
     link_target: str | None = None
@@ -64,6 +78,9 @@ class FsListResult(ResponseModel):
     path: str
     entries: list[FsEntry]
     next_cursor: str | None
+    stat: PathStatFields = Field(
+        description="The engine's stat of `path`: name, size, mode, mtime, linkTarget."
+    )
 
 
 class FsReadResult(ResponseModel):
@@ -72,12 +89,17 @@ class FsReadResult(ResponseModel):
     offset: int
     length: int = Field(description="Bytes returned.")
     encoding: Literal["utf-8", "base64"]
-    content: str
+    content: str = Field(description="The bytes as text when they are UTF-8, else base64.")
+    text: str | None = Field(description="The bytes as UTF-8 text, or null (the original's field).")
+    base64: str = Field(description="The bytes in base64, always (the original's field).")
     truncated: bool = Field(description="True when the file goes on past what was returned.")
+    stat: PathStatFields
 
 
 class FsWriteResult(ResponseModel):
     path: str
+    written: bool
+    bytes: int = Field(description="Bytes written.")
     size: int
     mode: str
     created_dirs: list[str]
@@ -85,11 +107,14 @@ class FsWriteResult(ResponseModel):
 
 class FsMkdirResult(ResponseModel):
     path: str
+    exit_code: int = Field(description="0, as `mkdir -p` answered in the original.")
     created: bool
     created_dirs: list[str]
 
 
 class FsDeleteResult(ResponseModel):
     path: str
-    deleted: bool
-    type: str
+    exit_code: int = Field(description="0 when the path is gone (or was never there), as `rm -rf`.")
+    deleted: bool = Field(description="False when there was nothing to delete.")
+    type: str | None
+    helper: bool = Field(False, description="True when the image had no rm and a helper did the work.")

@@ -24,6 +24,7 @@ from docker_manager.schemas.common import (
 VolumeName = Annotated[
     str, StringConstraints(pattern=r"^(/[^\x00]{0,4095}|[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$")
 ]
+NamedVolume = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
 NetworkName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
 ContainerPath = Annotated[str, StringConstraints(pattern=r"^/[^\x00:]{0,4095}$")]
 
@@ -104,6 +105,10 @@ class RunExtendedRequest(StrictModel):
     userns_mode: Literal["host"] | None = None
     security_opt: list[Annotated[str, StringConstraints(max_length=256)]] = Field(default_factory=list)
     sysctls: dict[str, str] = Field(default_factory=dict, max_length=64)
+    storage_opt: dict[
+        Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict, max_length=16, description='e.g. {"size": "10G"}; host-level.')
 
     @model_validator(mode="after")
     def _memswap_needs_memory(self) -> RunExtendedRequest:
@@ -143,10 +148,12 @@ class ExecRequest(StrictModel):
 class ContainerSummary(ResponseModel):
     id: str
     name: str
-    image: str
+    image: list[str] = Field(description="The image's tags (the original's field).")
+    status: str = Field(description="The state word: running, exited, created... (the original's field).")
+    image_name: str = Field(description="The image as the container was created from it.")
     image_id: str | None = None
     state: str
-    status: str
+    status_text: str = Field(description="The engine's own words, e.g. 'Up 5 minutes'.")
     managed: bool
     app_id: str | None = None
     task_id: str | None = None
@@ -191,6 +198,7 @@ class LogsResult(ResponseModel):
 
 class ExecResult(ResponseModel):
     exit_code: int | None
+    output: str = Field(description="stdout and stderr together, in the order they came (the original's).")
     stdout: str
     stderr: str
     timed_out: bool = False

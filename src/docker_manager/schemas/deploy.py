@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from docker_manager.schemas.common import (
     AppId,
@@ -18,6 +18,7 @@ from docker_manager.schemas.common import (
     StrictModel,
     TaskId,
 )
+from docker_manager.schemas.containers import ContainerPath, NamedVolume
 
 HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]{0,511}$")]
 
@@ -40,6 +41,17 @@ class LocalRunRequest(StrictModel):
     memory: MemorySize | None = None
     healthcheck_time: int | None = Field(None, ge=1, le=3600, description="Seconds before the check (15).")
     healthcheck_path: HttpPath = Field("/", description="Path probed when a port is published.")
+    volume_name: NamedVolume | None = Field(
+        None, description="A named volume of the app (created if missing)."
+    )
+    mount_path: ContainerPath | None = Field(None, description="Where the volume is mounted.")
+    mode: Literal["rw", "ro"] = "rw"
+
+    @model_validator(mode="after")
+    def _volume_needs_mount(self) -> LocalRunRequest:
+        if (self.volume_name is None) != (self.mount_path is None):
+            raise ValueError("volume_name and mount_path go together")
+        return self
 
 
 class ContainerRefResult(ResponseModel):
@@ -59,7 +71,8 @@ class LocalRunResult(ResponseModel):
     container_name: str
     host_port: int | None
     app_id: str | None
-    generated_name: bool
+    generated_name: str = Field(description="The container's name (the original's field).")
+    name_generated: bool = Field(description="True when the name came from the {app_id}-{task_id} rule.")
     healthcheck: bool
     healthchecksstatus: str
     isChecking: bool

@@ -94,7 +94,9 @@ class _BuildFields(StrictModel):
     )
     dockerfile_name: DockerfileName = "Dockerfile"
     cleanup: bool = Field(
-        True, description="Accepted for compatibility: inline content is never written into the context."
+        True,
+        description="With inline content: true (the default) leaves the context untouched; false keeps "
+        "the Dockerfile there as `dockerfile_name`, written after the build, never over an existing file.",
     )
     build_args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=32768)]] = Field(
         default_factory=dict, max_length=100
@@ -138,6 +140,20 @@ class BuildStartRequest(_BuildFields):
     sftp_port: int | None = Field(None, ge=1, le=65535)
     sftp_username: UserName | None = None
     sftp_password: SecretStr | None = Field(None, max_length=1024)
+
+
+class BuildStreamResult(ResponseModel):
+    """The original's answer to `/docker/build-stream`, with the task's fields beside it."""
+
+    status: str = Field(description="ok when the image was built, else error (the reason in `error`)")
+    image_id: str | None
+    tag: str | None
+    dockerfile_used: str
+    inline: bool
+    logs: list[str] = Field(description="The last lines of the build output.")
+    task_id: str
+    task_status: str
+    error: str | None
 
 
 class TaskStarted(ResponseModel):

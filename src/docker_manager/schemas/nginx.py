@@ -20,7 +20,7 @@ def _lower(value: Any) -> Any:
 
 
 def _domain(value: str) -> str:
-    if len(value) > 253 or not _DOMAIN_RE.match(value):
+    if len(value) > 253 or not _DOMAIN_RE.fullmatch(value):
         raise ValueError("not a domain name (lower-case letters, digits, dashes and dots; '*.' only first)")
     return value
 
@@ -34,7 +34,7 @@ ConfDir = Annotated[
 
 class SiteCreateRequest(StrictModel):
     domain: Domain
-    port: Port = Field(description="Host port of a container this service manages.")
+    port: Port = Field(description="Host port of a container this service manages (admin: any free port).")
     app_id: AppId | None = Field(None, description="Names the file `{app_id}.conf` (default: the domain).")
     conf_dir: ConfDir | None = None
 
@@ -57,9 +57,16 @@ class SignDomainRequest(HealthGate):
     app_id: AppId | None = None
     new_container: ContainerRef | None = None
     old_container: ContainerRef | None = None
-    port: Port | None = None
+    port: Port | None = Field(
+        None,
+        description="A host port the new container publishes, or one of its own ports (reached on its "
+        "bridge address). Default: its first published port, else the one localrun recorded, else 80.",
+    )
     task_id: TaskId | None = Field(
         None, description="Fills app_id, new_container and port from build.info.json."
+    )
+    old_task_id: TaskId | None = Field(
+        None, description="The old container is the one this task's build.info.json records."
     )
 
 
@@ -81,6 +88,8 @@ class SiteResult(ResponseModel):
     path: str
     domain: str
     port: int
+    upstream_managed: bool = Field(description="Whether a container of this service publishes the port.")
+    upstream_container: dict[str, str] | None = Field(description="That container's id and name.")
     nginx_reload: NginxReload
 
 
@@ -107,6 +116,7 @@ class SignDomainResult(ResponseModel):
     conf_path: str
     port: int
     upstream_host: str
+    upstream: str = Field(description="host:port nginx sends the requests to.")
     new_container: str
     nginx_reload: NginxReload
     old_stop: OldContainer | None
@@ -128,4 +138,6 @@ class UpdatePortResult(ResponseModel):
     new_port: int
     container: UpdatePortContainer
     old_container: OldContainer | None
+    stop: dict[str, str | None] | None = Field(description="The original's: {status: stopped} or an error.")
+    remove: dict[str, str | None] | None = Field(description="The original's: {status: removed} or an error.")
     nginx_reload: NginxReload

@@ -21,11 +21,14 @@ class ProcessInfo(ResponseModel):
     cpu_percent: float
     memory_percent: float
     rss: int
-    cmdline: str | None = Field(None, description="Only shown to admin tokens (may hold secrets).")
+    cmdline: list[str] = Field(
+        description="The command line as a list; empty unless the token is admin (it may hold secrets)."
+    )
 
 
 class TopResult(ResponseModel):
-    sort: str
+    sort: str = Field(description="cpu, or memory (any other value asked for means memory, as before)")
+    limit: int
     sampled_at: float | None
     processes: list[ProcessInfo]
 
@@ -42,12 +45,35 @@ class DockerFacts(ResponseModel):
     error: str | None = None
 
 
+class CpuCount(ResponseModel):
+    logical: int | None
+    physical: int | None
+
+
+class MemoryTotal(ResponseModel):
+    total: int
+    available: int
+
+
+class LoadAverage(ResponseModel):
+    model_config = {"populate_by_name": True}
+
+    one: float = Field(alias="1m", serialization_alias="1m")
+    five: float = Field(alias="5m", serialization_alias="5m")
+    fifteen: float = Field(alias="15m", serialization_alias="15m")
+
+
 class SystemInfo(ResponseModel):
     hostname: str
+    platform: str
+    python: str
+    uptime_seconds: float
+    cpu: CpuCount
+    memory: MemoryTotal
+    loadavg: LoadAverage | None
     os: str
     kernel: str
     architecture: str
-    python: str
     cpu_count: int | None
     memory_total: int
     boot_time: float
@@ -58,7 +84,22 @@ class MemoryUsage(ResponseModel):
     total: int
     available: int | None = None
     used: int
+    free: int | None = None
     percent: float
+
+
+class RootDisk(ResponseModel):
+    total: int
+    used: int
+    free: int
+    percent: float
+
+
+class NetIo(ResponseModel):
+    bytes_sent: int
+    bytes_recv: int
+    packets_sent: int
+    packets_recv: int
 
 
 class DiskUsage(ResponseModel):
@@ -71,10 +112,12 @@ class DiskUsage(ResponseModel):
 
 class SystemUsage(ResponseModel):
     cpu_percent: float
-    cpu_count: int | None
-    load_average: list[float]
     memory: MemoryUsage
     swap: MemoryUsage
-    disk: list[DiskUsage]
+    disk_root: RootDisk
+    net_io: NetIo | None
+    cpu_count: int | None
+    load_average: list[float]
+    disk: list[DiskUsage] = Field(description="/ and the data directory, with their paths.")
     network: dict[str, int] | None
     sampled_at: float | None

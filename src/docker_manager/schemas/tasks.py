@@ -44,8 +44,13 @@ class TaskPage(ResponseModel):
 
 class TaskLogs(ResponseModel):
     task_id: str
-    status: str | None = Field(description="The build status of build.info.json (building, successful...).")
+    status: str | None = Field(
+        description="The task's status when this service knows the task, else build.info.json's status."
+    )
     task_status: str | None = Field(description="The task's own status, when this service ran it.")
+    build_status: str | None = Field(
+        None, description="build.info.json's status (building, successful, failed, error)."
+    )
     stage: str | None
     server: str = Field(description="build or runtime: which root the folder was read from.")
     build_logs: dict[str, Any] = Field(

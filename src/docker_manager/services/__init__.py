@@ -91,18 +91,8 @@ class Services:
             log.info("resumed %d pending health checks", pending)
         containers = ContainerService(docker, settings)
         builds = BuildService(docker, runner, settings)
-        nginx = Nginx(
-            NginxPaths(
-                binary=settings.nginx_binary,
-                conf=settings.nginx_conf,
-                prefix=settings.nginx_prefix,
-                pid_file=settings.nginx_pid_file,
-                error_log=settings.nginx_error_log,
-            ),
-            listen=settings.nginx_listen,
-            tls_listen=settings.nginx_tls_listen,
-            cert_dir=settings.nginx_cert_dir,
-        )
+        sites = SiteService(_nginx(settings), docker, containers, settings)
+        await sites.start()
         return cls(
             settings=settings,
             db=db,
@@ -117,7 +107,7 @@ class Services:
             images=ImageService(docker, settings),
             builds=builds,
             localrun=LocalRunService(docker, runner, containers, health, settings),
-            sites=SiteService(nginx, docker, containers, settings),
+            sites=sites,
             commands=CommandService(runner, settings),
             pipeline=PipelineService(docker, runner, builds, containers, settings),
             tasks=TaskService(runner, settings),
@@ -134,3 +124,18 @@ class Services:
             await self.outbox.stop()
         await self.docker.close()
         await self.db.close()
+
+
+def _nginx(settings: Settings) -> Nginx:
+    return Nginx(
+        NginxPaths(
+            binary=settings.nginx_binary,
+            conf=settings.nginx_conf,
+            prefix=settings.nginx_prefix,
+            pid_file=settings.nginx_pid_file,
+            error_log=settings.nginx_error_log,
+        ),
+        listen=settings.nginx_listen,
+        tls_listen=settings.nginx_tls_listen,
+        cert_dir=settings.nginx_cert_dir,
+    )

@@ -2,8 +2,9 @@
 
 A build runs as a task of kind "build" (at most `DM_MAX_CONCURRENT_BUILDS` at once, builds of one
 app in order). Its folder `{builds_dir}/{task_id}/` gets the API README's files. Inline Dockerfile
-content is added to the context stream sent to the engine, never written into the user's folder,
-so `cleanup` has nothing to clean and no file of the user's can be overwritten.
+content is added to the context stream sent to the engine, never written into the user's folder
+before or during the build, so no file of the user's can be overwritten. With `cleanup: false`
+the caller asks to keep it there: it is written after the build, and never over an existing file.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from docker_manager.tasks.files import (
     INFO_JSON,
     LogBatch,
 )
+from docker_manager.util.files import write_new_file
 from docker_manager.util.lz4file import compress_to_file
 from docker_manager.util.paths import confine
 
@@ -112,6 +114,7 @@ class BuildSource:
     app_id: str | None = None
     nocache: bool = False
     export: bool = False
+    cleanup: bool = True
 
 
 @dataclass
@@ -129,6 +132,8 @@ class BuildPlan:
     nocache: bool = False
     export: bool = False
     upload: SftpTarget | None = None
+    # `cleanup: false` with inline content: where the Dockerfile is kept after the build.
+    keep_dockerfile: Path | None = None
 
 
 MANIFEST = "build.manifest.json"
@@ -168,7 +173,10 @@ class BuildOutput:
                 }
             if line.strip():
                 self.tail.append(line)
-            items.append({"stream": stream, "text": line, **self.step})
+            # `chunk` is the engine's record as the original posted it to the log stream: one per
+            # line here, so that receivers joining `chunk.stream` get the output exactly once.
+            chunk = {"stream": line + "\n"} if stream == "build" else record
+            items.append({"stream": stream, "text": line, **self.step, "chunk": chunk})
         return items
 
 
@@ -184,8 +192,11 @@ class BuildService:
 
     def _plan(self, source: BuildSource) -> BuildPlan:
         context_dir: Path | None = None
+        keep: Path | None = None
         if source.context_path is not None:
             context_dir = confine(source.context_path, self._settings.context_paths, field="context_path")
+            if source.dockerfile_content is not None and not source.cleanup:
+                keep = context_dir / source.dockerfile_name
             if not context_dir.is_dir():
                 if source.dockerfile_content is None:
                     raise InvalidInput("the build context is not a directory", field="context_path")
@@ -219,6 +230,7 @@ class BuildService:
             app_id=source.app_id,
             nocache=source.nocache,
             export=source.export,
+            keep_dockerfile=keep,
         )
 
     def sftp_target(
@@ -312,8 +324,17 @@ class BuildService:
             "inline": plan.inline,
             "logs": list(tail),
             "error": record.error,
+            "dockerfile_kept": result.get("dockerfile_kept"),
             "summary": True,
         }
+
+    async def summary_when_done(self, task_id: str, plan: BuildPlan) -> dict[str, Any]:
+        """The stream's last line (the build's summary), once the build has ended."""
+        summary: dict[str, Any] = {}
+        async for item in self.stream_view(task_id, plan):
+            summary = item
+        summary.pop("summary", None)
+        return summary
 
     async def build_and_wait(self, plan: BuildPlan) -> dict[str, Any]:
         """`POST /docker/build`: the same build task, awaited. A failure raises `BuildFailed`."""
@@ -371,11 +392,15 @@ class BuildService:
                 build_args=plan.build_args,
                 nocache=plan.nocache,
             )
-        except BuildFailed:
+        except BuildFailed as exc:
             await ctx.files.append(
                 LogBatch(errors=[f"Dockerfile ({plan.dockerfile_used}):\n{plan.dockerfile_text}"])
             )
+            kept = await self._keep_dockerfile(ctx, plan)
+            if kept:
+                exc.extra.update(kept)
             raise
+        kept = await self._keep_dockerfile(ctx, plan)
         duration = round(time.monotonic() - started, 3)
         await ctx.event(
             "building",
@@ -398,7 +423,31 @@ class BuildService:
             "inline": plan.inline,
             "logs": list(output.tail),
             **summary,
+            **kept,
         }
+
+    async def _keep_dockerfile(self, ctx: TaskContext, plan: BuildPlan) -> dict[str, Any]:
+        """`cleanup: false`: leave the inline Dockerfile in the context, never over another file."""
+        if plan.keep_dockerfile is None:
+            return {}
+        target = plan.keep_dockerfile
+        written = await asyncio.to_thread(write_new_file, target, plan.dockerfile_text.encode(), 0o644)
+        kept = {
+            "path": str(target),
+            "written": written,
+            "reason": None
+            if written
+            else f"{target.name} already exists in the context; it was left as it is",
+        }
+        await ctx.info({"dockerfile_kept": kept})
+        await ctx.event(
+            "building",
+            "dockerfile_kept" if written else "dockerfile_not_kept",
+            message=f"inline Dockerfile {'written to' if written else 'not written over'} {target}",
+            level="info" if written else "warn",
+            dockerfile_kept=kept,
+        )
+        return {"dockerfile_kept": kept}
 
     async def _upload(self, ctx: TaskContext, target: SftpTarget, summary: dict[str, Any]) -> dict[str, Any]:
         """Ship the task folder to `{remote_dir}/{task_id}/`; build.info.json goes last, complete."""
@@ -501,7 +550,8 @@ class BuildService:
                 async for record in progress:
                     await ctx.output(output.feed(record))
         except ProgressError as exc:
-            await ctx.output([{"stream": "error", "text": exc.message}])
+            chunk = {"errorDetail": {"message": exc.message}, "error": exc.message}
+            await ctx.output([{"stream": "error", "text": exc.message, "chunk": chunk}])
             raise BuildFailed(f"the build failed: {exc.message}", logs=list(output.tail)) from exc
         except TimeoutError as exc:
             # Leaving the block closed the engine request, which stops the build there too.

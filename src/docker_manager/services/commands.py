@@ -1,7 +1,8 @@
 """`POST /tasks/run-stream`: a host command as a task, its output streamed (admin only).
 
-The command is an argv list (a string is split into words as a shell would); a host shell is used
-only when `DM_RUN_ALLOW_SHELL` is on. It runs in a work root, with a clean environment plus the
+A string `cmd` runs through `/bin/sh -c`, as the original's `shell=True` did (the route is
+admin-only: an admin could send `["sh", "-c", ...]` anyway); `DM_RUN_ALLOW_SHELL=false` splits it
+into words instead. A list is an argv. It runs in a work root, with a clean environment plus the
 caller's variables (never the loader's or PATH), in its own process group, with a timeout. The
 stream is the command's lifetime: a client that goes away takes the command with it (no orphans).
 """
@@ -10,13 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from docker_manager.config import Settings
 from docker_manager.errors import CommandFailed, InvalidInput
-from docker_manager.tasks import LOG, TaskContext, TaskRecord, TaskRunner, TaskSpec, follow, new_task_id
+from docker_manager.tasks import (
+    LOG,
+    Status,
+    TaskContext,
+    TaskRecord,
+    TaskRunner,
+    TaskSpec,
+    follow,
+    new_task_id,
+)
 from docker_manager.util.paths import confine
 from docker_manager.util.proc import ProcessRunner
 
@@ -29,10 +40,33 @@ _FORBIDDEN_ENV = re.compile(
 
 
 def command_env(extra: dict[str, str]) -> dict[str, str]:
-    bad = sorted(key for key in extra if _FORBIDDEN_ENV.match(key))
+    bad = sorted(key for key in extra if _FORBIDDEN_ENV.fullmatch(key))
     if bad:
         raise InvalidInput(f"these variables may not be set: {', '.join(bad)}", field="env")
     return {"PATH": CLEAN_PATH, "LANG": "C.UTF-8", "HOME": "/root", **extra}
+
+
+def split_argv(cmd: str | list[str], *, shell: bool) -> list[str]:
+    """The argv a `cmd` runs as: a list as it is, a string through `sh -c` or split into words."""
+    if isinstance(cmd, str) and shell:
+        argv = ["/bin/sh", "-c", cmd]
+    else:
+        try:
+            argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+        except ValueError as exc:
+            raise InvalidInput(f"cannot split cmd: {exc}", field="cmd") from exc
+    if not argv or not argv[-1].strip() or any("\x00" in arg for arg in argv) or len(argv) > 4096:
+        raise InvalidInput("cmd is empty, has a NUL byte or too many arguments", field="cmd")
+    return argv
+
+
+def final_payload(status: Status, result: dict[str, Any] | None) -> dict[str, Any]:
+    """The original's completion payload: `status: "completed"` and an integer `exit_code` once the
+    process has exited, whatever the code (the task's own status goes beside it)."""
+    exit_code = (result or {}).get("exit_code")
+    if exit_code is None:
+        return {"task_status": status.value}
+    return {"status": "completed", "exit_code": int(exit_code), "task_status": status.value}
 
 
 class CommandService:
@@ -47,18 +81,19 @@ class CommandService:
             raise InvalidInput("cwd is not a directory", field="cwd")
         return path
 
+    def argv(self, cmd: str | list[str]) -> list[str]:
+        return split_argv(cmd, shell=self._settings.run_allow_shell)
+
     async def start(
         self,
         *,
         cmd: str | list[str],
-        argv: list[str],
         cwd: str | None,
         env: dict[str, str],
         task_id: str | None,
         timeout: float | None,
     ) -> TaskRecord:
-        if isinstance(cmd, str) and self._settings.run_allow_shell:
-            argv = ["/bin/sh", "-c", cmd]
+        argv = self.argv(cmd)
         directory = await asyncio.to_thread(self._cwd, cwd)
         environment = command_env(env)
         limit = min(timeout or self._settings.run_timeout, self._settings.run_timeout)
@@ -73,7 +108,8 @@ class CommandService:
                 work=work,
                 task_id=task_id,
                 files_dir=self._settings.builds_path / task_id,
-                stream_fields={"cmd": cmd if isinstance(cmd, str) else " ".join(argv)},
+                stream_fields={"cmd": cmd if isinstance(cmd, str) else shlex.join(argv)},
+                final_payload=final_payload,
             )
         )
 
@@ -137,3 +173,25 @@ class CommandService:
             if not finished and self._runner.is_live(task_id):
                 # The client went away: the command goes with it (shielded: we may be cancelled).
                 await asyncio.shield(self._runner.cancel(task_id))
+
+    async def document(self, task_id: str) -> dict[str, Any]:
+        """The original's answer, once the command has ended: `{status: "completed", exit_code:
+        "<string>"}` (the exit code as a string, as it was), with the task's own fields beside it.
+        Leaving early stops the command, as with the stream."""
+        end: dict[str, Any] = {}
+        output_lines = 0
+        async for item in self.stream(task_id):
+            if "line" in item:
+                output_lines += 1
+            else:
+                end = item
+        exit_code = end.get("exit_code")
+        return {
+            "status": "completed" if exit_code is not None else "error",
+            "exit_code": str(exit_code) if exit_code is not None else None,
+            "task_id": task_id,
+            "task_status": end.get("status"),
+            "signal": end.get("signal"),
+            "error": end.get("error"),
+            "output_lines": output_lines,
+        }

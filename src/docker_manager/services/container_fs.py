@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
 import json
 import posixpath
+import secrets
 import tarfile
 import time
 from collections.abc import AsyncIterator
@@ -29,10 +31,11 @@ from docker_manager.docker.containers import PathStat
 from docker_manager.errors import Conflict, EngineError, InvalidInput, NotFound, PayloadTooLarge, Unsupported
 from docker_manager.schemas.container_fs import FsEntry, FsListResult
 from docker_manager.services.containers import ContainerService
-from docker_manager.util.tarstream import TarReader
+from docker_manager.util.tarstream import TarEntry, TarReader
 
 PROTECTED = ("/", "/proc", "/sys", "/dev")
 RM_MISSING = (126, 127)
+CONTAINER_TMP = "/tmp"  # noqa: S108 (inside the container, under a random name)
 
 
 def normalise(path: str) -> str:
@@ -63,6 +66,7 @@ class FileContent:
     data: bytes
     encoding: str
     truncated: bool
+    stat: dict[str, Any]
 
     def as_json(self) -> bytes:
         head = {
@@ -72,12 +76,24 @@ class FileContent:
             "length": len(self.data),
             "encoding": self.encoding,
             "truncated": self.truncated,
+            "stat": self.stat,
         }
+        encoded = b'"' + base64.b64encode(self.data) + b'"'
         if self.encoding == "base64":
-            content = b'"' + base64.b64encode(self.data) + b'"'
+            content, text = encoded, b"null"
         else:
-            content = json.dumps(self.data.decode("utf-8"), ensure_ascii=False).encode("utf-8")
-        return json.dumps(head).encode()[:-1] + b', "content": ' + content + b"}"
+            content = text = json.dumps(self.data.decode("utf-8"), ensure_ascii=False).encode("utf-8")
+        # `text` and `base64` are the original's fields, beside `content` and `encoding`.
+        return (
+            json.dumps(head).encode()[:-1]
+            + b', "content": '
+            + content
+            + b', "text": '
+            + text
+            + b', "base64": '
+            + encoded
+            + b"}"
+        )
 
 
 @dataclass
@@ -91,6 +107,7 @@ class ContainerFiles:
         self._docker = docker
         self._containers = containers
         self._settings = settings
+        self._helper: bytes | None = None
 
     async def _stat(self, container_id: str, path: str) -> PathStat:
         found = await self._stat_or_none(container_id, path)
@@ -109,48 +126,49 @@ class ContainerFiles:
 
     # --- list ----------------------------------------------------------------------------------
     async def list_dir(
-        self, ref: str, principal: Principal, *, path: str, limit: int, cursor: str | None
+        self,
+        ref: str,
+        principal: Principal,
+        *,
+        path: str,
+        limit: int,
+        cursor: str | None,
+        recursive: bool = False,
     ) -> FsListResult:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
         stat = await self._stat(data["Id"], path)
         if not stat.is_dir:
             raise Conflict(f"{path} is not a directory ({_kind(stat)})", field="path")
-        page = await self._page(data["Id"], path, limit=limit, after=cursor)
+        page = await self._page(data["Id"], path, limit=limit, after=cursor, recursive=recursive)
         return FsListResult(
             path=path,
             entries=page.entries,
             next_cursor=page.entries[-1].name if page.more and page.entries else None,
+            stat=stat.as_dict(),
         )
 
-    async def _page(self, container_id: str, path: str, *, limit: int, after: str | None) -> _Page:
-        """Read archive headers until `limit` direct children (sorted, after `after`) are known."""
+    async def _page(
+        self, container_id: str, path: str, *, limit: int, after: str | None, recursive: bool
+    ) -> _Page:
+        """Read archive headers until `limit` entries (sorted, after `after`) are known: the direct
+        children, or with `recursive` everything below, named by their path relative to `path`."""
         entries: list[FsEntry] = []
+        # The engine walks each directory in name order, depth first: the order of the names'
+        # component lists. Pages follow that order, so a page stops the walk as soon as it is full.
+        after_key = after.split("/") if after is not None else None
         async with self._docker.containers.get_archive(container_id, path) as chunks:
             async for entry, _ in TarReader(chunks).entries():
                 # Members are "<dir name>/<relative path>"; the first is the directory itself.
-                _, _, relative = entry.name.partition("/")
-                if not relative or "/" in relative:
+                _, _, relative = entry.name.rstrip("/").partition("/")
+                if not relative or (not recursive and "/" in relative):
                     continue
-                if after is not None and relative <= after:
+                if after_key is not None and relative.split("/") <= after_key:
                     continue
                 if len(entries) == limit:
                     return _Page(entries, more=True)  # leaving the block closes the stream early
-                entries.append(
-                    FsEntry(
-                        name=relative,
-                        type=entry.type,
-                        size=entry.size if entry.type == "file" else 0,
-                        mode=oct(entry.mode & 0o7777),
-                        permissions=entry.permissions,
-                        mtime=entry.mtime,
-                        link_target=entry.link_target if entry.type in ("symlink", "hardlink") else None,
-                        uid=entry.uid,
-                        gid=entry.gid,
-                    )
-                )
-        # The engine walks in byte order of names; sort anyway so pages are stable.
-        entries.sort(key=lambda e: e.name)
+                entries.append(_entry(path, relative, entry))
+        entries.sort(key=lambda e: e.name.split("/"))
         return _Page(entries, more=False)
 
     # --- read ----------------------------------------------------------------------------------
@@ -192,6 +210,7 @@ class ContainerFiles:
             data=raw,
             encoding=encoding,
             truncated=offset + len(raw) < stat.size,
+            stat=stat.as_dict(),
         )
 
     async def stream_file(
@@ -250,6 +269,8 @@ class ContainerFiles:
         written = await self._stat(data["Id"], path)
         return {
             "path": path,
+            "written": True,
+            "bytes": len(payload),
             "size": written.size,
             "mode": oct(written.mode & 0o7777),
             "created_dirs": missing,
@@ -261,12 +282,12 @@ class ContainerFiles:
         existing = await self._stat_or_none(data["Id"], path)
         if existing is not None:
             if existing.is_dir and parents:
-                return {"path": path, "created": False, "created_dirs": []}
+                return {"path": path, "exit_code": 0, "created": False, "created_dirs": []}
             raise Conflict(f"{path} already exists", field="path")
         base, missing = await self._anchor(data["Id"], posixpath.dirname(path), parents=parents)
         created = [*missing, posixpath.relpath(path, base)]
         await self._put(data["Id"], base, _tar(_dirs(created)))
-        return {"path": path, "created": True, "created_dirs": created}
+        return {"path": path, "exit_code": 0, "created": True, "created_dirs": created}
 
     async def _anchor(self, container_id: str, directory: str, *, parents: bool) -> tuple[str, list[str]]:
         """The deepest existing ancestor of `directory` and the directories missing below it."""
@@ -299,20 +320,62 @@ class ContainerFiles:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
         _refuse_protected(path, data.get("Mounts") or [])
-        stat = await self._stat(data["Id"], path)
+        stat = await self._stat_or_none(data["Id"], path)
+        if stat is None:  # as `rm -rf` in the original: nothing there is success
+            return {"path": path, "exit_code": 0, "deleted": False, "type": None}
         if stat.is_dir and not recursive:
             raise Conflict(
                 f"{path} is a directory; set recursive to delete it and its contents", field="path"
             )
         if not (data.get("State") or {}).get("Running"):
-            raise Conflict("the container is not running: deleting uses the container's own rm")
-        argv = ["rm", "-rf" if recursive else "-f", "--", path]
-        exit_code, stderr = await self._run(data["Id"], argv)
-        if exit_code in RM_MISSING or "executable file not found" in stderr:
-            raise Unsupported("this image has no rm: files cannot be deleted in it")
+            raise Conflict("the container is not running: deleting runs rm inside it")
+        flags = "-rf" if recursive else "-f"
+        exit_code, stderr = await self._run(data["Id"], ["rm", flags, "--", path])
+        helper = exit_code in RM_MISSING or "executable file not found" in stderr
+        if helper:
+            exit_code, stderr = await self._rm_with_helper(data["Id"], [flags, "--", path])
         if await self._stat_or_none(data["Id"], path) is not None:
             raise Conflict(f"rm could not delete {path}: {stderr.strip() or f'exit code {exit_code}'}")
-        return {"path": path, "deleted": True, "type": _kind(stat)}
+        return {"path": path, "exit_code": 0, "deleted": True, "type": _kind(stat), "helper": helper}
+
+    async def _rm_with_helper(self, container_id: str, args: list[str]) -> tuple[int | None, str]:
+        """`rm` for an image that has none: a static busybox is copied in through the archive API,
+        run as `busybox rm ...` (an argv, inside the container, so symlinks resolve in its own root),
+        and removed again."""
+        binary = await self._helper_binary()
+        # busybox picks its applet from argv[0] unless that is named "busybox": a private folder.
+        folder = f".dm-rm-{secrets.token_hex(6)}"
+        directory = CONTAINER_TMP if await self._is_dir(container_id, CONTAINER_TMP) else "/"
+        helper = posixpath.join(directory, folder, "busybox")
+        members = [*_dirs([folder]), _file(f"{folder}/busybox", binary, 0o700)]
+        try:
+            await self._put(container_id, directory, _tar(members))
+        except Conflict as exc:
+            raise Unsupported(
+                f"this image has no rm, and no helper could be copied in: {exc.detail}"
+            ) from exc
+        try:
+            exit_code, stderr = await self._run(container_id, [helper, "rm", *args])
+            if exit_code is None:
+                raise Unsupported(f"this image has no rm, and the helper could not run: {stderr.strip()}")
+            return exit_code, stderr
+        finally:
+            await self._run(container_id, [helper, "rm", "-rf", "--", posixpath.dirname(helper)])
+
+    async def _helper_binary(self) -> bytes:
+        if self._helper is None:
+            path = self._settings.fs_helper_binary
+            try:
+                self._helper = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                raise Unsupported(
+                    f"this image has no rm, and the helper {path} is missing (install busybox-static)"
+                ) from exc
+        return self._helper
+
+    async def _is_dir(self, container_id: str, path: str) -> bool:
+        stat = await self._stat_or_none(container_id, path)
+        return stat is not None and stat.is_dir
 
     async def _run(self, container_id: str, argv: list[str]) -> tuple[int | None, str]:
         try:
@@ -330,6 +393,24 @@ class ContainerFiles:
         info = await self._docker.execs.inspect(exec_id)
         code = info.get("ExitCode")
         return (int(code) if code is not None else None), stderr.decode("utf-8", "replace")
+
+
+def _entry(parent: str, relative: str, entry: TarEntry) -> FsEntry:
+    return FsEntry(
+        name=relative,
+        path=posixpath.join(parent, relative),
+        # The original's two types; `kind` tells them all apart.
+        type="dir" if entry.type == "directory" else "file",
+        kind=entry.type,
+        size=entry.size if entry.type == "file" else 0,
+        mode=entry.mode & 0o7777,
+        mode_octal=oct(entry.mode & 0o7777),
+        permissions=entry.permissions,
+        mtime=entry.mtime,
+        link_target=entry.link_target if entry.type in ("symlink", "hardlink") else None,
+        uid=entry.uid,
+        gid=entry.gid,
+    )
 
 
 def _refuse_protected(path: str, mounts: list[dict[str, Any]]) -> None:

@@ -38,6 +38,7 @@ from docker_manager.schemas.containers import (
     StatsResult,
     VolumeBind,
 )
+from docker_manager.schemas.deploy import LocalRunRequest
 from docker_manager.util.cache import SingleFlightCache
 
 # Log drivers that keep logs on this host. Others (syslog, gelf, fluentd...) can ship a
@@ -80,6 +81,7 @@ class ContainerSpec:
     userns_mode: str | None = None
     security_opt: list[str] = field(default_factory=list)
     sysctls: dict[str, str] = field(default_factory=dict)
+    storage_opt: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_run(cls, body: RunRequest) -> ContainerSpec:
@@ -94,6 +96,25 @@ class ContainerSpec:
             nano_cpus=round(body.cpu * 1e9) if body.cpu is not None else None,
             cpuset_cpus=body.cpuset,
             memory=body.memory,
+        )
+
+    @classmethod
+    def from_localrun(cls, body: LocalRunRequest, *, image: str, app_id: str | None) -> ContainerSpec:
+        volumes = {}
+        if body.volume_name and body.mount_path:
+            volumes[body.volume_name] = VolumeBind(bind=body.mount_path, mode=body.mode)
+        return cls(
+            image=image,
+            name=body.name,
+            command=body.command,
+            ports=body.ports,
+            env=body.env,
+            app_id=app_id,
+            task_id=body.task_id,
+            nano_cpus=round(body.cpu * 1e9) if body.cpu is not None else None,
+            cpuset_cpus=body.cpuset,
+            memory=body.memory,
+            volumes=volumes,
         )
 
     @classmethod
@@ -131,6 +152,7 @@ class ContainerSpec:
             userns_mode=body.userns_mode,
             security_opt=body.security_opt,
             sysctls=body.sysctls,
+            storage_opt=body.storage_opt,
         )
 
     @property
@@ -171,6 +193,8 @@ def host_level_options(config: dict[str, Any]) -> list[str]:
         found.append("security_opt")
     if host.get("Sysctls"):
         found.append("sysctls")
+    if host.get("StorageOpt"):
+        found.append("storage_opt")
     binds = [b.split(":", 1)[0] for b in host.get("Binds") or []]
     mounts = [m for m in host.get("Mounts") or [] if m.get("Type") == "bind"]
     if any(source.startswith("/") for source in binds) or mounts:
@@ -252,6 +276,8 @@ def create_config(spec: ContainerSpec, settings: Settings) -> dict[str, Any]:
         host["SecurityOpt"] = spec.security_opt
     if spec.sysctls:
         host["Sysctls"] = spec.sysctls
+    if spec.storage_opt:
+        host["StorageOpt"] = spec.storage_opt
     config: dict[str, Any] = {
         "Image": spec.image,
         "Env": [f"{key}={value}" for key, value in spec.env.items()],
@@ -405,6 +431,7 @@ class ContainerService:
         items = await self._listings.get(
             (all, managed_only), lambda: self._docker.containers.list(all=all, filters=filters)
         )
+        tags = await self._image_tags()
         result = []
         for item in items:
             labels = item.get("Labels") or {}
@@ -416,10 +443,13 @@ class ContainerService:
                 ContainerSummary(
                     id=item["Id"],
                     name=(item.get("Names") or ["/"])[0].lstrip("/"),
-                    image=item.get("Image", ""),
+                    # The original's shapes: the image's tags, and the state word as `status`.
+                    image=tags.get(item.get("ImageID", ""), []),
+                    status=item.get("State", ""),
+                    image_name=item.get("Image", ""),
                     image_id=item.get("ImageID"),
                     state=item.get("State", ""),
-                    status=item.get("Status", ""),
+                    status_text=item.get("Status", ""),
                     managed=is_managed(labels),
                     app_id=labels.get(APP_ID),
                     task_id=labels.get(TASK_ID),
@@ -428,6 +458,12 @@ class ContainerService:
                 )
             )
         return result
+
+    async def _image_tags(self) -> dict[str, StrList]:
+        images = await self._listings.get("images", self._docker.images.list)
+        return {
+            image["Id"]: [t for t in image.get("RepoTags") or [] if t != "<none>:<none>"] for image in images
+        }
 
     async def inspect(self, ref: str, principal: Principal) -> dict[str, Any]:
         data = await self._docker.containers.inspect(ref)
@@ -514,6 +550,7 @@ class ContainerService:
         exec_id = await self._docker.execs.create(data["Id"], cmd, workdir=workdir)
         out = _Capture(self._settings.exec_max_output_bytes)
         err = _Capture(self._settings.exec_max_output_bytes)
+        both = _Capture(2 * self._settings.exec_max_output_bytes)  # the original's merged `output`
         timed_out = False
         # The limit covers the run, not the start: a start cut short could leave a process that
         # began after all, which nobody would then kill.
@@ -522,6 +559,7 @@ class ContainerService:
                 async with asyncio.timeout(limit):
                     async for stream_id, payload in frames:
                         target = err if stream_id == StreamId.STDERR else out
+                        both.add(payload)
                         if not target.add(payload):
                             break  # output flood: stop reading and end the process below
             except TimeoutError:
@@ -529,6 +567,7 @@ class ContainerService:
         exit_code = await self._finish_exec(exec_id, kill=timed_out or out.truncated or err.truncated)
         return ExecResult(
             exit_code=exit_code,
+            output=both.text(),
             stdout=out.text(),
             stderr=err.text(),
             timed_out=timed_out,

@@ -19,6 +19,7 @@ from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
 from docker_manager.errors import InvalidInput
+from docker_manager.schemas.common import APP_ID_RE
 from docker_manager.schemas.deploy import LocalRunRequest
 from docker_manager.services.containers import ContainerService, ContainerSpec
 from docker_manager.services.health import HealthChecker
@@ -30,7 +31,6 @@ from docker_manager.util.paths import confine
 
 LOCALRUN_TASK = "localrun"
 MANIFEST = "build.manifest.json"
-_APP_ID_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _LOADED_RE = re.compile(r"Loaded image(?: ID)?: (\S+)")
 
 
@@ -66,7 +66,7 @@ def _app_id(body: LocalRunRequest, summary: dict[str, Any]) -> str | None:
     if body.app_id:
         return body.app_id
     for candidate in (summary.get("app_id"), str(summary.get("tag") or "").split(":")[0].split("/")[-1]):
-        if isinstance(candidate, str) and _APP_ID_RE.match(candidate):
+        if isinstance(candidate, str) and APP_ID_RE.fullmatch(candidate):
             return candidate
     return None
 
@@ -129,18 +129,7 @@ class LocalRunService:
             tag=tag,
         )
 
-        spec = ContainerSpec(
-            image=tag or image_id,
-            name=body.name,
-            command=body.command,
-            ports=body.ports,
-            env=body.env,
-            app_id=app_id,
-            task_id=body.task_id,
-            nano_cpus=round(body.cpu * 1e9) if body.cpu is not None else None,
-            cpuset_cpus=body.cpuset,
-            memory=body.memory,
-        )
+        spec = ContainerSpec.from_localrun(body, image=tag or image_id, app_id=app_id)
         await ctx.info({"stage": "running"})
         await ctx.event("running", "starting", message="running container", image=spec.image)
         run = await self._containers.run(spec, principal)
@@ -177,7 +166,13 @@ class LocalRunService:
                     "container": {"id": run.id, "name": run.name, "status": run.status},
                     "resources": {"cpu": body.cpu, "cpuset": body.cpuset, "memory": body.memory},
                     "app_id": app_id,
-                    "generated_name": body.name is None,
+                    "generated_name": run.name,
+                    "name_generated": body.name is None,
+                    "volume": (
+                        {"name": body.volume_name, "mount_path": body.mount_path, "mode": body.mode}
+                        if body.volume_name
+                        else None
+                    ),
                     "ports_requested": body.ports,
                     # Environment values are secrets: only their names are kept.
                     "env": dict.fromkeys(body.env, "<redacted>"),
@@ -197,7 +192,8 @@ class LocalRunService:
             "container_name": run.name,
             "host_port": host_port,
             "app_id": app_id,
-            "generated_name": body.name is None,
+            "generated_name": run.name,
+            "name_generated": body.name is None,
             **health,
         }
 

@@ -32,6 +32,7 @@ from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, 
 
 PIPELINE_TASK = "html_site_pipeline"
 DOCKER_HUB = "https://index.docker.io/v1/"
+_EVENT_ARGUMENTS = frozenset({"stage", "status", "message", "level", "change", "payload_extra"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class PipelinePlan:
     password: str
     registry: str  # server address for login (Docker Hub when the repo names no registry)
     app_id: str
+    task_id: str | None = None
 
     @property
     def repo_tag(self) -> str:
@@ -93,6 +95,7 @@ class PipelineService:
         host_port: int,
         username: str | None,
         password: str | None,
+        task_id: str | None = None,
     ) -> PipelinePlan:
         url, scheme = check_repo_url(
             repo_url, schemes=self._settings.git_allowed_schemes, local_roots=self._settings.git_local_roots
@@ -119,10 +122,11 @@ class PipelineService:
             password=password,
             registry=registry_of(dockerhub_repo),
             app_id=f"html-site-{name}",
+            task_id=task_id,
         )
 
     async def start(self, plan: PipelinePlan, principal: Principal, *, wait: bool) -> TaskRecord:
-        task_id = new_task_id(PIPELINE_TASK)
+        task_id = plan.task_id or new_task_id(PIPELINE_TASK)
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._pipeline(ctx, plan, principal)
@@ -185,12 +189,20 @@ class PipelineService:
         except DockerManagerError as exc:
             await ctx.event(stage, "error", level="error", message=exc.detail, **details)
             raise StageFailed(f"stage {stage} failed: {exc.detail}", stage=stage) from exc
-        await ctx.event(stage, "completed", **{**details, **result})
+        # The event's own arguments (its status above all) are not the stage's result fields.
+        fields = {k: v for k, v in {**details, **result}.items() if k not in _EVENT_ARGUMENTS}
+        await ctx.event(stage, "completed", **fields)
         return result
 
     async def _clone(self, ctx: TaskContext, plan: PipelinePlan, workdir: Path) -> dict[str, Any]:
+        captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
+
         async def on_line(stream: str, text: str) -> None:
-            await ctx.output([{"stream": f"git-{stream}", "text": redact(text, [plan.password])}])
+            text = redact(text, [plan.password])
+            lines = captured.setdefault(stream, [])
+            if len(lines) < 200:  # the answer keeps the first lines; the task's log keeps them all
+                lines.append(text)
+            await ctx.output([{"stream": f"git-{stream}", "text": text}])
 
         commit = await clone(
             plan.repo_url,
@@ -200,7 +212,12 @@ class PipelineService:
             max_bytes=self._settings.git_max_bytes,
             on_line=on_line,
         )
-        return {"exit_code": 0, "commit": commit}
+        return {
+            "exit_code": 0,
+            "stdout": "\n".join(captured["stdout"]),
+            "stderr": "\n".join(captured["stderr"]),
+            "commit": commit,
+        }
 
     async def _build(self, ctx: TaskContext, plan: PipelinePlan, workdir: Path) -> dict[str, Any]:
         repo = workdir / "repo"
@@ -267,7 +284,15 @@ class PipelineService:
             ),
             principal,
         )
-        return {"container_id": result.id, "container_name": result.name, "container_status": result.status}
+        return {
+            # The original's keys, then this service's.
+            "id": result.id,
+            "name": result.name,
+            "status": result.status,
+            "container_id": result.id,
+            "container_name": result.name,
+            "container_status": result.status,
+        }
 
     async def _probe(self, plan: PipelinePlan) -> dict[str, Any]:
         url = f"http://127.0.0.1:{plan.host_port}/"

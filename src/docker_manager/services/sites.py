@@ -1,15 +1,18 @@
 """nginx sites and traffic switching: site create/delete, sign-domain, update-port.
 
-Upstreams are always `127.0.0.1:<host port>` of a container this service manages. A switch never
-drops requests: the new container must answer HTTP before nginx is pointed at it, nginx reloads
-gracefully (old workers finish their requests), and the old container is stopped only after a
-drain. If the new container is unhealthy, or nginx refuses the change, nothing changes.
+An upstream is `127.0.0.1:<host port>` of a container this service manages (an admin may name any
+free port), or a container's own port on its bridge address when the port is not published: such
+a site follows the container to its new address when it restarts. A switch never drops requests:
+the new container must answer HTTP before nginx is pointed at it, nginx reloads gracefully (old
+workers finish their requests), and the old container is stopped only after a drain. If the new
+container is unhealthy, or nginx refuses the change, nothing changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import secrets
 from collections import defaultdict
@@ -30,7 +33,7 @@ from docker_manager.errors import (
     UnhealthyContainer,
 )
 from docker_manager.labels import is_managed
-from docker_manager.nginx import Nginx, read_header
+from docker_manager.nginx import Nginx, SiteHeader, Upstream, read_header
 from docker_manager.schemas.nginx import (
     HealthGate,
     SignDomainRequest,
@@ -42,10 +45,13 @@ from docker_manager.services.containers import ContainerService, published_ports
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks.files import INFO_JSON, TaskFiles, read_json
 
+log = logging.getLogger(__name__)
+
 
 def ident_of(target: Path) -> str:
-    """A name for the file's nginx variables and upstream, unique per file name."""
-    return re.sub(r"[^a-z0-9]", lambda m: {"-": "_h", ".": "_d"}.get(m.group(), "_x"), target.stem)
+    """A name for the file's nginx variables and upstream, unique per file name: every character
+    but a-z and 0-9 becomes `_` and its hex code (so `Web` and `web` stay apart)."""
+    return re.sub(r"[^a-z0-9]", lambda m: f"_{ord(m.group()):02x}", target.stem)
 
 
 # Host-config fields a recreated container keeps (update-port): everything but the port bindings.
@@ -106,6 +112,43 @@ _KEPT_CONFIG = (
 )
 
 
+def upstream_of(container: dict[str, Any], port: int | None, summary: dict[str, Any]) -> Upstream:
+    """Where a site reaches `container`: a host port it publishes, else its own address.
+
+    `port` is a host port the container publishes, or one of the container's own ports (reached on
+    its bridge address, as the original reached a container by name). Without `port`: the first
+    published port, else the port build.info.json recorded (`internal_port_key`), else 80.
+    """
+    published = [p for p in published_ports(container).values() if p]
+    if port is not None and port in published:
+        return Upstream("127.0.0.1", port)
+    if port is None and published:
+        return Upstream("127.0.0.1", published[0])
+    if port is None:
+        key = (summary.get("localrun") or {}).get("internal_port_key")
+        port = int(str(key).split("/")[0]) if key else 80
+    if (container.get("HostConfig") or {}).get("NetworkMode") == "host":
+        return Upstream("127.0.0.1", port)
+    address = bridge_address(container)
+    if address is None:
+        raise InvalidInput(
+            f"the container does not publish host port {port}, and has no network address to reach "
+            f"its port {port} on",
+            field="port",
+        )
+    return Upstream(address, port, container=str(container["Id"]))
+
+
+def bridge_address(container: dict[str, Any]) -> str | None:
+    """The container's IPv4 address on a network the host reaches (a bridge), if it has one."""
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    for name in sorted(networks, key=lambda n: n != "bridge"):
+        address = (networks[name] or {}).get("IPAddress")
+        if address:
+            return str(address)
+    return None
+
+
 def recreate_config(inspect: dict[str, Any], *, port_key: str, new_port: int, host_ip: str) -> dict[str, Any]:
     """An engine create body reproducing an inspected container, with one port moved."""
     config = {key: value for key, value in (inspect.get("Config") or {}).items() if key in _KEPT_CONFIG}
@@ -129,9 +172,72 @@ class SiteService:
         self._settings = settings
         self._app_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(3.0), trust_env=False, follow_redirects=False)
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Watch the engine: a site reaching a container on its address follows it across restarts."""
+        self._watcher = asyncio.create_task(self._watch_addresses(), name="site-addresses")
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         await self._http.aclose()
+
+    # --- sites that reach a container on its own address ----------------------------------------
+    async def _watch_addresses(self) -> None:
+        while True:
+            try:
+                async with self._docker.system.events({"type": ["container"], "event": ["start"]}) as events:
+                    await self.refresh_addresses()  # whatever started while nobody watched
+                    async for event in events:
+                        await self.refresh_addresses(str(event.get("id") or ""))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the engine went away, or nginx refused: try again later
+                log.warning("watching container addresses for sites failed: %s", exc)
+            await asyncio.sleep(5.0)
+
+    async def refresh_addresses(self, container_id: str | None = None) -> int:
+        """Rewrite the sites whose container came back with another address; how many changed."""
+        changed = 0
+        for path, header in await asyncio.to_thread(self._address_sites):
+            pinned = header.upstream.container
+            if pinned is None or (container_id and pinned != container_id):
+                continue
+            try:
+                data = await self._docker.containers.inspect(pinned)
+            except NotFound:
+                continue
+            address = bridge_address(data)
+            if not (data.get("State") or {}).get("Running") or address in (None, header.upstream.host):
+                continue
+            upstream = Upstream(str(address), header.port, container=pinned)
+            content = await asyncio.to_thread(
+                self._nginx.render,
+                ident=ident_of(path),
+                domain=header.domain,
+                upstream=upstream,
+                app_id=header.app_id,
+            )
+            async with self._nginx.lock:
+                current = await asyncio.to_thread(read_header, path)
+                if current is None or current.upstream.container != pinned:
+                    continue  # switched elsewhere meanwhile: leave it
+                await self._nginx.apply(path, content)
+            log.info("site %s follows container %s to %s", header.domain, pinned[:12], upstream.address)
+            changed += 1
+        return changed
+
+    def _address_sites(self) -> list[tuple[Path, SiteHeader]]:
+        found = []
+        for directory in self._settings.nginx_conf_dirs:
+            for path in sorted(directory.glob("*.conf")):
+                header = read_header(path)
+                if header is not None and header.upstream.container is not None:
+                    found.append((path, header))
+        return found
 
     # --- where files go ------------------------------------------------------------------------
     def conf_dir(self, raw: str | None) -> Path:
@@ -171,16 +277,32 @@ class SiteService:
         return target
 
     # --- upstream checks -------------------------------------------------------------------------
-    async def _port_owner(self, port: int) -> dict[str, Any]:
-        """The managed, running container that publishes host `port`."""
+    async def _port_owner(self, port: int) -> dict[str, Any] | None:
+        """The managed, running container that publishes host `port`, if any."""
         for item in await self._containers.list(all=False, managed_only=True):
             if port in item.ports.values():
                 return {"id": item.id, "name": item.name}
-        raise InvalidInput(f"no running container of this service publishes host port {port}", field="port")
+        return None
 
-    async def _probe(self, port: int, gate: HealthGate) -> int:
+    async def _upstream(self, port: int, principal: Principal) -> dict[str, Any] | None:
+        """Check a site's upstream port: a managed container's, or (admin only) any free-to-use port.
+
+        An operate token may only expose its own apps: not the API itself, a database, the engine.
+        """
+        if port in self._settings.forbidden_host_ports:
+            raise InvalidInput(f"host port {port} is reserved on this host", field="port")
+        owner = await self._port_owner(port)
+        if owner is None and not principal.is_admin:
+            raise InvalidInput(
+                f"no running container of this service publishes host port {port} "
+                "(an admin token may point a site at any other port)",
+                field="port",
+            )
+        return owner
+
+    async def _probe(self, upstream: Upstream, gate: HealthGate) -> int:
         """Poll the new upstream until it answers as required, or raise UnhealthyContainer."""
-        url = f"http://127.0.0.1:{port}{gate.health_path}"
+        url = f"http://{upstream.address}{gate.health_path}"
         deadline = asyncio.get_running_loop().time() + gate.health_timeout
         last = "no answer"
         while True:
@@ -198,33 +320,39 @@ class SiteService:
                 last = type(exc).__name__
             if asyncio.get_running_loop().time() >= deadline:
                 raise UnhealthyContainer(
-                    f"127.0.0.1:{port}{gate.health_path} did not answer as required ({last})"
+                    f"{upstream.address}{gate.health_path} did not answer as required ({last})"
                 )
             await asyncio.sleep(0.2)
 
     async def _switch(
-        self, target: Path, *, domain: str, port: int, app_id: str | None, ident: str
+        self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None, ident: str
     ) -> dict[str, Any]:
         content = await asyncio.to_thread(
-            self._nginx.render, ident=ident, domain=domain, port=port, app_id=app_id
+            self._nginx.render, ident=ident, domain=domain, upstream=upstream, app_id=app_id
         )
         async with self._nginx.lock:
             return await self._nginx.apply(target, content)
 
     # --- site create / delete ----------------------------------------------------------------------
-    async def create_site(self, body: SiteCreateRequest) -> dict[str, Any]:
+    async def create_site(self, body: SiteCreateRequest, principal: Principal) -> dict[str, Any]:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
-        await self._port_owner(body.port)
+        owner = await self._upstream(body.port, principal)
         target = await self._target(conf_dir, domain=body.domain, app_id=body.app_id)
         reload = await self._switch(
-            target, domain=body.domain, port=body.port, app_id=body.app_id, ident=ident_of(target)
+            target,
+            domain=body.domain,
+            upstream=Upstream("127.0.0.1", body.port),
+            app_id=body.app_id,
+            ident=ident_of(target),
         )
         return {
             "status": "created",
             "path": str(target),
             "domain": body.domain,
             "port": body.port,
+            "upstream_managed": owner is not None,
+            "upstream_container": owner,
             "nginx_reload": reload,
         }
 
@@ -251,14 +379,7 @@ class SiteService:
     async def sign_domain(self, body: SignDomainRequest, principal: Principal) -> dict[str, Any]:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
-        summary: dict[str, Any] = {}
-        folder: Path | None = None
-        if body.task_id:
-            folder = await asyncio.to_thread(find_task_dir, self._settings, body.task_id)
-            found = await asyncio.to_thread(read_json, folder / INFO_JSON)
-            if not found:
-                raise NotFound(f"no build.info.json for task {body.task_id}", field="task_id")
-            summary = found
+        folder, summary = await self._task_summary(body.task_id, field="task_id")
         app_id = body.app_id or summary.get("app_id") or (summary.get("localrun") or {}).get("app_id")
         if not app_id:
             raise InvalidInput(
@@ -273,46 +394,59 @@ class SiteService:
             new = await self._containers.owned(str(new_ref), principal)
             if not (new.get("State") or {}).get("Running"):
                 raise UnhealthyContainer(f"the new container {new_ref} is not running")
-            ports = [p for p in published_ports(new).values() if p]
-            port = body.port or summary.get("host_port") or (ports[0] if ports else None)
-            if port is None or port not in ports:
-                raise InvalidInput(f"the new container does not publish host port {port}", field="port")
-            old = None
-            if body.old_container:
-                old = await self._containers.owned(body.old_container, principal)
-                if old["Id"] == new["Id"]:
-                    raise InvalidInput("old_container is the new container", field="old_container")
+            upstream = upstream_of(new, body.port or summary.get("host_port"), summary)
+            old = await self._old_container(body, principal, new)
             target = await self._target(conf_dir, domain=body.domain, app_id=str(app_id))
-            await self._probe(int(port), body)
+            await self._probe(upstream, body)
             reload = await self._switch(
-                target, domain=body.domain, port=int(port), app_id=str(app_id), ident=ident_of(target)
+                target, domain=body.domain, upstream=upstream, app_id=str(app_id), ident=ident_of(target)
             )
             old_stop = await self._retire(old, principal, body, remove=False)
+        upstream_info = {
+            "domain": body.domain,
+            "conf_path": str(target),
+            "port": upstream.port,
+            "upstream_host": upstream.host,
+            "nginx_reload": reload,
+        }
         if folder is not None:
-            await TaskFiles(folder).merge_info(
-                {
-                    "stage": "signing_domain",
-                    "upstream": {
-                        "domain": body.domain,
-                        "conf_path": str(target),
-                        "port": port,
-                        "upstream_host": "127.0.0.1",
-                        "nginx_reload": reload,
-                    },
-                }
-            )
+            await TaskFiles(folder).merge_info({"stage": "signing_domain", "upstream": upstream_info})
         return {
             "stage": "signing_domain",
             "status": "completed",
-            "domain": body.domain,
             "app_id": app_id,
-            "conf_path": str(target),
-            "port": port,
-            "upstream_host": "127.0.0.1",
+            **upstream_info,
             "new_container": new["Id"],
-            "nginx_reload": reload,
+            "upstream": upstream.address,
             "old_stop": old_stop,
         }
+
+    async def _task_summary(self, task_id: str | None, *, field: str) -> tuple[Path | None, dict[str, Any]]:
+        """A task's folder and build.info.json (404 when it has none); nothing without a task id."""
+        if not task_id:
+            return None, {}
+        folder = await asyncio.to_thread(find_task_dir, self._settings, task_id)
+        summary = await asyncio.to_thread(read_json, folder / INFO_JSON)
+        if not summary:
+            raise NotFound(f"no build.info.json for task {task_id}", field=field)
+        return folder, summary
+
+    async def _old_container(
+        self, body: SignDomainRequest, principal: Principal, new: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The container to retire: `old_container`, else the one `old_task_id` recorded."""
+        ref, field = body.old_container, "old_container"
+        if ref is None and body.old_task_id:
+            _, summary = await self._task_summary(body.old_task_id, field="old_task_id")
+            ref, field = summary.get("container_id") or summary.get("container_name"), "old_task_id"
+            if not ref:
+                raise NotFound(f"build.info.json of {body.old_task_id} records no container", field=field)
+        if ref is None:
+            return None
+        old = await self._containers.owned(str(ref), principal)
+        if old["Id"] == new["Id"]:
+            raise InvalidInput(f"{field} names the new container", field=field)
+        return old
 
     async def _retire(
         self, old: dict[str, Any] | None, principal: Principal, gate: HealthGate, *, remove: bool
@@ -363,10 +497,11 @@ class SiteService:
             new_id = await self._containers.create_and_start(
                 config, name=f"{name}-next-{secrets.token_hex(3)}", principal=principal
             )
+            upstream = Upstream("127.0.0.1", body.new_port)
             try:
-                await self._probe(body.new_port, body)
+                await self._probe(upstream, body)
                 reload = await self._switch(
-                    target, domain=body.domain, port=body.new_port, app_id=app_id, ident=ident_of(target)
+                    target, domain=body.domain, upstream=upstream, app_id=app_id, ident=ident_of(target)
                 )
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -401,5 +536,16 @@ class SiteService:
             "new_port": body.new_port,
             "container": container,
             "old_container": retired,
+            # The original's two keys, beside `old_container`.
+            "stop": _outcome(retired, "stopped"),
+            "remove": _outcome(retired, "removed"),
             "nginx_reload": reload,
         }
+
+
+def _outcome(retired: dict[str, Any] | None, done: str) -> dict[str, Any] | None:
+    if retired is None:
+        return None
+    if retired.get("status") == "error":
+        return {"status": "error", "error": retired.get("error")}
+    return {"status": done}

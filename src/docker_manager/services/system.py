@@ -36,7 +36,7 @@ class _Sample:
     cpu_percent: float
     memory_percent: float
     rss: int
-    cmdline: str
+    cmdline: tuple[str, ...]
 
 
 class HostSampler:
@@ -81,7 +81,7 @@ class HostSampler:
                     cpu_percent=float(info.get("cpu_percent") or 0.0),
                     memory_percent=float(info.get("memory_percent") or 0.0),
                     rss=int(memory.rss) if memory else 0,
-                    cmdline=" ".join(info.get("cmdline") or [])[:4096],
+                    cmdline=_capped(info.get("cmdline") or []),
                 )
             )
         self._cpu_percent = psutil.cpu_percent(None)
@@ -93,12 +93,15 @@ class HostSampler:
         return self._cpu_percent
 
     def top(self, *, sort: str, limit: int, with_cmdline: bool) -> TopResult:
+        sort = "cpu" if sort == "cpu" else "memory"  # the original's rule: anything else is memory
+
         def key(p: _Sample) -> float:
             return p.cpu_percent if sort == "cpu" else p.memory_percent
 
         chosen = sorted(self._processes, key=key, reverse=True)[:limit]
         return TopResult(
             sort=sort,
+            limit=limit,
             sampled_at=self.sampled_at,
             processes=[
                 ProcessInfo(
@@ -108,11 +111,23 @@ class HostSampler:
                     cpu_percent=round(p.cpu_percent, 1),
                     memory_percent=round(p.memory_percent, 2),
                     rss=p.rss,
-                    cmdline=p.cmdline if with_cmdline else None,
+                    cmdline=list(p.cmdline) if with_cmdline else [],
                 )
                 for p in chosen
             ],
         )
+
+
+def _capped(cmdline: list[str]) -> tuple[str, ...]:
+    """A command line kept to about 4 KiB (the sampler holds one per process)."""
+    kept, size = [], 0
+    for arg in cmdline:
+        if size + len(arg) > 4096:
+            kept.append(arg[: max(4096 - size, 0)])
+            break
+        kept.append(arg)
+        size += len(arg)
+    return tuple(kept)
 
 
 def _disk(path: Path) -> dict[str, Any] | None:
@@ -129,6 +144,33 @@ def _disk(path: Path) -> dict[str, Any] | None:
     }
 
 
+def _host_info() -> dict[str, Any]:
+    memory = psutil.virtual_memory()
+    boot = psutil.boot_time()
+    try:
+        one, five, fifteen = os.getloadavg()
+        loadavg: dict[str, float] | None = {"1m": one, "5m": five, "15m": fifteen}
+    except OSError:
+        loadavg = None
+    return {
+        # The original's fields, as its dashboards read them.
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "uptime_seconds": round(time.time() - boot, 1),
+        "cpu": {"logical": psutil.cpu_count(logical=True), "physical": psutil.cpu_count(logical=False)},
+        "memory": {"total": memory.total, "available": memory.available},
+        "loadavg": loadavg,
+        # This service's additions.
+        "os": platform.platform(),
+        "kernel": platform.release(),
+        "architecture": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_total": memory.total,
+        "boot_time": boot,
+    }
+
+
 class SystemService:
     def __init__(self, docker: Docker, sampler: HostSampler, settings: Settings) -> None:
         self._docker = docker
@@ -136,17 +178,7 @@ class SystemService:
         self._settings = settings
 
     async def info(self) -> dict[str, Any]:
-        memory = psutil.virtual_memory()
-        result: dict[str, Any] = {
-            "hostname": socket.gethostname(),
-            "os": platform.platform(),
-            "kernel": platform.release(),
-            "architecture": platform.machine(),
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "memory_total": memory.total,
-            "boot_time": psutil.boot_time(),
-        }
+        result = await asyncio.to_thread(_host_info)
         result["docker"] = await self._docker_facts()
         return result
 
@@ -174,18 +206,32 @@ class SystemService:
         memory = psutil.virtual_memory()
         swap = psutil.swap_memory()
         net = psutil.net_io_counters()
-        disks = [d for d in (_disk(Path("/")), _disk(self._settings.data_dir)) if d]
+        root = _disk(Path("/"))
+        disks = [d for d in (root, _disk(self._settings.data_dir)) if d]
         return {
+            # The original's fields, as its dashboards read them.
             "cpu_percent": self._sampler.cpu_percent,
-            "cpu_count": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
             "memory": {
                 "total": memory.total,
-                "available": memory.available,
                 "used": memory.used,
+                "available": memory.available,
                 "percent": memory.percent,
             },
-            "swap": {"total": swap.total, "used": swap.used, "percent": swap.percent},
+            "swap": {"total": swap.total, "used": swap.used, "free": swap.free, "percent": swap.percent},
+            "disk_root": {k: v for k, v in (root or {}).items() if k != "path"} or None,
+            "net_io": (
+                {
+                    "bytes_sent": net.bytes_sent,
+                    "bytes_recv": net.bytes_recv,
+                    "packets_sent": net.packets_sent,
+                    "packets_recv": net.packets_recv,
+                }
+                if net
+                else None
+            ),
+            # This service's additions.
+            "cpu_count": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
             "disk": disks,
             "network": {"bytes_sent": net.bytes_sent, "bytes_recv": net.bytes_recv} if net else None,
             "sampled_at": self._sampler.sampled_at,

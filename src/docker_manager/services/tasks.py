@@ -146,9 +146,11 @@ class TaskService:
         task_status = record.status.value if record else None
         result: dict[str, Any] = {
             "task_id": task_id,
-            # The API README's build status (building, successful, failed, error), from the summary.
-            "status": summary.get("status") or task_status or summary.get("stage"),
+            # The task's status when this service knows the task (as the original's registry
+            # status), else the summary's; the summary keeps its own inside build_metadata.
+            "status": task_status or summary.get("status") or summary.get("stage"),
             "task_status": task_status,
+            "build_status": summary.get("status"),
             "stage": summary.get("stage") or (record.stage if record else None),
             "server": server or ("runtime" if folder.parent == self._settings.upload_path else "build"),
         }

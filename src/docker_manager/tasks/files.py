@@ -16,18 +16,18 @@ rename), so a reader never sees half a file. When the disk is full, log appends 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import fcntl
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from docker_manager.util.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +44,6 @@ _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new file, never a mix."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

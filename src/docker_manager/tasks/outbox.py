@@ -2,34 +2,39 @@
 
 Events are written to the `outbox` table in the same transaction as the event itself, so the
 work never waits for the network. One dispatcher posts them in order (oldest first: hence in
-order per task), in batches, and retries with capped exponential backoff and jitter. A 4xx other
-than 408/429 is not retried. After `max_attempts` a batch is set aside as `dead`.
+order per task) and retries with capped exponential backoff and jitter. A 4xx other than 408/429
+is not retried. After `max_attempts` a payload (or batch) is set aside as `dead`.
 
-Body of a batched POST (the default):   {"events": [payload, ...]}
-Body with `log_stream_batch` false:     payload                     (one POST per payload)
+Body of a POST (the default, as the original):  payload                     (one POST per payload)
+Body with `log_stream_batch` true:               {"events": [payload, ...]}
 
-Each payload keeps the original service's fields: `task` (task type), `task_id`, `app_id`,
-`stage`, `status`, `ts`, `seq`, plus `line` and `stream` for output lines (and `chunk`, the
-engine's raw record, for build output), `exit_code` for finished commands, and the step's fields.
-Requests carry the configured `auth_header` headers and an `Idempotency-Key` (delivery is at
-least once).
+One by one, payloads go out over one kept-alive connection, a page of them after another; the
+delivered ones leave the table in one transaction per page, never one per payload.
+
+Each payload keeps the original service's fields at its top level: `task` (task type),
+`task_id`, `app_id`, `stage`, `status`, `ts`, plus `line`, `stream` and (for build output)
+`chunk` for output lines, `exit_code` in a host command's final payload, and the step's fields.
+`seq` numbers the task's payloads (unique, increasing); `event_seq` is the task event a payload
+came from. Requests carry the configured `auth_header` headers and an `Idempotency-Key`
+(delivery is at least once).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from datetime import timedelta
 from typing import Any
 
-import httpx2
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.db.tables import outbox
 from docker_manager.tasks.store import utcnow
+from docker_manager.webhook import WebhookClient, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +59,18 @@ class OutboxDispatcher:
         *,
         url: str,
         headers: dict[str, str],
-        batch: bool = True,
+        batch: bool = False,
         batch_size: int = 100,
         timeout: float = 5.0,
         max_attempts: int = 8,
         max_pending: int = 100_000,
     ) -> None:
         self._engine = engine
-        self._url = url
-        self._headers = {**headers, "Content-Type": "application/json"}
         self._batch = batch
-        self._batch_size = batch_size if batch else 1
+        self._page = batch_size
         self._max_attempts = max_attempts
         self._max_pending = max_pending
-        self._client = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout), trust_env=False)
+        self._client = WebhookClient(url, headers=headers, timeout=timeout)
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.dropped = 0
@@ -80,7 +83,7 @@ class OutboxDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._client.aclose()
+        await self._client.close()
 
     async def _loop(self) -> None:
         rounds = 0
@@ -98,14 +101,14 @@ class OutboxDispatcher:
                 await asyncio.sleep(1.0)
 
     async def _deliver_once(self) -> bool:
-        """Send the oldest due batch. Returns False when there was nothing to send now."""
+        """Send the oldest due payloads. Returns False when there was nothing to send now."""
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(outbox.c.id, outbox.c.payload, outbox.c.attempts, outbox.c.next_attempt_at)
                     .where(outbox.c.state == "pending")
                     .order_by(outbox.c.id)
-                    .limit(self._batch_size)
+                    .limit(self._page)
                 )
             ).all()
         if not rows:
@@ -115,16 +118,35 @@ class OutboxDispatcher:
             head_due = head_due.replace(tzinfo=utcnow().tzinfo)
         if head_due > utcnow():
             return False  # the head is waiting for its retry: keep order, wait
-        # Only items that share the head's retry history travel together.
-        batch = [r for r in rows if r.attempts == rows[0].attempts]
-        ids = [r.id for r in batch]
-        error = await self._post([r.payload for r in batch], key=f"{ids[0]}-{ids[-1]}")
-        async with self._engine.begin() as conn:
-            if error is None:
-                await conn.execute(outbox.delete().where(outbox.c.id.in_(ids)))
-                self.delivered += len(ids)
+        if self._batch:
+            # Only items that share the head's retry history travel together.
+            batch = [r for r in rows if r.attempts == rows[0].attempts]
+            ids = [r.id for r in batch]
+            error = await self._post({"events": [r.payload for r in batch]}, key=f"{ids[0]}-{ids[-1]}")
+            await self._settle(delivered=ids if error is None else [], failed=(batch, error))
+            return True
+        delivered: list[int] = []
+        for row in rows:
+            if row.attempts and row is not rows[0]:
+                break  # a later item with its own retry history: it starts the next page
+            error = await self._post(row.payload, key=str(row.id))
+            if error is not None:
+                await self._settle(delivered=delivered, failed=([row], error))
                 return True
-            message, can_retry = error
+            delivered.append(row.id)
+        await self._settle(delivered=delivered, failed=None)
+        return True
+
+    async def _settle(self, *, delivered: list[int], failed: tuple[list[Any], Any] | None) -> None:
+        """Record a page's outcome in one transaction: delivered rows go, a failed one waits."""
+        async with self._engine.begin() as conn:
+            if delivered:
+                await conn.execute(outbox.delete().where(outbox.c.id.in_(delivered)))
+                self.delivered += len(delivered)
+            if failed is None or failed[1] is None:
+                return
+            rows, (message, can_retry) = failed
+            ids = [r.id for r in rows]
             attempts = rows[0].attempts + 1
             if can_retry and attempts < self._max_attempts:
                 values: dict[str, Any] = {
@@ -136,19 +158,16 @@ class OutboxDispatcher:
                 values = {"attempts": attempts, "state": "dead", "last_error": message}
                 log.warning("log stream: gave up on %d events: %s", len(ids), message)
             await conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(**values))
-        return True
 
-    async def _post(self, payloads: list[dict[str, Any]], *, key: str) -> tuple[str, bool] | None:
-        body: Any = {"events": payloads} if self._batch else payloads[0]
+    async def _post(self, body: Any, *, key: str) -> tuple[str, bool] | None:
+        data = json.dumps(body, default=str, ensure_ascii=False, separators=(",", ":")).encode()
         try:
-            response = await self._client.post(
-                self._url, json=body, headers={**self._headers, "Idempotency-Key": key}
-            )
-        except httpx2.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}", True
-        if response.status_code < 300:
+            status = await self._client.post(data, extra_headers={"Idempotency-Key": key})
+        except WebhookError as exc:
+            return str(exc), True
+        if status < 300:
             return None
-        return f"HTTP {response.status_code}", retryable(response.status_code)
+        return f"HTTP {status}", retryable(status)
 
     async def _trim(self) -> None:
         """Keep the backlog bounded: drop the oldest pending items beyond `max_pending`."""

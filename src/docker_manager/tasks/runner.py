@@ -50,6 +50,9 @@ class TaskSpec:
     kind: str | None = None
     # Fields added to every payload sent to the external log stream (tag, cmd...).
     stream_fields: dict[str, Any] = field(default_factory=dict)
+    # Fields for the final payload of the external log stream, from the final status and result
+    # (a host command's `exit_code`, as the original's clients read it).
+    final_payload: Callable[[Status, dict[str, Any] | None], dict[str, Any]] | None = None
 
 
 class TaskContext:
@@ -77,6 +80,7 @@ class TaskContext:
         self._outbox = outbox_enabled
         self._db_line_cap = db_line_cap
         self._db_lines = 0
+        self._payloads = 0
         self._pending: list[dict[str, Any]] = []
         self._flush_lock = asyncio.Lock()
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -91,9 +95,13 @@ class TaskContext:
         message: str | None = None,
         level: str = "info",
         change: StateChange | None = None,
+        payload_extra: dict[str, Any] | None = None,
         **data: Any,
     ) -> TaskEvent:
-        """Record one step of the task (persisted, then published). Output so far goes first."""
+        """Record one step of the task (persisted, then published). Output so far goes first.
+
+        `payload_extra` goes only into the external log stream's payload for this event.
+        """
         await self.flush()
         if stage is not None and stage != self.stage:
             self.stage = stage
@@ -120,7 +128,9 @@ class TaskContext:
             status=status,
             data=data,
             change=change,
-            outbox_payloads=[self._payload(stage, status, data)] if self._outbox else None,
+            outbox_payloads=(
+                [{**self._payload(stage, status, data), **(payload_extra or {})}] if self._outbox else None
+            ),
         )
         self._bus.publish(event)
         return event
@@ -159,6 +169,9 @@ class TaskContext:
                 return
             items, self._pending = self._pending, []
             raw = [item.pop("raw", None) or item.get("text", "") + "\n" for item in items]
+            # An item's `chunk` is for the external log stream only (the engine's record, as the
+            # original posted it); the files and the database keep the line without it.
+            chunks = [item.pop("chunk", None) for item in items]
             if self.files is not None:
                 await self.files.append(
                     LogBatch(raw=raw, jsonl=[{"event": "output", **item} for item in items])
@@ -173,13 +186,17 @@ class TaskContext:
                 data["capped"] = True
             payloads = None
             if self._outbox:
-                payloads = [self._payload(self.stage, LOG, _line_payload(item)) for item in kept]
+                payloads = [
+                    self._payload(self.stage, LOG, _line_payload(item, chunk))
+                    for item, chunk in zip(kept, chunks, strict=False)
+                ]
             event = await self._store.record(
                 self.task_id, stage=self.stage, status=LOG, data=data, outbox_payloads=payloads
             )
             self._bus.publish(event)
 
     def _payload(self, stage: str | None, status: str, data: dict[str, Any]) -> dict[str, Any]:
+        self._payloads += 1
         return {
             "task": self.task_type,
             "task_id": self.task_id,
@@ -187,6 +204,7 @@ class TaskContext:
             "stage": stage,
             "status": status,
             "ts": timestamp(),
+            "seq": self._payloads,
             **self._stream_fields,
             **data,
         }
@@ -198,10 +216,10 @@ class TaskContext:
                 await self._flush_task
 
 
-def _line_payload(item: dict[str, Any]) -> dict[str, Any]:
+def _line_payload(item: dict[str, Any], chunk: Any) -> dict[str, Any]:
     payload = {"line": item.get("text", ""), "stream": item.get("stream")}
-    if "chunk" in item:
-        payload["chunk"] = item["chunk"]
+    if chunk is not None:
+        payload["chunk"] = chunk
     return payload
 
 
@@ -358,7 +376,10 @@ class TaskRunner:
         finally:
             with contextlib.suppress(ValueError):
                 self._queued.remove(context.task_id)
-        await self._finish(context, status, result=result, error=error, duration=time.monotonic() - started)
+        extra = spec.final_payload(status, result) if spec.final_payload is not None else None
+        await self._finish(
+            context, status, result=result, error=error, duration=time.monotonic() - started, payload=extra
+        )
 
     @contextlib.asynccontextmanager
     async def _slot(self, kind: str | None) -> AsyncIterator[None]:
@@ -377,6 +398,7 @@ class TaskRunner:
         result: dict[str, Any] | None,
         error: str | None,
         duration: float,
+        payload: dict[str, Any] | None = None,
     ) -> None:
         try:
             with contextlib.suppress(OSError):  # files are best effort; the final state is not
@@ -398,6 +420,7 @@ class TaskRunner:
                 message=error,
                 level="error" if status is not Status.COMPLETED else "info",
                 change=StateChange(status=status, result=result or {}, error=error),
+                payload_extra=payload,
                 final=True,
                 duration_sec=round(duration, 3),
                 **extra,

@@ -234,7 +234,7 @@ class TaskStore:
                         [
                             {
                                 "task_id": task_id,
-                                "payload": {**payload, "seq": seq},
+                                "payload": {**payload, "event_seq": seq},
                                 "attempts": 0,
                                 "next_attempt_at": now,
                                 "state": "pending",

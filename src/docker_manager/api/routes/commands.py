@@ -2,55 +2,69 @@
 
 from __future__ import annotations
 
-import shlex
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from docker_manager.api.deps import AdminAccess, CommandsDep, OperateAccess, PipelineDep
-from docker_manager.api.streaming import ndjson
-from docker_manager.errors import InvalidInput
+from docker_manager.api.streaming import json_document, live, wanted_stream
 from docker_manager.schemas.commands import (
     PipelineRequest,
     PipelineStarted,
     PipelineSummary,
     RunStreamRequest,
+    RunStreamResult,
 )
 
 router = APIRouter(tags=["commands"])
 
 
-def _argv(cmd: str | list[str]) -> list[str]:
-    try:
-        argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
-    except ValueError as exc:
-        raise InvalidInput(f"cannot split cmd: {exc}", field="cmd") from exc
-    if not argv or any("\x00" in arg for arg in argv) or len(argv) > 4096:
-        raise InvalidInput("cmd is empty, has a NUL byte or too many arguments", field="cmd")
-    return argv
-
-
 @router.post(
     "/tasks/run-stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses={
+        200: {
+            "description": "One JSON document when the command has ended (the original's answer); "
+            "the live stream with `Accept: application/x-ndjson` or `text/event-stream` or `?format=`.",
+            "content": {
+                "application/json": {"schema": RunStreamResult.model_json_schema()},
+                "application/x-ndjson": {},
+                "text/event-stream": {},
+            },
+        }
+    },
 )
-async def run_stream(body: RunStreamRequest, commands: CommandsDep, _: AdminAccess) -> StreamingResponse:
-    """Run a host command as a task and stream its output lines as NDJSON (`stream` stdout|stderr,
-    `line`), then `{status, exit_code, signal}`. Closing the connection stops the command.
-    """
-    argv = _argv(body.cmd)
-    record = await commands.start(
-        cmd=body.cmd, argv=argv, cwd=body.cwd, env=body.env, task_id=body.task_id, timeout=body.timeout
-    )
+async def run_stream(
+    body: RunStreamRequest,
+    request: Request,
+    commands: CommandsDep,
+    _: AdminAccess,
+    format: Literal["ndjson", "sse", "json"] | None = None,
+) -> StreamingResponse:
+    """Run a host command as a task (a string `cmd` through `/bin/sh -c`, as the original did).
 
-    async def lines() -> Any:
+    By default the answer is the original's document, sent when the command ends:
+    `{status: "completed", exit_code: "<string>", task_id, task_status, ...}`. Asked for a stream,
+    it is NDJSON (or SSE): a first line with the task id and argv, the output lines (`stream`
+    stdout|stderr, `line`), then `{status, exit_code, signal}`. Closing the connection stops the
+    command either way.
+    """
+    record = await commands.start(
+        cmd=body.cmd, cwd=body.cwd, env=body.env, task_id=body.task_id, timeout=body.timeout
+    )
+    kind = wanted_stream(request, format)
+    if kind is None:
+        return json_document(commands.document(record.id))
+    argv = commands.argv(body.cmd)
+
+    async def lines() -> AsyncIterator[dict[str, Any]]:
         yield {"task_id": record.id, "status": "started", "argv": argv}
         async for item in commands.stream(record.id):
             yield item
 
-    return ndjson(lines())
+    return live(lines(), kind)
 
 
 def _plan(body: PipelineRequest, pipeline: Any) -> Any:
@@ -61,6 +75,7 @@ def _plan(body: PipelineRequest, pipeline: Any) -> Any:
         host_port=body.host_port,
         username=body.dockerhub_username,
         password=body.dockerhub_password.get_secret_value() if body.dockerhub_password else None,
+        task_id=body.task_id,
     )
 
 

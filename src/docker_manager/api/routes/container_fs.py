@@ -26,8 +26,11 @@ router = APIRouter(prefix="/docker/container/fs", tags=["container files"])
 
 @router.post("/list", response_model=FsListResult)
 async def list_dir(body: FsListRequest, files: ContainerFilesDep, who: ExecAccess) -> FsListResult:
-    """The entries of one directory (not what is below them), sorted by name, `limit` per page."""
-    return await files.list_dir(body.id_or_name, who, path=body.path, limit=body.limit, cursor=body.cursor)
+    """The entries of one directory (with `recursive`, of everything below it), sorted by name,
+    `limit` per page; `type` is dir or file as in the original, `kind` tells symlinks and the rest."""
+    return await files.list_dir(
+        body.id_or_name, who, path=body.path, limit=body.limit, cursor=body.cursor, recursive=body.recursive
+    )
 
 
 @router.post(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from docker_manager.api.deps import BuildsDep, ContainersDep, ImagesDep, OperateAccess, ReadAccess
-from docker_manager.api.streaming import ndjson
+from docker_manager.api.streaming import json_document, live, wanted_stream
 from docker_manager.schemas.images import (
     BuildRequest,
     BuildResult,
     BuildStartRequest,
     BuildStreamRequest,
+    BuildStreamResult,
     ImageSummary,
     PruneResult,
     RemoveImageRequest,
@@ -36,6 +39,7 @@ def _source(body: BuildStreamRequest | BuildStartRequest, *, tag: str | None, ex
         app_id=body.app_id,
         nocache=body.nocache,
         export=export,
+        cleanup=body.cleanup,
     )
 
 
@@ -58,16 +62,38 @@ async def build(body: BuildRequest, builds: BuildsDep, _: OperateAccess) -> Buil
 @router.post(
     "/build-stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}}},
+    responses={
+        200: {
+            "description": "One JSON document when the build has ended (the original's answer); the "
+            "live stream with `Accept: application/x-ndjson` or `text/event-stream` or `?format=`.",
+            "content": {
+                "application/json": {"schema": BuildStreamResult.model_json_schema()},
+                "application/x-ndjson": {},
+                "text/event-stream": {},
+            },
+        }
+    },
 )
-async def build_stream(body: BuildStreamRequest, builds: BuildsDep, _: OperateAccess) -> StreamingResponse:
-    """Build as a task and stream it as NDJSON: a first line with the task id, one line per output
-    line or step (each with `dockerfile` and `inline`), then a summary line (`status` ok or error,
-    `image_id`, `tag`, the tail of the log). If the client goes away, the build goes on.
+async def build_stream(
+    body: BuildStreamRequest,
+    request: Request,
+    builds: BuildsDep,
+    _: OperateAccess,
+    format: Literal["ndjson", "sse", "json"] | None = None,
+) -> StreamingResponse:
+    """Build as a task. By default the answer is the original's document, sent when the build
+    ends: `{status: "ok"|"error", image_id, tag, dockerfile_used, inline, logs, task_id, ...}`.
+
+    Asked for a stream, it is NDJSON (or SSE): a first line with the task id, one line per output
+    line or step (each with `dockerfile` and `inline`), then the same summary (`summary: true`).
+    If the client goes away, the build goes on.
     """
     plan = await builds.plan(_source(body, tag=body.tag, export=False))
     record = await builds.start(plan, task_id=body.task_id)
-    return ndjson(builds.stream_view(record.id, plan))
+    kind = wanted_stream(request, format)
+    if kind is None:
+        return json_document(builds.summary_when_done(record.id, plan))
+    return live(builds.stream_view(record.id, plan), kind)
 
 
 @router.post("/build/start", response_model=TaskStarted)

@@ -22,9 +22,11 @@ router = APIRouter(tags=["nginx"])
 
 
 @router.post("/nginx/site/create", response_model=SiteResult)
-async def create_site(body: SiteCreateRequest, sites: SitesDep, _: OperateAccess) -> dict[str, Any]:
-    """Proxy `domain` to `127.0.0.1:port` (a port published by a container of this service)."""
-    return await sites.create_site(body)
+async def create_site(body: SiteCreateRequest, sites: SitesDep, who: OperateAccess) -> dict[str, Any]:
+    """Proxy `domain` to `127.0.0.1:port`: a port a container of this service publishes, or for an
+    admin token any port that is not reserved (a process on the host, a container made by hand).
+    `upstream_managed` says which it is."""
+    return await sites.create_site(body, who)
 
 
 @router.post("/nginx/site/delete", response_model=SiteDeleted)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -26,7 +26,7 @@ async def usage(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
 async def top(
     system: SystemDep,
     who: ReadAccess,
-    sort: Literal["cpu", "memory"] = "cpu",
+    sort: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$", description="cpu; anything else: memory")] = "cpu",
     limit: Annotated[int, Query(ge=1, le=500)] = 10,
 ) -> TopResult:
     """Top processes from the background sampler; command lines only for admin tokens."""

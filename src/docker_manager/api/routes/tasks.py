@@ -14,6 +14,7 @@ from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
 from docker_manager.tasks import LOG, Status, follow
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+MAX_TAIL = 10_000
 
 TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
@@ -49,10 +50,10 @@ async def task_logs(
     tasks: TasksDep,
     _: ReadAccess,
     server: Literal["build", "runtime"] | None = None,
-    tail: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    tail: Annotated[int, Query(ge=0, le=10_000, description="0: as many as allowed (10,000).")] = 200,
 ) -> dict[str, Any]:
     """The last `tail` lines of build.log, build.jsonl, events.log and error.log, and the summary."""
-    return await tasks.logs(task_id, server=server, tail=tail)
+    return await tasks.logs(task_id, server=server, tail=tail or MAX_TAIL)
 
 
 @router.get(
