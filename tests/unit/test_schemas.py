@@ -147,3 +147,14 @@ def test_wrong_json_types_are_validation_errors_not_crashes(value: object) -> No
 def test_repository_names_are_at_most_255_characters() -> None:
     with pytest.raises(ValidationError):
         TagRequest(source="bb", repo="a/" * 130 + "b", tag="x")
+
+
+@pytest.mark.parametrize(
+    ("app_id", "image"),
+    [("html_site1", "html_site1"), ("Web", "web"), ("a..b", "a-b"), ("shop.v2", "shop.v2"), ("x_-y", "x-y")],
+)
+def test_an_app_id_becomes_a_valid_image_name(app_id: str, image: str) -> None:
+    from docker_manager.services.builds import image_name_for
+
+    assert image_name_for(app_id) == image
+    assert RunRequest(image=f"{image_name_for(app_id)}:latest").image == f"{image}:latest"

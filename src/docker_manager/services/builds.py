@@ -24,6 +24,7 @@ from docker_manager.docker import Docker, ProgressError
 from docker_manager.docker.build_context import BuildContext
 from docker_manager.errors import BuildFailed, Conflict, InvalidInput, UploadFailed
 from docker_manager.labels import managed_labels
+from docker_manager.schemas.common import IMAGE_NAME_RE
 from docker_manager.sftp import SftpTarget, Uploaded, upload
 from docker_manager.tasks import (
     LOG,
@@ -94,6 +95,15 @@ def with_labels(dockerfile: str, labels: dict[str, str]) -> str:
     """
     pairs = " ".join(f'"{key}"="{value}"' for key, value in sorted(labels.items()))
     return dockerfile.rstrip("\n") + f"\n\nLABEL {pairs}\n"
+
+
+def image_name_for(name: str) -> str:
+    """An app or task id as an image name: lower-cased (`Web` -> `web`), and where its `.`/`_`/`-`
+    would not make a valid name, those runs become one dash."""
+    lowered = name.lower()
+    if IMAGE_NAME_RE.fullmatch(lowered):
+        return lowered
+    return re.sub(r"[^a-z0-9]+", "-", lowered).strip("-") or "app"
 
 
 def artefact_name(tag: str) -> str:
@@ -268,7 +278,7 @@ class BuildService:
         if await asyncio.to_thread(files_dir.exists):
             raise Conflict(f"task id {task_id!r} is already in use", field="task_id")
         if plan.export and plan.tag is None:
-            plan.tag = f"{plan.app_id or task_id.lower()}:latest"
+            plan.tag = f"{image_name_for(plan.app_id or task_id)}:latest"
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._build(ctx, plan)

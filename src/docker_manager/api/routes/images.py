@@ -108,8 +108,7 @@ async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAcce
         username=body.sftp_username,
         password=body.sftp_password.get_secret_value() if body.sftp_password else None,
     )
-    tag = body.tag or (f"{body.app_id}:latest" if body.app_id else None)
-    plan = await builds.plan(_source(body, tag=tag, export=True))
+    plan = await builds.plan(_source(body, tag=body.tag, export=True))
     plan.upload = target
     record = await builds.start(plan, task_id=body.task_id)
     return TaskStarted(task_id=record.id)
