@@ -156,6 +156,10 @@ class Settings(BaseSettings):
     )
     git_timeout: float = Field(300.0, gt=0, description="Longest a clone may take (s).")
     git_max_bytes: int = Field(512 << 20, ge=1 << 20, description="Largest cloned working tree.")
+    registry_credentials_for: list[str] = Field(
+        default_factory=lambda: ["docker.io"],
+        description="Registries (or repository prefixes) DOCKERHUB_USERNAME/PASSWORD may be sent to.",
+    )
     pipeline_base_image: str = Field("nginx:alpine", description="Base image when a repo has no Dockerfile.")
     pipeline_html_dir: str = Field("/usr/share/nginx/html", description="Where the site goes in that image.")
     pipeline_probe_timeout: float = Field(

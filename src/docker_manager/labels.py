@@ -1,9 +1,9 @@
-"""Labels on every Docker object the service creates, and the ownership test built on them."""
+"""Labels on every Docker object the service creates: for people and `docker ps` filters.
+
+Ownership is not decided by them (an image can carry any label): see `ownership.py`.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 MANAGED = "docker-manager.managed"
 APP_ID = "docker-manager.app_id"
@@ -19,7 +19,3 @@ def managed_labels(*, app_id: str | None = None, task_id: str | None = None) -> 
     if task_id:
         labels[TASK_ID] = task_id
     return labels
-
-
-def is_managed(labels: Mapping[str, Any] | None) -> bool:
-    return bool(labels) and (labels or {}).get(MANAGED) == "true"

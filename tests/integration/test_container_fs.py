@@ -7,7 +7,7 @@ import json
 import os
 import resource
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +17,34 @@ import pytest
 from tests.conftest import docker_cli
 
 pytestmark = pytest.mark.docker
-MANAGED = ["--label", "docker-manager.managed=true"]
+
+
+async def run_managed(client: httpx2.AsyncClient, headers: dict[str, str], **body: Any) -> str:
+    """A container this service creates (and so manages): through its own run route."""
+    response = await client.post("/docker/run-extended", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return str(body["name"])
 
 
 @pytest.fixture
-def box(unique: str, base_image: str) -> str:
+async def box(client: httpx2.AsyncClient, operate: dict[str, str], unique: str, base_image: str) -> str:
     """A running busybox container the service manages, with a named volume at /data."""
-    docker_cli(
-        "run", "-d", *MANAGED, "--name", unique, "-v", f"{unique}-vol:/data", base_image, "sleep", "600"
+    await run_managed(
+        client,
+        operate,
+        image=base_image,
+        name=unique,
+        command=["sleep", "600"],
+        volumes={f"{unique}-vol": {"bind": "/data"}},
     )
     docker_cli("exec", unique, "mkdir", "-p", "/tmp")  # the base image is FROM scratch: no /tmp
     return unique
 
 
 @pytest.fixture
-def shellless(unique: str, tmp_path: Path) -> Iterator[str]:
+async def shellless(
+    client: httpx2.AsyncClient, operate: dict[str, str], unique: str, tmp_path: Path
+) -> AsyncIterator[str]:
     """A running container of an image with one static binary and no shell, no rm, no ls."""
     (tmp_path / "ctx").mkdir()
     shutil.copy(shutil.which("busybox") or "/bin/busybox", tmp_path / "ctx" / "busybox")
@@ -41,8 +54,7 @@ def shellless(unique: str, tmp_path: Path) -> Iterator[str]:
     image = f"{unique}-noshell:v1"
     docker_cli("build", "-q", "-t", image, str(tmp_path / "ctx"))
     name = f"{unique}-noshell"
-    docker_cli("run", "-d", *MANAGED, "--name", name, image)
-    yield name
+    yield await run_managed(client, operate, image=image, name=name)
 
 
 async def fs(client: httpx2.AsyncClient, headers: dict[str, str], op: str, **body: Any) -> httpx2.Response:
@@ -198,17 +210,24 @@ async def test_delete_and_its_refusals(client: httpx2.AsyncClient, exec_: dict[s
 
 
 async def test_deleting_through_a_host_bind_mount_is_refused(
-    client: httpx2.AsyncClient, exec_: dict[str, str], unique: str, base_image: str, tmp_path: Path
+    client: httpx2.AsyncClient,
+    exec_: dict[str, str],
+    admin: dict[str, str],
+    unique: str,
+    base_image: str,
+    tmp_path: Path,
 ) -> None:
     host_dir = tmp_path / "host-data"
     host_dir.mkdir()
     (host_dir / "precious").write_text("host data\n")
     name = f"{unique}-bind"
-    docker_cli(
-        "run", "-d", *MANAGED, "--name", name, "-v", f"{host_dir}:/mnt/host", base_image, "sleep", "600"
-    )
+    # Made by hand (a bind mount is host-level): only an admin may touch it, and even an admin may
+    # not delete through the bind mount.
+    docker_cli("run", "-d", "--name", name, "-v", f"{host_dir}:/mnt/host", base_image, "sleep", "600")
+    not_ours = await fs(client, exec_, "delete", id_or_name=name, path="/mnt/host/precious")
+    assert not_ours.status_code == 403 and not_ours.json()["code"] == "not_managed"
     for path in ("/mnt/host/precious", "/mnt/host", "/mnt"):
-        response = await fs(client, exec_, "delete", id_or_name=name, path=path, recursive=True)
+        response = await fs(client, admin, "delete", id_or_name=name, path=path, recursive=True)
         assert response.status_code == 422, (path, response.text)
     assert (host_dir / "precious").read_text() == "host data\n"
 

@@ -238,7 +238,7 @@ def _answers(port: int) -> bool:
 
 
 @pytest.fixture
-def scratch_container(tmp_path: Path) -> Iterator[str]:
+def scratch_container(tmp_path: Path, http: httpx2.Client) -> Iterator[str]:
     """A running container of a FROM-scratch image: one static binary, no shell, no rm."""
     (tmp_path / "ctx").mkdir()
     shutil.copy(shutil.which("busybox") or "/bin/busybox", tmp_path / "ctx" / "busybox")
@@ -247,7 +247,8 @@ def scratch_container(tmp_path: Path) -> Iterator[str]:
     )
     name = f"{PREFIX}-orig-scratch"
     docker_cli("build", "-q", "-t", f"{name}:v1", str(tmp_path / "ctx"))
-    docker_cli("run", "-d", "--label", "docker-manager.managed=true", "--name", name, f"{name}:v1")
+    started = http.post("/docker/run", json={"image": f"{name}:v1", "name": name})
+    assert started.status_code == 200, started.text
     yield name
     docker_cli("rm", "-f", name, check=False)
     docker_cli("rmi", f"{name}:v1", check=False)

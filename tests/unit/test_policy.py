@@ -1,14 +1,21 @@
-"""The host-level option policy and the engine create body."""
+"""The container create-body policy (an allowlist) and the engine create body."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
-from docker_manager.errors import PolicyViolation
+from docker_manager.db import Database
+from docker_manager.errors import NotFound, PolicyViolation
+from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.containers import RunExtendedRequest, RunRequest, VolumeBind
-from docker_manager.services.containers import ContainerSpec, check_policy, create_config, host_level_options
+from docker_manager.services.container_policy import ContainerPolicy
+from docker_manager.services.containers import ContainerSpec, create_config
 
 OPERATOR = Principal(token_id="o", name="o", scopes=frozenset({Scope.OPERATE}))
 ADMIN = Principal(token_id="a", name="a", scopes=frozenset({Scope.ADMIN}))
@@ -18,63 +25,128 @@ def settings(**kwargs: object) -> Settings:
     return Settings(**kwargs)  # type: ignore[arg-type]
 
 
+class _Existing:
+    """The engine's volumes or networks: these names exist, anything else is NotFound."""
+
+    def __init__(self, known: dict[str, str]) -> None:
+        self.known = known
+
+    async def inspect(self, name: str) -> dict[str, Any]:
+        if name not in self.known:
+            raise NotFound(name)
+        return {"Id": self.known[name], "Name": name}
+
+
+class FakeDocker:
+    def __init__(self) -> None:
+        self.volumes = _Existing(
+            {"theirs-db": "theirs-db", "mine-data": "mine-data", "other-app": "other-app"}
+        )
+        self.networks = _Existing({"lan": "net-lan", "appnet": "net-appnet"})
+
+
+@pytest.fixture
+async def ownership(tmp_path: Path) -> AsyncIterator[Ownership]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'o.db'}")
+    await db.open()
+    record = Ownership(db.engine)
+    await record.load()
+    await record.record(Kind.VOLUME, "mine-data", name="mine-data", app_id="web")
+    await record.record(Kind.VOLUME, "other-app", name="other-app", app_id="billing")
+    await record.record(Kind.NETWORK, "net-appnet", name="appnet")
+    yield record
+    await db.close()
+
+
+def policy(ownership: Ownership, **kwargs: object) -> ContainerPolicy:
+    return ContainerPolicy(FakeDocker(), ownership, settings(**kwargs))  # type: ignore[arg-type]
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    spec = ContainerSpec.from_run_extended(RunExtendedRequest(image="bb", app_id="web", **fields))
+    return create_config(spec, settings())
+
+
 @pytest.mark.parametrize(
     ("fields", "named"),
     [
-        ({"privileged": True}, "privileged"),
-        ({"cap_add": ["SYS_ADMIN"]}, "cap_add"),
-        ({"devices": ["/dev/sda"]}, "devices"),
+        ({"privileged": True}, "Privileged"),
+        ({"cap_add": ["SYS_ADMIN"]}, "CapAdd"),
+        ({"devices": ["/dev/sda"]}, "Devices"),
         ({"network_mode": "host"}, "network_mode=host"),
         ({"network": "host"}, "network_mode=host"),
-        ({"pid_mode": "host"}, "pid_mode=host"),
+        ({"network_mode": "container:db"}, "network_mode=container:db"),
+        ({"pid_mode": "host"}, "PidMode"),
         ({"ipc_mode": "host"}, "ipc_mode=host"),
-        ({"userns_mode": "host"}, "userns_mode=host"),
-        ({"security_opt": ["seccomp=unconfined"]}, "security_opt"),
-        ({"sysctls": {"net.ipv4.ip_forward": "1"}}, "sysctls"),
-        ({"volumes": {"/": {"bind": "/host"}}}, "bind mounts of host paths"),
+        ({"userns_mode": "host"}, "UsernsMode"),
+        ({"security_opt": ["seccomp=unconfined"]}, "SecurityOpt"),
+        ({"sysctls": {"net.ipv4.ip_forward": "1"}}, "Sysctls"),
+        ({"storage_opt": {"size": "1G"}}, "StorageOpt"),
+        ({"volumes": {"/": {"bind": "/host"}}}, "bind mount of the host path /"),
         (
-            {"volumes": {"/var/run/docker.sock": {"bind": "/var/run/docker.sock"}}},
-            "bind mounts of host paths",
+            {"volumes": {"/var/run/docker.sock": {"bind": "/s"}}},
+            "bind mount of the host path /var/run/docker.sock",
         ),
+        ({"volumes": {"theirs-db": {"bind": "/d"}}}, "volume theirs-db, which this service did not create"),
+        ({"volumes": {"other-app": {"bind": "/d"}}}, "volume other-app of another app"),
+        ({"network": "lan"}, "network lan, which this service did not create"),
         (
             {"log_driver": "syslog", "log_options": {"syslog-address": "tcp://1.2.3.4:514"}},
             "log_driver=syslog",
         ),
     ],
 )
-def test_each_host_level_option_is_refused_below_admin(fields: dict[str, object], named: str) -> None:
-    spec = ContainerSpec.from_run_extended(RunExtendedRequest(image="bb", **fields))  # type: ignore[arg-type]
-    config = create_config(spec, settings())
-    assert named in host_level_options(config)
+async def test_each_host_level_option_is_refused_below_admin(
+    ownership: Ownership, fields: dict[str, object], named: str
+) -> None:
+    config = body(**fields)
+    assert named in await policy(ownership).host_level(config)
     with pytest.raises(PolicyViolation, match="admin"):
-        check_policy(config, OPERATOR, settings())
+        await policy(ownership).check(config, OPERATOR)
     with pytest.raises(PolicyViolation, match="DM_ALLOW_PRIVILEGED_OPTIONS"):
-        check_policy(config, ADMIN, settings())
-    check_policy(config, ADMIN, settings(allow_privileged_options=True))
+        await policy(ownership).check(config, ADMIN)
+    assert await policy(ownership, allow_privileged_options=True).check(config, ADMIN) is True
 
 
-def test_ordinary_options_pass() -> None:
-    spec = ContainerSpec.from_run_extended(
-        RunExtendedRequest(
-            image="bb",
-            volumes={"data": VolumeBind(bind="/data")},
-            log_driver="json-file",
-            log_options={"max-size": "10m"},
-            cap_drop=["NET_RAW"],
-            network="appnet",
-        )
+async def test_ordinary_options_pass(ownership: Ownership) -> None:
+    config = body(
+        volumes={"mine-data": VolumeBind(bind="/data"), "brand-new": VolumeBind(bind="/new")},
+        log_driver="json-file",
+        log_options={"max-size": "10m"},
+        cap_drop=["NET_RAW"],
+        network="appnet",
+        restart_policy={"name": "always"},
+        pids_limit=100,
     )
-    config = create_config(spec, settings())
-    assert host_level_options(config) == []
-    check_policy(config, OPERATOR, settings())
+    assert await policy(ownership).host_level(config) == []
+    assert await policy(ownership).check(config, OPERATOR) is False
+    assert await policy(ownership).host_level(body(network="a-new-net")) == []
 
 
-def test_an_engine_body_with_host_mounts_from_any_path_is_caught() -> None:
-    # What update-port would copy from an inspected container.
-    body = {"HostConfig": {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host"}], "PidMode": "host"}}
-    assert host_level_options(body) == ["pid_mode=host", "bind mounts of host paths"]
+async def test_anything_not_on_the_allowlist_is_host_level(ownership: Ownership) -> None:
+    # Fields nobody listed, as an update-port recreation could copy them from an inspected container.
+    config = {
+        "Image": "bb",
+        "HostConfig": {
+            "Mounts": [{"Type": "volume", "Source": "theirs-db", "Target": "/d"}],
+            "Tmpfs": {"/run": ""},
+            "VolumesFrom": ["db"],
+            "SomeFutureOption": {"x": 1},
+            "PortBindings": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]},
+        },
+        "NetworkingConfig": {"EndpointsConfig": {"lan": {}}},
+    }
+    found = await policy(ownership).host_level(config)
+    assert set(found) == {
+        "NetworkingConfig",
+        "Mounts",
+        "Tmpfs",
+        "VolumesFrom",
+        "SomeFutureOption",
+        "ports published on 0.0.0.0",
+    }
     with pytest.raises(PolicyViolation):
-        check_policy(body, OPERATOR, settings())
+        await policy(ownership).check(config, OPERATOR)
 
 
 def test_create_config_carries_limits_ports_labels_and_name_rule() -> None:

@@ -82,3 +82,25 @@ health_checks = sa.Table(
     sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Docker objects this service created (see `ownership.py`): ownership is decided here, not by labels.
+owned_objects = sa.Table(
+    "owned_objects",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("ref", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=True),
+    sa.Column("app_id", sa.String(64), nullable=True),
+    sa.Column("task_id", sa.String(64), nullable=True),
+    sa.Column("host_level", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_by", sa.String(32), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Small facts about this installation (e.g. that labelled objects of an earlier version were adopted).
+service_meta = sa.Table(
+    "service_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

@@ -7,10 +7,19 @@ from typing import Any
 from docker_manager.docker._paths import ref
 from docker_manager.docker.client import DockerTransport
 
+StrList = list[str]
+
 
 class Volumes:
     def __init__(self, transport: DockerTransport) -> None:
         self._t = transport
+
+    async def list(self, *, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        result = await self._t.json("GET", "/volumes", params={"filters": filters})
+        return list((result or {}).get("Volumes") or [])
+
+    async def remove(self, name: str) -> None:
+        await self._t.request("DELETE", f"/volumes/{ref(name)}")
 
     async def inspect(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._t.json("GET", f"/volumes/{ref(name)}")
@@ -26,6 +35,16 @@ class Volumes:
 class Networks:
     def __init__(self, transport: DockerTransport) -> None:
         self._t = transport
+
+    async def list(self, *, filters: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        return list(await self._t.json("GET", "/networks", params={"filters": filters}) or [])
+
+    async def remove(self, network: str) -> None:
+        await self._t.request("DELETE", f"/networks/{ref(network)}")
+
+    async def members(self, network: str) -> StrList:
+        """The ids of the containers on a network."""
+        return list(((await self.inspect(network)).get("Containers") or {}).keys())
 
     async def inspect(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._t.json("GET", f"/networks/{ref(name)}")

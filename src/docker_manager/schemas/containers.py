@@ -97,7 +97,12 @@ class RunExtendedRequest(StrictModel):
         default_factory=list
     )
     network_mode: (
-        Annotated[str, StringConstraints(pattern=r"^(bridge|none|host|[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$")]
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^(bridge|none|host|(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$"
+            ),
+        ]
         | None
     ) = None
     pid_mode: Literal["host"] | None = None

@@ -10,7 +10,10 @@ from docker_manager.auth import TokenStore
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.docker import Docker
+from docker_manager.errors import DockerManagerError
 from docker_manager.nginx import Nginx, NginxPaths
+from docker_manager.ownership import Ownership
+from docker_manager.services.adoption import adopt_labelled_once
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands import CommandService
 from docker_manager.services.container_fs import ContainerFiles
@@ -36,6 +39,7 @@ class Services:
     db: Database
     tokens: TokenStore
     docker: Docker
+    ownership: Ownership
     sampler: HostSampler
     runner: TaskRunner
     outbox: OutboxDispatcher | None
@@ -89,8 +93,15 @@ class Services:
         pending = await health.start()
         if pending:
             log.info("resumed %d pending health checks", pending)
-        containers = ContainerService(docker, settings)
-        builds = BuildService(docker, runner, settings)
+        ownership = Ownership(db.engine)
+        await ownership.load()
+        containers = ContainerService(docker, ownership, settings)
+        try:
+            await adopt_labelled_once(db.engine, docker, ownership, containers.policy)
+        except DockerManagerError as exc:  # the engine is down: adopt on a later start
+            log.warning("could not look for labelled objects of an earlier version: %s", exc.detail)
+        images = ImageService(docker, ownership, settings)
+        builds = BuildService(docker, runner, images, ownership, settings)
         sites = SiteService(_nginx(settings), docker, containers, settings)
         await sites.start()
         return cls(
@@ -98,18 +109,19 @@ class Services:
             db=db,
             tokens=tokens,
             docker=docker,
+            ownership=ownership,
             sampler=sampler,
             runner=runner,
             outbox=outbox,
             health=health,
             containers=containers,
             container_files=ContainerFiles(docker, containers, settings),
-            images=ImageService(docker, settings),
+            images=images,
             builds=builds,
-            localrun=LocalRunService(docker, runner, containers, health, settings),
+            localrun=LocalRunService(docker, runner, containers, images, ownership, health, settings),
             sites=sites,
             commands=CommandService(runner, settings),
-            pipeline=PipelineService(docker, runner, builds, containers, settings),
+            pipeline=PipelineService(docker, runner, builds, containers, images, ownership, settings),
             tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
         )

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
 from docker_manager.docker.build_context import BuildContext
 from docker_manager.errors import BuildFailed, Conflict, InvalidInput, UploadFailed
 from docker_manager.labels import managed_labels
+from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.common import IMAGE_NAME_RE
+from docker_manager.services.images import ImageService
 from docker_manager.sftp import SftpTarget, Uploaded, upload
 from docker_manager.tasks import (
     LOG,
@@ -144,6 +147,7 @@ class BuildPlan:
     upload: SftpTarget | None = None
     # `cleanup: false` with inline content: where the Dockerfile is kept after the build.
     keep_dockerfile: Path | None = None
+    created_by: str | None = None  # the token that asked (the image is recorded as its)
 
 
 MANIFEST = "build.manifest.json"
@@ -191,9 +195,18 @@ class BuildOutput:
 
 
 class BuildService:
-    def __init__(self, docker: Docker, runner: TaskRunner, settings: Settings) -> None:
+    def __init__(
+        self,
+        docker: Docker,
+        runner: TaskRunner,
+        images: ImageService,
+        ownership: Ownership,
+        settings: Settings,
+    ) -> None:
         self._docker = docker
         self._runner = runner
+        self._images = images
+        self._ownership = ownership
         self._settings = settings
 
     # --- planning (all validation happens here, before anything starts) ---------------------
@@ -272,13 +285,15 @@ class BuildService:
         )
 
     # --- starting ------------------------------------------------------------------------------
-    async def start(self, plan: BuildPlan, *, task_id: str | None) -> TaskRecord:
+    async def start(self, plan: BuildPlan, principal: Principal, *, task_id: str | None) -> TaskRecord:
         task_id = task_id or new_task_id(BUILD_TASK)
         files_dir = self._settings.builds_path / task_id
         if await asyncio.to_thread(files_dir.exists):
             raise Conflict(f"task id {task_id!r} is already in use", field="task_id")
         if plan.export and plan.tag is None:
             plan.tag = f"{image_name_for(plan.app_id or task_id)}:latest"
+        await self._images.check_tag(plan.tag, principal)
+        plan.created_by = principal.token_id
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._build(ctx, plan)
@@ -346,9 +361,9 @@ class BuildService:
         summary.pop("summary", None)
         return summary
 
-    async def build_and_wait(self, plan: BuildPlan) -> dict[str, Any]:
+    async def build_and_wait(self, plan: BuildPlan, principal: Principal) -> dict[str, Any]:
         """`POST /docker/build`: the same build task, awaited. A failure raises `BuildFailed`."""
-        record = await self.start(plan, task_id=None)
+        record = await self.start(plan, principal, task_id=None)
         async for event in follow(self._runner.store, self._runner.bus, record.id, stop=self._runner.closing):
             if event is not None and event.data.get("final"):
                 break
@@ -401,6 +416,7 @@ class BuildService:
                 app_id=plan.app_id,
                 build_args=plan.build_args,
                 nocache=plan.nocache,
+                created_by=plan.created_by,
             )
         except BuildFailed as exc:
             await ctx.files.append(
@@ -534,6 +550,7 @@ class BuildService:
         build_args: dict[str, str] | None = None,
         nocache: bool = False,
         exclude: tuple[str, ...] = (),
+        created_by: str | None = None,
     ) -> BuildOutput:
         """One engine build, its output streamed into the task; a failed step raises BuildFailed.
 
@@ -568,6 +585,9 @@ class BuildService:
             raise BuildFailed(f"the build took longer than {limit:.0f} s", logs=list(output.tail)) from exc
         if output.image_id is None:
             raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
+        await self._ownership.record(
+            Kind.IMAGE, output.image_id, name=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+        )
         return output
 
     async def _export(self, ctx: TaskContext, tag: str) -> dict[str, Any]:

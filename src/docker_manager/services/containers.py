@@ -1,7 +1,8 @@
 """Containers: run with limits and labels, lifecycle, logs, exec, stats.
 
-Every container the service creates goes through `ContainerService.run`, which is where the
-host-level option policy sits: later paths (localrun, pipeline, update-port) get it for free.
+Every container the service creates goes through `ContainerService.create_and_start`, where the
+create-body policy (`container_policy`) is checked and the container is recorded as this
+service's (`ownership`): later paths (localrun, pipeline, update-port) get both for free.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from docker_manager.errors import (
     InvalidInput,
     NotFound,
     NotManaged,
-    PolicyViolation,
 )
-from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID, is_managed, managed_labels
+from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID, managed_labels
+from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.containers import (
     ActionResult,
     ContainerSummary,
@@ -39,12 +40,8 @@ from docker_manager.schemas.containers import (
     VolumeBind,
 )
 from docker_manager.schemas.deploy import LocalRunRequest
+from docker_manager.services.container_policy import BUILTIN_NETWORKS, ContainerPolicy
 from docker_manager.util.cache import SingleFlightCache
-
-# Log drivers that keep logs on this host. Others (syslog, gelf, fluentd...) can ship a
-# container's output to any address, so they count as host-level options.
-LOCAL_LOG_DRIVERS = frozenset({"json-file", "local", "none"})
-BUILTIN_NETWORKS = frozenset({"bridge", "none", "default"})
 
 
 @dataclass
@@ -70,7 +67,7 @@ class ContainerSpec:
     restart_policy: dict[str, Any] | None = None
     log_driver: str | None = None
     log_options: dict[str, str] = field(default_factory=dict)
-    # Host-level options: see `host_level_options`.
+    # Host-level options (see `container_policy`): admin only.
     privileged: bool = False
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
@@ -163,59 +160,6 @@ class ContainerSpec:
         if self.app_id and self.task_id:
             return f"{self.app_id}-{self.task_id}"
         return None
-
-
-def host_level_options(config: dict[str, Any]) -> list[str]:
-    """The options in an engine create body that give the container power over the host.
-
-    It reads the body that will be sent, whichever route built it (run, run-extended, localrun,
-    a container recreated by update-port), so nothing can slip past by another path.
-    """
-    host = config.get("HostConfig") or {}
-    found: list[str] = []
-    if host.get("Privileged"):
-        found.append("privileged")
-    if host.get("CapAdd"):
-        found.append("cap_add")
-    if host.get("Devices") or host.get("DeviceRequests") or host.get("DeviceCgroupRules"):
-        found.append("devices")
-    for key, label in (
-        ("NetworkMode", "network_mode"),
-        ("PidMode", "pid_mode"),
-        ("IpcMode", "ipc_mode"),
-        ("UsernsMode", "userns_mode"),
-        ("UTSMode", "uts_mode"),
-        ("CgroupnsMode", "cgroupns_mode"),
-    ):
-        if host.get(key) == "host":
-            found.append(f"{label}=host")
-    if host.get("SecurityOpt"):
-        found.append("security_opt")
-    if host.get("Sysctls"):
-        found.append("sysctls")
-    if host.get("StorageOpt"):
-        found.append("storage_opt")
-    binds = [b.split(":", 1)[0] for b in host.get("Binds") or []]
-    mounts = [m for m in host.get("Mounts") or [] if m.get("Type") == "bind"]
-    if any(source.startswith("/") for source in binds) or mounts:
-        found.append("bind mounts of host paths")
-    log_driver = (host.get("LogConfig") or {}).get("Type")
-    if log_driver and log_driver not in LOCAL_LOG_DRIVERS:
-        found.append(f"log_driver={log_driver}")
-    return found
-
-
-def check_policy(config: dict[str, Any], principal: Principal, settings: Settings) -> None:
-    """Refuse host-level options unless the caller is admin and the operator enabled them."""
-    found = host_level_options(config)
-    if not found:
-        return
-    if not principal.is_admin:
-        raise PolicyViolation(f"these options need an admin token: {', '.join(found)}")
-    if not settings.allow_privileged_options:
-        raise PolicyViolation(
-            f"these options are disabled on this host (DM_ALLOW_PRIVILEGED_OPTIONS): {', '.join(found)}"
-        )
 
 
 def _check_limits(spec: ContainerSpec, settings: Settings) -> None:
@@ -333,8 +277,10 @@ StrList = list[str]
 
 
 class ContainerService:
-    def __init__(self, docker: Docker, settings: Settings) -> None:
+    def __init__(self, docker: Docker, ownership: Ownership, settings: Settings) -> None:
         self._docker = docker
+        self._ownership = ownership
+        self.policy = ContainerPolicy(docker, ownership, settings)
         self._settings = settings
         # Listing 100 containers costs the engine ~15 ms and it serialises them; dashboards poll.
         # One engine call per second at most, shared by everyone; our own changes clear it.
@@ -347,10 +293,10 @@ class ContainerService:
         config = create_config(spec, self._settings)
         # Checked here too so that a refused request creates nothing (no network, no volume);
         # create_and_start checks again because every other path goes through it alone.
-        check_policy(config, principal, self._settings)
+        await self.policy.check(config, principal)
         await self._require_image(spec.image)
-        await self._ensure_network(spec)
-        await self._ensure_volumes(spec)
+        await self._ensure_network(spec, principal)
+        await self._ensure_volumes(spec, principal)
         container_id = await self.create_and_start(config, name=spec.container_name, principal=principal)
         exit_code: int | None = None
         output: str | None = None
@@ -370,19 +316,30 @@ class ContainerService:
     async def create_and_start(
         self, config: dict[str, Any], *, name: str | None, principal: Principal
     ) -> str:
-        """The one place containers are created: the policy check, then create and start.
+        """The one place containers are created: the policy check, create, record, start.
 
         If the start fails (a port already taken leaves the container "Created"), the container is
         removed, so a failed call changes nothing.
         """
-        check_policy(config, principal, self._settings)
+        host_level = await self.policy.check(config, principal)
         self._listings.clear()
         container_id = await self._docker.containers.create(config, name=name)
+        labels = config.get("Labels") or {}
         try:
+            await self._ownership.record(
+                Kind.CONTAINER,
+                container_id,
+                name=name,
+                app_id=labels.get(APP_ID),
+                task_id=labels.get(TASK_ID),
+                host_level=host_level,
+                created_by=principal.token_id,
+            )
             await self._docker.containers.start(container_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._docker.containers.remove(container_id, force=True)
+                await self._ownership.forget(Kind.CONTAINER, container_id)
             raise
         return container_id
 
@@ -394,26 +351,44 @@ class ContainerService:
                 f"image {image!r} is not on this host (this service never pulls implicitly)", field="image"
             ) from exc
 
-    async def _ensure_network(self, spec: ContainerSpec) -> None:
+    async def _ensure_network(self, spec: ContainerSpec, principal: Principal) -> None:
         if not spec.network or spec.network in BUILTIN_NETWORKS or spec.network == "host":
             return
         try:
             await self._docker.networks.inspect(spec.network)
         except NotFound:
-            with contextlib.suppress(Conflict):  # created meanwhile by someone else
-                await self._docker.networks.create(
-                    spec.network, labels=managed_labels(app_id=spec.app_id, task_id=spec.task_id)
-                )
+            labels = managed_labels(app_id=spec.app_id, task_id=spec.task_id)
+            try:
+                created = await self._docker.networks.create(spec.network, labels=labels)
+            except Conflict:
+                return  # created meanwhile by someone else: not ours (the policy check decides)
+            await self._ownership.record(
+                Kind.NETWORK,
+                str(created["Id"]),
+                name=spec.network,
+                app_id=spec.app_id,
+                task_id=spec.task_id,
+                created_by=principal.token_id,
+            )
 
-    async def _ensure_volumes(self, spec: ContainerSpec) -> None:
+    async def _ensure_volumes(self, spec: ContainerSpec, principal: Principal) -> None:
         for source in spec.volumes:
             if source.startswith("/"):
                 continue
             try:
                 await self._docker.volumes.inspect(source)
             except NotFound:
+                # The local driver, no options: a plain volume of this app (never a host path).
                 await self._docker.volumes.create(
                     source, labels=managed_labels(app_id=spec.app_id, task_id=spec.task_id)
+                )
+                await self._ownership.record(
+                    Kind.VOLUME,
+                    source,
+                    name=source,
+                    app_id=spec.app_id,
+                    task_id=spec.task_id,
+                    created_by=principal.token_id,
                 )
 
     async def _wait_for_exit(self, container_id: str) -> tuple[int | None, str]:
@@ -434,6 +409,9 @@ class ContainerService:
         tags = await self._image_tags()
         result = []
         for item in items:
+            managed = self._ownership.owns(Kind.CONTAINER, item["Id"])
+            if managed_only and not managed:
+                continue  # a label anyone can set; the record decides
             labels = item.get("Labels") or {}
             ports: dict[str, int | None] = {}
             for port in item.get("Ports") or []:
@@ -450,9 +428,9 @@ class ContainerService:
                     image_id=item.get("ImageID"),
                     state=item.get("State", ""),
                     status_text=item.get("Status", ""),
-                    managed=is_managed(labels),
-                    app_id=labels.get(APP_ID),
-                    task_id=labels.get(TASK_ID),
+                    managed=managed,
+                    app_id=labels.get(APP_ID) if managed else None,
+                    task_id=labels.get(TASK_ID) if managed else None,
                     ports=ports,
                     created=item.get("Created"),
                 )
@@ -467,15 +445,23 @@ class ContainerService:
 
     async def inspect(self, ref: str, principal: Principal) -> dict[str, Any]:
         data = await self._docker.containers.inspect(ref)
-        if not principal.has(Scope.EXEC):
+        # Environment values are secrets: shown to exec tokens for this service's containers only.
+        if not (principal.is_admin or (principal.has(Scope.EXEC) and self._may_touch(data, principal))):
             _redact_env(data)
         return data
 
+    def _may_touch(self, data: dict[str, Any], principal: Principal) -> bool:
+        owned = self._ownership.get(Kind.CONTAINER, str(data.get("Id")))
+        return principal.is_admin or (owned is not None and not owned.host_level)
+
     async def owned(self, ref: str, principal: Principal) -> dict[str, Any]:
-        """Inspect a container and check the caller may change it (managed, or admin)."""
+        """Inspect a container and check the caller may touch it: this service's (by its record,
+        never by labels) and not given host-level options by an admin; or the caller is admin."""
         data = await self._docker.containers.inspect(ref)
-        if not is_managed((data.get("Config") or {}).get("Labels")) and not principal.is_admin:
-            raise NotManaged(f"container {ref!r} was not created by this service; that needs an admin token")
+        if not self._may_touch(data, principal):
+            owned = self._ownership.get(Kind.CONTAINER, str(data.get("Id")))
+            reason = "has host-level options" if owned is not None else "was not created by this service"
+            raise NotManaged(f"container {ref!r} {reason}; that needs an admin token")
         return data
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -492,12 +478,25 @@ class ContainerService:
         data = await self.owned(ref, principal)
         self._listings.clear()
         await self._docker.containers.remove(data["Id"], force=force, volumes=volumes)
+        await self._ownership.forget(Kind.CONTAINER, data["Id"])
         return RemoveResult(removed=True, id=data["Id"], name=_name(data))
 
     async def prune(self) -> StrList:
+        """Remove this service's stopped containers (by its record: a forged label is not enough)."""
         self._listings.clear()
-        result = await self._docker.containers.prune(filters=MANAGED_FILTER)
-        return list(result.get("ContainersDeleted") or [])
+        stopped = await self._docker.containers.list(
+            all=True, filters={**MANAGED_FILTER, "status": ["created", "exited", "dead"]}
+        )
+        deleted = []
+        for item in stopped:
+            owned = self._ownership.get(Kind.CONTAINER, item["Id"])
+            if owned is None or owned.host_level:
+                continue
+            with contextlib.suppress(NotFound, Conflict):
+                await self._docker.containers.remove(item["Id"])
+                await self._ownership.forget(Kind.CONTAINER, item["Id"])
+                deleted.append(item["Id"])
+        return deleted
 
     # --- output --------------------------------------------------------------------------
     async def logs(self, ref: str, principal: Principal, *, tail: int | None, timestamps: bool) -> LogsResult:

@@ -18,11 +18,13 @@ from typing import Any
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
-from docker_manager.errors import InvalidInput
+from docker_manager.errors import InvalidInput, NotManaged
+from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.common import APP_ID_RE
 from docker_manager.schemas.deploy import LocalRunRequest
 from docker_manager.services.containers import ContainerService, ContainerSpec
 from docker_manager.services.health import HealthChecker
+from docker_manager.services.images import ImageService
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
 from docker_manager.tasks.files import INFO_JSON, read_json
@@ -77,12 +79,16 @@ class LocalRunService:
         docker: Docker,
         runner: TaskRunner,
         containers: ContainerService,
+        images: ImageService,
+        ownership: Ownership,
         health: HealthChecker,
         settings: Settings,
     ) -> None:
         self._docker = docker
         self._runner = runner
         self._containers = containers
+        self._images = images
+        self._ownership = ownership
         self._health = health
         self._settings = settings
 
@@ -120,7 +126,7 @@ class LocalRunService:
             lz4_path=str(artefact.path),
             checksum_verified=artefact.expected_sha256 is not None,
         )
-        image_id, tag = await self._load(ctx, artefact)
+        image_id, tag = await self._load(ctx, artefact, app_id, principal)
         await ctx.event(
             "decompiling",
             "completed",
@@ -197,7 +203,10 @@ class LocalRunService:
             **health,
         }
 
-    async def _load(self, ctx: TaskContext, artefact: Artefact) -> tuple[str, str | None]:
+    async def _load(
+        self, ctx: TaskContext, artefact: Artefact, app_id: str | None, principal: Principal
+    ) -> tuple[str, str | None]:
+        before = await self._images.tag_map()
         archive = decompress_file(
             artefact.path, expected_sha256=artefact.expected_sha256, max_bytes=self._settings.max_image_bytes
         )
@@ -219,4 +228,22 @@ class LocalRunService:
         if reference is None:
             raise InvalidInput("the archive held no image", field="lz4_path")
         image_id = str((await self._docker.images.inspect(reference))["Id"])
+        restored = await self._images.restore_foreign_tags(before, principal)
+        if restored:
+            raise NotManaged(
+                f"the archive moves tags of images this service did not build ({', '.join(restored)}); "
+                "they were put back, and loading such an archive needs an admin token",
+                field="lz4_path",
+            )
+        if image_id not in before.values() or self._ownership.owns(Kind.IMAGE, image_id):
+            # A new image (or one of ours): this service's from now on. A copy of someone else's
+            # image stays theirs.
+            await self._ownership.record(
+                Kind.IMAGE,
+                image_id,
+                name=tags[0] if tags else None,
+                app_id=app_id,
+                task_id=ctx.task_id,
+                created_by=principal.token_id,
+            )
         return image_id, tags[0] if tags else None

@@ -26,8 +26,10 @@ from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
 from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
 from docker_manager.git import check_repo_url, clone, redact
+from docker_manager.ownership import Ownership
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec
+from docker_manager.services.images import ImageService
 from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, new_task_id
 
 PIPELINE_TASK = "html_site_pipeline"
@@ -67,6 +69,14 @@ def registry_of(repo: str) -> str:
     return DOCKER_HUB
 
 
+def credentials_apply(repo: str, allowed: list[str]) -> bool:
+    """Whether `repo` is in one of the registries or repository prefixes `allowed` names
+    (`docker.io` means Docker Hub; `registry.example.com/team` a prefix there)."""
+    registry = registry_of(repo)
+    full = f"docker.io/{repo}" if registry == DOCKER_HUB else repo
+    return any(full == entry.rstrip("/") or full.startswith(entry.rstrip("/") + "/") for entry in allowed)
+
+
 class PipelineService:
     def __init__(
         self,
@@ -74,12 +84,16 @@ class PipelineService:
         runner: TaskRunner,
         builds: BuildService,
         containers: ContainerService,
+        images: ImageService,
+        ownership: Ownership,
         settings: Settings,
     ) -> None:
         self._docker = docker
         self._runner = runner
         self._builds = builds
         self._containers = containers
+        self._images = images
+        self._ownership = ownership
         self._settings = settings
         self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(5.0), trust_env=False, follow_redirects=False)
 
@@ -102,14 +116,7 @@ class PipelineService:
         )
         if host_port in self._settings.forbidden_host_ports:
             raise InvalidInput(f"host port {host_port} is reserved on this host", field="host_port")
-        username = username or os.environ.get("DOCKERHUB_USERNAME")
-        password = password or os.environ.get("DOCKERHUB_PASSWORD")
-        if not username or not password:
-            raise InvalidInput(
-                "registry credentials are required (dockerhub_username/dockerhub_password, or the "
-                "DOCKERHUB_USERNAME/DOCKERHUB_PASSWORD environment of the service)",
-                field="dockerhub_username",
-            )
+        username, password = self._credentials(dockerhub_repo, username, password)
         name = re.sub(r"[^a-z0-9-]", "-", dockerhub_repo.rsplit("/", 1)[-1])[:40].strip("-") or "site"
         return PipelinePlan(
             repo_url=url,
@@ -125,8 +132,34 @@ class PipelineService:
             task_id=task_id,
         )
 
+    def _credentials(self, repo: str, username: str | None, password: str | None) -> tuple[str, str]:
+        """The request's credentials; else the operator's (`DOCKERHUB_*`), but only as a pair and
+        only for the registries and repository prefixes `DM_REGISTRY_CREDENTIALS_FOR` lists: a
+        request must never be able to send them to a registry of its choosing."""
+        if username or password:
+            if not (username and password):
+                raise InvalidInput(
+                    "give both dockerhub_username and dockerhub_password", field="dockerhub_username"
+                )
+            return username, password
+        env_user, env_password = os.environ.get("DOCKERHUB_USERNAME"), os.environ.get("DOCKERHUB_PASSWORD")
+        if not (env_user and env_password):
+            raise InvalidInput(
+                "registry credentials are required (dockerhub_username/dockerhub_password, or the "
+                "DOCKERHUB_USERNAME/DOCKERHUB_PASSWORD environment of the service)",
+                field="dockerhub_username",
+            )
+        if not credentials_apply(repo, self._settings.registry_credentials_for):
+            raise InvalidInput(
+                f"the service's registry credentials are not for {registry_of(repo)!r} "
+                "(DM_REGISTRY_CREDENTIALS_FOR); give dockerhub_username and dockerhub_password",
+                field="dockerhub_username",
+            )
+        return env_user, env_password
+
     async def start(self, plan: PipelinePlan, principal: Principal, *, wait: bool) -> TaskRecord:
         task_id = plan.task_id or new_task_id(PIPELINE_TASK)
+        await self._images.check_tag(plan.repo_tag, principal)
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._pipeline(ctx, plan, principal)

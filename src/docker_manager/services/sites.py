@@ -32,7 +32,6 @@ from docker_manager.errors import (
     PathNotAllowed,
     UnhealthyContainer,
 )
-from docker_manager.labels import is_managed
 from docker_manager.nginx import Nginx, SiteHeader, Upstream, read_header
 from docker_manager.schemas.nginx import (
     HealthGate,
@@ -55,7 +54,7 @@ def ident_of(target: Path) -> str:
 
 
 # Host-config fields a recreated container keeps (update-port): everything but the port bindings.
-_KEPT_HOST_CONFIG = (
+KEPT_HOST_CONFIG = (
     "Binds",
     "Mounts",
     "NetworkMode",
@@ -93,7 +92,7 @@ _KEPT_HOST_CONFIG = (
     "GroupAdd",
     "VolumesFrom",
 )
-_KEPT_CONFIG = (
+KEPT_CONFIG = (
     "Image",
     "Cmd",
     "Entrypoint",
@@ -151,9 +150,9 @@ def bridge_address(container: dict[str, Any]) -> str | None:
 
 def recreate_config(inspect: dict[str, Any], *, port_key: str, new_port: int, host_ip: str) -> dict[str, Any]:
     """An engine create body reproducing an inspected container, with one port moved."""
-    config = {key: value for key, value in (inspect.get("Config") or {}).items() if key in _KEPT_CONFIG}
+    config = {key: value for key, value in (inspect.get("Config") or {}).items() if key in KEPT_CONFIG}
     old_host = inspect.get("HostConfig") or {}
-    host = {key: old_host[key] for key in _KEPT_HOST_CONFIG if old_host.get(key) not in (None, [], {}, "")}
+    host = {key: old_host[key] for key in KEPT_HOST_CONFIG if old_host.get(key) not in (None, [], {}, "")}
     bindings = dict(old_host.get("PortBindings") or {})
     bindings[port_key] = [{"HostIp": host_ip, "HostPort": str(new_port)}]
     host["PortBindings"] = bindings
@@ -485,8 +484,6 @@ class SiteService:
             raise InvalidInput("build.info.json records no app_id", field="task_id")
         async with self._app_locks[app_id]:
             old = await self._containers.owned(str(ref), principal)
-            if not is_managed((old.get("Config") or {}).get("Labels")) and not principal.is_admin:
-                raise Conflict("the recorded container is not managed by this service")
             port_key = localrun.get("internal_port_key") or next(iter(published_ports(old)), None) or "80/tcp"
             target = await self._target(conf_dir, domain=body.domain, app_id=app_id)
             name = old["Name"].lstrip("/")

@@ -44,13 +44,13 @@ def _source(body: BuildStreamRequest | BuildStartRequest, *, tag: str | None, ex
 
 
 @router.post("/build", response_model=BuildResult)
-async def build(body: BuildRequest, builds: BuildsDep, _: OperateAccess) -> BuildResult:
+async def build(body: BuildRequest, builds: BuildsDep, who: OperateAccess) -> BuildResult:
     """Build a context folder and wait for the result. A failing step answers 422 `build_failed`.
 
     It runs as a build task like the others (same queue, same files under `builds/{task_id}`).
     """
     plan = await builds.plan(BuildSource(context_path=body.path, tag=body.tag, nocache=body.nocache))
-    result = await builds.build_and_wait(plan)
+    result = await builds.build_and_wait(plan, who)
     return BuildResult(
         image_id=result["image_id"],
         tag=result.get("tag"),
@@ -78,7 +78,7 @@ async def build_stream(
     body: BuildStreamRequest,
     request: Request,
     builds: BuildsDep,
-    _: OperateAccess,
+    who: OperateAccess,
     format: Literal["ndjson", "sse", "json"] | None = None,
 ) -> StreamingResponse:
     """Build as a task. By default the answer is the original's document, sent when the build
@@ -89,7 +89,7 @@ async def build_stream(
     If the client goes away, the build goes on.
     """
     plan = await builds.plan(_source(body, tag=body.tag, export=False))
-    record = await builds.start(plan, task_id=body.task_id)
+    record = await builds.start(plan, who, task_id=body.task_id)
     kind = wanted_stream(request, format)
     if kind is None:
         return json_document(builds.summary_when_done(record.id, plan))
@@ -97,7 +97,7 @@ async def build_stream(
 
 
 @router.post("/build/start", response_model=TaskStarted)
-async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAccess) -> TaskStarted:
+async def build_start(body: BuildStartRequest, builds: BuildsDep, who: OperateAccess) -> TaskStarted:
     """Start a build task: build, export the image with its tag as `{tag}.tar.lz4` in the task folder,
     then (when an SFTP server is configured or given) upload the folder to `{remote_dir}/{task_id}/`.
     Follow it with `/tasks/{task_id}/events`, `/tasks/status/{task_id}` or `/tasks/logs/{task_id}`.
@@ -110,7 +110,7 @@ async def build_start(body: BuildStartRequest, builds: BuildsDep, _: OperateAcce
     )
     plan = await builds.plan(_source(body, tag=body.tag, export=True))
     plan.upload = target
-    record = await builds.start(plan, task_id=body.task_id)
+    record = await builds.start(plan, who, task_id=body.task_id)
     return TaskStarted(task_id=record.id)
 
 
@@ -125,8 +125,9 @@ async def remove_image(body: RemoveImageRequest, images: ImagesDep, who: Operate
 
 
 @router.post("/tag", response_model=TagResult)
-async def tag_image(body: TagRequest, images: ImagesDep, _: OperateAccess) -> TagResult:
-    return TagResult(tagged=await images.tag(source=body.source, repo=body.repo, tag=body.tag))
+async def tag_image(body: TagRequest, images: ImagesDep, who: OperateAccess) -> TagResult:
+    """Tag an image; moving a tag off an image this service did not build needs admin."""
+    return TagResult(tagged=await images.tag(source=body.source, repo=body.repo, tag=body.tag, principal=who))
 
 
 @router.post("/prune", response_model=PruneResult)

@@ -1,0 +1,69 @@
+"""Upgrading from a version that decided ownership by labels: adopt what it labelled, once.
+
+Before the ownership record existed, the label `docker-manager.managed=true` was the record. On
+the first start with the record, the labelled containers, images, volumes and networks found are
+taken as this service's (a container that has host-level options as admin-only), and the fact is
+noted so that it never happens again: from then on a label alone makes nothing this service's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from docker_manager.db.tables import service_meta
+from docker_manager.docker import Docker
+from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID
+from docker_manager.ownership import Kind, Ownership
+from docker_manager.services.container_policy import ContainerPolicy
+from docker_manager.services.sites import KEPT_HOST_CONFIG
+
+log = logging.getLogger(__name__)
+
+ADOPTED = "labelled_objects_adopted"
+
+
+async def adopt_labelled_once(
+    engine: AsyncEngine, docker: Docker, ownership: Ownership, policy: ContainerPolicy
+) -> int:
+    async with engine.connect() as conn:
+        done = await conn.scalar(sa.select(service_meta.c.value).where(service_meta.c.key == ADOPTED))
+    if done is not None:
+        return 0
+    adopted = 0
+    for item in await docker.containers.list(all=True, filters=MANAGED_FILTER):
+        data = await docker.containers.inspect(item["Id"])
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        # Judged as a recreation of it would be: the fields a recreated container keeps.
+        host = {k: v for k, v in (data.get("HostConfig") or {}).items() if k in KEPT_HOST_CONFIG}
+        host_level = bool(await policy.host_level({"Labels": labels, "HostConfig": host}))
+        await ownership.record(
+            Kind.CONTAINER,
+            item["Id"],
+            name=str(data.get("Name", "")).lstrip("/"),
+            app_id=labels.get(APP_ID),
+            task_id=labels.get(TASK_ID),
+            host_level=host_level,
+        )
+        adopted += 1
+    for image in await docker.images.list(filters=MANAGED_FILTER):
+        labels = image.get("Labels") or {}
+        await ownership.record(
+            Kind.IMAGE, image["Id"], app_id=labels.get(APP_ID), task_id=labels.get(TASK_ID)
+        )
+        adopted += 1
+    for volume in await docker.volumes.list(filters=MANAGED_FILTER):
+        labels = volume.get("Labels") or {}
+        await ownership.record(Kind.VOLUME, volume["Name"], name=volume["Name"], app_id=labels.get(APP_ID))
+        adopted += 1
+    for network in await docker.networks.list(filters=MANAGED_FILTER):
+        labels = network.get("Labels") or {}
+        await ownership.record(Kind.NETWORK, network["Id"], name=network["Name"], app_id=labels.get(APP_ID))
+        adopted += 1
+    async with engine.begin() as conn:
+        await conn.execute(service_meta.insert().values(key=ADOPTED, value=str(adopted)))
+    if adopted:
+        log.warning("adopted %d labelled objects of an earlier version as this service's", adopted)
+    return adopted
