@@ -74,7 +74,9 @@ async def test_validation_errors_have_the_error_shape_without_echoing_input(
     assert nan.status_code == 422
 
 
-async def test_unknown_route_is_json_404(client: httpx2.AsyncClient) -> None:
-    response = await client.get("/nope")
+async def test_unknown_route_is_json_404(client: httpx2.AsyncClient, read: dict[str, str]) -> None:
+    response = await client.get("/nope", headers=read)
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+    # Without a token nothing past the gate is told apart, not even whether a route exists.
+    assert (await client.get("/nope")).status_code == 401

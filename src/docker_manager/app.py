@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from docker_manager import __version__
 from docker_manager.api.errors import install_error_handlers
-from docker_manager.api.middleware import BodySizeLimit, TrustedHostGuard
+from docker_manager.api.middleware import AuthGate, BodySizeLimit, FailureLimiter, TrustedHostGuard
 from docker_manager.api.routes import ROUTERS
 from docker_manager.config import Settings
 from docker_manager.services import Services
@@ -60,6 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
         per_path={"/docker/container/fs/write": max(fs_write_body, settings.max_body_bytes)},
+    )
+    # Outside the body cap: a request without a valid token is refused before its body is read.
+    public = ["/healthz", *(["/docs", "/docs/oauth2-redirect", "/openapi.json"] if docs else [])]
+    app.add_middleware(
+        AuthGate,
+        public_paths=public,
+        limiter=FailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window),
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -12,6 +12,7 @@ every scope; the others only themselves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -213,8 +214,11 @@ class TokenStore:
             return None
         _, token = await self.create(name=BOOTSTRAP_NAME, scopes=frozenset({Scope.ADMIN}))
         token_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A stale file (or a symlink planted in its place) goes; the new one is created 0600 from
+        # its first byte, exclusively and without following links, so nobody else can read it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(token_file)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
-        os.chmod(token_file, 0o600)
         return str(token_file)

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin token; else one is generated.")
     public_docs: bool = Field(True, description="Serve /docs and /openapi.json without a token.")
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest accepted request body (bytes).")
+    auth_failure_limit: int = Field(
+        20, ge=1, description="Failed authentications per client address in a window before 429."
+    )
+    auth_failure_window: float = Field(60.0, gt=0, description="That window, and the wait after it (s).")
     access_log: bool = Field(False, description="Log every request line (uvicorn's access log).")
 
     # --- Docker engine -------------------------------------------------------------------
@@ -92,6 +96,9 @@ class Settings(BaseSettings):
 
     # --- tasks ----------------------------------------------------------------------------
     max_concurrent_builds: int = Field(2, ge=1, le=64, description="Builds that run at once; others queue.")
+    max_concurrent_localruns: int = Field(2, ge=1, le=64, description="Image loads (localrun) at once.")
+    max_concurrent_pipelines: int = Field(1, ge=1, le=64, description="html-site pipelines at once.")
+    max_concurrent_commands: int = Field(4, ge=1, le=256, description="Host commands (run-stream) at once.")
     max_queued_tasks: int = Field(50, ge=1, description="Tasks that may wait; beyond that 429.")
 
     # --- shipping images between hosts ----------------------------------------------------

@@ -15,7 +15,7 @@ import re
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from docker_manager.errors import CloneFailed, InvalidInput
 from docker_manager.util.paths import confine
@@ -36,10 +36,7 @@ def check_repo_url(url: str, *, schemes: Sequence[str], local_roots: Sequence[Pa
             "repo_url may not be an option or a transport helper (ext::, fd::)", field="repo_url"
         )
     if url.startswith("/"):
-        if not local_roots:
-            raise InvalidInput("local repositories are not allowed on this host", field="repo_url")
-        path = confine(url, list(local_roots), field="repo_url")
-        return urlunsplit(("file", "", str(path), "", "")), "file"
+        return _local(url, local_roots), "file"
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if not scheme or "://" not in url:
@@ -49,12 +46,26 @@ def check_repo_url(url: str, *, schemes: Sequence[str], local_roots: Sequence[Pa
             f"the {scheme!r} scheme is not allowed (allowed: {', '.join(schemes)})", field="repo_url"
         )
     if scheme == "file":
-        path = confine(parts.path, list(local_roots), field="repo_url")
-        return urlunsplit(("file", "", str(path), "", "")), "file"
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidInput("a file:// URL names no host", field="repo_url")
+        # git percent-decodes file URLs: decode first, then confine what git will really open.
+        return _local(unquote(parts.path), local_roots), "file"
     host = parts.hostname or ""
     if not host or host.startswith("-") or (parts.username or "").startswith("-"):
         raise InvalidInput("repo_url has no host, or a host that looks like an option", field="repo_url")
     return url, scheme
+
+
+def _local(path: str, local_roots: Sequence[Path]) -> str:
+    """A local repository path confined to `local_roots`, as the file:// URL git is given."""
+    if not local_roots:
+        raise InvalidInput("local repositories are not allowed on this host", field="repo_url")
+    if "%" in path or _CONTROL.search(path):
+        # Still encoded after one decoding (%252e), or a decoded control character: refuse
+        # rather than guess how many more times something decodes it.
+        raise InvalidInput("repo_url holds encoded or control characters", field="repo_url")
+    confined = confine(path, list(local_roots), field="repo_url")
+    return urlunsplit(("file", "", quote(str(confined)), "", ""))
 
 
 def redact(text: str, secrets: Sequence[str] = ()) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -158,3 +160,38 @@ def test_an_app_id_becomes_a_valid_image_name(app_id: str, image: str) -> None:
 
     assert image_name_for(app_id) == image
     assert RunRequest(image=f"{image_name_for(app_id)}:latest").image == f"{image}:latest"
+
+
+@pytest.mark.parametrize(
+    ("repo", "allowed", "applies"),
+    [
+        ("team/site", ["docker.io"], True),
+        ("registry.attacker.example/x/y", ["docker.io"], False),
+        ("127.0.0.1:5000/team/site", ["127.0.0.1:5000/team"], True),
+        ("127.0.0.1:5000/teamless/site", ["127.0.0.1:5000/team"], False),
+        ("127.0.0.1:5000.evil.example/x/y", ["127.0.0.1:5000"], False),
+        ("localhost/x", [], False),
+    ],
+)
+def test_registry_credentials_apply_only_where_listed(repo: str, allowed: list[str], applies: bool) -> None:
+    from docker_manager.services.pipeline import credentials_apply
+
+    assert credentials_apply(repo, allowed) is applies
+
+
+@pytest.mark.parametrize(
+    ("model", "field", "value"),
+    [
+        (RunRequest, "image", "busybox\n"),
+        (RunRequest, "name", "web\n"),
+        (RunRequest, "app_id", "web\n"),
+        (RunRequest, "task_id", "t1\n"),
+        (RunRequest, "env", {"FOO\n": "x"}),
+        (RunRequest, "ports", {"80\n": 8080}),
+        (RunRequest, "cpuset", "0\n"),
+    ],
+)
+def test_a_trailing_newline_passes_no_validator(model: Any, field: str, value: Any) -> None:
+    base = {"image": "bb"}
+    with pytest.raises(ValidationError):
+        model(**{**base, field: value})

@@ -44,3 +44,14 @@ def test_invalid_utf8_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "bin.log"
     path.write_bytes(b"ok\n\xff\xfe bad\n")
     assert tail_lines(path, 2) == ["ok", "\ufffd\ufffd bad"]
+
+
+def test_reads_are_capped_in_bytes_whatever_the_line_count(tmp_path: Path) -> None:
+    path = tmp_path / "wide.log"
+    with path.open("w") as handle:
+        for i in range(100):
+            handle.write(f"{i:03d}" + "y" * 60_000 + "\n")  # 6 MB of 60 KB lines
+    lines = tail_lines(path, 10_000, max_bytes=1 << 20)
+    assert lines is not None
+    assert 15 <= len(lines) <= 18  # about 1 MiB of them, the last ones, not all 100
+    assert lines[-1].startswith("099") and all(len(line) <= 64 * 1024 for line in lines)

@@ -51,12 +51,15 @@ class RequireScope(HTTPBearer):
         self.scope = scope
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("a bearer token is required")
-        services: Services = request.app.state.services
-        principal = await services.tokens.authenticate(token)
+        # The AuthGate middleware has checked the token already, before the body was read.
+        principal: Principal | None = request.scope.get("state", {}).get("principal")
+        if principal is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise Unauthorized("a bearer token is required")
+            services: Services = request.app.state.services
+            principal = await services.tokens.authenticate(token)
         if principal is None:
             raise Unauthorized("unknown, expired or revoked token")
         if not principal.has(self.scope):

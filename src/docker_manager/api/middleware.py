@@ -1,21 +1,29 @@
-"""Pure-ASGI guards that run before any route: Host header check and request body cap."""
+"""Pure-ASGI guards that run before any route: Host header, authentication, request body cap."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections import deque
 from collections.abc import Iterable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-async def _send_error(send: Send, status: int, code: str, detail: str) -> None:
+async def _send_error(
+    send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"code": code, "detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -105,3 +113,92 @@ class BodySizeLimit:
         except BodyTooLarge:
             if not started:
                 await _send_error(send, 413, "payload_too_large", f"request body is over {limit} bytes")
+
+
+class FailureLimiter:
+    """Failed authentications per client address: past `limit` in `window` seconds, the address
+    is refused (429) for `window` seconds. The peer address only: X-Forwarded-For is never trusted
+    (a caller could rotate it to reset the count)."""
+
+    def __init__(self, *, limit: int, window: float, max_clients: int = 10_000) -> None:
+        self._limit = limit
+        self._window = window
+        self._max_clients = max_clients
+        self._failures: dict[str, deque[float]] = {}
+        self._blocked: dict[str, float] = {}
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds the client must wait, or None when it may try."""
+        until = self._blocked.get(client)
+        if until is None:
+            return None
+        now = time.monotonic()
+        if until <= now:
+            del self._blocked[client]
+            return None
+        return max(int(until - now) + 1, 1)
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        if client not in self._failures and len(self._failures) >= self._max_clients:
+            self._failures.pop(next(iter(self._failures)))  # the oldest entry goes
+        times = self._failures.setdefault(client, deque())
+        times.append(now)
+        while times and times[0] < now - self._window:
+            times.popleft()
+        if len(times) >= self._limit:
+            self._blocked[client] = now + self._window
+            times.clear()
+
+
+class AuthGate:
+    """Authenticate from the headers alone, before any body is read or parsed.
+
+    Without it, FastAPI would read and parse a request's body before the token dependency runs: a
+    caller without a token could make the server parse megabytes per request. A valid token's
+    principal is handed on in the request state; the route's dependency still checks the scope.
+    Failed attempts are counted per client address (`FailureLimiter`).
+    """
+
+    def __init__(self, app: ASGIApp, *, public_paths: Iterable[str], limiter: FailureLimiter) -> None:
+        self.app = app
+        self.public = frozenset(public_paths)
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in self.public:
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            await _send_error(
+                send,
+                429,
+                "too_many_failures",
+                "too many failed authentications; wait and retry",
+                headers=[(b"retry-after", str(wait).encode())],
+            )
+            return
+        header = ""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            await _send_error(send, 401, "unauthorized", "a bearer token is required", headers=_CHALLENGE)
+            return
+        principal = await scope["app"].state.services.tokens.authenticate(token)
+        if principal is None:
+            self.limiter.failed(client)
+            await _send_error(
+                send, 401, "unauthorized", "unknown, expired or revoked token", headers=_CHALLENGE
+            )
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+_CHALLENGE = [(b"www-authenticate", b"Bearer")]

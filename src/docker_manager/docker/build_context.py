@@ -1,6 +1,8 @@
 """Build contexts as tar streams: walked in a thread, `.dockerignore` honoured, never buffered whole.
 
 Inline files (an inline Dockerfile) are added to the stream, not written into the user's directory.
+The walk holds directory file descriptors and opens every name relative to its parent with
+O_NOFOLLOW, so a directory swapped for a symlink mid-walk is never followed out of the context.
 Symlinks are archived as links, never followed; sockets, FIFOs and devices are skipped (opening a
 FIFO would hang the walk).
 """
@@ -12,7 +14,7 @@ import re
 import stat
 import tarfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,11 +128,7 @@ class BuildContext:
         writer = _BufferedWriter(sink, self.max_bytes)
         with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             if self.root is not None:
-                ignore = self._ignore_rules()
-                for abs_path, rel_path in _walk(self.root, ignore):
-                    if rel_path in self.inline_files:
-                        continue
-                    _add(tar, abs_path, rel_path)
+                _add_tree(tar, self.root, self._ignore_rules(), set(self.inline_files))
             now = time.time()
             for name, data in self.inline_files.items():
                 info = tarfile.TarInfo(name)
@@ -150,38 +148,78 @@ class BuildContext:
         return DockerIgnore.parse(text, always_include=(self.dockerfile, ".dockerignore"))
 
 
-def _walk(root: Path, ignore: DockerIgnore) -> Iterator[tuple[str, str]]:
-    stack = [("", str(root))]
-    while stack:
-        rel_dir, abs_dir = stack.pop()
-        with os.scandir(abs_dir) as entries:
-            children = sorted(entries, key=lambda e: e.name)
-        for entry in children:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if ignore.excluded(rel):
-                # An excluded directory may still hold re-included files (`!dir/keep`).
-                if is_dir and ignore.has_exclusions:
-                    stack.append((rel, entry.path))
-                continue
-            yield entry.path, rel
-            if is_dir:
-                stack.append((rel, entry.path))
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+MAX_DEPTH = 256
 
 
-def _add(tar: tarfile.TarFile, abs_path: str, rel_path: str) -> None:
-    st = os.lstat(abs_path)
+def _add_tree(tar: tarfile.TarFile, root: Path, ignore: DockerIgnore, skip: set[str]) -> None:
+    """Archive the tree under `root`, walking with directory file descriptors.
+
+    Every name is opened relative to its parent's descriptor with O_NOFOLLOW: a directory swapped
+    for a symlink during the walk is not followed out of the context (the open fails), and a
+    symlink is archived as a link, never read through.
+    """
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        _add_dir(tar, fd, "", ignore, skip, depth=0)
+    finally:
+        os.close(fd)
+
+
+def _add_dir(
+    tar: tarfile.TarFile, dir_fd: int, rel_dir: str, ignore: DockerIgnore, skip: set[str], *, depth: int
+) -> None:
+    if depth > MAX_DEPTH:
+        raise PayloadTooLarge(f"the build context is nested deeper than {MAX_DEPTH} directories")
+    with os.scandir(dir_fd) as entries:
+        names = sorted(entry.name for entry in entries)
+    for name in names:
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # gone meanwhile
+        is_dir = stat.S_ISDIR(st.st_mode)
+        excluded = ignore.excluded(rel)
+        # An excluded directory may still hold re-included files (`!dir/keep`).
+        if excluded and not (is_dir and ignore.has_exclusions):
+            continue
+        if not excluded and rel not in skip:
+            _add_entry(tar, dir_fd, name, rel, st)
+        if is_dir:
+            try:
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue  # replaced by a symlink or a file since the stat: not followed
+            try:
+                _add_dir(tar, child, rel, ignore, skip, depth=depth + 1)
+            finally:
+                os.close(child)
+
+
+def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, rel: str, st: os.stat_result) -> None:
     if stat.S_ISREG(st.st_mode):
-        fd = os.open(abs_path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return  # replaced meanwhile (e.g. by a symlink): not followed
         with os.fdopen(fd, "rb") as handle:
-            info = tar.gettarinfo(arcname=rel_path, fileobj=handle)
+            info = tar.gettarinfo(arcname=rel, fileobj=handle)
             _owned_by_root(info)
             if info.isreg():
                 tar.addfile(info, handle)
             else:  # a hard link to an earlier member
                 tar.addfile(info)
     elif stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
-        info = tar.gettarinfo(abs_path, arcname=rel_path)
+        info = tarfile.TarInfo(rel)
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.mtime = int(st.st_mtime)
+        if stat.S_ISDIR(st.st_mode):
+            info.type = tarfile.DIRTYPE
+        else:
+            info.type = tarfile.SYMTYPE
+            info.linkname = os.readlink(name, dir_fd=dir_fd)
         _owned_by_root(info)
         tar.addfile(info)
     # Sockets, FIFOs and device nodes are skipped on purpose.

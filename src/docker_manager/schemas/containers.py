@@ -99,9 +99,7 @@ class RunExtendedRequest(StrictModel):
     network_mode: (
         Annotated[
             str,
-            StringConstraints(
-                pattern=r"^(bridge|none|host|(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$"
-            ),
+            StringConstraints(pattern=r"^(bridge|none|host|(container:)?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127})$"),
         ]
         | None
     ) = None

@@ -69,7 +69,13 @@ class Services:
         runner = TaskRunner(
             TaskStore(db.engine, boot_id=uuid.uuid4().hex),
             EventBus(),
-            limits={"build": settings.max_concurrent_builds},
+            # Every kind of task that clones, builds, loads or runs has its own limit.
+            limits={
+                "build": settings.max_concurrent_builds,
+                "localrun": settings.max_concurrent_localruns,
+                "pipeline": settings.max_concurrent_pipelines,
+                "command": settings.max_concurrent_commands,
+            },
             max_queued=settings.max_queued_tasks,
             outbox_enabled=settings.log_stream_endpoint is not None,
         )

@@ -108,6 +108,7 @@ class CommandService:
                 work=work,
                 task_id=task_id,
                 files_dir=self._settings.builds_path / task_id,
+                kind="command",
                 stream_fields={"cmd": cmd if isinstance(cmd, str) else shlex.join(argv)},
                 final_payload=final_payload,
             )

@@ -29,7 +29,7 @@ from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
 from docker_manager.tasks.files import INFO_JSON, read_json
 from docker_manager.util.lz4file import ArchiveError, decompress_file
-from docker_manager.util.paths import confine
+from docker_manager.util.paths import confine, plain_dir
 
 LOCALRUN_TASK = "localrun"
 MANIFEST = "build.manifest.json"
@@ -56,7 +56,7 @@ def _locate(body: LocalRunRequest, settings: Settings) -> Artefact:
     folder = find_task_dir(settings, body.task_id)
     if folder.parent == settings.builds_path and not folder.is_dir():
         folder = settings.upload_path / body.task_id  # a new runtime folder, the README's first choice
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    plain_dir(folder, create=True)  # never a symlink: the task's files are written in it
     manifest = read_json(folder / MANIFEST) or {}
     expected = manifest.get("sha256") if manifest.get("artefact") == path.name else None
     return Artefact(
@@ -105,6 +105,7 @@ class LocalRunService:
                 work=work,
                 app_id=app_id,
                 files_dir=artefact.folder,
+                kind="localrun",
                 stream_fields={"build_task_id": body.task_id, "lz4_path": str(artefact.path)},
             )
         )

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +69,29 @@ def registry_of(repo: str) -> str:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return first
     return DOCKER_HUB
+
+
+MAX_DOCKERFILE_BYTES = 1 << 20
+
+
+def read_repo_dockerfile(path: Path) -> str | None:
+    """The repository's own Dockerfile, or None when it has none. A symlink (which could point
+    anywhere on the host) or an oversized file is refused, never read. Blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidInput("the repository's Dockerfile is a symbolic link", field="repo_url") from exc
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InvalidInput("the repository's Dockerfile is not a regular file", field="repo_url")
+        data = handle.read(MAX_DOCKERFILE_BYTES + 1)
+    if len(data) > MAX_DOCKERFILE_BYTES:
+        raise InvalidInput("the repository's Dockerfile is larger than 1 MiB", field="repo_url")
+    return data.decode("utf-8", "replace")
 
 
 def credentials_apply(repo: str, allowed: list[str]) -> bool:
@@ -170,6 +195,7 @@ class PipelineService:
             task_id=task_id,
             app_id=plan.app_id,
             files_dir=self._settings.builds_path / task_id,
+            kind="pipeline",
             stream_fields={"repo_url": plan.shown_url, "repo_tag": plan.repo_tag},
         )
         if wait:
@@ -254,10 +280,9 @@ class PipelineService:
 
     async def _build(self, ctx: TaskContext, plan: PipelinePlan, workdir: Path) -> dict[str, Any]:
         repo = workdir / "repo"
-        dockerfile = repo / "Dockerfile"
-        if await asyncio.to_thread(dockerfile.is_file):
-            text = await asyncio.to_thread(dockerfile.read_text, "utf-8", "replace")
-            generated = False
+        own = await asyncio.to_thread(read_repo_dockerfile, repo / "Dockerfile")
+        if own is not None:
+            text, generated = own, False
         else:
             html = self._settings.pipeline_html_dir
             text = f"FROM {self._settings.pipeline_base_image}\nCOPY . {html}\n"

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
+from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
-from docker_manager.errors import NotFound
+from docker_manager.errors import InsufficientScope, NotFound
 from docker_manager.schemas.tasks import TaskPage, TaskStatus, TaskSummary
-from docker_manager.tasks import Status, TaskRecord, TaskRunner
+from docker_manager.tasks import Status, TaskEvent, TaskRecord, TaskRunner, follow
 from docker_manager.tasks.files import (
     BUILD_JSONL,
     BUILD_LOG,
@@ -21,6 +23,7 @@ from docker_manager.tasks.files import (
     INFO_JSON,
     read_json,
 )
+from docker_manager.util.paths import plain_dir
 from docker_manager.util.tail import file_size, tail_lines
 
 Server = Literal["build", "runtime"]
@@ -34,6 +37,12 @@ HEALTH_FIELDS = (
     "start_check_time",
     "end_check_time",
 )
+# Task types whose argv and output only admin may see: host commands run as root.
+ADMIN_ONLY_TYPES = frozenset({"generic_task"})
+# Summary fields that hold a container's own output (shown to `exec` tokens only).
+CONTAINER_OUTPUT_KEYS = frozenset({"last_lines"})
+# What one /tasks/logs request reads at most: 4 files of up to 4 MiB each, whatever `tail` asks.
+TAIL_BYTES_PER_FILE = 4 << 20
 _SECRET_KEYS = frozenset({"env", "password", "sftp_password", "dockerhub_password", "build_args"})
 
 
@@ -68,7 +77,8 @@ def find_task_dir(settings: Settings, task_id: str, server: Server | None = None
         # A task folder is a real directory, never a symlink planted into a shared root.
         if candidate.is_dir() and not candidate.is_symlink():
             return candidate
-    return roots[-1] / task_id
+    # None has it: the last candidate, which must not be a symlink either (it may get written).
+    return plain_dir(roots[-1] / task_id, create=False)
 
 
 def _status_of(record: TaskRecord, position: int | None) -> TaskStatus:
@@ -94,9 +104,23 @@ class TaskService:
         self._runner = runner
         self._settings = settings
 
-    async def status(self, task_id: str) -> TaskStatus:
+    @staticmethod
+    def check_access(record: TaskRecord, principal: Principal) -> None:
+        """A host command's argv and output are admin's: other tokens cannot see or stop it."""
+        if record.type in ADMIN_ONLY_TYPES and not principal.is_admin:
+            raise InsufficientScope(f"task {record.id!r} is a host command: it needs an admin token")
+
+    async def status(self, task_id: str, principal: Principal) -> TaskStatus:
         record = await self._runner.store.get(task_id)
+        self.check_access(record, principal)
         return _status_of(record, self._runner.queue_position(task_id))
+
+    async def follow(
+        self, task_id: str, principal: Principal, *, after: int
+    ) -> AsyncIterator[TaskEvent | None]:
+        """The task's events live (see `tasks.follow`), once the caller may see them."""
+        self.check_access(await self._runner.store.get(task_id, with_events=False), principal)
+        return follow(self._runner.store, self._runner.bus, task_id, after=after, stop=self._runner.closing)
 
     async def page(
         self,
@@ -106,9 +130,11 @@ class TaskService:
         app_id: str | None,
         limit: int,
         cursor: str | None,
+        principal: Principal,
     ) -> TaskPage:
+        hidden = () if principal.is_admin else tuple(ADMIN_ONLY_TYPES)
         records, next_cursor = await self._runner.store.page(
-            status=status, task_type=task_type, app_id=app_id, limit=limit, cursor=cursor
+            status=status, task_type=task_type, app_id=app_id, limit=limit, cursor=cursor, hidden_types=hidden
         )
         return TaskPage(
             tasks=[
@@ -127,7 +153,8 @@ class TaskService:
             next_cursor=next_cursor,
         )
 
-    async def cancel(self, task_id: str) -> TaskStatus:
+    async def cancel(self, task_id: str, principal: Principal) -> TaskStatus:
+        self.check_access(await self._runner.store.get(task_id, with_events=False), principal)
         record = await self._runner.cancel(task_id)
         return _status_of(record, None)
 
@@ -135,10 +162,14 @@ class TaskService:
     def task_dir(self, task_id: str, server: Server | None) -> Path:
         return find_task_dir(self._settings, task_id, server)
 
-    async def logs(self, task_id: str, *, server: Server | None, tail: int) -> dict[str, Any]:
+    async def logs(
+        self, task_id: str, principal: Principal, *, server: Server | None, tail: int
+    ) -> dict[str, Any]:
         record = await self._runner.store.find(task_id)
+        if record is not None:
+            self.check_access(record, principal)
         folder = await asyncio.to_thread(self.task_dir, task_id, server)
-        body = await asyncio.to_thread(_read_folder, folder, tail)
+        body = await asyncio.to_thread(_read_folder, folder, tail, principal.has(Scope.EXEC))
         if record is None and body is None:
             raise NotFound(f"no task {task_id!r} and no log folder for it")
         body = body or {"build_logs": {}, "build_metadata": {}, "files_available": [], "warnings": []}
@@ -161,23 +192,26 @@ class TaskService:
         return result
 
 
-def _read_folder(folder: Path, tail: int) -> dict[str, Any] | None:
+def _read_folder(folder: Path, tail: int, with_output: bool) -> dict[str, Any] | None:
     if not folder.is_dir() or folder.is_symlink():
         return None
     logs: dict[str, Any] = {}
     warnings: list[str] = []
     for key, name in (("raw", BUILD_LOG), ("events", EVENTS_LOG), ("error", ERROR_LOG)):
-        lines = tail_lines(folder / name, tail)
+        lines = tail_lines(folder / name, tail, max_bytes=TAIL_BYTES_PER_FILE)
         if lines is not None:
             logs[key] = lines
             logs[f"{key}_bytes"] = file_size(folder / name)
-    structured = tail_lines(folder / BUILD_JSONL, tail)
+    structured = tail_lines(folder / BUILD_JSONL, tail, max_bytes=TAIL_BYTES_PER_FILE)
     if structured is not None:
         logs["structured"] = [_parse_json_line(line) for line in structured]
         logs["structured_bytes"] = file_size(folder / BUILD_JSONL)
     summary = read_json(folder / INFO_JSON)
     if summary is None and (folder / INFO_JSON).exists():
         warnings.append(f"{INFO_JSON} is not valid JSON")
+    if summary is not None and not with_output:
+        # The container's own output (the health check's last lines) is for exec tokens.
+        summary = {k: v for k, v in summary.items() if k not in CONTAINER_OUTPUT_KEYS}
     return {
         "build_logs": logs,
         "build_metadata": {

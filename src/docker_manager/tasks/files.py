@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager.util.files import write_atomic
+from docker_manager.util.paths import plain_dir
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class TaskFiles:
 
     @classmethod
     async def open(cls, directory: Path) -> TaskFiles:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True, mode=0o700)
+        """The folder, created if needed; a symlink in its place is refused, never written through."""
+        await asyncio.to_thread(plain_dir, directory, create=True)
         return cls(directory)
 
     def path(self, name: str) -> Path:

@@ -289,18 +289,24 @@ class TaskRunner:
         )
         try:
             files = await TaskFiles.open(files_dir) if files_dir else None
-        except OSError as exc:
+        except (OSError, DockerManagerError) as exc:
             # Persisted as queued already: it must not stay so.
-            message = f"cannot create the task folder: {exc.strerror or exc}"
+            error = (
+                exc
+                if isinstance(exc, DockerManagerError)
+                else StorageError(f"cannot create the task folder: {exc.strerror or exc}")
+            )
             await self.store.record(
                 task_id,
                 stage=None,
                 status=Status.ERROR.value,
-                data={"message": message, "final": True},
-                change=StateChange(status=Status.ERROR, error=message),
+                data={"message": error.detail, "final": True},
+                change=StateChange(status=Status.ERROR, error=error.detail),
             )
             self.store.forget(task_id)
-            raise StorageError(message) from exc
+            if error is exc:
+                raise
+            raise error from exc
         context = TaskContext(
             record=record,
             store=self.store,

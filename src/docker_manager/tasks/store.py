@@ -178,9 +178,12 @@ class TaskStore:
         app_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        hidden_types: tuple[str, ...] = (),
     ) -> tuple[list[TaskRecord], str | None]:
         """Newest first; `cursor` continues after the last task of the previous page."""
         query = sa.select(tasks).order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+        if hidden_types:
+            query = query.where(tasks.c.type.not_in(hidden_types))
         if status is not None:
             query = query.where(tasks.c.status == status.value)
         if task_type is not None:

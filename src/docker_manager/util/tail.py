@@ -9,10 +9,11 @@ BLOCK = 64 * 1024
 MAX_LINE = 64 * 1024
 
 
-def tail_lines(path: Path, n: int, *, max_line: int = MAX_LINE) -> list[str] | None:
+def tail_lines(path: Path, n: int, *, max_line: int = MAX_LINE, max_bytes: int = 4 << 20) -> list[str] | None:
     """The last `n` lines (without newlines), or None if the file is missing.
 
     Symlinks are not followed. A line longer than `max_line` bytes keeps its last `max_line` bytes.
+    At most `max_bytes` are read from the end: fewer lines come back when they are that long.
     """
     if n <= 0:
         return []
@@ -26,7 +27,7 @@ def tail_lines(path: Path, n: int, *, max_line: int = MAX_LINE) -> list[str] | N
         raise
     with os.fdopen(fd, "rb") as handle:
         end = handle.seek(0, os.SEEK_END)
-        budget = n * (max_line + 1) + BLOCK
+        budget = min(n * (max_line + 1) + BLOCK, max(max_bytes, BLOCK))
         chunks: list[bytes] = []
         newlines = 0
         position = end

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
-from docker_manager.api.deps import OperateAccess, ReadAccess, ServicesDep, TasksDep
+from docker_manager.api.deps import OperateAccess, ReadAccess, TasksDep
 from docker_manager.api.streaming import ndjson, sse
 from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
-from docker_manager.tasks import LOG, Status, follow
+from docker_manager.tasks import LOG, Status
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 MAX_TAIL = 10_000
@@ -22,7 +22,7 @@ TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 @router.get("", response_model=TaskPage)
 async def list_tasks(
     tasks: TasksDep,
-    _: ReadAccess,
+    who: ReadAccess,
     status: Status | None = None,
     type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
     app_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
@@ -30,30 +30,33 @@ async def list_tasks(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TaskPage:
     """Newest first, `limit` per page; pass `next_cursor` back as `cursor` for the next page."""
-    return await tasks.page(status=status, task_type=type, app_id=app_id, limit=limit, cursor=cursor)
+    return await tasks.page(
+        status=status, task_type=type, app_id=app_id, limit=limit, cursor=cursor, principal=who
+    )
 
 
 @router.get("/status/{task_id}", response_model=TaskStatus)
-async def task_status(task_id: TaskIdPath, tasks: TasksDep, _: ReadAccess) -> TaskStatus:
-    return await tasks.status(task_id)
+async def task_status(task_id: TaskIdPath, tasks: TasksDep, who: ReadAccess) -> TaskStatus:
+    """A task's state and steps (a host command's: admin only)."""
+    return await tasks.status(task_id, who)
 
 
 @router.post("/{task_id}/cancel", response_model=TaskStatus)
-async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, _: OperateAccess) -> TaskStatus:
+async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, who: OperateAccess) -> TaskStatus:
     """Stop the work (the engine request, the process group) and clean up partial files."""
-    return await tasks.cancel(task_id)
+    return await tasks.cancel(task_id, who)
 
 
 @router.get("/logs/{task_id}", response_model=TaskLogs)
 async def task_logs(
     task_id: TaskIdPath,
     tasks: TasksDep,
-    _: ReadAccess,
+    who: ReadAccess,
     server: Literal["build", "runtime"] | None = None,
     tail: Annotated[int, Query(ge=0, le=10_000, description="0: as many as allowed (10,000).")] = 200,
 ) -> dict[str, Any]:
     """The last `tail` lines of build.log, build.jsonl, events.log and error.log, and the summary."""
-    return await tasks.logs(task_id, server=server, tail=tail or MAX_TAIL)
+    return await tasks.logs(task_id, who, server=server, tail=tail or MAX_TAIL)
 
 
 @router.get(
@@ -64,8 +67,8 @@ async def task_logs(
 async def task_events(
     task_id: TaskIdPath,
     request: Request,
-    services: ServicesDep,
-    _: ReadAccess,
+    tasks: TasksDep,
+    who: ReadAccess,
     after: Annotated[int, Query(ge=0, description="Only events with a larger sequence number.")] = 0,
     format: Literal["sse", "ndjson"] | None = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
@@ -73,10 +76,8 @@ async def task_events(
     """The task's events live, ending with the final one: SSE (`id` = sequence number; resume
     with `Last-Event-ID`) by default, NDJSON with `?format=ndjson` or `Accept: application/x-ndjson`.
     """
-    runner = services.runner
-    start = max(after, last_event_id or 0)
-    await runner.store.get(task_id, with_events=False)  # 404 before the stream starts
-    events = follow(runner.store, runner.bus, task_id, after=start, stop=runner.closing)
+    # 404 or 403 before the stream starts.
+    events = await tasks.follow(task_id, who, after=max(after, last_event_id or 0))
     wants_ndjson = format == "ndjson" or (
         format is None and "application/x-ndjson" in request.headers.get("accept", "")
     )
