@@ -6,18 +6,22 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from docker_manager import __version__
 from docker_manager.api.errors import install_error_handlers
 from docker_manager.api.middleware import AuthGate, BodySizeLimit, FailureLimiter, TrustedHostGuard
 from docker_manager.api.routes import ROUTERS
+from docker_manager.api.routes.docs import router as docs_router
 from docker_manager.config import Settings
 from docker_manager.services import Services
 
 log = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Builds, ships, runs and routes Docker containers on one host.",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
+        docs_url=None,  # our own /docs (api/routes/docs.py): no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
@@ -53,6 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The routes themselves, not the router: FastAPI walks nested routers on every request,
         # which costs more than the rest of a status request together (measured with wrk).
         app.router.routes.extend(router.routes)
+    if docs:
+        app.router.routes.extend(docs_router.routes)
+    # Vendored front-end files (with their licences): public, like the pages that load them.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     # Outermost first: a bad Host is refused before anything else looks at the request.
     # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
     fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
@@ -62,10 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_path={"/docker/container/fs/write": max(fs_write_body, settings.max_body_bytes)},
     )
     # Outside the body cap: a request without a valid token is refused before its body is read.
-    public = ["/healthz", *(["/docs", "/docs/oauth2-redirect", "/openapi.json"] if docs else [])]
+    public = ["/healthz", *(["/docs", "/openapi.json"] if docs else [])]
     app.add_middleware(
         AuthGate,
         public_paths=public,
+        public_prefixes=["/static/"],
         limiter=FailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window),
     )
     if settings.cors_origins:

@@ -160,13 +160,24 @@ class AuthGate:
     Failed attempts are counted per client address (`FailureLimiter`).
     """
 
-    def __init__(self, app: ASGIApp, *, public_paths: Iterable[str], limiter: FailureLimiter) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        public_paths: Iterable[str],
+        public_prefixes: Iterable[str] = (),
+        limiter: FailureLimiter,
+    ) -> None:
         self.app = app
         self.public = frozenset(public_paths)
+        self.public_prefixes = tuple(public_prefixes)
         self.limiter = limiter
 
+    def _is_public(self, path: str) -> bool:
+        return path in self.public or (bool(self.public_prefixes) and path.startswith(self.public_prefixes))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope["path"] in self.public:
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
