@@ -74,4 +74,7 @@ start_postgres() {
   fi
   psql -q -h 127.0.0.1 -p "$port" -U postgres -c "DROP DATABASE IF EXISTS dm_test" -c "CREATE DATABASE dm_test"
   TEST_PG_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/dm_test"
+  # For the test that stops and starts it again (a database going away under the service).
+  export TEST_PG_DATA="$data" TEST_PG_CTL="runuser -u postgres -- $bin/pg_ctl"
+  export TEST_PG_OPTIONS="-p $port -k $data -c listen_addresses=127.0.0.1"
 }

@@ -198,9 +198,10 @@ async def test_cancel_stops_the_work_and_runs_its_cleanup(
 async def test_restart_marks_leftover_tasks_interrupted(services: Services, tmp_path: Path) -> None:
     earlier = TaskStore(services.db.engine, boot_id="earlier-process")
     for status in (Status.QUEUED, Status.RUNNING):
-        record = await earlier.create(
+        record = earlier.new_record(
             task_id=f"left-{status.value}", task_type="test_task", app_id=None, files_dir=str(tmp_path)
         )
+        await earlier.create(record, first_event={"position": 1})
         await earlier.record(
             record.id, stage="building", status=status.value, change=StateChange(status=status)
         )

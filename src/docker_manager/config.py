@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         description="Directories build contexts may come from. Default `[{data_dir}/contexts]`.",
     )
     database_url: str | None = Field(None, description="SQLAlchemy URL. Default SQLite in `data_dir`.")
+    db_busy_timeout: float = Field(
+        5.0, gt=0, le=120, description="How long a write waits for a database another process holds (s)."
+    )
 
     # --- HTTP listener and access --------------------------------------------------------
     host: str = Field("127.0.0.1", description="Listen address.")

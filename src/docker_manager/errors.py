@@ -24,6 +24,8 @@ so the status code and the machine-readable `code` never depend on where the err
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full
     ├── StorageError                  507 storage_error
+    ├── DatabaseUnavailable           503 database_unavailable
+    │   └── DatabaseBusy              503 database_busy
     ├── NginxUnavailable              503 nginx_unavailable
     └── UpstreamError                 502 upstream_error
         ├── EngineError               502 engine_error
@@ -148,6 +150,20 @@ class StorageError(DockerManagerError):
 
     status_code = 507
     code = "storage_error"
+
+
+class DatabaseUnavailable(DockerManagerError):
+    """The service's database cannot be reached (PostgreSQL down); retry shortly."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """Another process held the database past the wait (a backup, an open `sqlite3`): nothing was
+    recorded; retry shortly."""
+
+    code = "database_busy"
 
 
 class UpstreamError(DockerManagerError):

@@ -9,9 +9,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docker_manager.errors import DockerManagerError, QueueFull
+from docker_manager.db.engine import database_error
+from docker_manager.errors import DatabaseUnavailable, DockerManagerError, QueueFull
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,8 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"}
     elif isinstance(exc, QueueFull):
         headers = {"Retry-After": "10"}
+    elif isinstance(exc, DatabaseUnavailable):
+        headers = {"Retry-After": "2"}
     return error_response(exc.status_code, exc.to_dict(), headers)
 
 
@@ -80,6 +85,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Logged once here, with what the database said; the answer says only that it is busy or down.
+    log.warning("database error on %s %s: %s", request.method, request.url.path, exc)
+    return await _service_error(request, database_error(exc))
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     incident = uuid.uuid4().hex[:12]
     log.exception("unexpected error (incident %s)", incident, exc_info=exc)
@@ -91,5 +102,12 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DockerManagerError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    # The database itself failing (locked, down, unreachable), whichever query met it.
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
+    # asyncpg's connect errors come through SQLAlchemy unwrapped (a refused connection is a plain
+    # ConnectionRefusedError). Every other outside service is reached through an adapter that maps
+    # its errors (engine, SFTP, nginx, git), so a bare connection error here is the database's.
+    app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

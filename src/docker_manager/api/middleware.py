@@ -7,8 +7,12 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docker_manager.db.engine import database_error
 
 
 async def _send_error(
@@ -201,7 +205,14 @@ class AuthGate:
         if scheme.lower() != "bearer" or not token:
             await _send_error(send, 401, "unauthorized", "a bearer token is required", headers=_CHALLENGE)
             return
-        principal = await scope["app"].state.services.tokens.authenticate(token)
+        try:
+            principal = await scope["app"].state.services.tokens.authenticate(token)
+        except (DBAPIError, PoolTimeout, ConnectionError) as exc:
+            error = database_error(exc)
+            await _send_error(
+                send, error.status_code, error.code, error.detail, headers=[(b"retry-after", b"2")]
+            )
+            return
         if principal is None:
             self.limiter.failed(client)
             await _send_error(

@@ -9,20 +9,28 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from docker_manager.errors import DatabaseBusy, DatabaseUnavailable, DockerManagerError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers (status routes) run while a task writes; NORMAL is durable across a process
-    # crash, which is the failure this service must survive.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout: float) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers (status routes) run while a task writes; NORMAL is durable across a
+        # process crash, which is the failure this service must survive.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        # A writer held up by another process (a backup, an open sqlite3) waits this long, SQLite
+        # sleeping with backoff, then the request answers 503 database_busy.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def alembic_config(url: str) -> Config:
@@ -35,11 +43,16 @@ def alembic_config(url: str) -> Config:
 class Database:
     """Owns the engine. `open()` migrates the schema to the newest revision."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_timeout: float = 5.0) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            # SQLite allows one writer at a time (WAL), and readers need few connections: a small
+            # pool, so idle connections are not kept open for good.
+            self.engine: AsyncEngine = create_async_engine(url, pool_size=2, max_overflow=6)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout))
+        else:
+            # pre-ping: after PostgreSQL restarts, stale connections are replaced, no restart needed.
+            self.engine = create_async_engine(url, pool_pre_ping=True)
 
     async def open(self) -> None:
         async with self.engine.begin() as conn:
@@ -52,3 +65,11 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def database_error(exc: BaseException) -> DockerManagerError:
+    """The service error for a failure of the database itself (not of a query's content)."""
+    text = str(exc).lower()
+    if "database is locked" in text or "database table is locked" in text or isinstance(exc, PoolTimeout):
+        return DatabaseBusy("the database is busy (locked by another process); nothing was recorded")
+    return DatabaseUnavailable("the database cannot be reached; nothing was recorded")

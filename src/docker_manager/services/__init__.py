@@ -58,7 +58,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         settings.ensure_dirs()
-        db = Database(settings.sqlalchemy_url)
+        db = Database(settings.sqlalchemy_url, busy_timeout=settings.db_busy_timeout)
         await db.open()
         tokens = TokenStore(db.engine)
         admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None

@@ -11,12 +11,16 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from docker_manager.errors import Conflict, DockerManagerError, QueueFull, StorageError
 from docker_manager.tasks.bus import EventBus
@@ -26,6 +30,7 @@ from docker_manager.tasks.store import StateChange, TaskStore
 
 log = logging.getLogger(__name__)
 
+FINAL_ATTEMPTS = 12  # about 80 s of retries for a task's final state
 FLUSH_INTERVAL = 0.2
 FLUSH_LINES = 200
 
@@ -69,6 +74,7 @@ class TaskContext:
         outbox_enabled: bool,
         db_line_cap: int,
     ) -> None:
+        self._record = record
         self.task_id = record.id
         self.task_type = record.type
         self.app_id = record.app_id
@@ -133,6 +139,17 @@ class TaskContext:
             ),
         )
         self._bus.publish(event)
+        return event
+
+    async def first_event(self, *, position: int) -> TaskEvent:
+        """Record the task itself with its first event, `queued` (one transaction), then log it."""
+        data = {"position": position}
+        payloads = [self._payload(None, Status.QUEUED.value, data)] if self._outbox else None
+        event = await self._store.create(self._record, first_event=data, outbox_payloads=payloads)
+        if self.files is not None:
+            await self.files.append(
+                LogBatch(events=["queued"], jsonl=[{"level": "info", "event": "task_queued", **data}])
+            )
         return event
 
     async def info(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -281,32 +298,15 @@ class TaskRunner:
             raise QueueFull(f"{len(self._queued)} tasks are already waiting; try again later")
         task_id = spec.task_id or new_task_id(spec.task_type)
         files_dir = spec.files_dir
-        record = await self.store.create(
+        # The folder first, then the task's row with its first event in one transaction: if either
+        # fails there is neither (no row without its folder, no new folder without its row).
+        files, created = await self._open_folder(files_dir)
+        record = self.store.new_record(
             task_id=task_id,
             task_type=spec.task_type,
             app_id=spec.app_id,
             files_dir=str(files_dir) if files_dir else None,
         )
-        try:
-            files = await TaskFiles.open(files_dir) if files_dir else None
-        except (OSError, DockerManagerError) as exc:
-            # Persisted as queued already: it must not stay so.
-            error = (
-                exc
-                if isinstance(exc, DockerManagerError)
-                else StorageError(f"cannot create the task folder: {exc.strerror or exc}")
-            )
-            await self.store.record(
-                task_id,
-                stage=None,
-                status=Status.ERROR.value,
-                data={"message": error.detail, "final": True},
-                change=StateChange(status=Status.ERROR, error=error.detail),
-            )
-            self.store.forget(task_id)
-            if error is exc:
-                raise
-            raise error from exc
         context = TaskContext(
             record=record,
             store=self.store,
@@ -316,10 +316,30 @@ class TaskRunner:
             outbox_enabled=self._outbox,
             db_line_cap=self._db_line_cap,
         )
+        position = len(self._queued) + 1
+        try:
+            event = await context.first_event(position=position)
+        except BaseException:
+            if created and files_dir is not None:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(shutil.rmtree, files_dir)
+            raise
         self._queued.append(task_id)
-        await context.event(None, Status.QUEUED.value, position=len(self._queued))
+        self.bus.publish(event)
         self._tasks[task_id] = asyncio.create_task(self._run(context, spec), name=f"task-{task_id}")
-        return record
+        return replace(record, events=[])
+
+    @staticmethod
+    async def _open_folder(files_dir: Path | None) -> tuple[TaskFiles | None, bool]:
+        """The task's folder (made if missing) and whether it was made now."""
+        if files_dir is None:
+            return None, False
+        existed = await asyncio.to_thread(files_dir.exists)
+        try:
+            files = await TaskFiles.open(files_dir)
+        except OSError as exc:
+            raise StorageError(f"cannot create the task folder: {exc.strerror or exc}") from exc
+        return files, not existed
 
     async def run_and_wait(self, spec: TaskSpec) -> TaskRecord:
         """Run a task and wait for its end; the work's own error is raised again here.
@@ -420,17 +440,26 @@ class TaskRunner:
                         }
                     )
             extra = {"log_truncated": True} if context.files is not None and context.files.truncated else {}
-            await context.event(
-                context.stage,
-                status.value,
-                message=error,
-                level="error" if status is not Status.COMPLETED else "info",
-                change=StateChange(status=status, result=result or {}, error=error),
-                payload_extra=payload,
-                final=True,
-                duration_sec=round(duration, 3),
+            final: dict[str, Any] = {
+                "message": error,
+                "level": "error" if status is not Status.COMPLETED else "info",
+                "change": StateChange(status=status, result=result or {}, error=error),
+                "payload_extra": payload,
+                "final": True,
+                "duration_sec": round(duration, 3),
                 **extra,
-            )
+            }
+            # The final state must be recorded: a database held by another process (a backup,
+            # an open sqlite3) is waited for, with backoff, for a bounded time.
+            for attempt in range(FINAL_ATTEMPTS):
+                try:
+                    await context.event(context.stage, status.value, **final)
+                    break
+                except (DBAPIError, PoolTimeout) as exc:
+                    if attempt + 1 == FINAL_ATTEMPTS:
+                        raise
+                    log.warning("recording the end of %s waits for the database: %s", context.task_id, exc)
+                    await asyncio.sleep(min(0.5 * 2**attempt, 10.0))
         except Exception:
             log.exception("could not record the end of task %s", context.task_id)
         finally:

@@ -102,11 +102,11 @@ class TaskStore:
         # event N has seen every event before it.
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def create(
+    def new_record(
         self, *, task_id: str, task_type: str, app_id: str | None, files_dir: str | None
     ) -> TaskRecord:
         now = utcnow()
-        record = TaskRecord(
+        return TaskRecord(
             id=task_id,
             type=task_type,
             status=Status.QUEUED,
@@ -118,25 +118,69 @@ class TaskStore:
             created_at=now,
             updated_at=now,
         )
+
+    async def create(
+        self,
+        record: TaskRecord,
+        *,
+        first_event: dict[str, Any],
+        outbox_payloads: list[dict[str, Any]] | None = None,
+    ) -> TaskEvent:
+        """Insert a queued task and its first event (and its outbox payloads) in one transaction:
+        a task is never recorded without the event that says it was queued."""
+        now = record.created_at
+        event = TaskEvent(
+            task_id=record.id, seq=1, ts=now, stage=None, status=record.status.value, data=first_event
+        )
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
                     tasks.insert().values(
-                        id=task_id,
-                        type=task_type,
+                        id=record.id,
+                        type=record.type,
                         status=record.status.value,
-                        app_id=app_id,
-                        files_dir=files_dir,
+                        app_id=record.app_id,
+                        files_dir=record.files_dir,
                         boot_id=self.boot_id,
                         created_at=now,
                         updated_at=now,
                     )
                 )
+                await self._insert_event(conn, event, outbox_payloads)
         except IntegrityError as exc:
-            raise Conflict(f"task id {task_id!r} is already in use", field="task_id") from exc
-        self._next_seq[task_id] = 1
-        self._live[task_id] = record
-        return replace(record, events=[])
+            raise Conflict(f"task id {record.id!r} is already in use", field="task_id") from exc
+        self._next_seq[record.id] = 2
+        self._live[record.id] = replace(record, events=[event])
+        return event
+
+    async def _insert_event(
+        self, conn: AsyncConnection, event: TaskEvent, outbox_payloads: list[dict[str, Any]] | None
+    ) -> None:
+        await conn.execute(
+            task_events.insert().values(
+                task_id=event.task_id,
+                seq=event.seq,
+                ts=event.ts,
+                stage=event.stage,
+                status=event.status,
+                data=event.data,
+            )
+        )
+        if outbox_payloads:
+            await conn.execute(
+                outbox.insert(),
+                [
+                    {
+                        "task_id": event.task_id,
+                        "payload": {**payload, "event_seq": event.seq},
+                        "attempts": 0,
+                        "next_attempt_at": event.ts,
+                        "state": "pending",
+                        "created_at": event.ts,
+                    }
+                    for payload in outbox_payloads
+                ],
+            )
 
     async def get(self, task_id: str, *, with_events: bool = True) -> TaskRecord:
         cached = self._live.get(task_id) or self._recent.get(task_id)
@@ -222,29 +266,10 @@ class TaskStore:
                 event = TaskEvent(
                     task_id=task_id, seq=seq, ts=now, stage=stage, status=status, data=data or {}
                 )
-                await conn.execute(
-                    task_events.insert().values(
-                        task_id=task_id, seq=seq, ts=now, stage=stage, status=status, data=event.data
-                    )
-                )
+                await self._insert_event(conn, event, outbox_payloads)
                 if change is not None:
                     await conn.execute(
                         tasks.update().where(tasks.c.id == task_id).values(**_change_values(change, now))
-                    )
-                if outbox_payloads:
-                    await conn.execute(
-                        outbox.insert(),
-                        [
-                            {
-                                "task_id": task_id,
-                                "payload": {**payload, "event_seq": seq},
-                                "attempts": 0,
-                                "next_attempt_at": now,
-                                "state": "pending",
-                                "created_at": now,
-                            }
-                            for payload in outbox_payloads
-                        ],
                     )
             self._next_seq[task_id] = seq + 1
             self._mirror(event, change)
