@@ -69,12 +69,30 @@ def _local(path: str, local_roots: Sequence[Path]) -> str:
 
 
 def redact(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` with URL passwords and the given secrets replaced by ***."""
-    text = re.sub(r"(://[^/\s:@]+):[^@/\s]+@", r"\1:***@", text)
+    """`text` with the credentials of any URL in it (`user:password@`, a token as the user name,
+    even with `@` in it) and the given secrets replaced by ***."""
+    text = re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1***@", text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def shown_url(url: str) -> str:
+    """A URL as it may be shown: no user information, no query, no fragment (tokens live there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return shown if parts.scheme else redact(url)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of a URL that may hold a secret, to be hidden wherever they show up."""
+    parts = urlsplit(url)
+    return [s for s in (parts.username, parts.password, parts.query, parts.fragment) if s]
 
 
 def _tree_size(path: Path) -> int:

@@ -32,7 +32,7 @@ from docker_manager.errors import (
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _HEADER_RE = re.compile(
     r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
-    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?"
+    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: kind=(managed|host))?"
 )
 
 
@@ -47,6 +47,12 @@ class Upstream:
     host: str
     port: int
     container: str | None = None
+    # The container is not running: nginx answers 502 rather than send the traffic to whoever
+    # gets its address next.
+    down: bool = False
+    # "managed": a container of this service; "host": what only an admin may point a site at
+    # (a process on the host, a container made by hand or with host-level options).
+    kind: str = "managed"
 
     @property
     def address(self) -> str:
@@ -74,12 +80,16 @@ def read_header(path: Path) -> SiteHeader | None:
     if match is None:
         return None
     port = int(match.group(3))
-    host = (match.group(4) or "127.0.0.1").rpartition(":")[0] or "127.0.0.1"
+    recorded = match.group(4) or "127.0.0.1"
+    down = recorded == "down"
+    host = "127.0.0.1" if down else (recorded.rpartition(":")[0] or "127.0.0.1")
     return SiteHeader(
         app_id=match.group(1) or None,
         domain=match.group(2),
         port=port,
-        upstream=Upstream(host=host, port=port, container=match.group(5)),
+        upstream=Upstream(
+            host=host, port=port, container=match.group(5), down=down, kind=match.group(6) or "managed"
+        ),
     )
 
 
@@ -132,8 +142,10 @@ class Nginx:
             ident=ident,
             domain=domain,
             port=upstream.port,
-            upstream=upstream.address,
+            upstream="down" if upstream.down else upstream.address,
+            server=f"{upstream.address} down" if upstream.down else upstream.address,
             container=upstream.container,
+            kind=upstream.kind,
             app_id=app_id or "",
             listen=self._listen,
             tls_listen=self._tls_listen,

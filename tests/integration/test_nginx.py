@@ -524,3 +524,99 @@ async def test_a_domain_with_a_certificate_is_served_over_tls(
                 assert secure.text.strip() == "secure"
             finally:
                 await client.post("/nginx/site/delete", json={"domain": "tls.example.com"}, headers=ADMIN)
+
+
+async def operate_token(app: httpx2.AsyncClient) -> dict[str, str]:
+    made = await app.post(
+        "/auth/tokens", json={"name": "nginx-operate", "scopes": ["operate"]}, headers=ADMIN
+    )
+    return {"Authorization": f"Bearer {made.json()['token']}"}
+
+
+async def test_an_operate_token_reaches_only_its_own_containers_through_a_site(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    operate = await operate_token(app)
+    with socket.socket() as host_service:  # a host process on TCP; the container takes UDP P
+        host_service.bind(("127.0.0.1", 0))
+        host_service.listen()
+        port = host_service.getsockname()[1]
+        udp = await app.post(
+            "/docker/run",
+            json={
+                "image": "dm-test-bb:latest",
+                "name": f"{unique}-udp",
+                "command": "sleep 60",
+                "ports": {"80/udp": port},
+            },
+            headers=operate,
+        )
+        assert udp.status_code == 200, udp.text
+        before = snapshot(nginx_server)
+        refused = await app.post(
+            "/nginx/site/create", json={"domain": "db.example.com", "port": port}, headers=operate
+        )
+        assert refused.status_code == 422 and refused.json()["field"] == "port"
+        assert snapshot(nginx_server) == before
+    # An admin's site to a host process is the admin's: an operate token cannot take it over.
+    _, mine = await web(app, f"{unique}-mine", "mine", app_id="mine")
+    with socket.socket() as host_service:
+        host_service.bind(("127.0.0.1", 0))
+        host_service.listen()
+        admin_site = await app.post(
+            "/nginx/site/create",
+            json={
+                "domain": "grafana.example.com",
+                "port": host_service.getsockname()[1],
+                "app_id": "grafana",
+            },
+            headers=ADMIN,
+        )
+        assert admin_site.status_code == 200 and admin_site.json()["upstream_managed"] is False
+        before = snapshot(nginx_server)
+        for route, body in (
+            ("/nginx/site/create", {"domain": "grafana.example.com", "port": mine, "app_id": "grafana"}),
+            (
+                "/nginx/sign-domain",
+                {"domain": "grafana.example.com", "app_id": "grafana", "new_container": f"{unique}-mine"},
+            ),
+            ("/nginx/site/delete", {"domain": "grafana.example.com"}),
+        ):
+            response = await app.post(route, json=body, headers=operate)
+            assert response.status_code == 403 and response.json()["code"] == "not_managed", (
+                route,
+                response.text,
+            )
+        assert snapshot(nginx_server) == before
+
+
+async def test_a_site_on_a_stopped_containers_address_sends_nothing_there(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    script = "mkdir -p /www && echo pinned > /www/index.html && httpd -f -p 8080 -h /www"
+    run = await app.post(
+        "/docker/run",
+        json={"image": "dm-test-bb:latest", "name": f"{unique}-pin", "command": ["sh", "-c", script]},
+        headers=ADMIN,
+    )
+    assert run.status_code == 200
+    signed = await app.post(
+        "/nginx/sign-domain",
+        json={"domain": "pin.example.com", "app_id": "pin", "new_container": f"{unique}-pin", "port": 8080},
+        headers=ADMIN,
+    )
+    assert signed.status_code == 200, signed.text
+    docker_cli("stop", "-t", "0", f"{unique}-pin")
+    for _ in range(100):
+        if "upstream=down" in (nginx_server.sites / "pin.conf").read_text():
+            break
+        await asyncio.sleep(0.1)
+    assert "upstream=down" in (nginx_server.sites / "pin.conf").read_text()
+    assert (await through_nginx(nginx_server, "pin.example.com")).status_code == 502
+    docker_cli("start", f"{unique}-pin")
+    for _ in range(100):
+        page = await through_nginx(nginx_server, "pin.example.com")
+        if page.status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert page.text.strip() == "pinned"

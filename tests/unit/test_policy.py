@@ -34,13 +34,14 @@ class _Existing:
     async def inspect(self, name: str) -> dict[str, Any]:
         if name not in self.known:
             raise NotFound(name)
-        return {"Id": self.known[name], "Name": name}
+        options = {"o": "bind", "device": "/"} if name == "remade" else None
+        return {"Id": self.known[name], "Name": name, "Driver": "local", "Options": options}
 
 
 class FakeDocker:
     def __init__(self) -> None:
         self.volumes = _Existing(
-            {"theirs-db": "theirs-db", "mine-data": "mine-data", "other-app": "other-app"}
+            {"theirs-db": "theirs-db", "mine-data": "mine-data", "other-app": "other-app", "remade": "remade"}
         )
         self.networks = _Existing({"lan": "net-lan", "appnet": "net-appnet"})
 
@@ -53,6 +54,7 @@ async def ownership(tmp_path: Path) -> AsyncIterator[Ownership]:
     await record.load()
     await record.record(Kind.VOLUME, "mine-data", name="mine-data", app_id="web")
     await record.record(Kind.VOLUME, "other-app", name="other-app", app_id="billing")
+    await record.record(Kind.VOLUME, "remade", name="remade", app_id="web")
     await record.record(Kind.NETWORK, "net-appnet", name="appnet")
     yield record
     await db.close()
@@ -89,6 +91,10 @@ def body(**fields: Any) -> dict[str, Any]:
         ),
         ({"volumes": {"theirs-db": {"bind": "/d"}}}, "volume theirs-db, which this service did not create"),
         ({"volumes": {"other-app": {"bind": "/d"}}}, "volume other-app of another app"),
+        (
+            {"volumes": {"remade": {"bind": "/d"}}},
+            "volume remade, which is no longer the plain volume this service made",
+        ),
         ({"network": "lan"}, "network lan, which this service did not create"),
         (
             {"log_driver": "syslog", "log_options": {"syslog-address": "tcp://1.2.3.4:514"}},
@@ -184,3 +190,21 @@ def test_explicit_name_wins_over_the_rule() -> None:
     spec = ContainerSpec.from_run(RunRequest(image="bb", name="mine", app_id="web", task_id="t1"))
     assert spec.container_name == "mine"
     assert ContainerSpec.from_run(RunRequest(image="bb", app_id="web")).container_name is None
+
+
+def test_a_read_token_sees_no_command_env_or_log_options() -> None:
+    from docker_manager.services.containers import _redact_env
+
+    data = {
+        "Args": ["--password=hunter2"],
+        "Config": {
+            "Env": ["DB_PASSWORD=hunter2", "MODE=prod"],
+            "Cmd": ["serve", "--password=hunter2"],
+            "Entrypoint": ["/app"],
+            "Healthcheck": {"Test": ["CMD", "curl", "-u", "admin:hunter2", "localhost"]},
+        },
+        "HostConfig": {"LogConfig": {"Type": "splunk", "Config": {"splunk-token": "hunter2"}}},
+    }
+    _redact_env(data)
+    assert "hunter2" not in str(data)
+    assert data["Config"]["Env"] == ["DB_PASSWORD=<redacted>", "MODE=<redacted>"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections import deque
@@ -146,6 +147,8 @@ class FailureLimiter:
         now = time.monotonic()
         if client not in self._failures and len(self._failures) >= self._max_clients:
             self._failures.pop(next(iter(self._failures)))  # the oldest entry goes
+        if len(self._blocked) >= self._max_clients:
+            self._blocked = {k: v for k, v in self._blocked.items() if v > now}
         times = self._failures.setdefault(client, deque())
         times.append(now)
         while times and times[0] < now - self._window:
@@ -153,6 +156,17 @@ class FailureLimiter:
         if len(times) >= self._limit:
             self._blocked[client] = now + self._window
             times.clear()
+
+
+def client_key(address: str) -> str:
+    """What failures are counted by: the address, or an IPv6 address's /64 (one host's range)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 class AuthGate:
@@ -184,17 +198,7 @@ class AuthGate:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
-        client = (scope.get("client") or ("unknown", 0))[0]
-        wait = self.limiter.retry_after(client)
-        if wait is not None:
-            await _send_error(
-                send,
-                429,
-                "too_many_failures",
-                "too many failed authentications; wait and retry",
-                headers=[(b"retry-after", str(wait).encode())],
-            )
-            return
+        client = client_key((scope.get("client") or ("unknown", 0))[0])
         header = ""
         for name, value in scope.get("headers", []):
             if name == b"authorization":
@@ -214,7 +218,19 @@ class AuthGate:
             )
             return
         if principal is None:
+            # Only failures are limited: a valid token is never refused because others behind the
+            # same address (a proxy, loopback) guessed wrong.
             self.limiter.failed(client)
+            wait = self.limiter.retry_after(client)
+            if wait is not None:
+                await _send_error(
+                    send,
+                    429,
+                    "too_many_failures",
+                    "too many failed authentications from this address; wait and retry",
+                    headers=[(b"retry-after", str(wait).encode())],
+                )
+                return
             await _send_error(
                 send, 401, "unauthorized", "unknown, expired or revoked token", headers=_CHALLENGE
             )

@@ -9,6 +9,7 @@ noted so that it never happens again: from then on a label alone makes nothing t
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +19,6 @@ from docker_manager.docker import Docker
 from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.services.container_policy import ContainerPolicy
-from docker_manager.services.sites import KEPT_HOST_CONFIG
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,7 @@ async def adopt_labelled_once(
     for item in await docker.containers.list(all=True, filters=MANAGED_FILTER):
         data = await docker.containers.inspect(item["Id"])
         labels = (data.get("Config") or {}).get("Labels") or {}
-        # Judged as a recreation of it would be: the fields a recreated container keeps.
-        host = {k: v for k, v in (data.get("HostConfig") or {}).items() if k in KEPT_HOST_CONFIG}
-        host_level = bool(await policy.host_level({"Labels": labels, "HostConfig": host}))
+        host_level = bool(await policy.host_level(adoption_view(data)))
         await ownership.record(
             Kind.CONTAINER,
             item["Id"],
@@ -67,3 +65,31 @@ async def adopt_labelled_once(
     if adopted:
         log.warning("adopted %d labelled objects of an earlier version as this service's", adopted)
     return adopted
+
+
+# The engine's own defaults in an inspect's HostConfig: values that say nothing about the host.
+_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "Runtime": ("", "runc"),
+    # The daemon's default depends on the host's cgroup version; nothing here ever sets it.
+    "CgroupnsMode": ("", "private", "host"),
+    "Isolation": ("", "default"),
+    "ConsoleSize": ([0, 0],),
+    "OomScoreAdj": (0,),
+    "CgroupParent": ("",),
+}
+
+
+def adoption_view(data: dict[str, Any]) -> dict[str, Any]:
+    """An inspected container as a create body, for judging whether it is host-level: the whole
+    HostConfig, with the engine's defaults left out; paths unmasked (`MaskedPaths: []`, as
+    `--security-opt systempaths=unconfined` leaves them) count as host-level."""
+    host = {
+        key: value
+        for key, value in (data.get("HostConfig") or {}).items()
+        if value not in _DEFAULTS.get(key, ()) and key not in ("MaskedPaths", "ReadonlyPaths")
+    }
+    for key in ("MaskedPaths", "ReadonlyPaths"):
+        if (data.get("HostConfig") or {}).get(key) == []:
+            host[key] = "unmasked"
+    labels = (data.get("Config") or {}).get("Labels") or {}
+    return {"Labels": labels, "HostConfig": host}

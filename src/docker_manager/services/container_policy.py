@@ -138,16 +138,18 @@ class ContainerPolicy:
             if source.startswith("/"):
                 found.append(f"bind mount of the host path {source}")
                 continue
-            owned = self._ownership.get(Kind.VOLUME, source)
-            if owned is not None:
-                if owned.app_id != app_id:
-                    found.append(f"volume {source} of another app")
-                continue
             try:
-                await self._docker.volumes.inspect(source)
+                volume = await self._docker.volumes.inspect(source)
             except NotFound:
                 continue  # a new volume: the service creates it for this app
-            found.append(f"volume {source}, which this service did not create")
+            owned = self._ownership.get(Kind.VOLUME, source)
+            if owned is None:
+                found.append(f"volume {source}, which this service did not create")
+            elif owned.app_id != app_id:
+                found.append(f"volume {source} of another app")
+            elif volume.get("Driver") != "local" or volume.get("Options"):
+                # Removed and made again by hand under the same name (say, bound to a host path).
+                found.append(f"volume {source}, which is no longer the plain volume this service made")
         return found
 
     async def _network(self, mode: str) -> list[str]:

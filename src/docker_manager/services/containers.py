@@ -450,9 +450,13 @@ class ContainerService:
             _redact_env(data)
         return data
 
+    def manageable(self, container_id: str) -> bool:
+        """This service's, and without host-level options: what non-admin tokens may act on."""
+        owned = self._ownership.get(Kind.CONTAINER, container_id)
+        return owned is not None and not owned.host_level
+
     def _may_touch(self, data: dict[str, Any], principal: Principal) -> bool:
-        owned = self._ownership.get(Kind.CONTAINER, str(data.get("Id")))
-        return principal.is_admin or (owned is not None and not owned.host_level)
+        return principal.is_admin or self.manageable(str(data.get("Id")))
 
     async def owned(self, ref: str, principal: Principal) -> dict[str, Any]:
         """Inspect a container and check the caller may touch it: this service's (by its record,
@@ -595,10 +599,24 @@ class ContainerService:
         return _stats_result(data, raw)
 
 
+HIDDEN = "<hidden: needs exec>"
+
+
 def _redact_env(data: dict[str, Any]) -> None:
+    """What may hold a secret, hidden: env values, the command and its arguments (`--password=`),
+    the healthcheck's command, the log driver's options (a `splunk-token`)."""
     config = data.get("Config") or {}
-    env = config.get("Env") or []
-    config["Env"] = [item.split("=", 1)[0] + "=<redacted>" for item in env]
+    config["Env"] = [item.split("=", 1)[0] + "=<redacted>" for item in config.get("Env") or []]
+    for key in ("Cmd", "Entrypoint"):
+        if config.get(key):
+            config[key] = [HIDDEN]
+    if (config.get("Healthcheck") or {}).get("Test"):
+        config["Healthcheck"]["Test"] = [HIDDEN]
+    if data.get("Args"):
+        data["Args"] = [HIDDEN]
+    log_config = (data.get("HostConfig") or {}).get("LogConfig") or {}
+    if log_config.get("Config"):
+        log_config["Config"] = dict.fromkeys(log_config["Config"], "<redacted>")
 
 
 def _stats_result(data: dict[str, Any], raw: dict[str, Any]) -> StatsResult:

@@ -115,7 +115,14 @@ class HealthChecker:
                 await files.append(
                     LogBatch(
                         events=[line],
-                        jsonl=[{"event": "healthcheck_completed", **verdict}],
+                        # The container's own output stays in the summary (shown to exec tokens
+                        # only), never in the logs a read token sees.
+                        jsonl=[
+                            {
+                                "event": "healthcheck_completed",
+                                **{k: v for k, v in verdict.items() if k != "last_lines"},
+                            }
+                        ],
                         errors=[line] if verdict["status"] == "failed" else [],
                     )
                 )

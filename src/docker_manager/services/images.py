@@ -9,6 +9,7 @@ start other code, so it needs an admin token.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from docker_manager.auth import Principal
@@ -35,6 +36,8 @@ class ImageService:
         self._docker = docker
         self._ownership = ownership
         self._settings = settings
+        # Held by whatever loads archives whose tags must be checked against the state before.
+        self.load_lock = asyncio.Lock()
 
     async def list(self) -> ImageList:
         return [

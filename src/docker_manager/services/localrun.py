@@ -207,6 +207,14 @@ class LocalRunService:
     async def _load(
         self, ctx: TaskContext, artefact: Artefact, app_id: str | None, principal: Principal
     ) -> tuple[str, str | None]:
+        # One load at a time from the tag snapshot to the check after: two loads interleaved
+        # could each take the other's moved tag for the way things were.
+        async with self._images.load_lock:
+            return await self._load_checked(ctx, artefact, app_id, principal)
+
+    async def _load_checked(
+        self, ctx: TaskContext, artefact: Artefact, app_id: str | None, principal: Principal
+    ) -> tuple[str, str | None]:
         before = await self._images.tag_map()
         archive = decompress_file(
             artefact.path, expected_sha256=artefact.expected_sha256, max_bytes=self._settings.max_image_bytes

@@ -27,7 +27,7 @@ from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
 from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
-from docker_manager.git import check_repo_url, clone, redact
+from docker_manager.git import check_repo_url, clone, redact, shown_url, url_secrets
 from docker_manager.ownership import Ownership
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec
@@ -43,7 +43,7 @@ _EVENT_ARGUMENTS = frozenset({"stage", "status", "message", "level", "change", "
 class PipelinePlan:
     repo_url: str  # what git gets (a local path became a file:// URL)
     scheme: str
-    shown_url: str  # with any password replaced by ***
+    shown_url: str  # without credentials, query or fragment
     repo: str  # e.g. 127.0.0.1:5000/team/site
     tag: str
     host_port: int
@@ -52,6 +52,7 @@ class PipelinePlan:
     registry: str  # server address for login (Docker Hub when the repo names no registry)
     app_id: str
     task_id: str | None = None
+    secrets: tuple[str, ...] = ()  # hidden wherever they show up (password, URL credentials)
 
     @property
     def repo_tag(self) -> str:
@@ -146,7 +147,8 @@ class PipelineService:
         return PipelinePlan(
             repo_url=url,
             scheme=scheme,
-            shown_url=redact(repo_url),
+            shown_url=shown_url(repo_url),
+            secrets=(password, *url_secrets(repo_url)),
             repo=dockerhub_repo,
             tag=tag,
             host_port=host_port,
@@ -257,7 +259,7 @@ class PipelineService:
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
         async def on_line(stream: str, text: str) -> None:
-            text = redact(text, [plan.password])
+            text = redact(text, plan.secrets)
             lines = captured.setdefault(stream, [])
             if len(lines) < 200:  # the answer keeps the first lines; the task's log keeps them all
                 lines.append(text)
@@ -304,7 +306,7 @@ class PipelineService:
                 username=plan.username, password=plan.password, server=plan.registry
             )
         except DockerManagerError as exc:
-            reason = redact(exc.detail, [plan.password])
+            reason = redact(exc.detail, plan.secrets)
             raise UpstreamError(f"login to {_shown(plan.registry)} refused: {reason}") from None
         return {"login": str(answer.get("Status", "Login Succeeded"))}
 
@@ -317,9 +319,9 @@ class PipelineService:
                     if status:
                         await ctx.output([{"stream": "push" if push else "pull", "text": status}])
         except ProgressError as exc:
-            raise UpstreamError(redact(exc.message, [plan.password])) from exc
+            raise UpstreamError(redact(exc.message, plan.secrets)) from exc
         except NotFound as exc:
-            raise UpstreamError(redact(exc.detail, [plan.password])) from exc
+            raise UpstreamError(redact(exc.detail, plan.secrets)) from exc
         return {"repo_tag": plan.repo_tag}
 
     async def _run(self, ctx: TaskContext, plan: PipelinePlan, principal: Principal) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from docker_manager.errors import (
     DockerManagerError,
     InvalidInput,
     NotFound,
+    NotManaged,
     PathNotAllowed,
     UnhealthyContainer,
 )
@@ -118,7 +120,7 @@ def upstream_of(container: dict[str, Any], port: int | None, summary: dict[str, 
     its bridge address, as the original reached a container by name). Without `port`: the first
     published port, else the port build.info.json recorded (`internal_port_key`), else 80.
     """
-    published = [p for p in published_ports(container).values() if p]
+    published = [p for key, p in published_ports(container).items() if p and key.endswith("/tcp")]
     if port is not None and port in published:
         return Upstream("127.0.0.1", port)
     if port is None and published:
@@ -188,7 +190,8 @@ class SiteService:
     async def _watch_addresses(self) -> None:
         while True:
             try:
-                async with self._docker.system.events({"type": ["container"], "event": ["start"]}) as events:
+                watched = {"type": ["container"], "event": ["start", "die", "destroy"]}
+                async with self._docker.system.events(watched) as events:
                     await self.refresh_addresses()  # whatever started while nobody watched
                     async for event in events:
                         await self.refresh_addresses(str(event.get("id") or ""))
@@ -206,13 +209,19 @@ class SiteService:
             if pinned is None or (container_id and pinned != container_id):
                 continue
             try:
-                data = await self._docker.containers.inspect(pinned)
+                data: dict[str, Any] | None = await self._docker.containers.inspect(pinned)
             except NotFound:
+                data = None
+            address = bridge_address(data) if data and (data.get("State") or {}).get("Running") else None
+            kind = header.upstream.kind
+            if address is None:
+                # Stopped or gone: its address may go to the next container that starts, so nginx
+                # must not send this domain's traffic there.
+                upstream = Upstream("127.0.0.1", header.port, container=pinned, down=True, kind=kind)
+            else:
+                upstream = Upstream(address, header.port, container=pinned, kind=kind)
+            if upstream == header.upstream:
                 continue
-            address = bridge_address(data)
-            if not (data.get("State") or {}).get("Running") or address in (None, header.upstream.host):
-                continue
-            upstream = Upstream(str(address), header.port, container=pinned)
             content = await asyncio.to_thread(
                 self._nginx.render,
                 ident=ident_of(path),
@@ -225,7 +234,8 @@ class SiteService:
                 if current is None or current.upstream.container != pinned:
                     continue  # switched elsewhere meanwhile: leave it
                 await self._nginx.apply(path, content)
-            log.info("site %s follows container %s to %s", header.domain, pinned[:12], upstream.address)
+            where = "down (not running)" if upstream.down else upstream.address
+            log.info("site %s follows container %s: %s", header.domain, pinned[:12], where)
             changed += 1
         return changed
 
@@ -261,7 +271,7 @@ class SiteService:
                     found.append((path, header.app_id))
         return found
 
-    async def _target(self, conf_dir: Path, *, domain: str, app_id: str | None) -> Path:
+    async def _target(self, conf_dir: Path, *, domain: str, app_id: str | None, principal: Principal) -> Path:
         name = app_id or domain.replace("*", "_wildcard_")
         target = conf_dir / f"{name}.conf"
         others = await asyncio.to_thread(self._serving, domain)
@@ -271,15 +281,31 @@ class SiteService:
                 f"{domain} is already served by {taken[0].name}; delete that site first", field="domain"
             )
         exists = await asyncio.to_thread(target.exists)
-        if exists and await asyncio.to_thread(read_header, target) is None:
-            raise Conflict(f"{target.name} exists and was not written by this service", field="app_id")
+        if exists:
+            header = await asyncio.to_thread(read_header, target)
+            if header is None:
+                raise Conflict(f"{target.name} exists and was not written by this service", field="app_id")
+            self._check_site_owner(header, principal)
         return target
+
+    @staticmethod
+    def _check_site_owner(header: SiteHeader, principal: Principal) -> None:
+        """A site an admin pointed at the host (a process, a container of its own) is the admin's."""
+        if header.upstream.kind == "host" and not principal.is_admin:
+            raise NotManaged(
+                f"the site for {header.domain} points at something only an admin manages; "
+                "changing it needs an admin token",
+                field="domain",
+            )
 
     # --- upstream checks -------------------------------------------------------------------------
     async def _port_owner(self, port: int) -> dict[str, Any] | None:
-        """The managed, running container that publishes host `port`, if any."""
+        """The running container of this service (without host-level options) that publishes host
+        `port` over TCP, if any. A UDP port of the same number could sit beside a host process's
+        TCP listener: it says nothing about who answers on TCP."""
         for item in await self._containers.list(all=False, managed_only=True):
-            if port in item.ports.values():
+            tcp = [host for key, host in item.ports.items() if key.endswith("/tcp")]
+            if port in tcp and self._containers.manageable(item.id):
                 return {"id": item.id, "name": item.name}
         return None
 
@@ -337,11 +363,11 @@ class SiteService:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         owner = await self._upstream(body.port, principal)
-        target = await self._target(conf_dir, domain=body.domain, app_id=body.app_id)
+        target = await self._target(conf_dir, domain=body.domain, app_id=body.app_id, principal=principal)
         reload = await self._switch(
             target,
             domain=body.domain,
-            upstream=Upstream("127.0.0.1", body.port),
+            upstream=Upstream("127.0.0.1", body.port, kind="managed" if owner else "host"),
             app_id=body.app_id,
             ident=ident_of(target),
         )
@@ -355,7 +381,7 @@ class SiteService:
             "nginx_reload": reload,
         }
 
-    async def delete_site(self, body: SiteDeleteRequest) -> dict[str, Any]:
+    async def delete_site(self, body: SiteDeleteRequest, principal: Principal) -> dict[str, Any]:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         files = [
@@ -363,6 +389,10 @@ class SiteService:
         ]
         if not files:
             raise NotFound(f"no site of this service serves {body.domain} in {conf_dir}", field="domain")
+        for path in files:
+            header = await asyncio.to_thread(read_header, path)
+            if header is not None:
+                self._check_site_owner(header, principal)
         reloads = []
         async with self._nginx.lock:
             for path in files:
@@ -394,8 +424,10 @@ class SiteService:
             if not (new.get("State") or {}).get("Running"):
                 raise UnhealthyContainer(f"the new container {new_ref} is not running")
             upstream = upstream_of(new, body.port or summary.get("host_port"), summary)
+            if not self._containers.manageable(new["Id"]):
+                upstream = replace(upstream, kind="host")  # an admin's own: admin-only from now on
             old = await self._old_container(body, principal, new)
-            target = await self._target(conf_dir, domain=body.domain, app_id=str(app_id))
+            target = await self._target(conf_dir, domain=body.domain, app_id=str(app_id), principal=principal)
             await self._probe(upstream, body)
             reload = await self._switch(
                 target, domain=body.domain, upstream=upstream, app_id=str(app_id), ident=ident_of(target)
@@ -485,7 +517,9 @@ class SiteService:
         async with self._app_locks[app_id]:
             old = await self._containers.owned(str(ref), principal)
             port_key = localrun.get("internal_port_key") or next(iter(published_ports(old)), None) or "80/tcp"
-            target = await self._target(conf_dir, domain=body.domain, app_id=app_id)
+            if not str(port_key).endswith("/tcp"):
+                raise InvalidInput(f"the recorded port {port_key} is not a TCP port", field="task_id")
+            target = await self._target(conf_dir, domain=body.domain, app_id=app_id, principal=principal)
             name = old["Name"].lstrip("/")
             config = recreate_config(
                 old, port_key=port_key, new_port=body.new_port, host_ip=self._settings.publish_host_ip
@@ -494,7 +528,8 @@ class SiteService:
             new_id = await self._containers.create_and_start(
                 config, name=f"{name}-next-{secrets.token_hex(3)}", principal=principal
             )
-            upstream = Upstream("127.0.0.1", body.new_port)
+            kind = "managed" if self._containers.manageable(new_id) else "host"
+            upstream = Upstream("127.0.0.1", body.new_port, kind=kind)
             try:
                 await self._probe(upstream, body)
                 reload = await self._switch(

@@ -30,8 +30,9 @@ async def create_site(body: SiteCreateRequest, sites: SitesDep, who: OperateAcce
 
 
 @router.post("/nginx/site/delete", response_model=SiteDeleted)
-async def delete_site(body: SiteDeleteRequest, sites: SitesDep, _: OperateAccess) -> dict[str, Any]:
-    return await sites.delete_site(body)
+async def delete_site(body: SiteDeleteRequest, sites: SitesDep, who: OperateAccess) -> dict[str, Any]:
+    """Remove this service's site files serving `domain` (a site an admin pointed at the host: admin)."""
+    return await sites.delete_site(body, who)
 
 
 @router.post("/nginx/sign-domain", response_model=SignDomainResult)
