@@ -58,7 +58,10 @@ async def run(followers: int) -> None:
             started = asyncio.create_task(
                 client.post(
                     "/tasks/run-stream",
-                    json={"cmd": "for i in $(seq 1 600); do echo line $i; sleep 0.05; done", "task_id": "bench-follow"},
+                    json={
+                        "cmd": "for i in $(seq 1 600); do echo line $i; sleep 0.05; done",
+                        "task_id": "bench-follow",
+                    },
                 )
             )
             for _ in range(100):

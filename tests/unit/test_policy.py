@@ -14,8 +14,7 @@ from docker_manager.db import Database
 from docker_manager.errors import NotFound, PolicyViolation
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.containers import RunExtendedRequest, RunRequest, VolumeBind
-from docker_manager.services.container_policy import ContainerPolicy
-from docker_manager.services.containers import ContainerSpec, create_config
+from docker_manager.services.containers import ContainerPolicy, ContainerSpec, create_config
 
 OPERATOR = Principal(token_id="o", name="o", scopes=frozenset({Scope.OPERATE}))
 ADMIN = Principal(token_id="a", name="a", scopes=frozenset({Scope.ADMIN}))
@@ -193,7 +192,7 @@ def test_explicit_name_wins_over_the_rule() -> None:
 
 
 def test_a_read_token_sees_no_command_env_or_log_options() -> None:
-    from docker_manager.services.containers import _redact_env
+    from docker_manager.services.containers.output import redact_for_read
 
     data = {
         "Args": ["--password=hunter2"],
@@ -205,6 +204,6 @@ def test_a_read_token_sees_no_command_env_or_log_options() -> None:
         },
         "HostConfig": {"LogConfig": {"Type": "splunk", "Config": {"splunk-token": "hunter2"}}},
     }
-    _redact_env(data)
+    redact_for_read(data)
     assert "hunter2" not in str(data)
     assert data["Config"]["Env"] == ["DB_PASSWORD=<redacted>", "MODE=<redacted>"]

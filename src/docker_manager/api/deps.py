@@ -17,8 +17,7 @@ from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.services import Services
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands import CommandService
-from docker_manager.services.container_fs import ContainerFiles
-from docker_manager.services.containers import ContainerService
+from docker_manager.services.containers import ContainerFiles, ContainerService
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
 from docker_manager.services.pipeline import PipelineService

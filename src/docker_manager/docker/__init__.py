@@ -10,11 +10,13 @@ from docker_manager.docker.client import DockerTransport
 from docker_manager.docker.containers import Containers
 from docker_manager.docker.execs import Execs
 from docker_manager.docker.images import Images
+from docker_manager.docker.networks import Networks
 from docker_manager.docker.streams import ProgressError, StreamId
 from docker_manager.docker.system import System
-from docker_manager.docker.volumes import Networks, Volumes
+from docker_manager.docker.types import ContainerInfo
+from docker_manager.docker.volumes import Volumes
 
-__all__ = ["Docker", "ProgressError", "StreamId"]
+__all__ = ["ContainerInfo", "Docker", "ProgressError", "StreamId"]
 
 
 class Docker:

@@ -12,6 +12,7 @@ from typing import Any
 from docker_manager.docker._paths import ref
 from docker_manager.docker.client import DockerTransport
 from docker_manager.docker.streams import StreamId, demux
+from docker_manager.docker.types import ContainerInfo
 
 JsonList = list[Any]
 
@@ -69,6 +70,10 @@ class Containers:
     async def inspect(self, container: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._t.json("GET", f"/containers/{ref(container)}/json")
         return result
+
+    async def info(self, container: str) -> ContainerInfo:
+        """The inspect document, typed for what the services read."""
+        return ContainerInfo(await self.inspect(container))
 
     async def create(self, config: dict[str, Any], *, name: str | None = None) -> str:
         result = await self._t.json("POST", "/containers/create", params={"name": name}, json_body=config)

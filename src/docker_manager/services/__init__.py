@@ -16,8 +16,7 @@ from docker_manager.ownership import Ownership
 from docker_manager.services.adoption import adopt_labelled_once
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands import CommandService
-from docker_manager.services.container_fs import ContainerFiles
-from docker_manager.services.containers import ContainerService
+from docker_manager.services.containers import ContainerFiles, ContainerService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService

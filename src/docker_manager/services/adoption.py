@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.db.tables import service_meta
-from docker_manager.docker import Docker
+from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID
 from docker_manager.ownership import Kind, Ownership
-from docker_manager.services.container_policy import ContainerPolicy
+from docker_manager.services.containers import ContainerPolicy
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +34,13 @@ async def adopt_labelled_once(
         return 0
     adopted = 0
     for item in await docker.containers.list(all=True, filters=MANAGED_FILTER):
-        data = await docker.containers.inspect(item["Id"])
-        labels = (data.get("Config") or {}).get("Labels") or {}
-        host_level = bool(await policy.host_level(adoption_view(data)))
+        info = await docker.containers.info(item["Id"])
+        labels = info.labels
+        host_level = bool(await policy.host_level(adoption_view(info)))
         await ownership.record(
             Kind.CONTAINER,
             item["Id"],
-            name=str(data.get("Name", "")).lstrip("/"),
+            name=info.name,
             app_id=labels.get(APP_ID),
             task_id=labels.get(TASK_ID),
             host_level=host_level,
@@ -79,17 +79,16 @@ _DEFAULTS: dict[str, tuple[Any, ...]] = {
 }
 
 
-def adoption_view(data: dict[str, Any]) -> dict[str, Any]:
+def adoption_view(info: ContainerInfo) -> dict[str, Any]:
     """An inspected container as a create body, for judging whether it is host-level: the whole
     HostConfig, with the engine's defaults left out; paths unmasked (`MaskedPaths: []`, as
     `--security-opt systempaths=unconfined` leaves them) count as host-level."""
     host = {
         key: value
-        for key, value in (data.get("HostConfig") or {}).items()
+        for key, value in info.host_config.items()
         if value not in _DEFAULTS.get(key, ()) and key not in ("MaskedPaths", "ReadonlyPaths")
     }
     for key in ("MaskedPaths", "ReadonlyPaths"):
-        if (data.get("HostConfig") or {}).get(key) == []:
+        if info.host_config.get(key) == []:
             host[key] = "unmasked"
-    labels = (data.get("Config") or {}).get("Labels") or {}
-    return {"Labels": labels, "HostConfig": host}
+    return {"Labels": info.labels, "HostConfig": host}

@@ -139,7 +139,7 @@ class HealthChecker:
         """The verdict: running, and (when a port is published) answering HTTP."""
         checked_at = iso(datetime.now(UTC))
         try:
-            data = await self._docker.containers.inspect(check.container_id)
+            info = await self._docker.containers.info(check.container_id)
         except NotFound:
             return {
                 "status": "failed",
@@ -149,22 +149,18 @@ class HealthChecker:
                 "checked_at": checked_at,
                 "reason": "the container no longer exists",
             }
-        state = data.get("State") or {}
-        running = bool(state.get("Running"))
-        status = str(state.get("Status", "unknown"))
+        status = info.status
         verdict: dict[str, Any] = {"isChecking": False, "checked_at": checked_at}
-        if not running:
+        if not info.running:
             verdict.update(
                 status="failed",
                 healthcheck=False,
-                healthchecksstatus=f"{status}({state.get('ExitCode')})",
-                exit_code=state.get("ExitCode"),
-                oom_killed=bool(state.get("OOMKilled")),
-                restart_count=data.get("RestartCount", 0),
+                healthchecksstatus=f"{status}({info.state.get('ExitCode')})",
+                exit_code=info.state.get("ExitCode"),
+                oom_killed=bool(info.state.get("OOMKilled")),
+                restart_count=info.raw.get("RestartCount", 0),
                 reason="the container is not running",
-                last_lines=await self._last_lines(
-                    check.container_id, bool((data.get("Config") or {}).get("Tty"))
-                ),
+                last_lines=await self._last_lines(check.container_id, info.tty),
             )
             return verdict
         if check.host_port is not None:

@@ -27,12 +27,11 @@ from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
-from docker_manager.tasks.files import INFO_JSON, read_json
+from docker_manager.tasks.files import INFO_JSON, MANIFEST, read_json
 from docker_manager.util.lz4file import ArchiveError, decompress_file
 from docker_manager.util.paths import confine, plain_dir
 
 LOCALRUN_TASK = "localrun"
-MANIFEST = "build.manifest.json"
 _LOADED_RE = re.compile(r"Loaded image(?: ID)?: (\S+)")
 
 

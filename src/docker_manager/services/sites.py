@@ -24,7 +24,7 @@ import httpx2
 
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import Docker
+from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import (
     Conflict,
     DockerManagerError,
@@ -42,7 +42,7 @@ from docker_manager.schemas.nginx import (
     SiteDeleteRequest,
     UpdatePortRequest,
 )
-from docker_manager.services.containers import ContainerService, published_ports
+from docker_manager.services.containers import ContainerService, recreate_config
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks.files import INFO_JSON, TaskFiles, read_json
 
@@ -55,72 +55,14 @@ def ident_of(target: Path) -> str:
     return re.sub(r"[^a-z0-9]", lambda m: f"_{ord(m.group()):02x}", target.stem)
 
 
-# Host-config fields a recreated container keeps (update-port): everything but the port bindings.
-KEPT_HOST_CONFIG = (
-    "Binds",
-    "Mounts",
-    "NetworkMode",
-    "RestartPolicy",
-    "LogConfig",
-    "Memory",
-    "MemorySwap",
-    "MemoryReservation",
-    "NanoCpus",
-    "CpuShares",
-    "CpuPeriod",
-    "CpuQuota",
-    "CpusetCpus",
-    "CpusetMems",
-    "PidsLimit",
-    "CapAdd",
-    "CapDrop",
-    "Privileged",
-    "SecurityOpt",
-    "Sysctls",
-    "Devices",
-    "PidMode",
-    "IpcMode",
-    "UsernsMode",
-    "ReadonlyRootfs",
-    "Tmpfs",
-    "ExtraHosts",
-    "Dns",
-    "DnsSearch",
-    "DnsOptions",
-    "Init",
-    "ShmSize",
-    "Ulimits",
-    "OomKillDisable",
-    "GroupAdd",
-    "VolumesFrom",
-)
-KEPT_CONFIG = (
-    "Image",
-    "Cmd",
-    "Entrypoint",
-    "Env",
-    "WorkingDir",
-    "User",
-    "Labels",
-    "ExposedPorts",
-    "StopSignal",
-    "StopTimeout",
-    "Healthcheck",
-    "Tty",
-    "OpenStdin",
-    "Hostname",
-    "Domainname",
-)
-
-
-def upstream_of(container: dict[str, Any], port: int | None, summary: dict[str, Any]) -> Upstream:
-    """Where a site reaches `container`: a host port it publishes, else its own address.
+def upstream_of(container: ContainerInfo, port: int | None, summary: dict[str, Any]) -> Upstream:
+    """Where a site reaches `container`: a host port it publishes over TCP, else its own address.
 
     `port` is a host port the container publishes, or one of the container's own ports (reached on
     its bridge address, as the original reached a container by name). Without `port`: the first
     published port, else the port build.info.json recorded (`internal_port_key`), else 80.
     """
-    published = [p for key, p in published_ports(container).items() if p and key.endswith("/tcp")]
+    published = [p for key, p in container.published_ports.items() if p and key.endswith("/tcp")]
     if port is not None and port in published:
         return Upstream("127.0.0.1", port)
     if port is None and published:
@@ -128,39 +70,16 @@ def upstream_of(container: dict[str, Any], port: int | None, summary: dict[str, 
     if port is None:
         key = (summary.get("localrun") or {}).get("internal_port_key")
         port = int(str(key).split("/")[0]) if key else 80
-    if (container.get("HostConfig") or {}).get("NetworkMode") == "host":
+    if container.host_config.get("NetworkMode") == "host":
         return Upstream("127.0.0.1", port)
-    address = bridge_address(container)
+    address = container.bridge_address
     if address is None:
         raise InvalidInput(
             f"the container does not publish host port {port}, and has no network address to reach "
             f"its port {port} on",
             field="port",
         )
-    return Upstream(address, port, container=str(container["Id"]))
-
-
-def bridge_address(container: dict[str, Any]) -> str | None:
-    """The container's IPv4 address on a network the host reaches (a bridge), if it has one."""
-    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
-    for name in sorted(networks, key=lambda n: n != "bridge"):
-        address = (networks[name] or {}).get("IPAddress")
-        if address:
-            return str(address)
-    return None
-
-
-def recreate_config(inspect: dict[str, Any], *, port_key: str, new_port: int, host_ip: str) -> dict[str, Any]:
-    """An engine create body reproducing an inspected container, with one port moved."""
-    config = {key: value for key, value in (inspect.get("Config") or {}).items() if key in KEPT_CONFIG}
-    old_host = inspect.get("HostConfig") or {}
-    host = {key: old_host[key] for key in KEPT_HOST_CONFIG if old_host.get(key) not in (None, [], {}, "")}
-    bindings = dict(old_host.get("PortBindings") or {})
-    bindings[port_key] = [{"HostIp": host_ip, "HostPort": str(new_port)}]
-    host["PortBindings"] = bindings
-    config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}), port_key: {}}
-    config["HostConfig"] = host
-    return config
+    return Upstream(address, port, container=container.id)
 
 
 class SiteService:
@@ -209,10 +128,10 @@ class SiteService:
             if pinned is None or (container_id and pinned != container_id):
                 continue
             try:
-                data: dict[str, Any] | None = await self._docker.containers.inspect(pinned)
+                info: ContainerInfo | None = await self._docker.containers.info(pinned)
             except NotFound:
-                data = None
-            address = bridge_address(data) if data and (data.get("State") or {}).get("Running") else None
+                info = None
+            address = info.bridge_address if info is not None and info.running else None
             kind = header.upstream.kind
             if address is None:
                 # Stopped or gone: its address may go to the next container that starts, so nginx
@@ -421,10 +340,10 @@ class SiteService:
             )
         async with self._app_locks[str(app_id)]:
             new = await self._containers.owned(str(new_ref), principal)
-            if not (new.get("State") or {}).get("Running"):
+            if not new.running:
                 raise UnhealthyContainer(f"the new container {new_ref} is not running")
             upstream = upstream_of(new, body.port or summary.get("host_port"), summary)
-            if not self._containers.manageable(new["Id"]):
+            if not self._containers.manageable(new.id):
                 upstream = replace(upstream, kind="host")  # an admin's own: admin-only from now on
             old = await self._old_container(body, principal, new)
             target = await self._target(conf_dir, domain=body.domain, app_id=str(app_id), principal=principal)
@@ -447,7 +366,7 @@ class SiteService:
             "status": "completed",
             "app_id": app_id,
             **upstream_info,
-            "new_container": new["Id"],
+            "new_container": new.id,
             "upstream": upstream.address,
             "old_stop": old_stop,
         }
@@ -463,8 +382,8 @@ class SiteService:
         return folder, summary
 
     async def _old_container(
-        self, body: SignDomainRequest, principal: Principal, new: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        self, body: SignDomainRequest, principal: Principal, new: ContainerInfo
+    ) -> ContainerInfo | None:
         """The container to retire: `old_container`, else the one `old_task_id` recorded."""
         ref, field = body.old_container, "old_container"
         if ref is None and body.old_task_id:
@@ -475,12 +394,12 @@ class SiteService:
         if ref is None:
             return None
         old = await self._containers.owned(str(ref), principal)
-        if old["Id"] == new["Id"]:
+        if old.id == new.id:
             raise InvalidInput(f"{field} names the new container", field=field)
         return old
 
     async def _retire(
-        self, old: dict[str, Any] | None, principal: Principal, gate: HealthGate, *, remove: bool
+        self, old: ContainerInfo | None, principal: Principal, gate: HealthGate, *, remove: bool
     ) -> dict[str, Any] | None:
         """Stop (and maybe remove) the old container after a drain; report, never raise."""
         if old is None:
@@ -489,15 +408,15 @@ class SiteService:
         await asyncio.sleep(drain)
         try:
             stopped = await self._containers.act(
-                old["Id"], principal, "stop", timeout=self._settings.switch_stop_timeout
+                old.id, principal, "stop", timeout=self._settings.switch_stop_timeout
             )
-            result: dict[str, Any] = {"status": stopped.status, "id": old["Id"], "drained_seconds": drain}
+            result: dict[str, Any] = {"status": stopped.status, "id": old.id, "drained_seconds": drain}
             if remove:
-                await self._containers.remove(old["Id"], principal, force=True, volumes=False)
+                await self._containers.remove(old.id, principal, force=True, volumes=False)
                 result["removed"] = True
             return result
         except DockerManagerError as exc:
-            return {"status": "error", "id": old["Id"], "error": exc.detail}
+            return {"status": "error", "id": old.id, "error": exc.detail}
 
     # --- update-port ----------------------------------------------------------------------------------
     async def update_port(self, body: UpdatePortRequest, principal: Principal) -> dict[str, Any]:
@@ -516,11 +435,11 @@ class SiteService:
             raise InvalidInput("build.info.json records no app_id", field="task_id")
         async with self._app_locks[app_id]:
             old = await self._containers.owned(str(ref), principal)
-            port_key = localrun.get("internal_port_key") or next(iter(published_ports(old)), None) or "80/tcp"
+            port_key = localrun.get("internal_port_key") or next(iter(old.published_ports), None) or "80/tcp"
             if not str(port_key).endswith("/tcp"):
                 raise InvalidInput(f"the recorded port {port_key} is not a TCP port", field="task_id")
             target = await self._target(conf_dir, domain=body.domain, app_id=app_id, principal=principal)
-            name = old["Name"].lstrip("/")
+            name = old.name
             config = recreate_config(
                 old, port_key=port_key, new_port=body.new_port, host_ip=self._settings.publish_host_ip
             )
@@ -541,8 +460,8 @@ class SiteService:
                 raise
             retired = await self._retire(old, principal, body, remove=True)
             await self._docker.containers.rename(new_id, name)
-            new = await self._docker.containers.inspect(new_id)
-        container = {"id": new_id, "name": name, "status": (new.get("State") or {}).get("Status")}
+            new = await self._docker.containers.info(new_id)
+        container = {"id": new_id, "name": name, "status": new.status}
         await TaskFiles(folder).merge_info(
             {
                 "container_id": new_id,

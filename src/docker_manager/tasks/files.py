@@ -39,6 +39,8 @@ ERROR_LOG = "error.log"
 INFO_JSON = "build.info.json"
 DOCKERFILE_PARSED = "dockerfile.parsed.json"
 DOCKERFILE_USED = "Dockerfile.used"
+# The artefact's name, size and sha256, written by the build host and checked by localrun.
+MANIFEST = "build.manifest.json"
 _LOCK = ".build.info.lock"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 

@@ -30,7 +30,7 @@ from docker_manager.docker import Docker, StreamId
 from docker_manager.docker.containers import PathStat
 from docker_manager.errors import Conflict, EngineError, InvalidInput, NotFound, PayloadTooLarge, Unsupported
 from docker_manager.schemas.container_fs import FsEntry, FsListResult
-from docker_manager.services.containers import ContainerService
+from docker_manager.services.containers.service import ContainerService
 from docker_manager.util.tarstream import TarEntry, TarReader
 
 PROTECTED = ("/", "/proc", "/sys", "/dev")
@@ -137,10 +137,10 @@ class ContainerFiles:
     ) -> FsListResult:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
-        stat = await self._stat(data["Id"], path)
+        stat = await self._stat(data.id, path)
         if not stat.is_dir:
             raise Conflict(f"{path} is not a directory ({_kind(stat)})", field="path")
-        page = await self._page(data["Id"], path, limit=limit, after=cursor, recursive=recursive)
+        page = await self._page(data.id, path, limit=limit, after=cursor, recursive=recursive)
         return FsListResult(
             path=path,
             entries=page.entries,
@@ -177,7 +177,7 @@ class ContainerFiles:
     ) -> FileContent:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
-        stat = await self._stat(data["Id"], path)
+        stat = await self._stat(data.id, path)
         if stat.is_dir:
             raise Conflict(f"{path} is a directory; list it instead", field="path")
         cap = self._settings.fs_max_bytes
@@ -189,7 +189,7 @@ class ContainerFiles:
                 size=stat.size,
             )
         pieces: list[bytes] = []
-        async with self._docker.containers.get_archive(data["Id"], path) as chunks:
+        async with self._docker.containers.get_archive(data.id, path) as chunks:
             async for entry, body in TarReader(chunks).entries():
                 if entry.type == "symlink":
                     raise Conflict(f"{path} is a symbolic link to {entry.link_target}", field="path")
@@ -219,14 +219,14 @@ class ContainerFiles:
         """The raw bytes of a file (or a range), streamed: no size cap, memory stays flat."""
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
-        stat = await self._stat(data["Id"], path)
+        stat = await self._stat(data.id, path)
         if not stat.is_regular:
             raise Conflict(f"{path} is not a regular file", field="path")
         available = max(stat.size - offset, 0)
         wanted = available if length is None else min(length, available)
 
         async def body() -> AsyncIterator[bytes]:
-            async with self._docker.containers.get_archive(data["Id"], path) as chunks:
+            async with self._docker.containers.get_archive(data.id, path) as chunks:
                 async for _, member in TarReader(chunks).entries():
                     await member.skip(offset)
                     async for piece in member.chunks(wanted):
@@ -260,13 +260,13 @@ class ContainerFiles:
             payload = content.encode("utf-8")
         if len(payload) > self._settings.fs_max_bytes:
             raise PayloadTooLarge(f"content is over {self._settings.fs_max_bytes} bytes", field="content")
-        existing = await self._stat_or_none(data["Id"], path)
+        existing = await self._stat_or_none(data.id, path)
         if existing is not None and existing.is_dir:
             raise Conflict(f"{path} is a directory", field="path")
-        base, missing = await self._anchor(data["Id"], posixpath.dirname(path), parents=parents)
+        base, missing = await self._anchor(data.id, posixpath.dirname(path), parents=parents)
         tar = _tar([*_dirs(missing), _file(posixpath.relpath(path, base), payload, mode)])
-        await self._put(data["Id"], base, tar)
-        written = await self._stat(data["Id"], path)
+        await self._put(data.id, base, tar)
+        written = await self._stat(data.id, path)
         return {
             "path": path,
             "written": True,
@@ -279,14 +279,14 @@ class ContainerFiles:
     async def make_dir(self, ref: str, principal: Principal, *, path: str, parents: bool) -> dict[str, Any]:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
-        existing = await self._stat_or_none(data["Id"], path)
+        existing = await self._stat_or_none(data.id, path)
         if existing is not None:
             if existing.is_dir and parents:
                 return {"path": path, "exit_code": 0, "created": False, "created_dirs": []}
             raise Conflict(f"{path} already exists", field="path")
-        base, missing = await self._anchor(data["Id"], posixpath.dirname(path), parents=parents)
+        base, missing = await self._anchor(data.id, posixpath.dirname(path), parents=parents)
         created = [*missing, posixpath.relpath(path, base)]
-        await self._put(data["Id"], base, _tar(_dirs(created)))
+        await self._put(data.id, base, _tar(_dirs(created)))
         return {"path": path, "exit_code": 0, "created": True, "created_dirs": created}
 
     async def _anchor(self, container_id: str, directory: str, *, parents: bool) -> tuple[str, list[str]]:
@@ -319,22 +319,22 @@ class ContainerFiles:
     ) -> dict[str, Any]:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
-        _refuse_protected(path, data.get("Mounts") or [])
-        stat = await self._stat_or_none(data["Id"], path)
+        _refuse_protected(path, data.mounts)
+        stat = await self._stat_or_none(data.id, path)
         if stat is None:  # as `rm -rf` in the original: nothing there is success
             return {"path": path, "exit_code": 0, "deleted": False, "type": None}
         if stat.is_dir and not recursive:
             raise Conflict(
                 f"{path} is a directory; set recursive to delete it and its contents", field="path"
             )
-        if not (data.get("State") or {}).get("Running"):
+        if not data.running:
             raise Conflict("the container is not running: deleting runs rm inside it")
         flags = "-rf" if recursive else "-f"
-        exit_code, stderr = await self._run(data["Id"], ["rm", flags, "--", path])
+        exit_code, stderr = await self._run(data.id, ["rm", flags, "--", path])
         helper = exit_code in RM_MISSING or "executable file not found" in stderr
         if helper:
-            exit_code, stderr = await self._rm_with_helper(data["Id"], [flags, "--", path])
-        if await self._stat_or_none(data["Id"], path) is not None:
+            exit_code, stderr = await self._rm_with_helper(data.id, [flags, "--", path])
+        if await self._stat_or_none(data.id, path) is not None:
             raise Conflict(f"rm could not delete {path}: {stderr.strip() or f'exit code {exit_code}'}")
         return {"path": path, "exit_code": 0, "deleted": True, "type": _kind(stat), "helper": helper}
 
