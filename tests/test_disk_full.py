@@ -38,12 +38,12 @@ async def test_logs_are_cut_and_the_task_still_ends(tmp_path: Path, tiny_disk: P
         services = app.state.services
 
         async def chatty(ctx: TaskContext) -> dict[str, Any]:
-            await ctx.info({"status": "building", "stage": "chatting"})
+            await ctx.merge_summary({"status": "building", "stage": "chatting"})
             for block in range(40):
                 await ctx.output(
                     [{"stream": "stdout", "text": f"{block}-{i} " + "x" * 200} for i in range(100)]
                 )
-            await ctx.info({"stage": "after the flood"})
+            await ctx.merge_summary({"stage": "after the flood"})
             return {"ok": True}
 
         record = await services.runner.submit(

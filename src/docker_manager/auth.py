@@ -20,7 +20,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.db.tables import api_tokens
 from docker_manager.errors import InvalidInput, NotFound
+from docker_manager.util.clock import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +94,6 @@ def parse_scopes(values: list[str]) -> frozenset[Scope]:
     return scopes
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without a zone; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 class TokenStore:
     """Creates, lists, revokes and checks tokens in the database."""
 
@@ -122,7 +116,7 @@ class TokenStore:
             name=name,
             prefix=token[:10],
             scopes=sorted(s.value for s in scopes),
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
             expires_at=expires_at,
             revoked_at=None,
         )
@@ -149,9 +143,9 @@ class TokenStore:
                 name=r.name,
                 prefix=r.prefix,
                 scopes=r.scopes.split(","),
-                created_at=_utc(r.created_at) or datetime.now(UTC),
-                expires_at=_utc(r.expires_at),
-                revoked_at=_utc(r.revoked_at),
+                created_at=as_utc(r.created_at) or utcnow(),
+                expires_at=as_utc(r.expires_at),
+                revoked_at=as_utc(r.revoked_at),
             )
             for r in rows
         ]
@@ -162,7 +156,7 @@ class TokenStore:
             result = await conn.execute(
                 api_tokens.update()
                 .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
+                .values(revoked_at=utcnow())
             )
         if result.rowcount == 0:
             raise NotFound(f"no active token with id {token_id!r}")
@@ -176,7 +170,7 @@ class TokenStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             _, principal, expires = cached
-            if expires is None or expires > datetime.now(UTC):
+            if expires is None or expires > utcnow():
                 return principal
         async with self._engine.connect() as conn:
             row = (
@@ -184,8 +178,8 @@ class TokenStore:
             ).one_or_none()
         if row is None or not hmac.compare_digest(row.digest, digest) or row.revoked_at is not None:
             return None
-        expires_at = _utc(row.expires_at)
-        if expires_at is not None and expires_at <= datetime.now(UTC):
+        expires_at = as_utc(row.expires_at)
+        if expires_at is not None and expires_at <= utcnow():
             return None
         principal = Principal(
             token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))

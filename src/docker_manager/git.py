@@ -68,7 +68,7 @@ def _local(path: str, local_roots: Sequence[Path]) -> str:
     return urlunsplit(("file", "", quote(str(confined)), "", ""))
 
 
-def redact(text: str, secrets: Sequence[str] = ()) -> str:
+def redact_credentials(text: str, secrets: Sequence[str] = ()) -> str:
     """`text` with the credentials of any URL in it (`user:password@`, a token as the user name,
     even with `@` in it) and the given secrets replaced by ***."""
     text = re.sub(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@", r"\1***@", text)
@@ -86,7 +86,7 @@ def shown_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    return shown if parts.scheme else redact(url)
+    return shown if parts.scheme else redact_credentials(url)
 
 
 def url_secrets(url: str) -> list[str]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.db.tables import owned_objects
+from docker_manager.util.clock import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Ownership:
             task_id=task_id,
             host_level=host_level,
             created_by=created_by,
-            created_at=datetime.now(UTC),
+            created_at=utcnow(),
         )
         values = {
             "kind": kind.value,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from docker_manager.errors import InvalidInput, PathNotAllowed
-from docker_manager.git import check_repo_url, redact, shown_url
+from docker_manager.git import check_repo_url, redact_credentials, shown_url
 
 
 @pytest.mark.parametrize(
@@ -61,5 +61,5 @@ def test_local_repositories_are_confined_after_decoding(tmp_path: Path) -> None:
 )
 def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
     assert shown_url(url) == shown
-    assert "SECRET" not in redact(f"fatal: unable to access '{url}'", ["SECRET"])
-    assert "pa@ss" not in redact(f"remote: {url}")
+    assert "SECRET" not in redact_credentials(f"fatal: unable to access '{url}'", ["SECRET"])
+    assert "pa@ss" not in redact_credentials(f"remote: {url}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Annotated, Any
 
 from pydantic import (
@@ -17,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
+
+from docker_manager.util.argv import split_words
 
 
 class StrictModel(BaseModel):
@@ -204,18 +205,7 @@ def _argv(value: object) -> list[str]:
         isinstance(value, list) and not all(isinstance(a, str) for a in value)
     ):
         raise ValueError("command must be a string or a list of strings")
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ValueError(f"cannot split command: {exc}") from exc
-    else:
-        argv = list(value)
-    if not argv:
-        raise ValueError("command is empty")
-    if len(argv) > 512 or any("\x00" in arg or len(arg) > 16384 for arg in argv):
-        raise ValueError("command has too many arguments, a NUL byte or an over-long argument")
-    return argv
+    return split_words(value, max_args=512, max_arg=16384)
 
 
 Argv = Annotated[

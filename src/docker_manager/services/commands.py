@@ -28,6 +28,7 @@ from docker_manager.tasks import (
     follow,
     new_task_id,
 )
+from docker_manager.util.argv import split_words
 from docker_manager.util.paths import confine
 from docker_manager.util.proc import ProcessRunner
 
@@ -48,16 +49,14 @@ def command_env(extra: dict[str, str]) -> dict[str, str]:
 
 def split_argv(cmd: str | list[str], *, shell: bool) -> list[str]:
     """The argv a `cmd` runs as: a list as it is, a string through `sh -c` or split into words."""
-    if isinstance(cmd, str) and shell:
-        argv = ["/bin/sh", "-c", cmd]
-    else:
-        try:
-            argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
-        except ValueError as exc:
-            raise InvalidInput(f"cannot split cmd: {exc}", field="cmd") from exc
-    if not argv or not argv[-1].strip() or any("\x00" in arg for arg in argv) or len(argv) > 4096:
-        raise InvalidInput("cmd is empty, has a NUL byte or too many arguments", field="cmd")
-    return argv
+    try:
+        if isinstance(cmd, str) and shell:
+            if not cmd.strip() or "\x00" in cmd:
+                raise ValueError("the command is empty or has a NUL byte")
+            return ["/bin/sh", "-c", cmd]  # the shell parses it, quotes and all
+        return split_words(cmd)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="cmd") from exc
 
 
 def final_payload(status: Status, result: dict[str, Any] | None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from docker_manager.db.tables import health_checks
 from docker_manager.docker import Docker
 from docker_manager.errors import DockerManagerError, NotFound
 from docker_manager.tasks.files import LogBatch, TaskFiles
+from docker_manager.util.clock import as_utc, iso, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ class PendingCheck:
     due_at: datetime
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
 class HealthChecker:
     def __init__(self, engine: AsyncEngine, docker: Docker) -> None:
         self._engine = engine
@@ -57,7 +54,7 @@ class HealthChecker:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(sa.select(health_checks))).all()
         for row in rows:
-            due = row.due_at if row.due_at.tzinfo else row.due_at.replace(tzinfo=UTC)
+            due = as_utc(row.due_at) or utcnow()
             self._spawn(
                 PendingCheck(row.id, Path(row.folder), row.container_id, row.host_port, row.path, due)
             )
@@ -75,7 +72,7 @@ class HealthChecker:
         self, *, folder: Path, container_id: str, host_port: int | None, path: str, after: int
     ) -> dict[str, Any]:
         """Record a check due in `after` seconds; returns the fields for build.info.json."""
-        now = datetime.now(UTC)
+        now = utcnow()
         due = now + timedelta(seconds=after)
         async with self._engine.begin() as conn:
             result = await conn.execute(
@@ -104,7 +101,7 @@ class HealthChecker:
 
     async def _run(self, check: PendingCheck) -> None:
         try:
-            delay = (check.due_at - datetime.now(UTC)).total_seconds()
+            delay = (check.due_at - utcnow()).total_seconds()
             if delay > 0:
                 await asyncio.sleep(delay)
             verdict = await self.check(check)
@@ -137,7 +134,7 @@ class HealthChecker:
 
     async def check(self, check: PendingCheck) -> dict[str, Any]:
         """The verdict: running, and (when a port is published) answering HTTP."""
-        checked_at = iso(datetime.now(UTC))
+        checked_at = iso(utcnow())
         try:
             info = await self._docker.containers.info(check.container_id)
         except NotFound:

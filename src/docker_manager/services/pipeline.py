@@ -27,10 +27,10 @@ from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
 from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
-from docker_manager.git import check_repo_url, clone, redact, shown_url, url_secrets
+from docker_manager.git import check_repo_url, clone, redact_credentials, shown_url, url_secrets
 from docker_manager.ownership import Ownership
 from docker_manager.services.builds import BuildService
-from docker_manager.services.containers import ContainerService, ContainerSpec
+from docker_manager.services.containers import ContainerService, ContainerSpec, check_host_port
 from docker_manager.services.images import ImageService
 from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, new_task_id
 
@@ -140,8 +140,7 @@ class PipelineService:
         url, scheme = check_repo_url(
             repo_url, schemes=self._settings.git_allowed_schemes, local_roots=self._settings.git_local_roots
         )
-        if host_port in self._settings.forbidden_host_ports:
-            raise InvalidInput(f"host port {host_port} is reserved on this host", field="host_port")
+        check_host_port(host_port, self._settings, field="host_port")
         username, password = self._credentials(dockerhub_repo, username, password)
         name = re.sub(r"[^a-z0-9-]", "-", dockerhub_repo.rsplit("/", 1)[-1])[:40].strip("-") or "site"
         return PipelinePlan(
@@ -259,7 +258,7 @@ class PipelineService:
         captured: dict[str, list[str]] = {"stdout": [], "stderr": []}
 
         async def on_line(stream: str, text: str) -> None:
-            text = redact(text, plan.secrets)
+            text = redact_credentials(text, plan.secrets)
             lines = captured.setdefault(stream, [])
             if len(lines) < 200:  # the answer keeps the first lines; the task's log keeps them all
                 lines.append(text)
@@ -306,7 +305,7 @@ class PipelineService:
                 username=plan.username, password=plan.password, server=plan.registry
             )
         except DockerManagerError as exc:
-            reason = redact(exc.detail, plan.secrets)
+            reason = redact_credentials(exc.detail, plan.secrets)
             raise UpstreamError(f"login to {_shown(plan.registry)} refused: {reason}") from None
         return {"login": str(answer.get("Status", "Login Succeeded"))}
 
@@ -319,9 +318,9 @@ class PipelineService:
                     if status:
                         await ctx.output([{"stream": "push" if push else "pull", "text": status}])
         except ProgressError as exc:
-            raise UpstreamError(redact(exc.message, plan.secrets)) from exc
+            raise UpstreamError(redact_credentials(exc.message, plan.secrets)) from exc
         except NotFound as exc:
-            raise UpstreamError(redact(exc.detail, plan.secrets)) from exc
+            raise UpstreamError(redact_credentials(exc.detail, plan.secrets)) from exc
         return {"repo_tag": plan.repo_tag}
 
     async def _run(self, ctx: TaskContext, plan: PipelinePlan, principal: Principal) -> dict[str, Any]:

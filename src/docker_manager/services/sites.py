@@ -15,7 +15,6 @@ import contextlib
 import logging
 import re
 import secrets
-from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -42,9 +41,10 @@ from docker_manager.schemas.nginx import (
     SiteDeleteRequest,
     UpdatePortRequest,
 )
-from docker_manager.services.containers import ContainerService, recreate_config
+from docker_manager.services.containers import ContainerService, check_host_port, recreate_config
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks.files import INFO_JSON, TaskFiles, read_json
+from docker_manager.util.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class SiteService:
         self._docker = docker
         self._containers = containers
         self._settings = settings
-        self._app_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._app_locks = KeyedLocks()
         self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(3.0), trust_env=False, follow_redirects=False)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -233,8 +233,7 @@ class SiteService:
 
         An operate token may only expose its own apps: not the API itself, a database, the engine.
         """
-        if port in self._settings.forbidden_host_ports:
-            raise InvalidInput(f"host port {port} is reserved on this host", field="port")
+        check_host_port(port, self._settings, field="port")
         owner = await self._port_owner(port)
         if owner is None and not principal.is_admin:
             raise InvalidInput(
@@ -338,7 +337,7 @@ class SiteService:
             raise InvalidInput(
                 "new_container is needed (give it, or a task_id that ran one)", field="new_container"
             )
-        async with self._app_locks[str(app_id)]:
+        async with self._app_locks.hold(str(app_id)):
             new = await self._containers.owned(str(new_ref), principal)
             if not new.running:
                 raise UnhealthyContainer(f"the new container {new_ref} is not running")
@@ -422,8 +421,7 @@ class SiteService:
     async def update_port(self, body: UpdatePortRequest, principal: Principal) -> dict[str, Any]:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
-        if body.new_port in self._settings.forbidden_host_ports:
-            raise InvalidInput(f"host port {body.new_port} is reserved on this host", field="new_port")
+        check_host_port(body.new_port, self._settings, field="new_port")
         folder = await asyncio.to_thread(find_task_dir, self._settings, body.task_id)
         summary = await asyncio.to_thread(read_json, folder / INFO_JSON) or {}
         ref = summary.get("container_id") or summary.get("container_name")
@@ -433,7 +431,7 @@ class SiteService:
         app_id = str(summary.get("app_id") or localrun.get("app_id") or "")
         if not app_id:
             raise InvalidInput("build.info.json records no app_id", field="task_id")
-        async with self._app_locks[app_id]:
+        async with self._app_locks.hold(app_id):
             old = await self._containers.owned(str(ref), principal)
             port_key = localrun.get("internal_port_key") or next(iter(old.published_ports), None) or "80/tcp"
             if not str(port_key).endswith("/tcp"):

@@ -46,7 +46,7 @@ TAIL_BYTES_PER_FILE = 4 << 20
 _SECRET_KEYS = frozenset({"env", "password", "sftp_password", "dockerhub_password", "build_args"})
 
 
-def redact(value: Any) -> Any:
+def redact_summary(value: Any) -> Any:
     """Hide values that may be secrets (environment values, passwords) in stored summaries."""
     if isinstance(value, dict):
         result: dict[str, Any] = {}
@@ -56,10 +56,10 @@ def redact(value: Any) -> Any:
             elif key in _SECRET_KEYS and item not in (None, ""):
                 result[key] = "<redacted>"
             else:
-                result[key] = redact(item)
+                result[key] = redact_summary(item)
         return result
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [redact_summary(item) for item in value]
     return value
 
 
@@ -215,7 +215,7 @@ def _read_folder(folder: Path, tail: int, with_output: bool) -> dict[str, Any] |
     return {
         "build_logs": logs,
         "build_metadata": {
-            "summary": redact(summary) if summary is not None else None,
+            "summary": redact_summary(summary) if summary is not None else None,
             "dockerfile_parsed": read_json(folder / DOCKERFILE_PARSED),
         },
         "files_available": sorted(

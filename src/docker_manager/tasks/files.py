@@ -23,10 +23,10 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from docker_manager.util.clock import timestamp
 from docker_manager.util.files import write_atomic
 from docker_manager.util.paths import plain_dir
 
@@ -43,10 +43,6 @@ DOCKERFILE_USED = "Dockerfile.used"
 MANIFEST = "build.manifest.json"
 _LOCK = ".build.info.lock"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
-
-
-def timestamp() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.db.tables import outbox
-from docker_manager.tasks.store import utcnow
+from docker_manager.util.clock import utcnow
 from docker_manager.webhook import WebhookClient, WebhookError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,7 @@ import logging
 import secrets
 import shutil
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from docker_manager.errors import Conflict, DockerManagerError, QueueFull, StorageError
 from docker_manager.tasks.bus import EventBus
-from docker_manager.tasks.files import LogBatch, TaskFiles, timestamp
-from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
+from docker_manager.tasks.context import TaskContext
+from docker_manager.tasks.files import LogBatch, TaskFiles
+from docker_manager.tasks.models import Status, TaskRecord
 from docker_manager.tasks.store import StateChange, TaskStore
+from docker_manager.util.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
 FINAL_ATTEMPTS = 12  # about 80 s of retries for a task's final state
-FLUSH_INTERVAL = 0.2
-FLUSH_LINES = 200
 
 Work = Callable[["TaskContext"], Awaitable[dict[str, Any] | None]]
 
@@ -60,210 +59,6 @@ class TaskSpec:
     final_payload: Callable[[Status, dict[str, Any] | None], dict[str, Any]] | None = None
 
 
-class TaskContext:
-    """What the work sees: its ids, its folder, and ways to report steps and output."""
-
-    def __init__(
-        self,
-        *,
-        record: TaskRecord,
-        store: TaskStore,
-        bus: EventBus,
-        files: TaskFiles | None,
-        stream_fields: dict[str, Any],
-        outbox_enabled: bool,
-        db_line_cap: int,
-    ) -> None:
-        self._record = record
-        self.task_id = record.id
-        self.task_type = record.type
-        self.app_id = record.app_id
-        self.files = files
-        self.stage: str | None = None
-        self._store = store
-        self._bus = bus
-        self._stream_fields = stream_fields
-        self._outbox = outbox_enabled
-        self._db_line_cap = db_line_cap
-        self._db_lines = 0
-        self._payloads = 0
-        self._pending: list[dict[str, Any]] = []
-        self._flush_lock = asyncio.Lock()
-        self._flush_timer: asyncio.TimerHandle | None = None
-        self._flush_task: asyncio.Task[None] | None = None
-
-    # --- steps -------------------------------------------------------------------------------
-    async def event(
-        self,
-        stage: str | None,
-        status: str,
-        *,
-        message: str | None = None,
-        level: str = "info",
-        change: StateChange | None = None,
-        payload_extra: dict[str, Any] | None = None,
-        **data: Any,
-    ) -> TaskEvent:
-        """Record one step of the task (persisted, then published). Output so far goes first.
-
-        `payload_extra` goes only into the external log stream's payload for this event.
-        """
-        await self.flush()
-        if stage is not None and stage != self.stage:
-            self.stage = stage
-            change = StateChange(
-                status=change.status if change else None,
-                stage=stage,
-                result=change.result if change else None,
-                error=change.error if change else None,
-            )
-        if message is not None:
-            data["message"] = message
-        if self.files is not None:
-            text = " ".join(part for part in (stage, status, message) if part)
-            await self.files.append(
-                LogBatch(
-                    events=[text],
-                    jsonl=[{"level": level, "event": f"{stage or 'task'}_{status}", **data}],
-                    errors=[message or status] if level == "error" else [],
-                )
-            )
-        event = await self._store.record(
-            self.task_id,
-            stage=stage,
-            status=status,
-            data=data,
-            change=change,
-            outbox_payloads=(
-                [{**self._payload(stage, status, data), **(payload_extra or {})}] if self._outbox else None
-            ),
-        )
-        self._bus.publish(event)
-        return event
-
-    async def first_event(self, *, position: int) -> TaskEvent:
-        """Record the task itself with its first event, `queued` (one transaction), then log it."""
-        data = {"position": position}
-        payloads = [self._payload(None, Status.QUEUED.value, data)] if self._outbox else None
-        event = await self._store.create(self._record, first_event=data, outbox_payloads=payloads)
-        if self.files is not None:
-            await self.files.append(
-                LogBatch(events=["queued"], jsonl=[{"level": "info", "event": "task_queued", **data}])
-            )
-        return event
-
-    async def info(self, fields: dict[str, Any]) -> dict[str, Any]:
-        """Merge fields into build.info.json (no-op for tasks without a folder)."""
-        if self.files is None:
-            return {}
-        return await self.files.merge_info(fields)
-
-    # --- output ------------------------------------------------------------------------------
-    async def output(self, items: Iterable[dict[str, Any]]) -> None:
-        """Buffer output lines, each `{stream, text, ...}`; they are written and published in batches.
-
-        An item's optional `raw` is what build.log gets for it (default: its text and a newline).
-        """
-        self._pending.extend(items)
-        if len(self._pending) >= FLUSH_LINES:
-            await self.flush()
-        elif self._pending and self._flush_timer is None:
-            loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(FLUSH_INTERVAL, self._timed_flush)
-
-    def _timed_flush(self) -> None:
-        self._flush_timer = None
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.create_task(self.flush(), name=f"flush-{self.task_id}")
-
-    async def flush(self) -> None:
-        """Write buffered output to the files, then record and publish it as one log event."""
-        async with self._flush_lock:
-            if self._flush_timer is not None:
-                self._flush_timer.cancel()
-                self._flush_timer = None
-            if not self._pending:
-                return
-            items, self._pending = self._pending, []
-            raw = [item.pop("raw", None) or item.get("text", "") + "\n" for item in items]
-            # An item's `chunk` is for the external log stream only (the engine's record, as the
-            # original posted it); the files and the database keep the line without it.
-            chunks = [item.pop("chunk", None) for item in items]
-            if self.files is not None:
-                await self.files.append(
-                    LogBatch(raw=raw, jsonl=[{"event": "output", **item} for item in items])
-                )
-            room = self._db_line_cap - self._db_lines
-            if room <= 0:
-                return  # the files keep everything; the database keeps the first lines only
-            kept = items[:room]
-            self._db_lines += len(kept)
-            data: dict[str, Any] = {"lines": kept}
-            if len(kept) < len(items) or self._db_lines >= self._db_line_cap:
-                data["capped"] = True
-            payloads = None
-            if self._outbox:
-                payloads = [
-                    self._payload(self.stage, LOG, _line_payload(item, chunk))
-                    for item, chunk in zip(kept, chunks, strict=False)
-                ]
-            event = await self._store.record(
-                self.task_id, stage=self.stage, status=LOG, data=data, outbox_payloads=payloads
-            )
-            self._bus.publish(event)
-
-    def _payload(self, stage: str | None, status: str, data: dict[str, Any]) -> dict[str, Any]:
-        self._payloads += 1
-        return {
-            "task": self.task_type,
-            "task_id": self.task_id,
-            "app_id": self.app_id,
-            "stage": stage,
-            "status": status,
-            "ts": timestamp(),
-            "seq": self._payloads,
-            **self._stream_fields,
-            **data,
-        }
-
-    async def close(self) -> None:
-        await self.flush()
-        if self._flush_task is not None:
-            with contextlib.suppress(Exception):
-                await self._flush_task
-
-
-def _line_payload(item: dict[str, Any], chunk: Any) -> dict[str, Any]:
-    payload = {"line": item.get("text", ""), "stream": item.get("stream")}
-    if chunk is not None:
-        payload["chunk"] = chunk
-    return payload
-
-
-class _AppLocks:
-    """One FIFO lock per app_id, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: defaultdict[str, int] = defaultdict(int)
-
-    @contextlib.asynccontextmanager
-    async def hold(self, app_id: str | None) -> AsyncIterator[None]:
-        if app_id is None:
-            yield
-            return
-        lock = self._locks.setdefault(app_id, asyncio.Lock())
-        self._users[app_id] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._users[app_id] -= 1
-            if self._users[app_id] == 0:
-                del self._users[app_id]
-                self._locks.pop(app_id, None)
-
-
 class TaskRunner:
     def __init__(
         self,
@@ -283,7 +78,7 @@ class TaskRunner:
         self._db_line_cap = db_line_cap
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._queued: list[str] = []
-        self._app_locks = _AppLocks()
+        self._app_locks = KeyedLocks()
         self._shutting_down = False
         self._waited: dict[str, BaseException | None] = {}
         # Set when the service stops: live followers end their streams.
@@ -431,7 +226,7 @@ class TaskRunner:
                 await context.close()
                 if status is not Status.COMPLETED and context.files is not None:
                     # Whatever the work wrote, the summary must not claim it is still building.
-                    await context.info(
+                    await context.merge_summary(
                         {
                             "status": "error",
                             "task_status": status.value,

@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,17 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from docker_manager.db.tables import outbox, task_events, tasks
 from docker_manager.errors import Conflict, InvalidInput, NotFound
 from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands timestamps back without a zone; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+from docker_manager.util.clock import as_utc, utcnow
 
 
 def _record(row: Any) -> TaskRecord:
@@ -40,10 +30,10 @@ def _record(row: Any) -> TaskRecord:
         result=row.result,
         error=row.error,
         files_dir=row.files_dir,
-        created_at=_utc(row.created_at) or utcnow(),
-        updated_at=_utc(row.updated_at) or utcnow(),
-        started_at=_utc(row.started_at),
-        finished_at=_utc(row.finished_at),
+        created_at=as_utc(row.created_at) or utcnow(),
+        updated_at=as_utc(row.updated_at) or utcnow(),
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at),
     )
 
 
@@ -51,7 +41,7 @@ def _event(row: Any) -> TaskEvent:
     return TaskEvent(
         task_id=row.task_id,
         seq=row.seq,
-        ts=_utc(row.ts) or utcnow(),
+        ts=as_utc(row.ts) or utcnow(),
         stage=row.stage,
         status=row.status,
         data=row.data or {},

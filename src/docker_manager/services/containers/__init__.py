@@ -8,6 +8,7 @@ from docker_manager.services.containers.spec import (
     KEPT_CONFIG,
     KEPT_HOST_CONFIG,
     ContainerSpec,
+    check_host_port,
     create_config,
     recreate_config,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ContainerPolicy",
     "ContainerService",
     "ContainerSpec",
+    "check_host_port",
     "create_config",
     "recreate_config",
 ]

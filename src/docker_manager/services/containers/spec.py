@@ -137,6 +137,12 @@ class ContainerSpec:
         return None
 
 
+def check_host_port(port: int, settings: Settings, *, field: str) -> None:
+    """A host port no container may publish and no site may reach: SSH, the engine, this API."""
+    if port in settings.forbidden_host_ports:
+        raise InvalidInput(f"host port {port} is reserved on this host", field=field)
+
+
 def check_limits(spec: ContainerSpec, settings: Settings) -> None:
     cpus = os.cpu_count() or 1
     if spec.nano_cpus is not None and not 10_000_000 <= spec.nano_cpus <= cpus * 1_000_000_000:
@@ -147,10 +153,8 @@ def check_limits(spec: ContainerSpec, settings: Settings) -> None:
     if spec.memory_swap is not None and spec.memory is not None and spec.memory_swap < spec.memory:
         raise InvalidInput("memswap_limit must not be below mem_limit", field="memswap_limit")
     for container_port, host_port in spec.ports.items():
-        if host_port is not None and host_port in settings.forbidden_host_ports:
-            raise InvalidInput(
-                f"host port {host_port} is reserved on this host", field=f"ports.{container_port}"
-            )
+        if host_port is not None:
+            check_host_port(host_port, settings, field=f"ports.{container_port}")
 
 
 def create_config(spec: ContainerSpec, settings: Settings) -> dict[str, Any]:
