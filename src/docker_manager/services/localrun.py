@@ -118,7 +118,7 @@ class LocalRunService:
         app_id: str | None,
         principal: Principal,
     ) -> dict[str, Any]:
-        await ctx.info({"status": "building", "stage": "decompiling", "app_id": app_id})
+        await ctx.merge_summary({"status": "building", "stage": "decompiling", "app_id": app_id})
         await ctx.event(
             "decompiling",
             "starting",
@@ -136,7 +136,7 @@ class LocalRunService:
         )
 
         spec = ContainerSpec.from_localrun(body, image=tag or image_id, app_id=app_id)
-        await ctx.info({"stage": "running"})
+        await ctx.merge_summary({"stage": "running"})
         await ctx.event("running", "starting", message="running container", image=spec.image)
         run = await self._containers.run(spec, principal)
         host_port = next((port for port in run.ports.values() if port), None)
@@ -157,7 +157,7 @@ class LocalRunService:
             after=body.healthcheck_time or self._settings.healthcheck_time,
         )
         internal_port = next(iter(body.ports), None)
-        await ctx.info(
+        await ctx.merge_summary(
             {
                 "status": "building",
                 "stage": "running",
