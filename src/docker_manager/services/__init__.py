@@ -21,6 +21,7 @@ from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
 from docker_manager.services.pipeline import PipelineService
+from docker_manager.services.probe import HttpProbe
 from docker_manager.services.sites import SiteService
 from docker_manager.services.system import HostSampler, SystemService
 from docker_manager.services.tasks import TaskService
@@ -39,6 +40,7 @@ class Services:
     tokens: TokenStore
     docker: Docker
     ownership: Ownership
+    probe: HttpProbe
     sampler: HostSampler
     runner: TaskRunner
     outbox: OutboxDispatcher | None
@@ -56,45 +58,18 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
+        """Open the database, recover what an earlier process left, start the background work."""
         settings.ensure_dirs()
         db = Database(settings.sqlalchemy_url, busy_timeout=settings.db_busy_timeout)
         await db.open()
-        tokens = TokenStore(db.engine)
-        admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
-        written = await tokens.bootstrap_admin(configured=admin_token, token_file=settings.admin_token_file)
-        if written:
-            log.warning("first start: an admin token was written to %s (mode 0600)", written)
+        tokens = await _tokens(db, settings)
         docker = Docker(settings.docker_host, timeout=settings.docker_timeout)
-        runner = TaskRunner(
-            TaskStore(db.engine, boot_id=uuid.uuid4().hex),
-            EventBus(),
-            # Every kind of task that clones, builds, loads or runs has its own limit.
-            limits={
-                "build": settings.max_concurrent_builds,
-                "localrun": settings.max_concurrent_localruns,
-                "pipeline": settings.max_concurrent_pipelines,
-                "command": settings.max_concurrent_commands,
-            },
-            max_queued=settings.max_queued_tasks,
-            outbox_enabled=settings.log_stream_endpoint is not None,
-        )
-        interrupted = await runner.recover()
-        if interrupted:
-            log.warning("marked %d tasks of an earlier process as interrupted", len(interrupted))
-        outbox = None
-        if settings.log_stream_endpoint:
-            outbox = OutboxDispatcher(
-                db.engine,
-                url=settings.log_stream_endpoint,
-                headers=settings.auth_header,
-                batch=settings.log_stream_batch,
-                timeout=settings.log_stream_timeout,
-                max_attempts=settings.log_stream_max_attempts,
-            )
-            await outbox.start()
+        runner = await _runner(db, settings)
+        outbox = await _outbox(db, settings)
         sampler = HostSampler(settings.top_sample_interval)
         await sampler.start()
-        health = HealthChecker(db.engine, docker)
+        probe = HttpProbe()
+        health = HealthChecker(db.engine, docker, probe)
         pending = await health.start()
         if pending:
             log.info("resumed %d pending health checks", pending)
@@ -107,7 +82,7 @@ class Services:
             log.warning("could not look for labelled objects of an earlier version: %s", exc.detail)
         images = ImageService(docker, ownership, settings)
         builds = BuildService(docker, runner, images, ownership, settings)
-        sites = SiteService(_nginx(settings), docker, containers, settings)
+        sites = SiteService(_nginx(settings), docker, containers, probe, settings)
         await sites.start()
         return cls(
             settings=settings,
@@ -115,6 +90,7 @@ class Services:
             tokens=tokens,
             docker=docker,
             ownership=ownership,
+            probe=probe,
             sampler=sampler,
             runner=runner,
             outbox=outbox,
@@ -126,7 +102,7 @@ class Services:
             localrun=LocalRunService(docker, runner, containers, images, ownership, health, settings),
             sites=sites,
             commands=CommandService(runner, settings),
-            pipeline=PipelineService(docker, runner, builds, containers, images, ownership, settings),
+            pipeline=PipelineService(docker, runner, builds, containers, images, ownership, probe, settings),
             tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
         )
@@ -135,12 +111,56 @@ class Services:
         await self.runner.shutdown()
         await self.health.stop()
         await self.sites.close()
-        await self.pipeline.close()
+        await self.probe.close()
         await self.sampler.stop()
         if self.outbox is not None:
             await self.outbox.stop()
         await self.docker.close()
         await self.db.close()
+
+
+async def _tokens(db: Database, settings: Settings) -> TokenStore:
+    tokens = TokenStore(db.engine)
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    written = await tokens.bootstrap_admin(configured=admin_token, token_file=settings.admin_token_file)
+    if written:
+        log.warning("first start: an admin token was written to %s (mode 0600)", written)
+    return tokens
+
+
+async def _runner(db: Database, settings: Settings) -> TaskRunner:
+    runner = TaskRunner(
+        TaskStore(db.engine, boot_id=uuid.uuid4().hex),
+        EventBus(),
+        # Every kind of task that clones, builds, loads or runs has its own limit.
+        limits={
+            "build": settings.max_concurrent_builds,
+            "localrun": settings.max_concurrent_localruns,
+            "pipeline": settings.max_concurrent_pipelines,
+            "command": settings.max_concurrent_commands,
+        },
+        max_queued=settings.max_queued_tasks,
+        outbox_enabled=settings.log_stream_endpoint is not None,
+    )
+    interrupted = await runner.recover()
+    if interrupted:
+        log.warning("marked %d tasks of an earlier process as interrupted", len(interrupted))
+    return runner
+
+
+async def _outbox(db: Database, settings: Settings) -> OutboxDispatcher | None:
+    if not settings.log_stream_endpoint:
+        return None
+    outbox = OutboxDispatcher(
+        db.engine,
+        url=settings.log_stream_endpoint,
+        headers=settings.auth_header,
+        batch=settings.log_stream_batch,
+        timeout=settings.log_stream_timeout,
+        max_attempts=settings.log_stream_max_attempts,
+    )
+    await outbox.start()
+    return outbox
 
 
 def _nginx(settings: Settings) -> Nginx:

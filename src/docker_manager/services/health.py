@@ -16,19 +16,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.db.tables import health_checks
 from docker_manager.docker import Docker
 from docker_manager.errors import DockerManagerError, NotFound
+from docker_manager.services.probe import HttpProbe, NoGoodAnswer
 from docker_manager.tasks.files import LogBatch, TaskFiles
 from docker_manager.util.clock import as_utc, iso, utcnow
 
 log = logging.getLogger(__name__)
 
-PROBE_ATTEMPTS = 3
+PROBE_WINDOW = 2.0  # seconds of tries, one a second
 LAST_LINES = 50
 
 
@@ -43,11 +43,11 @@ class PendingCheck:
 
 
 class HealthChecker:
-    def __init__(self, engine: AsyncEngine, docker: Docker) -> None:
+    def __init__(self, engine: AsyncEngine, docker: Docker, probe: HttpProbe) -> None:
         self._engine = engine
         self._docker = docker
+        self._probe_http = probe
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(5.0), trust_env=False, follow_redirects=False)
 
     async def start(self) -> int:
         """Schedule every check left pending, by this process or an earlier one."""
@@ -66,7 +66,6 @@ class HealthChecker:
         for task in list(self._tasks.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._http.aclose()
 
     async def schedule(
         self, *, folder: Path, container_id: str, host_port: int | None, path: str, after: int
@@ -176,14 +175,14 @@ class HealthChecker:
         return verdict
 
     async def _probe(self, port: int, path: str) -> int | None:
-        for attempt in range(PROBE_ATTEMPTS):
-            try:
-                response = await self._http.get(f"http://127.0.0.1:{port}{path}")
-                return response.status_code  # any HTTP answer means the server is up
-            except httpx2.HTTPError:
-                if attempt + 1 < PROBE_ATTEMPTS:
-                    await asyncio.sleep(1.0)
-        return None
+        """Any HTTP answer means the server is up; a few tries a second apart."""
+        try:
+            answer = await self._probe_http.wait(
+                f"http://127.0.0.1:{port}{path}", within=PROBE_WINDOW, interval=1.0, accept=lambda _: True
+            )
+        except NoGoodAnswer:
+            return None
+        return answer.status_code
 
     async def _last_lines(self, container_id: str, tty: bool) -> list[str]:
         lines: list[str] = []

@@ -21,13 +21,15 @@ from docker_manager.docker import Docker, ProgressError
 from docker_manager.errors import InvalidInput, NotManaged
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.common import APP_ID_RE
+from docker_manager.schemas.containers import RunResult
 from docker_manager.schemas.deploy import LocalRunRequest
 from docker_manager.services.containers import ContainerService, ContainerSpec
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
-from docker_manager.tasks.files import INFO_JSON, MANIFEST, read_json
+from docker_manager.tasks.files import MANIFEST, read_json
+from docker_manager.tasks.summary import Summary
 from docker_manager.util.lz4file import ArchiveError, decompress_file
 from docker_manager.util.paths import confine, plain_dir
 
@@ -40,7 +42,7 @@ class Artefact:
     path: Path
     folder: Path
     expected_sha256: str | None
-    summary: dict[str, Any]
+    summary: Summary
 
 
 def _locate(body: LocalRunRequest, settings: Settings) -> Artefact:
@@ -59,15 +61,15 @@ def _locate(body: LocalRunRequest, settings: Settings) -> Artefact:
     manifest = read_json(folder / MANIFEST) or {}
     expected = manifest.get("sha256") if manifest.get("artefact") == path.name else None
     return Artefact(
-        path=path, folder=folder, expected_sha256=expected, summary=read_json(folder / INFO_JSON) or {}
+        path=path, folder=folder, expected_sha256=expected, summary=Summary.read(folder) or Summary()
     )
 
 
-def _app_id(body: LocalRunRequest, summary: dict[str, Any]) -> str | None:
+def _app_id(body: LocalRunRequest, summary: Summary) -> str | None:
     if body.app_id:
         return body.app_id
-    for candidate in (summary.get("app_id"), str(summary.get("tag") or "").split(":")[0].split("/")[-1]):
-        if isinstance(candidate, str) and APP_ID_RE.fullmatch(candidate):
+    for candidate in (summary.app, summary.tag_name):
+        if candidate and APP_ID_RE.fullmatch(candidate):
             return candidate
     return None
 
@@ -134,21 +136,10 @@ class LocalRunService:
             image_id=image_id,
             tag=tag,
         )
-
-        spec = ContainerSpec.from_localrun(body, image=tag or image_id, app_id=app_id)
-        await ctx.merge_summary({"stage": "running"})
-        await ctx.event("running", "starting", message="running container", image=spec.image)
-        run = await self._containers.run(spec, principal)
-        host_port = next((port for port in run.ports.values() if port), None)
-        await ctx.event(
-            "running",
-            "completed",
-            message=f"run completed container_id={run.id} container_name={run.name}",
-            container_id=run.id,
-            container_name=run.name,
-            host_port=host_port,
+        run = await self._run(
+            ctx, ContainerSpec.from_localrun(body, image=tag or image_id, app_id=app_id), principal
         )
-
+        host_port = next((port for port in run.ports.values() if port), None)
         health = await self._health.schedule(
             folder=artefact.folder,
             container_id=run.id,
@@ -156,7 +147,7 @@ class LocalRunService:
             path=body.healthcheck_path,
             after=body.healthcheck_time or self._settings.healthcheck_time,
         )
-        internal_port = next(iter(body.ports), None)
+        section = _localrun_section(body, artefact, app_id, image_id, tag, run)
         await ctx.merge_summary(
             {
                 "status": "building",
@@ -165,35 +156,15 @@ class LocalRunService:
                 "container_name": run.name,
                 "host_port": host_port,
                 **health,
-                "localrun": {
-                    "lz4_path": str(artefact.path),
-                    "image_id": image_id,
-                    "image_tag": tag,
-                    "container": {"id": run.id, "name": run.name, "status": run.status},
-                    "resources": {"cpu": body.cpu, "cpuset": body.cpuset, "memory": body.memory},
-                    "app_id": app_id,
-                    "generated_name": run.name,
-                    "name_generated": body.name is None,
-                    "volume": (
-                        {"name": body.volume_name, "mount_path": body.mount_path, "mode": body.mode}
-                        if body.volume_name
-                        else None
-                    ),
-                    "ports_requested": body.ports,
-                    # Environment values are secrets: only their names are kept.
-                    "env": dict.fromkeys(body.env, "<redacted>"),
-                    "command": body.command,
-                    "internal_port_key": internal_port,
-                },
+                "localrun": section,
             }
         )
-        container = {"id": run.id, "name": run.name, "status": run.status}
         return {
             "status": "ok",
             "task_id": body.task_id,
             "image_id": image_id,
             "tag": tag,
-            "container": container,
+            "container": section["container"],
             "container_id": run.id,
             "container_name": run.name,
             "host_port": host_port,
@@ -202,6 +173,20 @@ class LocalRunService:
             "name_generated": body.name is None,
             **health,
         }
+
+    async def _run(self, ctx: TaskContext, spec: ContainerSpec, principal: Principal) -> RunResult:
+        await ctx.merge_summary({"stage": "running"})
+        await ctx.event("running", "starting", message="running container", image=spec.image)
+        run = await self._containers.run(spec, principal)
+        await ctx.event(
+            "running",
+            "completed",
+            message=f"run completed container_id={run.id} container_name={run.name}",
+            container_id=run.id,
+            container_name=run.name,
+            host_port=next((port for port in run.ports.values() if port), None),
+        )
+        return run
 
     async def _load(
         self, ctx: TaskContext, artefact: Artefact, app_id: str | None, principal: Principal
@@ -255,3 +240,31 @@ class LocalRunService:
                 created_by=principal.token_id,
             )
         return image_id, tags[0] if tags else None
+
+
+def _localrun_section(
+    body: LocalRunRequest,
+    artefact: Artefact,
+    app_id: str | None,
+    image_id: str,
+    tag: str | None,
+    run: RunResult,
+) -> dict[str, Any]:
+    """The summary's `localrun` section: what is needed to know and redo this run."""
+    volume = {"name": body.volume_name, "mount_path": body.mount_path, "mode": body.mode}
+    return {
+        "lz4_path": str(artefact.path),
+        "image_id": image_id,
+        "image_tag": tag,
+        "container": {"id": run.id, "name": run.name, "status": run.status},
+        "resources": {"cpu": body.cpu, "cpuset": body.cpuset, "memory": body.memory},
+        "app_id": app_id,
+        "generated_name": run.name,
+        "name_generated": body.name is None,
+        "volume": volume if body.volume_name else None,
+        "ports_requested": body.ports,
+        # Environment values are secrets: only their names are kept.
+        "env": dict.fromkeys(body.env, "<redacted>"),
+        "command": body.command,
+        "internal_port_key": next(iter(body.ports), None),
+    }

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2
-
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker, ProgressError
@@ -32,6 +30,7 @@ from docker_manager.ownership import Ownership
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec, check_host_port
 from docker_manager.services.images import ImageService
+from docker_manager.services.probe import HttpProbe, NoGoodAnswer
 from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, new_task_id
 
 PIPELINE_TASK = "html_site_pipeline"
@@ -112,8 +111,10 @@ class PipelineService:
         containers: ContainerService,
         images: ImageService,
         ownership: Ownership,
+        probe: HttpProbe,
         settings: Settings,
     ) -> None:
+        self._probe_http = probe
         self._docker = docker
         self._runner = runner
         self._builds = builds
@@ -121,10 +122,6 @@ class PipelineService:
         self._images = images
         self._ownership = ownership
         self._settings = settings
-        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(5.0), trust_env=False, follow_redirects=False)
-
-    async def close(self) -> None:
-        await self._http.aclose()
 
     def plan(
         self,
@@ -355,26 +352,17 @@ class PipelineService:
 
     async def _probe(self, plan: PipelinePlan) -> dict[str, Any]:
         url = f"http://127.0.0.1:{plan.host_port}/"
-        deadline = asyncio.get_running_loop().time() + self._settings.pipeline_probe_timeout
-        last = "no answer"
-        while True:
-            try:
-                response = await self._http.get(url)
-                if response.status_code < 500:
-                    return {
-                        "status_code": response.status_code,
-                        "length": len(response.content),
-                        "ok": response.status_code < 400,
-                        "body_head": response.text[:200],
-                    }
-                last = f"HTTP {response.status_code}"
-            except httpx2.HTTPError as exc:
-                last = type(exc).__name__
-            if asyncio.get_running_loop().time() >= deadline:
-                raise UpstreamError(
-                    f"{url} did not answer within {self._settings.pipeline_probe_timeout:.0f} s ({last})"
-                )
-            await asyncio.sleep(0.5)
+        within = self._settings.pipeline_probe_timeout
+        try:
+            answer = await self._probe_http.wait(url, within=within, interval=0.5)
+        except NoGoodAnswer as exc:
+            raise UpstreamError(f"{url} did not answer within {within:.0f} s ({exc.last})") from None
+        return {
+            "status_code": answer.status_code,
+            "length": answer.length,
+            "ok": answer.status_code < 400,
+            "body_head": answer.body_head,
+        }
 
 
 def _shown(registry: str) -> str:

@@ -13,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import httpx2
 
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
@@ -42,130 +39,44 @@ from docker_manager.schemas.nginx import (
     UpdatePortRequest,
 )
 from docker_manager.services.containers import ContainerService, check_host_port, recreate_config
+from docker_manager.services.probe import HttpProbe, NoGoodAnswer
+from docker_manager.services.sites.addresses import AddressFollower
+from docker_manager.services.sites.upstreams import ident_of, outcome, upstream_of
 from docker_manager.services.tasks import find_task_dir
-from docker_manager.tasks.files import INFO_JSON, TaskFiles, read_json
+from docker_manager.tasks.files import TaskFiles
+from docker_manager.tasks.summary import Summary
 from docker_manager.util.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
 
-def ident_of(target: Path) -> str:
-    """A name for the file's nginx variables and upstream, unique per file name: every character
-    but a-z and 0-9 becomes `_` and its hex code (so `Web` and `web` stay apart)."""
-    return re.sub(r"[^a-z0-9]", lambda m: f"_{ord(m.group()):02x}", target.stem)
-
-
-def upstream_of(container: ContainerInfo, port: int | None, summary: dict[str, Any]) -> Upstream:
-    """Where a site reaches `container`: a host port it publishes over TCP, else its own address.
-
-    `port` is a host port the container publishes, or one of the container's own ports (reached on
-    its bridge address, as the original reached a container by name). Without `port`: the first
-    published port, else the port build.info.json recorded (`internal_port_key`), else 80.
-    """
-    published = [p for key, p in container.published_ports.items() if p and key.endswith("/tcp")]
-    if port is not None and port in published:
-        return Upstream("127.0.0.1", port)
-    if port is None and published:
-        return Upstream("127.0.0.1", published[0])
-    if port is None:
-        key = (summary.get("localrun") or {}).get("internal_port_key")
-        port = int(str(key).split("/")[0]) if key else 80
-    if container.host_config.get("NetworkMode") == "host":
-        return Upstream("127.0.0.1", port)
-    address = container.bridge_address
-    if address is None:
-        raise InvalidInput(
-            f"the container does not publish host port {port}, and has no network address to reach "
-            f"its port {port} on",
-            field="port",
-        )
-    return Upstream(address, port, container=container.id)
-
-
 class SiteService:
     def __init__(
-        self, nginx: Nginx, docker: Docker, containers: ContainerService, settings: Settings
+        self,
+        nginx: Nginx,
+        docker: Docker,
+        containers: ContainerService,
+        probe: HttpProbe,
+        settings: Settings,
     ) -> None:
+        self._probe_http = probe
         self._nginx = nginx
         self._docker = docker
         self._containers = containers
         self._settings = settings
         self._app_locks = KeyedLocks()
-        self._http = httpx2.AsyncClient(timeout=httpx2.Timeout(3.0), trust_env=False, follow_redirects=False)
+        self.addresses = AddressFollower(nginx, docker, settings)
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Watch the engine: a site reaching a container on its address follows it across restarts."""
-        self._watcher = asyncio.create_task(self._watch_addresses(), name="site-addresses")
+        self._watcher = asyncio.create_task(self.addresses.watch(), name="site-addresses")
 
     async def close(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
-        await self._http.aclose()
-
-    # --- sites that reach a container on its own address ----------------------------------------
-    async def _watch_addresses(self) -> None:
-        while True:
-            try:
-                watched = {"type": ["container"], "event": ["start", "die", "destroy"]}
-                async with self._docker.system.events(watched) as events:
-                    await self.refresh_addresses()  # whatever started while nobody watched
-                    async for event in events:
-                        await self.refresh_addresses(str(event.get("id") or ""))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the engine went away, or nginx refused: try again later
-                log.warning("watching container addresses for sites failed: %s", exc)
-            await asyncio.sleep(5.0)
-
-    async def refresh_addresses(self, container_id: str | None = None) -> int:
-        """Rewrite the sites whose container came back with another address; how many changed."""
-        changed = 0
-        for path, header in await asyncio.to_thread(self._address_sites):
-            pinned = header.upstream.container
-            if pinned is None or (container_id and pinned != container_id):
-                continue
-            try:
-                info: ContainerInfo | None = await self._docker.containers.info(pinned)
-            except NotFound:
-                info = None
-            address = info.bridge_address if info is not None and info.running else None
-            kind = header.upstream.kind
-            if address is None:
-                # Stopped or gone: its address may go to the next container that starts, so nginx
-                # must not send this domain's traffic there.
-                upstream = Upstream("127.0.0.1", header.port, container=pinned, down=True, kind=kind)
-            else:
-                upstream = Upstream(address, header.port, container=pinned, kind=kind)
-            if upstream == header.upstream:
-                continue
-            content = await asyncio.to_thread(
-                self._nginx.render,
-                ident=ident_of(path),
-                domain=header.domain,
-                upstream=upstream,
-                app_id=header.app_id,
-            )
-            async with self._nginx.lock:
-                current = await asyncio.to_thread(read_header, path)
-                if current is None or current.upstream.container != pinned:
-                    continue  # switched elsewhere meanwhile: leave it
-                await self._nginx.apply(path, content)
-            where = "down (not running)" if upstream.down else upstream.address
-            log.info("site %s follows container %s: %s", header.domain, pinned[:12], where)
-            changed += 1
-        return changed
-
-    def _address_sites(self) -> list[tuple[Path, SiteHeader]]:
-        found = []
-        for directory in self._settings.nginx_conf_dirs:
-            for path in sorted(directory.glob("*.conf")):
-                header = read_header(path)
-                if header is not None and header.upstream.container is not None:
-                    found.append((path, header))
-        return found
 
     # --- where files go ------------------------------------------------------------------------
     def conf_dir(self, raw: str | None) -> Path:
@@ -245,27 +156,20 @@ class SiteService:
 
     async def _probe(self, upstream: Upstream, gate: HealthGate) -> int:
         """Poll the new upstream until it answers as required, or raise UnhealthyContainer."""
-        url = f"http://{upstream.address}{gate.health_path}"
-        deadline = asyncio.get_running_loop().time() + gate.health_timeout
-        last = "no answer"
-        while True:
-            try:
-                response = await self._http.get(url)
-                ok = (
-                    response.status_code == gate.expected_status
-                    if gate.expected_status
-                    else response.status_code < 500
-                )
-                if ok:
-                    return response.status_code
-                last = f"HTTP {response.status_code}"
-            except httpx2.HTTPError as exc:
-                last = type(exc).__name__
-            if asyncio.get_running_loop().time() >= deadline:
-                raise UnhealthyContainer(
-                    f"{upstream.address}{gate.health_path} did not answer as required ({last})"
-                )
-            await asyncio.sleep(0.2)
+        expected = gate.expected_status
+
+        def good(status: int) -> bool:
+            return status == expected if expected else status < 500
+
+        try:
+            answer = await self._probe_http.wait(
+                f"http://{upstream.address}{gate.health_path}", within=gate.health_timeout, accept=good
+            )
+        except NoGoodAnswer as exc:
+            raise UnhealthyContainer(
+                f"{upstream.address}{gate.health_path} did not answer as required ({exc.last})"
+            ) from None
+        return answer.status_code
 
     async def _switch(
         self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None, ident: str
@@ -327,12 +231,12 @@ class SiteService:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         folder, summary = await self._task_summary(body.task_id, field="task_id")
-        app_id = body.app_id or summary.get("app_id") or (summary.get("localrun") or {}).get("app_id")
+        app_id = body.app_id or summary.app
         if not app_id:
             raise InvalidInput(
                 "app_id is needed (give it, or a task_id whose build.info.json has it)", field="app_id"
             )
-        new_ref = body.new_container or summary.get("container_name") or summary.get("container_id")
+        new_ref = body.new_container or summary.container_name or summary.container_id
         if not new_ref:
             raise InvalidInput(
                 "new_container is needed (give it, or a task_id that ran one)", field="new_container"
@@ -341,7 +245,7 @@ class SiteService:
             new = await self._containers.owned(str(new_ref), principal)
             if not new.running:
                 raise UnhealthyContainer(f"the new container {new_ref} is not running")
-            upstream = upstream_of(new, body.port or summary.get("host_port"), summary)
+            upstream = upstream_of(new, body.port or summary.host_port, summary.internal_port)
             if not self._containers.manageable(new.id):
                 upstream = replace(upstream, kind="host")  # an admin's own: admin-only from now on
             old = await self._old_container(body, principal, new)
@@ -370,13 +274,13 @@ class SiteService:
             "old_stop": old_stop,
         }
 
-    async def _task_summary(self, task_id: str | None, *, field: str) -> tuple[Path | None, dict[str, Any]]:
+    async def _task_summary(self, task_id: str | None, *, field: str) -> tuple[Path | None, Summary]:
         """A task's folder and build.info.json (404 when it has none); nothing without a task id."""
         if not task_id:
-            return None, {}
+            return None, Summary()
         folder = await asyncio.to_thread(find_task_dir, self._settings, task_id)
-        summary = await asyncio.to_thread(read_json, folder / INFO_JSON)
-        if not summary:
+        summary = await asyncio.to_thread(Summary.read, folder)
+        if summary is None:
             raise NotFound(f"no build.info.json for task {task_id}", field=field)
         return folder, summary
 
@@ -387,7 +291,7 @@ class SiteService:
         ref, field = body.old_container, "old_container"
         if ref is None and body.old_task_id:
             _, summary = await self._task_summary(body.old_task_id, field="old_task_id")
-            ref, field = summary.get("container_id") or summary.get("container_name"), "old_task_id"
+            ref, field = summary.container, "old_task_id"
             if not ref:
                 raise NotFound(f"build.info.json of {body.old_task_id} records no container", field=field)
         if ref is None:
@@ -422,57 +326,37 @@ class SiteService:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         check_host_port(body.new_port, self._settings, field="new_port")
-        folder = await asyncio.to_thread(find_task_dir, self._settings, body.task_id)
-        summary = await asyncio.to_thread(read_json, folder / INFO_JSON) or {}
-        ref = summary.get("container_id") or summary.get("container_name")
-        if not ref:
+        folder, summary = await self._task_summary(body.task_id, field="task_id")
+        if folder is None or not summary.container:
             raise NotFound(f"build.info.json of {body.task_id} records no container", field="task_id")
-        localrun = summary.get("localrun") or {}
-        app_id = str(summary.get("app_id") or localrun.get("app_id") or "")
+        app_id = summary.app
         if not app_id:
             raise InvalidInput("build.info.json records no app_id", field="task_id")
         async with self._app_locks.hold(app_id):
-            old = await self._containers.owned(str(ref), principal)
-            port_key = localrun.get("internal_port_key") or next(iter(old.published_ports), None) or "80/tcp"
-            if not str(port_key).endswith("/tcp"):
+            old = await self._containers.owned(summary.container, principal)
+            port_key = summary.internal_port_key or next(iter(old.published_ports), None) or "80/tcp"
+            if not port_key.endswith("/tcp"):
                 raise InvalidInput(f"the recorded port {port_key} is not a TCP port", field="task_id")
             target = await self._target(conf_dir, domain=body.domain, app_id=app_id, principal=principal)
-            name = old.name
-            config = recreate_config(
-                old, port_key=port_key, new_port=body.new_port, host_ip=self._settings.publish_host_ip
-            )
-            # A new container beside the old one; the old keeps serving until the switch is done.
-            new_id = await self._containers.create_and_start(
-                config, name=f"{name}-next-{secrets.token_hex(3)}", principal=principal
-            )
-            kind = "managed" if self._containers.manageable(new_id) else "host"
-            upstream = Upstream("127.0.0.1", body.new_port, kind=kind)
-            try:
-                await self._probe(upstream, body)
-                reload = await self._switch(
-                    target, domain=body.domain, upstream=upstream, app_id=app_id, ident=ident_of(target)
-                )
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await self._docker.containers.remove(new_id, force=True)
-                raise
+            new_id, reload = await self._switch_to_recreated(old, port_key, target, body, app_id, principal)
             retired = await self._retire(old, principal, body, remove=True)
-            await self._docker.containers.rename(new_id, name)
+            await self._docker.containers.rename(new_id, old.name)
             new = await self._docker.containers.info(new_id)
-        container = {"id": new_id, "name": name, "status": new.status}
+        container = {"id": new_id, "name": old.name, "status": new.status}
+        upstream = {
+            "domain": body.domain,
+            "conf_path": str(target),
+            "port": body.new_port,
+            "upstream_host": "127.0.0.1",
+            "nginx_reload": reload,
+        }
         await TaskFiles(folder).merge_info(
             {
                 "container_id": new_id,
-                "container_name": name,
+                "container_name": old.name,
                 "host_port": body.new_port,
                 "localrun": {"ports_requested": {port_key: body.new_port}, "container": container},
-                "upstream": {
-                    "domain": body.domain,
-                    "conf_path": str(target),
-                    "port": body.new_port,
-                    "upstream_host": "127.0.0.1",
-                    "nginx_reload": reload,
-                },
+                "upstream": upstream,
             }
         )
         return {
@@ -486,15 +370,37 @@ class SiteService:
             "container": container,
             "old_container": retired,
             # The original's two keys, beside `old_container`.
-            "stop": _outcome(retired, "stopped"),
-            "remove": _outcome(retired, "removed"),
+            "stop": outcome(retired, "stopped"),
+            "remove": outcome(retired, "removed"),
             "nginx_reload": reload,
         }
 
-
-def _outcome(retired: dict[str, Any] | None, done: str) -> dict[str, Any] | None:
-    if retired is None:
-        return None
-    if retired.get("status") == "error":
-        return {"status": "error", "error": retired.get("error")}
-    return {"status": done}
+    async def _switch_to_recreated(
+        self,
+        old: ContainerInfo,
+        port_key: str,
+        target: Path,
+        body: UpdatePortRequest,
+        app_id: str,
+        principal: Principal,
+    ) -> tuple[str, dict[str, Any]]:
+        """A copy of `old` on the new port, beside it (the old keeps serving), healthy, switched to.
+        On any failure the copy is removed and nothing else has changed."""
+        config = recreate_config(
+            old, port_key=port_key, new_port=body.new_port, host_ip=self._settings.publish_host_ip
+        )
+        new_id = await self._containers.create_and_start(
+            config, name=f"{old.name}-next-{secrets.token_hex(3)}", principal=principal
+        )
+        kind = "managed" if self._containers.manageable(new_id) else "host"
+        upstream = Upstream("127.0.0.1", body.new_port, kind=kind)
+        try:
+            await self._probe(upstream, body)
+            reload = await self._switch(
+                target, domain=body.domain, upstream=upstream, app_id=app_id, ident=ident_of(target)
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._docker.containers.remove(new_id, force=True)
+            raise
+        return new_id, reload

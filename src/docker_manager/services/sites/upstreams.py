@@ -1,0 +1,51 @@
+"""Where a site sends its requests, and what a site file is named after."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from docker_manager.docker import ContainerInfo
+from docker_manager.errors import InvalidInput
+from docker_manager.nginx import Upstream
+
+
+def ident_of(target: Path) -> str:
+    """A name for the file's nginx variables and upstream, unique per file name: every character
+    but a-z and 0-9 becomes `_` and its hex code (so `Web` and `web` stay apart)."""
+    return re.sub(r"[^a-z0-9]", lambda m: f"_{ord(m.group()):02x}", target.stem)
+
+
+def upstream_of(container: ContainerInfo, port: int | None, internal_port: int | None) -> Upstream:
+    """Where a site reaches `container`: a host port it publishes over TCP, else its own address.
+
+    `port` is a host port the container publishes, or one of the container's own ports (reached on
+    its bridge address, as the original reached a container by name). Without `port`: the first
+    published port, else the port build.info.json recorded (`internal_port_key`), else 80.
+    """
+    published = [p for key, p in container.published_ports.items() if p and key.endswith("/tcp")]
+    if port is not None and port in published:
+        return Upstream("127.0.0.1", port)
+    if port is None and published:
+        return Upstream("127.0.0.1", published[0])
+    if port is None:
+        port = internal_port or 80
+    if container.host_config.get("NetworkMode") == "host":
+        return Upstream("127.0.0.1", port)
+    address = container.bridge_address
+    if address is None:
+        raise InvalidInput(
+            f"the container does not publish host port {port}, and has no network address to reach "
+            f"its port {port} on",
+            field="port",
+        )
+    return Upstream(address, port, container=container.id)
+
+
+def outcome(retired: dict[str, Any] | None, done: str) -> dict[str, Any] | None:
+    if retired is None:
+        return None
+    if retired.get("status") == "error":
+        return {"status": "error", "error": retired.get("error")}
+    return {"status": done}
