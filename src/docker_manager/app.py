@@ -61,7 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.extend(docs_router.routes)
     # Vendored front-end files (with their licences): public, like the pages that load them.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    # Outermost first: a bad Host is refused before anything else looks at the request.
+    _add_middleware(app, settings)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The guards before any route. Added innermost first: the body cap, authentication, CORS,
+    and outermost the Host check (a bad Host is refused before anything else looks)."""
     # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
     fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
     app.add_middleware(
@@ -70,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_path={"/docker/container/fs/write": max(fs_write_body, settings.max_body_bytes)},
     )
     # Outside the body cap: a request without a valid token is refused before its body is read.
-    public = ["/healthz", *(["/docs", "/openapi.json"] if docs else [])]
+    public = ["/healthz", *(["/docs", "/openapi.json"] if settings.public_docs else [])]
     app.add_middleware(
         AuthGate,
         public_paths=public,
@@ -85,4 +91,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
     app.add_middleware(TrustedHostGuard, allowed_hosts=settings.allowed_hosts)
-    return app

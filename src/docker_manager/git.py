@@ -106,6 +106,33 @@ def _tree_size(path: Path) -> int:
     return total
 
 
+def _git_env(home: Path, scheme: str) -> dict[str, str]:
+    """No prompts, no system or global config, one protocol: git as a tool, not a shell."""
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "SSH_ASKPASS": "/bin/false",
+        "GIT_ALLOW_PROTOCOL": scheme,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+    }
+
+
+def _clone_argv(url: str, scheme: str, dest: Path) -> list[str]:
+    return [
+        shutil.which("git") or "git",
+        "-c", "protocol.allow=never",
+        "-c", f"protocol.{scheme}.allow=always",
+        "-c", "core.hooksPath=/dev/null",
+        "-c", "submodule.recurse=false",
+        "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--quiet",
+        "--", url, str(dest),
+    ]  # fmt: skip
+
+
 async def clone(
     url: str,
     scheme: str,
@@ -118,26 +145,7 @@ async def clone(
     """`git clone --depth 1` into `dest`; returns the commit cloned."""
     home = dest.parent / ".git-home"
     home.mkdir(parents=True, exist_ok=True)
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/false",
-        "SSH_ASKPASS": "/bin/false",
-        "GIT_ALLOW_PROTOCOL": scheme,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-    }
-    argv = [
-        shutil.which("git") or "git",
-        "-c", "protocol.allow=never",
-        "-c", f"protocol.{scheme}.allow=always",
-        "-c", "core.hooksPath=/dev/null",
-        "-c", "submodule.recurse=false",
-        "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--quiet",
-        "--", url, str(dest),
-    ]  # fmt: skip
+    env = _git_env(home, scheme)
     runner = ProcessRunner(max_line=4096, max_output=1 << 20)
 
     async def forward(stream: str, text: str, _cut: bool) -> None:
@@ -152,18 +160,23 @@ async def clone(
 
     watchdog = asyncio.create_task(watch_size())
     try:
-        result = await runner.run(argv, cwd=dest.parent, env=env, on_line=forward, timeout=timeout)
+        result = await runner.run(
+            _clone_argv(url, scheme, dest), cwd=dest.parent, env=env, on_line=forward, timeout=timeout
+        )
     finally:
         watchdog.cancel()
     if result.signal == "timeout" or (result.signal or "").endswith("(timeout)"):
         raise CloneFailed(f"the clone took longer than {timeout:.0f} s")
-    if not result.ok:
-        if await asyncio.to_thread(_tree_size, dest) > max_bytes:
-            raise CloneFailed(f"the repository is larger than {max_bytes} bytes")
-        raise CloneFailed(f"git clone failed (exit code {result.exit_code}, signal {result.signal})")
-    if await asyncio.to_thread(_tree_size, dest) > max_bytes:
+    too_big = await asyncio.to_thread(_tree_size, dest) > max_bytes
+    if too_big:
         raise CloneFailed(f"the repository is larger than {max_bytes} bytes")
-    head = await asyncio.create_subprocess_exec(
+    if not result.ok:
+        raise CloneFailed(f"git clone failed (exit code {result.exit_code}, signal {result.signal})")
+    return await _head(dest, env)
+
+
+async def _head(dest: Path, env: dict[str, str]) -> str:
+    process = await asyncio.create_subprocess_exec(
         "git",
         "-C",
         str(dest),
@@ -173,5 +186,5 @@ async def clone(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    out, _ = await head.communicate()
+    out, _ = await process.communicate()
     return out.decode().strip()

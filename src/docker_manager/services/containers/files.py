@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import posixpath
 import secrets
-import tarfile
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +28,7 @@ from docker_manager.docker.containers import PathStat
 from docker_manager.errors import Conflict, EngineError, InvalidInput, NotFound, PayloadTooLarge, Unsupported
 from docker_manager.schemas.container_fs import FsEntry, FsListResult
 from docker_manager.services.containers.service import ContainerService
+from docker_manager.util.tarbuild import dir_members, file_member, tar_bytes
 from docker_manager.util.tarstream import TarEntry, TarReader
 
 PROTECTED = ("/", "/proc", "/sys", "/dev")
@@ -264,7 +262,7 @@ class ContainerFiles:
         if existing is not None and existing.is_dir:
             raise Conflict(f"{path} is a directory", field="path")
         base, missing = await self._anchor(data.id, posixpath.dirname(path), parents=parents)
-        tar = _tar([*_dirs(missing), _file(posixpath.relpath(path, base), payload, mode)])
+        tar = tar_bytes([*dir_members(missing), file_member(posixpath.relpath(path, base), payload, mode)])
         await self._put(data.id, base, tar)
         written = await self._stat(data.id, path)
         return {
@@ -286,7 +284,7 @@ class ContainerFiles:
             raise Conflict(f"{path} already exists", field="path")
         base, missing = await self._anchor(data.id, posixpath.dirname(path), parents=parents)
         created = [*missing, posixpath.relpath(path, base)]
-        await self._put(data.id, base, _tar(_dirs(created)))
+        await self._put(data.id, base, tar_bytes(dir_members(created)))
         return {"path": path, "exit_code": 0, "created": True, "created_dirs": created}
 
     async def _anchor(self, container_id: str, directory: str, *, parents: bool) -> tuple[str, list[str]]:
@@ -347,9 +345,9 @@ class ContainerFiles:
         folder = f".dm-rm-{secrets.token_hex(6)}"
         directory = CONTAINER_TMP if await self._is_dir(container_id, CONTAINER_TMP) else "/"
         helper = posixpath.join(directory, folder, "busybox")
-        members = [*_dirs([folder]), _file(f"{folder}/busybox", binary, 0o700)]
+        members = [*dir_members([folder]), file_member(f"{folder}/busybox", binary, 0o700)]
         try:
-            await self._put(container_id, directory, _tar(members))
+            await self._put(container_id, directory, tar_bytes(members))
         except Conflict as exc:
             raise Unsupported(
                 f"this image has no rm, and no helper could be copied in: {exc.detail}"
@@ -428,33 +426,3 @@ def _refuse_protected(path: str, mounts: list[dict[str, Any]]) -> None:
                 f"refusing to delete {path}: it lies in a bind mount of the host ({destination})",
                 field="path",
             )
-
-
-def _dirs(relative: list[str]) -> list[tarfile.TarInfo]:
-    infos = []
-    for name in relative:
-        info = tarfile.TarInfo(name)
-        info.type = tarfile.DIRTYPE
-        info.mode = 0o755
-        info.mtime = int(time.time())
-        infos.append(info)
-    return infos
-
-
-def _file(name: str, payload: bytes, mode: int) -> tuple[tarfile.TarInfo, bytes]:
-    info = tarfile.TarInfo(name)
-    info.size = len(payload)
-    info.mode = mode & 0o777  # never setuid, setgid or sticky from a request
-    info.mtime = int(time.time())
-    return info, payload
-
-
-def _tar(members: list[Any]) -> bytes:
-    """An uncompressed tar, owned by root (uid/gid 0), built in memory (its size is capped)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for member in members:
-            info, payload = member if isinstance(member, tuple) else (member, None)
-            info.uid = info.gid = 0
-            tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
-    return buffer.getvalue()
