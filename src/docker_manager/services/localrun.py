@@ -120,22 +120,7 @@ class LocalRunService:
         app_id: str | None,
         principal: Principal,
     ) -> dict[str, Any]:
-        await ctx.merge_summary({"status": "building", "stage": "decompiling", "app_id": app_id})
-        await ctx.event(
-            "decompiling",
-            "starting",
-            message=f"decompiling {artefact.path.name}",
-            lz4_path=str(artefact.path),
-            checksum_verified=artefact.expected_sha256 is not None,
-        )
-        image_id, tag = await self._load(ctx, artefact, app_id, principal)
-        await ctx.event(
-            "decompiling",
-            "completed",
-            message=f"image loaded id={image_id} tag={tag or ''}",
-            image_id=image_id,
-            tag=tag,
-        )
+        image_id, tag = await self._decompile(ctx, artefact, app_id, principal)
         run = await self._run(
             ctx, ContainerSpec.from_localrun(body, image=tag or image_id, app_id=app_id), principal
         )
@@ -173,6 +158,28 @@ class LocalRunService:
             "name_generated": body.name is None,
             **health,
         }
+
+    async def _decompile(
+        self, ctx: TaskContext, artefact: Artefact, app_id: str | None, principal: Principal
+    ) -> tuple[str, str | None]:
+        """Stage `decompiling`: the artefact streamed into the engine's image load."""
+        await ctx.merge_summary({"status": "building", "stage": "decompiling", "app_id": app_id})
+        await ctx.event(
+            "decompiling",
+            "starting",
+            message=f"decompiling {artefact.path.name}",
+            lz4_path=str(artefact.path),
+            checksum_verified=artefact.expected_sha256 is not None,
+        )
+        image_id, tag = await self._load(ctx, artefact, app_id, principal)
+        await ctx.event(
+            "decompiling",
+            "completed",
+            message=f"image loaded id={image_id} tag={tag or ''}",
+            image_id=image_id,
+            tag=tag,
+        )
+        return image_id, tag
 
     async def _run(self, ctx: TaskContext, spec: ContainerSpec, principal: Principal) -> RunResult:
         await ctx.merge_summary({"stage": "running"})

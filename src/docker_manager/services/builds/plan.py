@@ -71,9 +71,7 @@ def plan_build(source: BuildSource, settings: Settings) -> BuildPlan:
             # Never overwrite or shadow the user's file: the inline one travels under its own name.
             dockerfile = f".dm-inline-{secrets.token_hex(4)}.{used}"
     elif context_dir is None:
-        raise InvalidInput(
-            "give a context_path, or dockerfile_content to build from", field="context_path"
-        )
+        raise InvalidInput("give a context_path, or dockerfile_content to build from", field="context_path")
     else:
         used = source.dockerfile or "Dockerfile"
         path = confine(str(context_dir / used), [context_dir], field="dockerfile")
@@ -110,9 +108,7 @@ def sftp_target(
             "an SFTP upload needs a username (sftp_username or DM_SFTP_USERNAME)", field="sftp_username"
         )
     if password is None and settings.sftp_key_file is None:
-        raise InvalidInput(
-            "an SFTP upload needs sftp_password or DM_SFTP_KEY_FILE", field="sftp_password"
-        )
+        raise InvalidInput("an SFTP upload needs sftp_password or DM_SFTP_KEY_FILE", field="sftp_password")
     return SftpTarget(
         host=host,
         port=port or settings.sftp_port,

@@ -314,4 +314,3 @@ class BuildService:
             Kind.IMAGE, output.image_id, name=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
         )
         return output
-

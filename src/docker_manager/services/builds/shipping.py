@@ -80,7 +80,9 @@ async def upload_folder(
         await ctx.merge_summary({"status": "building", "stage": "uploading", "sftp_deployment": deployment})
         last = await _send(settings, target, ctx.task_id, [files.path(INFO_JSON)], None)
     except UploadFailed as exc:
-        await ctx.merge_summary({"sftp_deployment": {"status": "error", "error": exc.detail, **target.describe()}})
+        await ctx.merge_summary(
+            {"sftp_deployment": {"status": "error", "error": exc.detail, **target.describe()}}
+        )
         raise
     deployment["total_size_bytes"] = first.total_bytes + last.total_bytes
     await ctx.merge_summary({"sftp_deployment": deployment})
