@@ -27,16 +27,35 @@ install_packages() {
   fi
 }
 
+pip_install() {
+  local log
+  log=$(mktemp)
+  if ! "$VENV/bin/pip" install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" >&2
+    rm -f "$log"
+    echo "pip install $* failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+
 install_venv() {
-  local extras="$1"
+  # $1: which lock to install: serve or test (requirements/*.lock, pinned with hashes).
+  local lock="$1"
   if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating virtualenv $VENV"
     "$PY" -m venv "$VENV"
   fi
-  local stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)-$extras"
+  local digest
+  digest=$(cat "$ROOT/pyproject.toml" "$ROOT/requirements/build.lock" "$ROOT/requirements/$lock.lock" \
+    | sha256sum | cut -c1-16)
+  local stamp="$VENV/.installed-$digest-$lock"
   if [ ! -f "$stamp" ]; then
-    echo "==> installing Python dependencies ($extras)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[$extras]" 2>&1 | grep -v "^WARNING: Location" || true
+    echo "==> installing Python dependencies (requirements/$lock.lock, hashes checked)"
+    pip_install --require-hashes -r "$ROOT/requirements/build.lock"
+    pip_install --require-hashes -r "$ROOT/requirements/$lock.lock"
+    # The project itself: no dependencies (all came from the lock), no isolated build env.
+    pip_install --no-deps --no-build-isolation -e "$ROOT"
     "$VENV/bin/python" -c "import docker_manager" # fail here, clearly, if the install did not work
     touch "$stamp"
   fi

@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 need_root
 install_packages ca-certificates curl python3 python3-venv docker.io lz4 git nginx-light openssh-client busybox-static
-install_venv "postgres"
+install_venv serve
 ensure_dockerd
 
 export DM_DATA_DIR="${DM_DATA_DIR:-/var/lib/docker-manager}"

@@ -41,7 +41,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         workers=1,
-        # With a stream open, uvicorn would otherwise never exit on SIGTERM (libraries.md §3).
+        # With a stream open, uvicorn would otherwise never exit on SIGTERM (see docs/docker-adapter.md).
         timeout_graceful_shutdown=5,
         server_header=False,
         log_level="info",

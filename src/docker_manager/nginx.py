@@ -3,7 +3,7 @@
 One lock serialises every change. A change is: write the candidate next to the live file (outside
 the `*.conf` include glob), swap it in atomically keeping the previous bytes, `nginx -t` the whole
 configuration, reload, and check that nginx really applied it: `nginx -s reload` returns 0 even
-when the master then fails to apply the configuration (measured, libraries.md), so the master must
+when the master then fails to apply the configuration (measured: docs/docker-adapter.md), so it must
 be seen starting new worker processes. On any failure the previous file is put back and nginx
 keeps serving the old configuration; the error says why, in nginx's words.
 """

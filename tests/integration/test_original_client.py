@@ -1,7 +1,7 @@
 """A client of the original service, pointed at this one unchanged.
 
 Every request here uses only the original's request bodies and reads only the original's answer
-keys (shared/spec and the original's code), against a real service process (`python -m
+keys (the original README and its code), against a real service process (`python -m
 docker_manager serve`), the real engine, a real nginx and a real log receiver.
 """
 

@@ -45,7 +45,7 @@ class Execs:
         """Start the exec and read its multiplexed output.
 
         Without an `Upgrade` header the engine answers with a plain close-delimited raw stream,
-        which httpx can read like any response body (measured, libraries.md §1.1).
+        which httpx can read like any response body (see docs/docker-adapter.md).
         """
         async with self._t.stream(
             "POST", f"/exec/{ref(exec_id)}/start", json_body={"Detach": False, "Tty": False}
