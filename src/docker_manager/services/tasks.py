@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,7 +14,7 @@ from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
 from docker_manager.errors import InsufficientScope, NotFound
 from docker_manager.schemas.tasks import TaskPage, TaskStatus, TaskSummary
-from docker_manager.tasks import Status, TaskEvent, TaskRecord, TaskRunner, follow
+from docker_manager.tasks import LOG, Status, TaskEvent, TaskRecord, TaskRunner, follow
 from docker_manager.tasks.files import (
     BUILD_JSONL,
     BUILD_LOG,
@@ -61,6 +62,20 @@ def redact_summary(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_summary(item) for item in value]
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    """One event as followers get it: its number, its kind (`log` lines, a `step`, the `end`)."""
+
+    seq: int
+    kind: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: TaskEvent) -> EventView:
+        kind = "log" if event.status == LOG else ("end" if event.data.get("final") else "step")
+        return cls(event.seq, kind, {"task_id": event.task_id, **event.as_dict()})
 
 
 def find_task_dir(settings: Settings, task_id: str, server: Server | None = None) -> Path:
@@ -115,12 +130,19 @@ class TaskService:
         self.check_access(record, principal)
         return _status_of(record, self._runner.queue_position(task_id))
 
-    async def follow(
+    async def events(
         self, task_id: str, principal: Principal, *, after: int
-    ) -> AsyncIterator[TaskEvent | None]:
-        """The task's events live (see `tasks.follow`), once the caller may see them."""
+    ) -> AsyncIterator[EventView | None]:
+        """The task's events live, from `after` on, until the final one (None: a quiet spell, for
+        keep-alives). Checked (404, 403) before the first event: call it before a stream starts."""
         self.check_access(await self._runner.store.get(task_id, with_events=False), principal)
-        return follow(self._runner.store, self._runner.bus, task_id, after=after, stop=self._runner.closing)
+        events = follow(self._runner.store, self._runner.bus, task_id, after=after, stop=self._runner.closing)
+
+        async def views() -> AsyncIterator[EventView | None]:
+            async for event in events:
+                yield None if event is None else EventView.of(event)
+
+        return views()
 
     async def page(
         self,

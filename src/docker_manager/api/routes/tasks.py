@@ -9,9 +9,9 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from docker_manager.api.deps import OperateAccess, ReadAccess, TasksDep
-from docker_manager.api.streaming import ndjson, sse
+from docker_manager.api.streaming import ndjson, sse, wanted_stream
 from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
-from docker_manager.tasks import LOG, Status
+from docker_manager.tasks import Status
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 MAX_TAIL = 10_000
@@ -76,26 +76,18 @@ async def task_events(
     """The task's events live, ending with the final one: SSE (`id` = sequence number; resume
     with `Last-Event-ID`) by default, NDJSON with `?format=ndjson` or `Accept: application/x-ndjson`.
     """
-    # 404 or 403 before the stream starts.
-    events = await tasks.follow(task_id, who, after=max(after, last_event_id or 0))
-    wants_ndjson = format == "ndjson" or (
-        format is None and "application/x-ndjson" in request.headers.get("accept", "")
-    )
-    if wants_ndjson:
+    views = await tasks.events(task_id, who, after=max(after, last_event_id or 0))  # 404/403 first
+    if format == "ndjson" or (format is None and wanted_stream(request) == "ndjson"):
 
         async def as_dicts() -> AsyncIterator[dict[str, Any]]:
-            async for event in events:
-                if event is not None:
-                    yield {"task_id": task_id, **event.as_dict()}
+            async for view in views:
+                if view is not None:
+                    yield view.data
 
         return ndjson(as_dicts())
 
     async def as_sse() -> AsyncIterator[tuple[int, str, dict[str, Any]] | None]:
-        async for event in events:
-            if event is None:
-                yield None
-            else:
-                name = "log" if event.status == LOG else ("end" if event.data.get("final") else "step")
-                yield event.seq, name, {"task_id": task_id, **event.as_dict()}
+        async for view in views:
+            yield None if view is None else (view.seq, view.kind, view.data)
 
     return sse(as_sse())

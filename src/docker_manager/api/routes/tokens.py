@@ -7,33 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import Field
 
 from docker_manager.api.deps import AdminAccess, ServicesDep
-from docker_manager.auth import Scope
-from docker_manager.schemas.common import ResponseModel, StrictModel
+from docker_manager.schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
 
 router = APIRouter(prefix="/auth", tags=["auth"])
-
-
-class CreateTokenRequest(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")
-    scopes: list[Scope] = Field(min_length=1)
-    expires_in_days: int | None = Field(None, ge=1, le=3650)
-
-
-class TokenView(ResponseModel):
-    id: str
-    name: str
-    prefix: str
-    scopes: list[str]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-
-class CreatedToken(TokenView):
-    token: str = Field(description="The secret. Shown this once; only its hash is stored.")
 
 
 @router.get("/tokens", response_model=list[TokenView])
