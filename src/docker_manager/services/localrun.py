@@ -22,7 +22,7 @@ from docker_manager.errors import InvalidInput, NotManaged
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.common import APP_ID_RE
 from docker_manager.schemas.containers import RunResult
-from docker_manager.schemas.deploy import LocalRunRequest
+from docker_manager.schemas.deploy import LocalRunRequest, LocalRunResult
 from docker_manager.services.containers import ContainerService, ContainerSpec
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
@@ -93,7 +93,7 @@ class LocalRunService:
         self._health = health
         self._settings = settings
 
-    async def run(self, body: LocalRunRequest, principal: Principal) -> dict[str, Any]:
+    async def run(self, body: LocalRunRequest, principal: Principal) -> LocalRunResult:
         artefact = await asyncio.to_thread(_locate, body, self._settings)
         app_id = _app_id(body, artefact.summary)
 
@@ -110,7 +110,7 @@ class LocalRunService:
                 stream_fields={"build_task_id": body.task_id, "lz4_path": str(artefact.path)},
             )
         )
-        return {**(record.result or {}), "localrun_task_id": record.id}
+        return LocalRunResult.model_validate({**(record.result or {}), "localrun_task_id": record.id})
 
     async def _localrun(
         self,

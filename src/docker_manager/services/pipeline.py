@@ -27,6 +27,7 @@ from docker_manager.docker import Docker, ProgressError
 from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
 from docker_manager.git import check_repo_url, clone, redact_credentials, shown_url, url_secrets
 from docker_manager.ownership import Ownership
+from docker_manager.schemas.commands import PipelineSummary
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec, check_host_port
 from docker_manager.services.images import ImageService
@@ -179,6 +180,11 @@ class PipelineService:
                 field="dockerhub_username",
             )
         return env_user, env_password
+
+    async def run(self, plan: PipelinePlan, principal: Principal) -> PipelineSummary:
+        """The pipeline, waited for: its summary (a failed stage raises StageFailed)."""
+        record = await self.start(plan, principal, wait=True)
+        return PipelineSummary.model_validate({**(record.result or {}), "task_id": record.id})
 
     async def start(self, plan: PipelinePlan, principal: Principal, *, wait: bool) -> TaskRecord:
         task_id = plan.task_id or new_task_id(PIPELINE_TASK)

@@ -23,7 +23,7 @@ import psutil
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
 from docker_manager.errors import DockerManagerError
-from docker_manager.schemas.system import ProcessInfo, TopResult
+from docker_manager.schemas.system import ProcessInfo, SystemInfo, SystemUsage, TopResult
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,10 @@ class SystemService:
         self._sampler = sampler
         self._settings = settings
 
-    async def info(self) -> dict[str, Any]:
+    async def info(self) -> SystemInfo:
         result = await asyncio.to_thread(_host_info)
         result["docker"] = await self._docker_facts()
-        return result
+        return SystemInfo.model_validate(result)
 
     async def _docker_facts(self) -> dict[str, Any]:
         try:
@@ -199,8 +199,8 @@ class SystemService:
             "root_dir": info.get("DockerRootDir"),
         }
 
-    async def usage(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self._usage)
+    async def usage(self) -> SystemUsage:
+        return SystemUsage.model_validate(await asyncio.to_thread(self._usage))
 
     def _usage(self) -> dict[str, Any]:
         memory = psutil.virtual_memory()

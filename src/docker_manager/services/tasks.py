@@ -13,7 +13,7 @@ from typing import Any, Literal
 from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
 from docker_manager.errors import InsufficientScope, NotFound
-from docker_manager.schemas.tasks import TaskPage, TaskStatus, TaskSummary
+from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus, TaskSummary
 from docker_manager.tasks import LOG, Status, TaskEvent, TaskRecord, TaskRunner, follow
 from docker_manager.tasks.files import (
     BUILD_JSONL,
@@ -184,9 +184,7 @@ class TaskService:
     def task_dir(self, task_id: str, server: Server | None) -> Path:
         return find_task_dir(self._settings, task_id, server)
 
-    async def logs(
-        self, task_id: str, principal: Principal, *, server: Server | None, tail: int
-    ) -> dict[str, Any]:
+    async def logs(self, task_id: str, principal: Principal, *, server: Server | None, tail: int) -> TaskLogs:
         record = await self._runner.store.find(task_id)
         if record is not None:
             self.check_access(record, principal)
@@ -211,7 +209,7 @@ class TaskService:
         result.update(body)
         if record is None:
             result["warnings"].append("this task is not in this service's records; showing its files only")
-        return result
+        return TaskLogs.model_validate(result)
 
 
 def _read_folder(folder: Path, tail: int, with_output: bool) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from docker_manager.schemas.commands import (
     RunStreamRequest,
     RunStreamResult,
 )
+from docker_manager.services.pipeline import PipelinePlan, PipelineService
 
 router = APIRouter(tags=["commands"])
 
@@ -67,7 +68,7 @@ async def run_stream(
     return live(lines(), kind)
 
 
-def _plan(body: PipelineRequest, pipeline: Any) -> Any:
+def _plan(body: PipelineRequest, pipeline: PipelineService) -> PipelinePlan:
     return pipeline.plan(
         repo_url=body.repo_url,
         dockerhub_repo=body.dockerhub_repo,
@@ -80,10 +81,9 @@ def _plan(body: PipelineRequest, pipeline: Any) -> Any:
 
 
 @router.post("/pipeline/html-site", response_model=PipelineSummary)
-async def html_site(body: PipelineRequest, pipeline: PipelineDep, who: OperateAccess) -> dict[str, Any]:
+async def html_site(body: PipelineRequest, pipeline: PipelineDep, who: OperateAccess) -> PipelineSummary:
     """Clone → build → login → push → pull → run → probe, waiting for the end; returns the summary."""
-    record = await pipeline.start(_plan(body, pipeline), who, wait=True)
-    return {**(record.result or {}), "task_id": record.id}
+    return await pipeline.run(_plan(body, pipeline), who)
 
 
 @router.post("/pipeline/html-site/start", response_model=PipelineStarted)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -57,7 +55,7 @@ async def read_file(
 
 
 @router.post("/write", response_model=FsWriteResult)
-async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAccess) -> dict[str, Any]:
+async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAccess) -> FsWriteResult:
     return await files.write_file(
         body.id_or_name,
         who,
@@ -70,11 +68,11 @@ async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAc
 
 
 @router.post("/mkdir", response_model=FsMkdirResult)
-async def make_dir(body: FsMkdirRequest, files: ContainerFilesDep, who: ExecAccess) -> dict[str, Any]:
+async def make_dir(body: FsMkdirRequest, files: ContainerFilesDep, who: ExecAccess) -> FsMkdirResult:
     return await files.make_dir(body.id_or_name, who, path=body.path, parents=body.parents)
 
 
 @router.post("/delete", response_model=FsDeleteResult)
-async def delete_path(body: FsDeleteRequest, files: ContainerFilesDep, who: ExecAccess) -> dict[str, Any]:
+async def delete_path(body: FsDeleteRequest, files: ContainerFilesDep, who: ExecAccess) -> FsDeleteResult:
     """Refuses /, /proc, /sys, /dev, mount points and their parents, and paths in host bind mounts."""
     return await files.delete_path(body.id_or_name, who, path=body.path, recursive=body.recursive)

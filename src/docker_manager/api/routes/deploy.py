@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from docker_manager.api.deps import LocalRunDep, OperateAccess
@@ -13,7 +11,7 @@ router = APIRouter(tags=["deploy"])
 
 
 @router.post("/docker/localrun", response_model=LocalRunResult)
-async def localrun(body: LocalRunRequest, localrun: LocalRunDep, who: OperateAccess) -> dict[str, Any]:
+async def localrun(body: LocalRunRequest, localrun: LocalRunDep, who: OperateAccess) -> LocalRunResult:
     """Decompress a `.tar.lz4` artefact straight into the engine, run the image, schedule its health check.
 
     Stages `decompiling` then `running`; the build's folder gets the logs and `build.info.json`

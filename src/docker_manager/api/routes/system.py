@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -13,12 +13,12 @@ router = APIRouter(prefix="/system", tags=["system"])
 
 
 @router.get("/info", response_model=SystemInfo)
-async def info(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
+async def info(system: SystemDep, _: ReadAccess) -> SystemInfo:
     return await system.info()
 
 
 @router.get("/usage", response_model=SystemUsage)
-async def usage(system: SystemDep, _: ReadAccess) -> dict[str, Any]:
+async def usage(system: SystemDep, _: ReadAccess) -> SystemUsage:
     return await system.usage()
 
 

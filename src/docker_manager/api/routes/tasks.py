@@ -54,7 +54,7 @@ async def task_logs(
     who: ReadAccess,
     server: Literal["build", "runtime"] | None = None,
     tail: Annotated[int, Query(ge=0, le=10_000, description="0: as many as allowed (10,000).")] = 200,
-) -> dict[str, Any]:
+) -> TaskLogs:
     """The last `tail` lines of build.log, build.jsonl, events.log and error.log, and the summary."""
     return await tasks.logs(task_id, who, server=server, tail=tail or MAX_TAIL)
 

@@ -23,7 +23,13 @@ from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
 from docker_manager.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from docker_manager.schemas.container_fs import FsEntry, FsListResult
+from docker_manager.schemas.container_fs import (
+    FsDeleteResult,
+    FsEntry,
+    FsListResult,
+    FsMkdirResult,
+    FsWriteResult,
+)
 from docker_manager.services.containers.archive import Archive
 from docker_manager.services.containers.removal import Remover, kind_of, normalise
 from docker_manager.services.containers.service import ContainerService
@@ -87,9 +93,10 @@ class ContainerFiles:
 
     async def delete_path(
         self, ref: str, principal: Principal, *, path: str, recursive: bool
-    ) -> dict[str, Any]:
+    ) -> FsDeleteResult:
         data = await self._containers.owned(ref, principal)
-        return await self._remover.delete(data, normalise(path), recursive=recursive)
+        result = await self._remover.delete(data, normalise(path), recursive=recursive)
+        return FsDeleteResult.model_validate(result)
 
     # --- list ----------------------------------------------------------------------------------
     async def list_dir(
@@ -213,7 +220,7 @@ class ContainerFiles:
         is_base64: bool,
         mode: int,
         parents: bool,
-    ) -> dict[str, Any]:
+    ) -> FsWriteResult:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
         if path == "/":
@@ -234,27 +241,33 @@ class ContainerFiles:
         tar = tar_bytes([*dir_members(missing), file_member(posixpath.relpath(path, base), payload, mode)])
         await self._archive.put(data.id, base, tar)
         written = await self._archive.stat(data.id, path)
-        return {
-            "path": path,
-            "written": True,
-            "bytes": len(payload),
-            "size": written.size,
-            "mode": oct(written.mode & 0o7777),
-            "created_dirs": missing,
-        }
+        return FsWriteResult.model_validate(
+            {
+                "path": path,
+                "written": True,
+                "bytes": len(payload),
+                "size": written.size,
+                "mode": oct(written.mode & 0o7777),
+                "created_dirs": missing,
+            }
+        )
 
-    async def make_dir(self, ref: str, principal: Principal, *, path: str, parents: bool) -> dict[str, Any]:
+    async def make_dir(self, ref: str, principal: Principal, *, path: str, parents: bool) -> FsMkdirResult:
         data = await self._containers.owned(ref, principal)
         path = normalise(path)
         existing = await self._archive.stat_or_none(data.id, path)
         if existing is not None:
             if existing.is_dir and parents:
-                return {"path": path, "exit_code": 0, "created": False, "created_dirs": []}
+                return FsMkdirResult.model_validate(
+                    {"path": path, "exit_code": 0, "created": False, "created_dirs": []}
+                )
             raise Conflict(f"{path} already exists", field="path")
         base, missing = await self._anchor(data.id, posixpath.dirname(path), parents=parents)
         created = [*missing, posixpath.relpath(path, base)]
         await self._archive.put(data.id, base, tar_bytes(dir_members(created)))
-        return {"path": path, "exit_code": 0, "created": True, "created_dirs": created}
+        return FsMkdirResult.model_validate(
+            {"path": path, "exit_code": 0, "created": True, "created_dirs": created}
+        )
 
     async def _anchor(self, container_id: str, directory: str, *, parents: bool) -> tuple[str, list[str]]:
         """The deepest existing ancestor of `directory` and the directories missing below it."""

@@ -34,9 +34,13 @@ from docker_manager.nginx import Nginx, SiteHeader, Upstream, read_header
 from docker_manager.schemas.nginx import (
     HealthGate,
     SignDomainRequest,
+    SignDomainResult,
     SiteCreateRequest,
+    SiteDeleted,
     SiteDeleteRequest,
+    SiteResult,
     UpdatePortRequest,
+    UpdatePortResult,
 )
 from docker_manager.services.containers import ContainerService, check_host_port, recreate_config
 from docker_manager.services.probe import HttpProbe, NoGoodAnswer
@@ -181,7 +185,7 @@ class SiteService:
             return await self._nginx.apply(target, content)
 
     # --- site create / delete ----------------------------------------------------------------------
-    async def create_site(self, body: SiteCreateRequest, principal: Principal) -> dict[str, Any]:
+    async def create_site(self, body: SiteCreateRequest, principal: Principal) -> SiteResult:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         owner = await self._upstream(body.port, principal)
@@ -193,17 +197,19 @@ class SiteService:
             app_id=body.app_id,
             ident=ident_of(target),
         )
-        return {
-            "status": "created",
-            "path": str(target),
-            "domain": body.domain,
-            "port": body.port,
-            "upstream_managed": owner is not None,
-            "upstream_container": owner,
-            "nginx_reload": reload,
-        }
+        return SiteResult.model_validate(
+            {
+                "status": "created",
+                "path": str(target),
+                "domain": body.domain,
+                "port": body.port,
+                "upstream_managed": owner is not None,
+                "upstream_container": owner,
+                "nginx_reload": reload,
+            }
+        )
 
-    async def delete_site(self, body: SiteDeleteRequest, principal: Principal) -> dict[str, Any]:
+    async def delete_site(self, body: SiteDeleteRequest, principal: Principal) -> SiteDeleted:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         files = [
@@ -219,15 +225,17 @@ class SiteService:
         async with self._nginx.lock:
             for path in files:
                 reloads.append(await self._nginx.apply(path, None))
-        return {
-            "status": "deleted",
-            "paths": [str(p) for p in files],
-            "domain": body.domain,
-            "nginx_reload": reloads[-1],
-        }
+        return SiteDeleted.model_validate(
+            {
+                "status": "deleted",
+                "paths": [str(p) for p in files],
+                "domain": body.domain,
+                "nginx_reload": reloads[-1],
+            }
+        )
 
     # --- sign-domain ---------------------------------------------------------------------------------
-    async def sign_domain(self, body: SignDomainRequest, principal: Principal) -> dict[str, Any]:
+    async def sign_domain(self, body: SignDomainRequest, principal: Principal) -> SignDomainResult:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         folder, summary = await self._task_summary(body.task_id, field="task_id")
@@ -264,15 +272,17 @@ class SiteService:
         }
         if folder is not None:
             await TaskFiles(folder).merge_info({"stage": "signing_domain", "upstream": upstream_info})
-        return {
-            "stage": "signing_domain",
-            "status": "completed",
-            "app_id": app_id,
-            **upstream_info,
-            "new_container": new.id,
-            "upstream": upstream.address,
-            "old_stop": old_stop,
-        }
+        return SignDomainResult.model_validate(
+            {
+                "stage": "signing_domain",
+                "status": "completed",
+                "app_id": app_id,
+                **upstream_info,
+                "new_container": new.id,
+                "upstream": upstream.address,
+                "old_stop": old_stop,
+            }
+        )
 
     async def _task_summary(self, task_id: str | None, *, field: str) -> tuple[Path | None, Summary]:
         """A task's folder and build.info.json (404 when it has none); nothing without a task id."""
@@ -322,7 +332,7 @@ class SiteService:
             return {"status": "error", "id": old.id, "error": exc.detail}
 
     # --- update-port ----------------------------------------------------------------------------------
-    async def update_port(self, body: UpdatePortRequest, principal: Principal) -> dict[str, Any]:
+    async def update_port(self, body: UpdatePortRequest, principal: Principal) -> UpdatePortResult:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         check_host_port(body.new_port, self._settings, field="new_port")
@@ -359,21 +369,23 @@ class SiteService:
                 "upstream": upstream,
             }
         )
-        return {
-            "stage": "update_port",
-            "status": "completed",
-            "task_id": body.task_id,
-            "app_id": app_id,
-            "domain": body.domain,
-            "conf_path": str(target),
-            "new_port": body.new_port,
-            "container": container,
-            "old_container": retired,
-            # The original's two keys, beside `old_container`.
-            "stop": outcome(retired, "stopped"),
-            "remove": outcome(retired, "removed"),
-            "nginx_reload": reload,
-        }
+        return UpdatePortResult.model_validate(
+            {
+                "stage": "update_port",
+                "status": "completed",
+                "task_id": body.task_id,
+                "app_id": app_id,
+                "domain": body.domain,
+                "conf_path": str(target),
+                "new_port": body.new_port,
+                "container": container,
+                "old_container": retired,
+                # The original's two keys, beside `old_container`.
+                "stop": outcome(retired, "stopped"),
+                "remove": outcome(retired, "removed"),
+                "nginx_reload": reload,
+            }
+        )
 
     async def _switch_to_recreated(
         self,
