@@ -19,10 +19,10 @@ import httpx2
 import pytest
 from fastapi import FastAPI
 
-from docker_manager.app import create_app
 from docker_manager.auth import Scope
 from docker_manager.config import Settings
 from docker_manager.services import Services
+from tests.helpers import started_app
 
 RUN_ID = secrets.token_hex(3)
 PREFIX = f"dmt{RUN_ID}"
@@ -99,13 +99,8 @@ def settings(data_dir: Path, admin_token: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def services_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx2.AsyncClient, FastAPI]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", timeout=120
-        ) as client:
-            yield app.state.services, client, app
+    async with started_app(settings) as (app, client):
+        yield app.state.services, client, app
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
+from fastapi import FastAPI
 
 from docker_manager.app import create_app
 from docker_manager.config import Settings
@@ -30,14 +31,27 @@ async def wait_final(
 
 
 @asynccontextmanager
-async def app_client(
+async def started_app(
     settings: Settings, *, timeout: float = 120
-) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
-    """A separate app with its own settings, started and stopped around the block."""
+) -> AsyncIterator[tuple[FastAPI, httpx2.AsyncClient]]:
+    """The app with these settings, its lifespan started, and a client speaking to it in-process.
+
+    The one way tests start an app (httpx's ASGITransport buffers whole responses: live streams
+    and disconnects need the real server of the `live` fixture instead).
+    """
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx2.ASGITransport(app=app)
         async with httpx2.AsyncClient(
             transport=transport, base_url="http://127.0.0.1", timeout=timeout
         ) as client:
-            yield app.state.services, client
+            yield app, client
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, timeout: float = 120
+) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
+    """A separate app with its own settings, started and stopped around the block."""
+    async with started_app(settings, timeout=timeout) as (app, client):
+        yield app.state.services, client

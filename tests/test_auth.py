@@ -25,6 +25,7 @@ from docker_manager.config import Settings
 from docker_manager.db.tables import api_tokens
 from docker_manager.services import Services
 from tests.conftest import Tokens
+from tests.helpers import app_client
 
 # Routes that answer without a token, and why.
 PUBLIC = {
@@ -189,18 +190,14 @@ def test_cli_creates_lists_and_revokes_tokens(settings: Settings, client: httpx2
 
 async def test_first_start_writes_an_admin_token_file_once(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with app_client(settings) as (_, client):
         token_file = tmp_path / "admin-token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
         token = token_file.read_text().strip()
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
-            ok = await c.get("/auth/tokens", headers={"Authorization": f"Bearer {token}"})
-            assert ok.status_code == 200
+        ok = await client.get("/auth/tokens", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
     token_file.unlink()
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with app_client(settings):
         assert not token_file.exists()  # an admin token exists already: nothing new is minted
 
 

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
 from docker_manager.tasks import TaskContext, TaskSpec
+from tests.helpers import app_client
 
 
 @pytest.fixture
@@ -32,10 +31,8 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 async def test_logs_are_cut_and_the_task_still_ends(tmp_path: Path, tiny_disk: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", builds_dir=tiny_disk, admin_token="full-admin")  # type: ignore[arg-type]
-    app = create_app(settings)
     headers = {"Authorization": "Bearer full-admin"}
-    async with app.router.lifespan_context(app):
-        services = app.state.services
+    async with app_client(settings) as (services, client):
 
         async def chatty(ctx: TaskContext) -> dict[str, Any]:
             await ctx.merge_summary({"status": "building", "stage": "chatting"})
@@ -59,22 +56,20 @@ async def test_logs_are_cut_and_the_task_still_ends(tmp_path: Path, tiny_disk: P
         # The summary was never left half-written, and reading the folder still works.
         info = json.loads((tiny_disk / "full-task" / "build.info.json").read_text())
         assert info["status"] == "building"
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            logs = await client.get(f"/tasks/logs/{record.id}", params={"tail": 5}, headers=headers)
-            assert logs.status_code == 200
-            # Once there is room again, new tasks write their files as usual.
-            for path in (tiny_disk / "full-task").iterdir():
-                path.unlink()
+        logs = await client.get(f"/tasks/logs/{record.id}", params={"tail": 5}, headers=headers)
+        assert logs.status_code == 200
+        # Once there is room again, new tasks write their files as usual.
+        for path in (tiny_disk / "full-task").iterdir():
+            path.unlink()
 
-            async def quiet(ctx: TaskContext) -> None:
-                await ctx.output([{"stream": "stdout", "text": "room again"}])
+        async def quiet(ctx: TaskContext) -> None:
+            await ctx.output([{"stream": "stdout", "text": "room again"}])
 
-            second = await services.runner.submit(
-                TaskSpec(task_type="test_task", work=quiet, files_dir=tiny_disk / "next-task")
-            )
-            for _ in range(100):
-                if (await services.runner.store.get(second.id)).status.final:
-                    break
-                await asyncio.sleep(0.05)
-            assert "room again" in (tiny_disk / "next-task" / "build.log").read_text()
+        second = await services.runner.submit(
+            TaskSpec(task_type="test_task", work=quiet, files_dir=tiny_disk / "next-task")
+        )
+        for _ in range(100):
+            if (await services.runner.store.get(second.id)).status.final:
+                break
+            await asyncio.sleep(0.05)
+        assert "room again" in (tiny_disk / "next-task" / "build.log").read_text()

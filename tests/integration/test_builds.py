@@ -14,10 +14,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
-from tests.helpers import wait_final
+from tests.helpers import app_client, wait_final
 
 pytestmark = pytest.mark.docker
 
@@ -325,16 +324,13 @@ async def test_a_build_past_its_time_limit_fails_and_stops(
         build_timeout=2,  # type: ignore[arg-type]
     )
     headers = {"Authorization": "Bearer timeout-admin"}
-    app = create_app(limited)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as own:
-            started = await own.post(
-                "/docker/build/start",
-                json={"context_path": context.name, "tag": f"{unique}:slow"},
-                headers=headers,
-            )
-            status = await wait_final(own, headers, started.json()["task_id"], timeout=30)
+    async with app_client(limited) as (_services, own):
+        started = await own.post(
+            "/docker/build/start",
+            json={"context_path": context.name, "tag": f"{unique}:slow"},
+            headers=headers,
+        )
+        status = await wait_final(own, headers, started.json()["task_id"], timeout=30)
     assert status["status"] == "error" and "longer than 2 s" in status["error"]
     assert docker_cli("image", "inspect", f"{unique}:slow", check=False).returncode != 0
     assert await no_container_runs("sleep 45")

@@ -11,8 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
 from docker_manager.tasks import TaskContext, TaskSpec
-from tests.helpers import wait_final
+from tests.helpers import app_client, wait_final
 from tests.services import free_port
 
 pytestmark = pytest.mark.docker
@@ -72,15 +70,6 @@ def black_hole() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(100)
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/logs"
-
-
-@asynccontextmanager
-async def app_client(settings: Settings) -> AsyncIterator[tuple[Any, httpx2.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
-            yield app.state.services, client
 
 
 def settings_for(tmp_path: Path, settings: Settings, **extra: Any) -> Settings:

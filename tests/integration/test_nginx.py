@@ -14,9 +14,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
+from tests.helpers import app_client
 from tests.services import NginxServer, free_port, nginx
 
 pytestmark = pytest.mark.docker
@@ -42,12 +42,9 @@ async def app(
         switch_stop_timeout=1,
         **nginx_server.settings(),
     )  # type: ignore[arg-type]
-    application = create_app(config)
-    async with application.router.lifespan_context(application):
-        transport = httpx2.ASGITransport(app=application)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
-            client.settings = config  # type: ignore[attr-defined]
-            yield client
+    async with app_client(config, timeout=60) as (_services, client):
+        client.settings = config  # type: ignore[attr-defined]
+        yield client
 
 
 async def web(
@@ -458,16 +455,13 @@ async def test_nginx_not_running_is_503_and_writes_nothing(
         admin_token="nginx-admin",  # type: ignore[arg-type]
         **{**nginx_server.settings(), "nginx_pid_file": tmp_path / "none.pid"},
     )  # type: ignore[arg-type]
-    application = create_app(config)
-    async with application.router.lifespan_context(application):
-        transport = httpx2.ASGITransport(app=application)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            before = snapshot(nginx_server)
-            response = await client.post(
-                "/nginx/site/create", json={"domain": "down.example.com", "port": 8080}, headers=ADMIN
-            )
-            assert response.status_code == 503 and response.json()["code"] == "nginx_unavailable"
-            assert snapshot(nginx_server) == before
+    async with app_client(config) as (_services, client):
+        before = snapshot(nginx_server)
+        response = await client.post(
+            "/nginx/site/create", json={"domain": "down.example.com", "port": 8080}, headers=ADMIN
+        )
+        assert response.status_code == 503 and response.json()["code"] == "nginx_unavailable"
+        assert snapshot(nginx_server) == before
 
 
 async def test_a_domain_with_a_certificate_is_served_over_tls(
@@ -503,27 +497,24 @@ async def test_a_domain_with_a_certificate_is_served_over_tls(
         nginx_tls_listen=f"127.0.0.1:{tls_port}",
         **nginx_server.settings(),
     )  # type: ignore[arg-type]
-    application = create_app(config)
-    async with application.router.lifespan_context(application):
-        transport = httpx2.ASGITransport(app=application)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
-            _, port = await web(client, unique, "secure")
-            created = await client.post(
-                "/nginx/site/create", json={"domain": "tls.example.com", "port": port}, headers=ADMIN
+    async with app_client(config, timeout=60) as (_services, client):
+        _, port = await web(client, unique, "secure")
+        created = await client.post(
+            "/nginx/site/create", json={"domain": "tls.example.com", "port": port}, headers=ADMIN
+        )
+        assert created.status_code == 200, created.text
+        try:
+            plain = await through_nginx(nginx_server, "tls.example.com")
+            assert plain.status_code == 301 and plain.headers["location"].startswith(
+                "https://tls.example.com"
             )
-            assert created.status_code == 200, created.text
-            try:
-                plain = await through_nginx(nginx_server, "tls.example.com")
-                assert plain.status_code == 301 and plain.headers["location"].startswith(
-                    "https://tls.example.com"
+            async with httpx2.AsyncClient(verify=False) as browser:
+                secure = await browser.get(
+                    f"https://127.0.0.1:{tls_port}/", headers={"Host": "tls.example.com"}
                 )
-                async with httpx2.AsyncClient(verify=False) as browser:
-                    secure = await browser.get(
-                        f"https://127.0.0.1:{tls_port}/", headers={"Host": "tls.example.com"}
-                    )
-                assert secure.text.strip() == "secure"
-            finally:
-                await client.post("/nginx/site/delete", json={"domain": "tls.example.com"}, headers=ADMIN)
+            assert secure.text.strip() == "secure"
+        finally:
+            await client.post("/nginx/site/delete", json={"domain": "tls.example.com"}, headers=ADMIN)
 
 
 async def operate_token(app: httpx2.AsyncClient) -> dict[str, str]:

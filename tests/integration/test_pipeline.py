@@ -12,10 +12,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
-from tests.helpers import wait_final
+from tests.helpers import app_client, wait_final
 from tests.services import Registry, free_port, registry
 
 pytestmark = pytest.mark.docker
@@ -64,13 +63,8 @@ async def app(tmp_path: Path, settings: Settings, web_image: str) -> AsyncIterat
         pipeline_probe_timeout=10,
     )
     (tmp_path / "repos").mkdir()
-    application = create_app(config)
-    async with application.router.lifespan_context(application):
-        transport = httpx2.ASGITransport(app=application)
-        async with httpx2.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", timeout=300
-        ) as client:
-            yield client
+    async with app_client(config, timeout=300) as (_services, client):
+        yield client
 
 
 def body(registry_server: Registry, repo: Path, name: str, **extra: Any) -> dict[str, Any]:

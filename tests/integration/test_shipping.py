@@ -15,10 +15,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
 from tests.conftest import docker_cli
-from tests.helpers import wait_final
+from tests.helpers import app_client, wait_final
 from tests.services import Sshd, free_port, sshd
 
 pytestmark = pytest.mark.docker
@@ -51,13 +50,8 @@ def ship_settings(data_dir: Path, server: Sshd, context_root: Path, **extra: Any
 
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[httpx2.AsyncClient]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(
-            transport=transport, base_url="http://127.0.0.1", timeout=120
-        ) as client:
-            yield client
+    async with app_client(settings, timeout=120) as (_services, client):
+        yield client
 
 
 async def wait_health(info_path: Path, timeout: float = 30) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from docker_manager.app import create_app
 from docker_manager.config import Settings
+from tests.helpers import app_client
 
 pytestmark = pytest.mark.docker
 
@@ -77,11 +77,8 @@ async def engine_down_client(tmp_path: Path) -> AsyncIterator[httpx2.AsyncClient
         admin_token="down-admin",
         docker_host=f"unix://{tmp_path}/no-engine.sock",  # type: ignore[arg-type]
     )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
-            yield client
+    async with app_client(settings) as (_services, client):
+        yield client
 
 
 async def test_unreachable_engine_is_503_never_500(engine_down_client: httpx2.AsyncClient) -> None:
