@@ -94,18 +94,18 @@ async def test_cwd_env_and_the_rules(
     )
     texts = [line["line"] for line in lines if "line" in line]
     assert texts[0] == str(work) and texts[1] == "hi" and texts[2].startswith("/usr/local/sbin")
-    for body in (
-        {"cmd": "ls", "cwd": "/"},
-        {"cmd": "ls", "cwd": "../../etc"},
-        {"cmd": "ls", "cwd": "/etc"},
-        {"cmd": "ls", "env": {"LD_PRELOAD": "/tmp/x.so"}},
-        {"cmd": "ls", "env": {"PATH": "/tmp"}},
-        {"cmd": "   "},
-        {"cmd": []},
-        {"cmd": "ls", "task_id": "../x"},
+    for body, expected in (
+        ({"cmd": "ls", "cwd": "/"}, 403),  # outside DM_WORK_ROOTS
+        ({"cmd": "ls", "cwd": "../../etc"}, 403),
+        ({"cmd": "ls", "cwd": "/etc"}, 403),
+        ({"cmd": "ls", "env": {"LD_PRELOAD": "/tmp/x.so"}}, 422),
+        ({"cmd": "ls", "env": {"PATH": "/tmp"}}, 422),
+        ({"cmd": "   "}, 422),
+        ({"cmd": []}, 422),
+        ({"cmd": "ls", "task_id": "../x"}, 422),
     ):
         response = await client.post("/tasks/run-stream", json=body, headers=admin)
-        assert response.status_code in (403, 422), (body, response.text)
+        assert response.status_code == expected, (body, response.text)
     assert (await client.post("/tasks/run-stream", json={"cmd": "ls"}, headers=operate)).status_code == 403
     missing = await run_stream(client, admin, cmd=["no-such-program-here"])
     assert missing[-1]["status"] == "error" and "no such program" in missing[-1]["error"]

@@ -333,13 +333,15 @@ async def test_clone_urls_are_decoded_before_they_are_confined(tmp_path: Path, u
     )
     async with app_client(config) as (_, client):
         headers = {"Authorization": "Bearer git-admin"}
-        for url in (
-            f"file://{allowed}/%2e%2e/{outside.name}",
-            f"file://{allowed}/%2E%2E%2F{outside.name}",
-            f"file://{allowed}/%252e%252e/{outside.name}",
-            f"file://{allowed}/..%2f{outside.name}",
-            f"{allowed}/../{outside.name}",
-            f"file://localhost{allowed}/%2e%2e/{outside.name}",
+        for url, expected in (
+            # Decoded, these lie outside the root: 403 path_not_allowed.
+            (f"file://{allowed}/%2e%2e/{outside.name}", 403),
+            (f"file://{allowed}/%2E%2E%2F{outside.name}", 403),
+            (f"file://{allowed}/..%2f{outside.name}", 403),
+            (f"{allowed}/../{outside.name}", 403),
+            (f"file://localhost{allowed}/%2e%2e/{outside.name}", 403),
+            # Still encoded after one decoding: refused as it is, 422.
+            (f"file://{allowed}/%252e%252e/{outside.name}", 422),
         ):
             refused = await client.post(
                 "/pipeline/html-site/start",
@@ -351,7 +353,7 @@ async def test_clone_urls_are_decoded_before_they_are_confined(tmp_path: Path, u
                 },
                 headers=headers,
             )
-            assert refused.status_code in (403, 422) and refused.json()["field"] == "repo_url", (
+            assert refused.status_code == expected and refused.json()["field"] == "repo_url", (
                 url,
                 refused.text,
             )
@@ -409,7 +411,7 @@ async def test_a_symlinked_task_folder_is_never_written_through(
     )
     assert refused.status_code == 403 and refused.json()["code"] == "path_not_allowed", refused.text
     logs = await client.get(f"/tasks/logs/{task_id}", headers=operate)
-    assert logs.status_code in (403, 404)
+    assert logs.status_code == 403  # operate does not read logs
     assert list(target.iterdir()) == []
 
 
