@@ -199,11 +199,17 @@ def _remove_named(fragment: str) -> None:
     if containers:
         docker_cli("rm", "-f", *containers, check=False)
     # By name, never by id: an id is shared with every other tag of the image (the base image too).
-    images = docker_cli(
-        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={fragment}*", check=False
-    ).stdout.split()
+    # Registry-prefixed tags (127.0.0.1:PORT/team/<fragment>...) count as well.
+    listed = docker_cli("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
+    images = {ref for ref in listed if fragment in ref.rsplit("/", 1)[-1] and not ref.endswith(":<none>")}
     if images:
-        docker_cli("rmi", *set(images), check=False)
+        docker_cli("rmi", *images, check=False)
+    # Untagged leftovers of this session's builds (earlier versions of a re-used tag).
+    dangling = docker_cli(
+        "images", "-q", "--filter", "dangling=true", "--filter", "label=docker-manager.managed", check=False
+    ).stdout.split()
+    if dangling:
+        docker_cli("rmi", *set(dangling), check=False)
     for kind in ("volume", "network"):
         found = docker_cli(kind, "ls", "-q", "--filter", f"name={fragment}", check=False).stdout.split()
         if found:

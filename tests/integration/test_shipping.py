@@ -16,7 +16,7 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from tests.conftest import docker_cli
+from tests.conftest import PREFIX, docker_cli
 from tests.helpers import app_client, wait_final
 from tests.services import Sshd, free_port, sshd
 
@@ -227,7 +227,9 @@ async def test_unknown_host_key_fails_the_upload_without_retrying(
     config = ship_settings(tmp_path, ssh_server, settings.context_paths[0], sftp_known_hosts=empty)
     async with running(config) as client:
         started = await client.post(
-            "/docker/build/start", json={"context_path": web_context.name, "app_id": "keytest"}, headers=ADMIN
+            "/docker/build/start",
+            json={"context_path": web_context.name, "app_id": f"{PREFIX}-keytest"},
+            headers=ADMIN,
         )
         status = await wait_final(client, ADMIN, started.json()["task_id"])
     assert status["status"] == "error" and "refused" in status["error"]
@@ -247,7 +249,7 @@ async def test_a_key_the_server_refuses_and_a_closed_port_fail_cleanly(
         async with running(config) as client:
             started = await client.post(
                 "/docker/build/start",
-                json={"context_path": web_context.name, "app_id": "keytest"},
+                json={"context_path": web_context.name, "app_id": f"{PREFIX}-keytest"},
                 headers=ADMIN,
             )
             status = await wait_final(client, ADMIN, started.json()["task_id"])
@@ -272,7 +274,7 @@ async def test_request_fields_override_settings_and_password_is_never_stored(
             "/docker/build/start",
             json={
                 "context_path": web_context.name,
-                "app_id": "pwtest",
+                "app_id": f"{PREFIX}-pwtest",
                 "sftp_host": "127.0.0.1",
                 "sftp_port": ssh_server.port,
                 "sftp_username": ssh_server.user,
