@@ -1,9 +1,11 @@
-"""Benchmark traffic switching: time of a sign-domain switch, failed requests over 20 switches.
+"""Benchmark traffic switching: sign-domain switches and app rollbacks under request loops.
 
-    .venv/bin/python bench/nginx.py [--switches 20]
+    .venv/bin/python bench/nginx.py [--switches 20] [--rollbacks 6]
 
 Runs a private nginx and two managed web containers, then switches the domain between them 20
-times while 4 clients loop over requests. Target: 0 failed requests.
+times while 4 clients loop over requests; then deploys two releases of an app and rolls it back
+and forth 6 times (each rollback starts a container, health-gates it, switches, retires the old
+one). Target: 0 failed requests.
 """
 
 from __future__ import annotations
@@ -43,14 +45,20 @@ def start_web(name: str, text: str, port: int) -> None:
 
 
 async def loop_requests(
-    port: int, stop: asyncio.Event, failures: dict[str, list[str]], counter: list[int], *, keepalive: bool
+    port: int,
+    stop: asyncio.Event,
+    failures: dict[str, list[str]],
+    counter: list[int],
+    *,
+    keepalive: bool,
+    domain: str = "bench.example.com",
 ) -> None:
     """A client looping over GETs: a fresh connection each time (like curl), or one kept alive.
 
     A kept-alive client retries once when a reused connection was closed under it, as browsers and
     most HTTP clients do for idempotent requests; those retries are counted apart.
     """
-    url, host = f"http://127.0.0.1:{port}/", {"Host": "bench.example.com"}
+    url, host = f"http://127.0.0.1:{port}/", {"Host": domain}
     async with httpx2.AsyncClient(timeout=5) as shared:
         while not stop.is_set():
             try:
@@ -110,10 +118,77 @@ async def run(switches: int, url: str, headers: dict[str, str], nginx_port: int,
         print("  first failures:", json.dumps(failures["failed"][:5]))
 
 
+async def run_rollbacks(
+    rollbacks: int, url: str, headers: dict[str, str], nginx_port: int, prefix: str
+) -> None:
+    """Two releases of an app, then `rollbacks` rollbacks (each to the release before the live one)."""
+    domain = "rollback.example.com"
+    async with httpx2.AsyncClient(timeout=60) as api:
+        for version in (1, 2):
+            script = (
+                f"mkdir -p /www && echo release-{version} > /www/index.html && exec httpd -f -p 80 -h /www"
+            )
+            ran = await api.post(
+                f"{url}/docker/run",
+                headers=headers,
+                json={
+                    "image": ensure_base_image(),
+                    "name": f"{prefix}-{version}",
+                    "command": ["sh", "-c", script],
+                    "ports": {"80/tcp": free_port()},
+                    "app_id": "benchrb",
+                },
+            )
+            ran.raise_for_status()
+        await asyncio.sleep(0.5)
+        signed = await api.post(
+            f"{url}/nginx/sign-domain",
+            headers=headers,
+            json={"domain": domain, "app_id": "benchrb", "new_container": f"{prefix}-2"},
+        )
+        signed.raise_for_status()
+        stop, counter = asyncio.Event(), [0]
+        failures: dict[str, list[str]] = {"failed": [], "retried": []}
+        clients = [
+            asyncio.create_task(
+                loop_requests(nginx_port, stop, failures, counter, keepalive=i % 2 == 1, domain=domain)
+            )
+            for i in range(4)
+        ]
+        times = []
+        for _ in range(rollbacks):
+            started = time.perf_counter()
+            reply = await api.post(f"{url}/apps/benchrb/rollback", headers=headers, json={"drain_seconds": 1})
+            reply.raise_for_status()
+            task_id = reply.json()["task_id"]
+            while True:
+                status = (await api.get(f"{url}/tasks/status/{task_id}", headers=headers)).json()
+                if status["status"] not in ("queued", "running"):
+                    break
+                await asyncio.sleep(0.05)
+            if status["status"] != "completed":
+                raise SystemExit(f"rollback failed: {status.get('error')}")
+            times.append(time.perf_counter() - started)
+        stop.set()
+        await asyncio.gather(*clients)
+    print(
+        "rollback (start, health, switch, 1 s drain, stop <= 1 s): "
+        f"median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+    )
+    print(
+        f"{rollbacks} rollbacks under 4 request loops: {counter[0]} requests, "
+        f"{len(failures['failed'])} failed (target 0), {len(failures['retried'])} keep-alive resets retried"
+    )
+    if failures["failed"]:
+        print("  first failures:", json.dumps(failures["failed"][:5]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--switches", type=int, default=20)
+    parser.add_argument("--rollbacks", type=int, default=6)
     args = parser.parse_args()
+    prefix = f"dmbench-rb-{secrets.token_hex(3)}"
     names = [f"dmbench-web-{secrets.token_hex(3)}" for _ in range(2)]
     try:
         for index, name in enumerate(names):
@@ -131,11 +206,18 @@ def main() -> None:
                 "DM_NGINX_CONF_DIRS": json.dumps([str(server.sites)]),
                 "DM_NGINX_LISTEN": f"127.0.0.1:{server.port}",
                 "DM_DATA_DIR": str(Path(tmp) / "data"),
+                # busybox httpd as PID 1 ignores SIGTERM: every stop would wait the whole timeout.
+                "DM_SWITCH_STOP_TIMEOUT": "1",
             }
             with service(**env) as svc:
                 asyncio.run(run(args.switches, svc.url, svc.headers, server.port, names))
+                if args.rollbacks:
+                    asyncio.run(run_rollbacks(args.rollbacks, svc.url, svc.headers, server.port, prefix))
     finally:
         docker("rm", "-f", *names, check=False)
+        made = docker("ps", "-aq", "--filter", f"name={prefix}", check=False).stdout.split()
+        if made:
+            docker("rm", "-f", *made, check=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Real services the tests start on loopback: an OpenSSH server (more to come: nginx, a registry)."""
+"""Real services the tests start on loopback (OpenSSH, nginx, a registry, the service), and tmpfs disks."""
 
 from __future__ import annotations
 
@@ -32,6 +32,23 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A small real filesystem at `mount` (a tmpfs of `size`, e.g. "1m"), to fill up on purpose."""
+    import pytest
+
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @dataclass

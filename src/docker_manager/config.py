@@ -176,6 +176,25 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How long the probe waits for the site (s)."
     )
 
+    # --- releases, retention, disk ---------------------------------------------------------
+    keep_releases: int = Field(
+        3, ge=1, le=1000, description="Releases per app whose containers, images and artefacts are kept."
+    )
+    task_retention_days: float = Field(
+        30.0, gt=0, description="Final tasks older than this lose their rows, events and folders."
+    )
+    gc_interval: float = Field(86400.0, ge=60, description="Seconds between background clean-ups.")
+    min_free_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="Free space an operation must leave (default: 2 GiB or 5 % of the disk, the smaller).",
+    )
+    secret_key_file: Path | None = Field(
+        None,
+        description="Key that seals release env values at rest (made 0600 on first start). "
+        "Default `{data_dir}/release-key`.",
+    )
+
     # --- host metrics --------------------------------------------------------------------
     top_sample_interval: float = Field(2.0, gt=0.1, description="Seconds between process samples.")
 
@@ -249,6 +268,10 @@ class Settings(BaseSettings):
     @cached_property
     def admin_token_file(self) -> Path:
         return self.data_dir.resolve() / "admin-token"
+
+    @cached_property
+    def secret_key_path(self) -> Path:
+        return (self.secret_key_file or self.data_dir / "release-key").resolve()
 
     @cached_property
     def forbidden_host_ports(self) -> frozenset[int]:

@@ -24,6 +24,8 @@ so the status code and the machine-readable `code` never depend on where the err
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full
     ├── StorageError                  507 storage_error
+    │   ├── InsufficientStorage       507 insufficient_storage
+    │   └── DiskFull                  507 disk_full
     ├── DatabaseUnavailable           503 database_unavailable
     │   └── DatabaseBusy              503 database_busy
     ├── NginxUnavailable              503 nginx_unavailable
@@ -37,6 +39,7 @@ so the status code and the machine-readable `code` never depend on where the err
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 
@@ -150,6 +153,35 @@ class StorageError(DockerManagerError):
 
     status_code = 507
     code = "storage_error"
+
+
+class InsufficientStorage(StorageError):
+    """Refused before starting: the operation would leave less than DM_MIN_FREE_BYTES free.
+
+    Carries `path`, `needed_bytes`, `free_bytes` and `reason: insufficient_storage`."""
+
+    code = "insufficient_storage"
+
+
+class DiskFull(StorageError):
+    """A disk filled up while the work ran; what it had written was removed (`reason: disk_full`)."""
+
+    code = "disk_full"
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> DiskFull | None:
+        """The DiskFull an error means (ENOSPC or EDQUOT, or the engine saying its disk is full)."""
+        if isinstance(exc, DiskFull):
+            return exc
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            text = exc.strerror or str(exc)
+        elif isinstance(exc, DockerManagerError) and any(
+            marker in exc.detail.lower() for marker in ("no space left on device", "disk quota exceeded")
+        ):
+            text = exc.detail
+        else:
+            return None
+        return cls(f"a disk is full: {text}", reason="disk_full")
 
 
 class DatabaseUnavailable(DockerManagerError):

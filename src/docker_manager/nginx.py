@@ -93,6 +93,17 @@ def read_header(path: Path) -> SiteHeader | None:
     )
 
 
+def managed_sites(directories: list[Path]) -> list[tuple[Path, SiteHeader]]:
+    """Every site file of this service in `directories`, with its header. Blocking."""
+    found = []
+    for directory in directories:
+        for path in sorted(directory.glob("*.conf")):
+            header = read_header(path)
+            if header is not None:
+                found.append((path, header))
+    return found
+
+
 @dataclass(frozen=True)
 class NginxPaths:
     binary: str

@@ -18,6 +18,7 @@ from docker_manager.errors import UploadFailed
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], Awaitable[None]]
+SpaceCheck = Callable[[str, int, int, int], None]  # (path, needed, free, total); raises to refuse
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,14 @@ async def upload(
     attempts: int = 3,
     deadline: float = 900.0,
     connect_timeout: float = 15.0,
+    check_space: SpaceCheck | None = None,
 ) -> Uploaded:
     """Put `files` into `{remote_dir}/{subdir}/`, each as `name.part` renamed when complete.
 
     Retries transient failures with backoff (a retry re-sends only files not yet renamed);
     wrong credentials or host keys fail at once. `deadline` bounds the whole upload, key
-    exchange included.
+    exchange included. `check_space(path, needed, free, total)` may refuse the upload (it raises)
+    before anything is written, when the server reports its free space (statvfs).
     """
     remote = str(PurePosixPath(target.remote_dir) / subdir)
     done: list[str] = []
@@ -106,6 +109,8 @@ async def upload(
                         await _connect(target, connect_timeout) as conn,
                         conn.start_sftp_client() as sftp,
                     ):
+                        if check_space is not None and attempt == 1:
+                            await _check_space(sftp, target.remote_dir, files, check_space)
                         await sftp.makedirs(remote, exist_ok=True)
                         for path in files:
                             if path.name in done:
@@ -126,6 +131,17 @@ async def upload(
     except TimeoutError as exc:
         raise UploadFailed(f"SFTP upload did not finish within {deadline:.0f} s") from exc
     raise UploadFailed("SFTP upload made no attempt")  # attempts < 1
+
+
+async def _check_space(
+    sftp: asyncssh.SFTPClient, remote_dir: str, files: Sequence[Path], check: SpaceCheck
+) -> None:
+    needed = await asyncio.to_thread(lambda: sum(path.stat().st_size for path in files))
+    try:
+        vfs = await sftp.statvfs(remote_dir)
+    except (asyncssh.SFTPError, OSError):
+        return  # the server does not say (no statvfs extension, or no such directory yet)
+    check(remote_dir, needed, vfs.bavail * vfs.frsize, vfs.blocks * vfs.frsize)
 
 
 async def _put(sftp: asyncssh.SFTPClient, path: Path, remote: str, progress: Progress | None) -> int:

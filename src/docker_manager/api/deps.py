@@ -18,9 +18,11 @@ from docker_manager.services import Services
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService
+from docker_manager.services.disk import DiskService
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
 from docker_manager.services.pipeline import PipelineService
+from docker_manager.services.releases import ReleaseService, RetentionService, RollbackService
 from docker_manager.services.sites import SiteService
 from docker_manager.services.system import SystemService
 from docker_manager.services.tasks import TaskService
@@ -92,3 +94,7 @@ LocalRunDep = Annotated[LocalRunService, Depends(_service("localrun"))]
 SitesDep = Annotated[SiteService, Depends(_service("sites"))]
 CommandsDep = Annotated[CommandService, Depends(_service("commands"))]
 PipelineDep = Annotated[PipelineService, Depends(_service("pipeline"))]
+ReleasesDep = Annotated[ReleaseService, Depends(_service("releases"))]
+RollbackDep = Annotated[RollbackService, Depends(_service("rollbacks"))]
+RetentionDep = Annotated[RetentionService, Depends(_service("retention"))]
+DiskDep = Annotated[DiskService, Depends(_service("disk"))]

@@ -104,3 +104,33 @@ service_meta = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# Every successful deploy of an app (see `services/releases`): what is needed to run it again.
+releases = sa.Table(
+    "releases",
+    metadata,
+    sa.Column("app_id", sa.String(64), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # localrun, run, pipeline, update_port, rollback, imported
+    sa.Column("source", sa.String(16), nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=True),
+    # The build (or other) task whose folder holds the artefact, when not `task_id` itself.
+    sa.Column("origin_task_id", sa.String(64), nullable=True),
+    sa.Column("image_id", sa.String(80), nullable=False),
+    sa.Column("tag", sa.String(255), nullable=True),
+    sa.Column("container_id", sa.String(80), nullable=True),
+    sa.Column("container_name", sa.String(255), nullable=True),
+    sa.Column("host_port", sa.Integer, nullable=True),
+    # The engine create body without env values (they are in `env_sealed`, encrypted).
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("env_sealed", sa.Text, nullable=True),
+    sa.Column("artefact", sa.String(1024), nullable=True),
+    sa.Column("health", sa.JSON, nullable=True),
+    sa.Column("restored_from", sa.Integer, nullable=True),
+    sa.Column("deployed_by", sa.String(32), nullable=True),
+    sa.Column("deployed_by_name", sa.String(100), nullable=True),
+    # Set when retention removed its container, image and artefact.
+    sa.Column("pruned_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_releases_task", "task_id"),
+)

@@ -22,6 +22,11 @@ class System:
         result: dict[str, Any] = await self._t.json("GET", "/info")
         return result
 
+    async def df(self) -> dict[str, Any]:
+        """Disk usage of images, containers, volumes and the build cache (can take seconds)."""
+        result: dict[str, Any] = await self._t.json("GET", "/system/df", timeout=120.0)
+        return result
+
     async def ping(self) -> None:
         await self._t.request("GET", "/_ping", timeout=5.0)
 

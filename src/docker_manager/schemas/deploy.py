@@ -73,6 +73,7 @@ class LocalRunResult(ResponseModel):
     app_id: str | None
     generated_name: str = Field(description="The container's name (the original's field).")
     name_generated: bool = Field(description="True when the name came from the {app_id}-{task_id} rule.")
+    release: int | None = Field(None, description="The app's release this deploy became (with an app_id).")
     healthcheck: bool
     healthchecksstatus: str
     isChecking: bool

@@ -141,3 +141,4 @@ class UpdatePortResult(ResponseModel):
     stop: dict[str, str | None] | None = Field(description="The original's: {status: stopped} or an error.")
     remove: dict[str, str | None] | None = Field(description="The original's: {status: removed} or an error.")
     nginx_reload: NginxReload
+    release: int | None = Field(None, description="The app's release the moved container became.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,16 +18,24 @@ from docker_manager.services.adoption import adopt_labelled_once
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService
+from docker_manager.services.disk import DiskService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
 from docker_manager.services.pipeline import PipelineService
 from docker_manager.services.probe import HttpProbe
+from docker_manager.services.releases import (
+    ReleaseService,
+    ReleaseStore,
+    RetentionService,
+    RollbackService,
+)
 from docker_manager.services.sites import SiteService
 from docker_manager.services.system import HostSampler, SystemService
 from docker_manager.services.tasks import TaskService
 from docker_manager.tasks import EventBus, TaskRunner, TaskStore
 from docker_manager.tasks.outbox import OutboxDispatcher
+from docker_manager.util.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +64,10 @@ class Services:
     pipeline: PipelineService
     tasks: TaskService
     system: SystemService
+    disk: DiskService
+    releases: ReleaseService
+    rollbacks: RollbackService
+    retention: RetentionService
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -81,9 +94,16 @@ class Services:
         except DockerManagerError as exc:  # the engine is down: adopt on a later start
             log.warning("could not look for labelled objects of an earlier version: %s", exc.detail)
         images = ImageService(docker, ownership, settings)
-        builds = BuildService(docker, runner, images, ownership, settings)
-        sites = SiteService(_nginx(settings), docker, containers, probe, settings)
+        disk = DiskService(docker, settings)
+        builds = BuildService(docker, runner, images, ownership, disk, settings)
+        sealer = await asyncio.to_thread(Sealer.from_key_file, settings.secret_key_path)
+        releases = ReleaseService(ReleaseStore(db.engine), docker, containers, ownership, sealer, settings)
+        sites = SiteService(_nginx(settings), docker, containers, probe, releases, settings)
         await sites.start()
+        retention = RetentionService(releases, docker, ownership, runner.store, settings)
+        await _import_releases(releases)
+        releases.on_recorded = retention.after_deploy
+        await retention.start()
         return cls(
             settings=settings,
             db=db,
@@ -99,16 +119,25 @@ class Services:
             container_files=ContainerFiles(docker, containers, settings),
             images=images,
             builds=builds,
-            localrun=LocalRunService(docker, runner, containers, images, ownership, health, settings),
+            localrun=LocalRunService(
+                docker, runner, containers, images, ownership, health, releases, disk, settings
+            ),
             sites=sites,
             commands=CommandService(runner, settings),
-            pipeline=PipelineService(docker, runner, builds, containers, images, ownership, probe, settings),
+            pipeline=PipelineService(
+                docker, runner, builds, containers, images, ownership, probe, releases, disk, settings
+            ),
             tasks=TaskService(runner, settings),
             system=SystemService(docker, sampler, settings),
+            disk=disk,
+            releases=releases,
+            rollbacks=RollbackService(releases, containers, docker, sites.switch, runner, settings),
+            retention=retention,
         )
 
     async def stop(self) -> None:
         await self.runner.shutdown()
+        await self.retention.stop()
         await self.health.stop()
         await self.sites.close()
         await self.probe.close()
@@ -117,6 +146,16 @@ class Services:
             await self.outbox.stop()
         await self.docker.close()
         await self.db.close()
+
+
+async def _import_releases(releases: ReleaseService) -> None:
+    try:
+        imported = await releases.import_existing()
+    except DockerManagerError as exc:  # the engine is down: import on a later start
+        log.warning("could not import the containers of earlier deploys as releases: %s", exc.detail)
+        return
+    if imported:
+        log.info("recorded %d containers of earlier deploys as releases", imported)
 
 
 async def _tokens(db: Database, settings: Settings) -> TokenStore:

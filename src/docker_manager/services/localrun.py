@@ -24,13 +24,15 @@ from docker_manager.schemas.common import APP_ID_RE
 from docker_manager.schemas.containers import RunResult
 from docker_manager.schemas.deploy import LocalRunRequest, LocalRunResult
 from docker_manager.services.containers import ContainerService, ContainerSpec
+from docker_manager.services.disk import DiskService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
+from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
 from docker_manager.tasks.files import MANIFEST, read_json
 from docker_manager.tasks.summary import Summary
-from docker_manager.util.lz4file import ArchiveError, decompress_file
+from docker_manager.util.lz4file import ArchiveError, decompress_file, decompressed_size
 from docker_manager.util.paths import confine, plain_dir
 
 LOCALRUN_TASK = "localrun"
@@ -83,8 +85,12 @@ class LocalRunService:
         images: ImageService,
         ownership: Ownership,
         health: HealthChecker,
+        releases: ReleaseService,
+        disk: DiskService,
         settings: Settings,
     ) -> None:
+        self._releases = releases
+        self._disk = disk
         self._docker = docker
         self._runner = runner
         self._containers = containers
@@ -96,6 +102,8 @@ class LocalRunService:
     async def run(self, body: LocalRunRequest, principal: Principal) -> LocalRunResult:
         artefact = await asyncio.to_thread(_locate, body, self._settings)
         app_id = _app_id(body, artefact.summary)
+        needed = await asyncio.to_thread(decompressed_size, artefact.path)
+        await self._disk.require_engine(needed, what="loading the image")  # 507 before anything starts
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._localrun(ctx, body, artefact, app_id, principal)
@@ -133,6 +141,18 @@ class LocalRunService:
             after=body.healthcheck_time or self._settings.healthcheck_time,
         )
         section = _localrun_section(body, artefact, app_id, image_id, tag, run)
+        release = None
+        if app_id:
+            release = await self._releases.record(
+                run.id,
+                app_id=app_id,
+                source="localrun",
+                principal=principal,
+                task_id=ctx.task_id,
+                origin_task_id=body.task_id,
+                artefact=str(artefact.path),
+                health=health,
+            )
         await ctx.merge_summary(
             {
                 "status": "building",
@@ -142,6 +162,7 @@ class LocalRunService:
                 "host_port": host_port,
                 **health,
                 "localrun": section,
+                "release": release.number if release else None,
             }
         )
         return {
@@ -156,6 +177,7 @@ class LocalRunService:
             "app_id": app_id,
             "generated_name": run.name,
             "name_generated": body.name is None,
+            "release": release.number if release else None,
             **health,
         }
 

@@ -30,8 +30,10 @@ from docker_manager.ownership import Ownership
 from docker_manager.schemas.commands import PipelineSummary
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec, check_host_port
+from docker_manager.services.disk import DiskService
 from docker_manager.services.images import ImageService
 from docker_manager.services.probe import HttpProbe, NoGoodAnswer
+from docker_manager.services.releases.service import ReleaseService
 from docker_manager.tasks import TaskContext, TaskRecord, TaskRunner, TaskSpec, new_task_id
 
 PIPELINE_TASK = "html_site_pipeline"
@@ -113,9 +115,13 @@ class PipelineService:
         images: ImageService,
         ownership: Ownership,
         probe: HttpProbe,
+        releases: ReleaseService,
+        disk: DiskService,
         settings: Settings,
     ) -> None:
         self._probe_http = probe
+        self._releases = releases
+        self._disk = disk
         self._docker = docker
         self._runner = runner
         self._builds = builds
@@ -208,6 +214,10 @@ class PipelineService:
 
     # --- the stages ----------------------------------------------------------------------------
     async def _pipeline(self, ctx: TaskContext, plan: PipelinePlan, principal: Principal) -> dict[str, Any]:
+        # Room for the largest clone allowed, and for the image built from it, before anything starts.
+        limit = self._settings.git_max_bytes
+        await self._disk.require(Path(tempfile.gettempdir()), limit, what="the clone")
+        await self._disk.require_engine(limit, what="the build")
         workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{ctx.task_id}-"))
         stages: dict[str, Any] = {}
         try:
@@ -234,8 +244,17 @@ class PipelineService:
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
+        release = await self._releases.record(
+            stages["run"]["container_id"],
+            app_id=plan.app_id,
+            source="pipeline",
+            principal=principal,
+            task_id=ctx.task_id,
+            health={"status": "healthy", "http_status": probe["status_code"]},
+        )
         return {
             "status": "ok",
+            "release": release.number,
             "repo_url": plan.shown_url,
             "repo_tag": plan.repo_tag,
             "host_port": plan.host_port,

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from docker_manager.errors import Conflict, DockerManagerError, QueueFull, StorageError
+from docker_manager.errors import Conflict, DiskFull, DockerManagerError, QueueFull, StorageError
 from docker_manager.tasks.bus import EventBus
 from docker_manager.tasks.context import TaskContext
 from docker_manager.tasks.files import LogBatch, TaskFiles
@@ -186,14 +186,16 @@ class TaskRunner:
             error = (
                 "the service stopped while this task ran" if self._shutting_down else "cancelled on request"
             )
-        except DockerManagerError as exc:
-            error = exc.detail
-            result = {"code": exc.code, **exc.extra} if exc.extra else {"code": exc.code}
-            if context.task_id in self._waited:
-                self._waited[context.task_id] = exc
         except Exception as exc:
-            log.exception("task %s failed unexpectedly", context.task_id)
-            error = f"internal error: {type(exc).__name__}: {exc}"
+            known = DiskFull.from_error(exc) or exc
+            if isinstance(known, DockerManagerError):
+                error = known.detail
+                result = {"code": known.code, **known.extra}
+                if context.task_id in self._waited:
+                    self._waited[context.task_id] = known
+            else:
+                log.exception("task %s failed unexpectedly", context.task_id)
+                error = f"internal error: {type(exc).__name__}: {exc}"
         finally:
             with contextlib.suppress(ValueError):
                 self._queued.remove(context.task_id)

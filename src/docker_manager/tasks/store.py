@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from docker_manager.db.tables import outbox, task_events, tasks
 from docker_manager.errors import Conflict, InvalidInput, NotFound
-from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
+from docker_manager.tasks.models import FINAL, LOG, Status, TaskEvent, TaskRecord
 from docker_manager.util.clock import as_utc, utcnow
 
 
@@ -314,6 +314,29 @@ class TaskStore:
         )
         async with self._engine.connect() as conn:
             return [_record(r) for r in (await conn.execute(query)).all()]
+
+    async def final_before(self, cutoff: datetime, *, limit: int = 500) -> list[TaskRecord]:
+        """Final tasks that ended before `cutoff`, oldest first."""
+        ended = sa.func.coalesce(tasks.c.finished_at, tasks.c.updated_at)
+        query = (
+            sa.select(tasks)
+            .where(tasks.c.status.in_([s.value for s in FINAL]), ended < cutoff)
+            .order_by(ended)
+            .limit(limit)
+        )
+        async with self._engine.connect() as conn:
+            return [_record(r) for r in (await conn.execute(query)).all()]
+
+    async def purge(self, task_ids: list[str]) -> None:
+        """Delete tasks with their events and outbox rows, in one transaction."""
+        if not task_ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(outbox.delete().where(outbox.c.task_id.in_(task_ids)))
+            await conn.execute(task_events.delete().where(task_events.c.task_id.in_(task_ids)))
+            await conn.execute(tasks.delete().where(tasks.c.id.in_(task_ids)))
+        for task_id in task_ids:
+            self._recent.pop(task_id, None)
 
     def forget(self, task_id: str) -> None:
         """Drop per-task bookkeeping once a task is final (its record moves to the recent cache)."""

@@ -42,3 +42,16 @@ def write_new_file(path: Path, data: bytes, mode: int) -> bool:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def tree_size(root: Path, limit: int) -> int:
+    """Bytes of the regular files under `root` (symlinks not followed); counting stops once past
+    `limit`. Blocking."""
+    total = 0
+    for top, _dirs, names in os.walk(root):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(top, name)).st_size
+            if total > limit:
+                return total
+    return total

@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from docker_manager.api.routes import (
+    apps,
     commands,
     container_fs,
     containers,
@@ -19,7 +20,7 @@ from docker_manager.api.routes import (
 # FastAPI tries routes in order (about 5 us each): the routes dashboards poll come first.
 ROUTERS: tuple[APIRouter, ...] = tuple(
     m.router
-    for m in (tasks, system, containers, health, images, container_fs, deploy, nginx, commands, tokens)
+    for m in (tasks, system, containers, apps, health, images, container_fs, deploy, nginx, commands, tokens)
 )
 
 __all__ = ["ROUTERS"]

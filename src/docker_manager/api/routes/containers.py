@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from docker_manager.api.deps import ContainersDep, ExecAccess, OperateAccess, ReadAccess
+from docker_manager.api.deps import ContainersDep, ExecAccess, OperateAccess, ReadAccess, ReleasesDep
 from docker_manager.schemas.containers import (
     ActionResult,
     ContainerRefRequest,
@@ -31,14 +31,15 @@ RefPath = Annotated[str, Path(pattern=r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$", d
 
 
 @router.post("/run", response_model=RunResult)
-async def run(body: RunRequest, containers: ContainersDep, who: OperateAccess) -> RunResult:
-    """Run a container; named `{app_id}-{task_id}` when both are given and `name` is not."""
-    return await containers.run(ContainerSpec.from_run(body), who, detach=body.detach)
+async def run(body: RunRequest, releases: ReleasesDep, who: OperateAccess) -> RunResult:
+    """Run a container; named `{app_id}-{task_id}` when both are given and `name` is not. With an
+    `app_id`, a running container is recorded as the app's next release."""
+    return await releases.run_container(ContainerSpec.from_run(body), who, detach=body.detach)
 
 
 @router.post("/run-extended", response_model=RunResult)
-async def run_extended(body: RunExtendedRequest, containers: ContainersDep, who: OperateAccess) -> RunResult:
-    return await containers.run(ContainerSpec.from_run_extended(body), who, detach=body.detach)
+async def run_extended(body: RunExtendedRequest, releases: ReleasesDep, who: OperateAccess) -> RunResult:
+    return await releases.run_container(ContainerSpec.from_run_extended(body), who, detach=body.detach)
 
 
 @router.get("/containers", response_model=list[ContainerSummary])

@@ -1,4 +1,4 @@
-"""`/system/info`, `/system/usage`, `/system/top`."""
+"""`/system/info`, `/system/usage`, `/system/top`, `/system/disk`, `/system/gc`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from docker_manager.api.deps import ReadAccess, SystemDep
+from docker_manager.api.deps import AdminAccess, DiskDep, ReadAccess, RetentionDep, SystemDep
+from docker_manager.schemas.disk import DiskReport, GcReport
 from docker_manager.schemas.system import SystemInfo, SystemUsage, TopResult
 
 router = APIRouter(prefix="/system", tags=["system"])
@@ -31,3 +32,17 @@ async def top(
 ) -> TopResult:
     """Top processes from the background sampler; command lines only for admin tokens."""
     return system.top(sort=sort, limit=limit, with_cmdline=who.is_admin)
+
+
+@router.get("/disk", response_model=DiskReport)
+async def disk(disks: DiskDep, _: ReadAccess) -> DiskReport:
+    """Total and free space of the data, builds, upload and engine roots, and the engine's own
+    usage (images, containers, volumes, build cache: size and reclaimable)."""
+    return await disks.report()
+
+
+@router.post("/gc", response_model=GcReport)
+async def gc(retention: RetentionDep, _: AdminAccess) -> GcReport:
+    """Run the clean-up now: releases beyond DM_KEEP_RELEASES, tasks older than
+    DM_TASK_RETENTION_DAYS, dangling images of this service's builds. Answers what went."""
+    return await retention.collect()

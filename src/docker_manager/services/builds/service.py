@@ -27,6 +27,7 @@ from docker_manager.services.builds.dockerfile import image_name_for, parse_dock
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.builds.plan import BuildPlan, BuildSource, plan_build, sftp_target
 from docker_manager.services.builds.shipping import export_image, upload_folder
+from docker_manager.services.disk import DiskService
 from docker_manager.services.images import ImageService
 from docker_manager.sftp import SftpTarget
 from docker_manager.tasks import (
@@ -40,7 +41,7 @@ from docker_manager.tasks import (
     new_task_id,
 )
 from docker_manager.tasks.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
-from docker_manager.util.files import write_new_file
+from docker_manager.util.files import tree_size, write_new_file
 
 BUILD_TASK = "docker_build"
 
@@ -52,9 +53,11 @@ class BuildService:
         runner: TaskRunner,
         images: ImageService,
         ownership: Ownership,
+        disk: DiskService,
         settings: Settings,
     ) -> None:
         self._docker = docker
+        self._disk = disk
         self._runner = runner
         self._images = images
         self._ownership = ownership
@@ -149,6 +152,7 @@ class BuildService:
 
     async def build_and_wait(self, plan: BuildPlan, principal: Principal) -> dict[str, Any]:
         """`POST /docker/build`: the same build task, awaited. A failure raises `BuildFailed`."""
+        await self.preflight(plan)  # 507 before anything starts
         record = await self.start(plan, principal, task_id=None)
         async for event in follow(self._runner.store, self._runner.bus, record.id, stop=self._runner.closing):
             if event is not None and event.data.get("final"):
@@ -164,8 +168,20 @@ class BuildService:
         return {**result, "task_id": record.id}
 
     # --- the work ------------------------------------------------------------------------------
+    async def preflight(self, plan: BuildPlan) -> None:
+        """Refuse (507) a build the disks cannot take: the context's size, in the engine's root
+        (the image) and in the builds root (the artefact)."""
+        if plan.context_dir is not None:
+            size = await asyncio.to_thread(tree_size, plan.context_dir, self._settings.max_context_bytes)
+        else:
+            size = len(plan.dockerfile_text)
+        await self._disk.require_engine(size, what="the build")
+        if plan.export:
+            await self._disk.require(self._settings.builds_path, size, what="the build's artefact")
+
     async def _build(self, ctx: TaskContext, plan: BuildPlan) -> dict[str, Any]:
         started = time.monotonic()
+        await self.preflight(plan)  # a /start route's task ends at once with the reason
         await self._prepare(ctx, plan)
         try:
             output = await self.engine_build(
@@ -197,11 +213,13 @@ class BuildService:
         )
         summary: dict[str, Any] = {"image_id": output.image_id, "tag": plan.tag, "duration_sec": duration}
         if plan.export and plan.tag:
-            summary.update(await export_image(ctx, self._docker, plan.tag))
+            summary.update(await export_image(ctx, self._docker, plan.tag, self._disk))
         await ctx.merge_summary(summary)
         await ctx.event("building", "completed", message="build completed", **summary)
         if plan.upload is not None and plan.export:
-            summary["sftp_deployment"] = await upload_folder(ctx, plan.upload, summary, self._settings)
+            summary["sftp_deployment"] = await upload_folder(
+                ctx, plan.upload, summary, self._settings, self._disk
+            )
         return {
             "status": "ok",
             "dockerfile_used": plan.dockerfile_used,

@@ -16,6 +16,7 @@ from docker_manager.config import Settings
 from docker_manager.docker import Docker
 from docker_manager.errors import UploadFailed
 from docker_manager.services.builds.dockerfile import artefact_name
+from docker_manager.services.disk import DiskService
 from docker_manager.sftp import SftpTarget, Uploaded, upload
 from docker_manager.tasks import TaskContext
 from docker_manager.tasks.files import (
@@ -35,7 +36,7 @@ UPLOADED_FILES = (MANIFEST, DOCKERFILE_USED, DOCKERFILE_PARSED, BUILD_LOG, BUILD
 
 
 async def upload_folder(
-    ctx: TaskContext, target: SftpTarget, summary: dict[str, Any], settings: Settings
+    ctx: TaskContext, target: SftpTarget, summary: dict[str, Any], settings: Settings, disk: DiskService
 ) -> dict[str, Any]:
     """Ship the task folder to `{remote_dir}/{task_id}/`; build.info.json goes last, complete."""
     assert ctx.files is not None
@@ -69,7 +70,7 @@ async def upload_folder(
     names = [artefact.name, *UPLOADED_FILES]
     paths = [files.path(n) for n in names if await asyncio.to_thread(files.path(n).is_file)]
     try:
-        first = await _send(settings, target, ctx.task_id, paths, progress)
+        first = await _send(settings, target, ctx.task_id, paths, progress, disk)
         deployment: dict[str, Any] = {
             "status": "success",
             "remote_path": first.remote_path,
@@ -78,7 +79,7 @@ async def upload_folder(
             **target.describe(),
         }
         await ctx.merge_summary({"status": "building", "stage": "uploading", "sftp_deployment": deployment})
-        last = await _send(settings, target, ctx.task_id, [files.path(INFO_JSON)], None)
+        last = await _send(settings, target, ctx.task_id, [files.path(INFO_JSON)], None, None)
     except UploadFailed as exc:
         await ctx.merge_summary(
             {"sftp_deployment": {"status": "error", "error": exc.detail, **target.describe()}}
@@ -93,8 +94,17 @@ async def upload_folder(
 
 
 async def _send(
-    settings: Settings, target: SftpTarget, task_id: str, paths: list[Path], progress: Any
+    settings: Settings,
+    target: SftpTarget,
+    task_id: str,
+    paths: list[Path],
+    progress: Any,
+    disk: DiskService | None,
 ) -> Uploaded:
+    def check_space(path: str, needed: int, free: int, total: int) -> None:
+        assert disk is not None
+        disk.require_remote(path, needed, free=free, total=total, what="the upload")
+
     return await upload(
         target,
         task_id,
@@ -102,13 +112,17 @@ async def _send(
         progress=progress,
         attempts=settings.sftp_attempts,
         deadline=settings.sftp_deadline,
+        check_space=check_space if disk is not None else None,
     )
 
 
-async def export_image(ctx: TaskContext, docker: Docker, tag: str) -> dict[str, Any]:
+async def export_image(ctx: TaskContext, docker: Docker, tag: str, disk: DiskService) -> dict[str, Any]:
     """Save the image by its tag and lz4-compress it into the task folder, in one stream."""
     assert ctx.files is not None
     target = ctx.files.path(artefact_name(tag))
+    # The image's size bounds the artefact's (lz4 only makes it smaller).
+    size = int((await docker.images.inspect(tag)).get("Size") or 0)
+    await disk.require(ctx.files.directory, size, what="exporting the image")
     await ctx.event("building", "exporting", message=f"exporting {tag} to {target.name}", tag=tag)
     started = time.monotonic()
     async with docker.images.export(tag) as chunks:

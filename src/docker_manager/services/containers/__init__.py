@@ -9,6 +9,7 @@ from docker_manager.services.containers.spec import (
     KEPT_HOST_CONFIG,
     ContainerSpec,
     check_host_port,
+    create_body_of,
     create_config,
     recreate_config,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ContainerService",
     "ContainerSpec",
     "check_host_port",
+    "create_body_of",
     "create_config",
     "recreate_config",
 ]

@@ -213,7 +213,7 @@ def create_config(spec: ContainerSpec, settings: Settings) -> dict[str, Any]:
     return config
 
 
-# Host-config fields a recreated container keeps (update-port): everything but the port bindings.
+# Host-config fields a recreated container keeps (update-port, rollback), beside its port bindings.
 KEPT_HOST_CONFIG = (
     "Binds",
     "Mounts",
@@ -271,14 +271,24 @@ KEPT_CONFIG = (
 )
 
 
+def create_body_of(info: ContainerInfo) -> dict[str, Any]:
+    """The engine create body that makes the inspected container again (what it was created
+    with: command, env, ports, limits, restart and log policy, mounts, network, labels)."""
+    config = {key: value for key, value in info.config.items() if key in KEPT_CONFIG}
+    old_host = info.host_config
+    host = {key: old_host[key] for key in KEPT_HOST_CONFIG if old_host.get(key) not in (None, [], {}, "")}
+    if old_host.get("PortBindings"):
+        host["PortBindings"] = old_host["PortBindings"]
+    config["HostConfig"] = host
+    return config
+
+
 def recreate_config(old: ContainerInfo, *, port_key: str, new_port: int, host_ip: str) -> dict[str, Any]:
     """An engine create body reproducing an inspected container, with one port moved."""
-    config = {key: value for key, value in old.config.items() if key in KEPT_CONFIG}
-    old_host = old.host_config
-    host = {key: old_host[key] for key in KEPT_HOST_CONFIG if old_host.get(key) not in (None, [], {}, "")}
-    bindings = dict(old_host.get("PortBindings") or {})
+    config = create_body_of(old)
+    host = config["HostConfig"]
+    bindings = dict(host.get("PortBindings") or {})
     bindings[port_key] = [{"HostIp": host_ip, "HostPort": str(new_port)}]
     host["PortBindings"] = bindings
     config["ExposedPorts"] = {**(config.get("ExposedPorts") or {}), port_key: {}}
-    config["HostConfig"] = host
     return config

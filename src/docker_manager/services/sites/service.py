@@ -23,7 +23,6 @@ from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import (
     Conflict,
-    DockerManagerError,
     InvalidInput,
     NotFound,
     NotManaged,
@@ -32,7 +31,6 @@ from docker_manager.errors import (
 )
 from docker_manager.nginx import Nginx, SiteHeader, Upstream, read_header
 from docker_manager.schemas.nginx import (
-    HealthGate,
     SignDomainRequest,
     SignDomainResult,
     SiteCreateRequest,
@@ -43,13 +41,14 @@ from docker_manager.schemas.nginx import (
     UpdatePortResult,
 )
 from docker_manager.services.containers import ContainerService, check_host_port, recreate_config
-from docker_manager.services.probe import HttpProbe, NoGoodAnswer
+from docker_manager.services.probe import HttpProbe
+from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.sites.addresses import AddressFollower
-from docker_manager.services.sites.upstreams import ident_of, outcome, upstream_of
+from docker_manager.services.sites.switch import TrafficSwitch
+from docker_manager.services.sites.upstreams import outcome, upstream_of
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks.files import TaskFiles
 from docker_manager.tasks.summary import Summary
-from docker_manager.util.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +60,15 @@ class SiteService:
         docker: Docker,
         containers: ContainerService,
         probe: HttpProbe,
+        releases: ReleaseService,
         settings: Settings,
     ) -> None:
-        self._probe_http = probe
+        self._releases = releases
         self._nginx = nginx
         self._docker = docker
         self._containers = containers
         self._settings = settings
-        self._app_locks = KeyedLocks()
+        self.switch = TrafficSwitch(nginx, probe, containers, settings)
         self.addresses = AddressFollower(nginx, docker, settings)
         self._watcher: asyncio.Task[None] | None = None
 
@@ -97,13 +97,7 @@ class SiteService:
 
     def _serving(self, domain: str) -> list[tuple[Path, str | None]]:
         """Managed site files (in every conf dir) that serve `domain`, with their app_id."""
-        found = []
-        for directory in self._settings.nginx_conf_dirs:
-            for path in sorted(directory.glob("*.conf")):
-                header = read_header(path)
-                if header is not None and header.domain == domain:
-                    found.append((path, header.app_id))
-        return found
+        return [(path, header.app_id) for path, header in self.switch.sites() if header.domain == domain]
 
     async def _target(self, conf_dir: Path, *, domain: str, app_id: str | None, principal: Principal) -> Path:
         name = app_id or domain.replace("*", "_wildcard_")
@@ -158,44 +152,17 @@ class SiteService:
             )
         return owner
 
-    async def _probe(self, upstream: Upstream, gate: HealthGate) -> int:
-        """Poll the new upstream until it answers as required, or raise UnhealthyContainer."""
-        expected = gate.expected_status
-
-        def good(status: int) -> bool:
-            return status == expected if expected else status < 500
-
-        try:
-            answer = await self._probe_http.wait(
-                f"http://{upstream.address}{gate.health_path}", within=gate.health_timeout, accept=good
-            )
-        except NoGoodAnswer as exc:
-            raise UnhealthyContainer(
-                f"{upstream.address}{gate.health_path} did not answer as required ({exc.last})"
-            ) from None
-        return answer.status_code
-
-    async def _switch(
-        self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None, ident: str
-    ) -> dict[str, Any]:
-        content = await asyncio.to_thread(
-            self._nginx.render, ident=ident, domain=domain, upstream=upstream, app_id=app_id
-        )
-        async with self._nginx.lock:
-            return await self._nginx.apply(target, content)
-
     # --- site create / delete ----------------------------------------------------------------------
     async def create_site(self, body: SiteCreateRequest, principal: Principal) -> SiteResult:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
         owner = await self._upstream(body.port, principal)
         target = await self._target(conf_dir, domain=body.domain, app_id=body.app_id, principal=principal)
-        reload = await self._switch(
+        reload = await self.switch.point(
             target,
             domain=body.domain,
             upstream=Upstream("127.0.0.1", body.port, kind="managed" if owner else "host"),
             app_id=body.app_id,
-            ident=ident_of(target),
         )
         return SiteResult.model_validate(
             {
@@ -249,7 +216,7 @@ class SiteService:
             raise InvalidInput(
                 "new_container is needed (give it, or a task_id that ran one)", field="new_container"
             )
-        async with self._app_locks.hold(str(app_id)):
+        async with self.switch.app_locks.hold(str(app_id)):
             new = await self._containers.owned(str(new_ref), principal)
             if not new.running:
                 raise UnhealthyContainer(f"the new container {new_ref} is not running")
@@ -258,11 +225,11 @@ class SiteService:
                 upstream = replace(upstream, kind="host")  # an admin's own: admin-only from now on
             old = await self._old_container(body, principal, new)
             target = await self._target(conf_dir, domain=body.domain, app_id=str(app_id), principal=principal)
-            await self._probe(upstream, body)
-            reload = await self._switch(
-                target, domain=body.domain, upstream=upstream, app_id=str(app_id), ident=ident_of(target)
+            await self.switch.wait_healthy(upstream, body)
+            reload = await self.switch.point(
+                target, domain=body.domain, upstream=upstream, app_id=str(app_id)
             )
-            old_stop = await self._retire(old, principal, body, remove=False)
+            old_stop = await self.switch.retire(old, principal, body, remove=False)
         upstream_info = {
             "domain": body.domain,
             "conf_path": str(target),
@@ -311,26 +278,6 @@ class SiteService:
             raise InvalidInput(f"{field} names the new container", field=field)
         return old
 
-    async def _retire(
-        self, old: ContainerInfo | None, principal: Principal, gate: HealthGate, *, remove: bool
-    ) -> dict[str, Any] | None:
-        """Stop (and maybe remove) the old container after a drain; report, never raise."""
-        if old is None:
-            return None
-        drain = gate.drain_seconds if gate.drain_seconds is not None else self._settings.switch_drain_seconds
-        await asyncio.sleep(drain)
-        try:
-            stopped = await self._containers.act(
-                old.id, principal, "stop", timeout=self._settings.switch_stop_timeout
-            )
-            result: dict[str, Any] = {"status": stopped.status, "id": old.id, "drained_seconds": drain}
-            if remove:
-                await self._containers.remove(old.id, principal, force=True, volumes=False)
-                result["removed"] = True
-            return result
-        except DockerManagerError as exc:
-            return {"status": "error", "id": old.id, "error": exc.detail}
-
     # --- update-port ----------------------------------------------------------------------------------
     async def update_port(self, body: UpdatePortRequest, principal: Principal) -> UpdatePortResult:
         conf_dir = self.conf_dir(body.conf_dir)
@@ -342,16 +289,24 @@ class SiteService:
         app_id = summary.app
         if not app_id:
             raise InvalidInput("build.info.json records no app_id", field="task_id")
-        async with self._app_locks.hold(app_id):
+        async with self.switch.app_locks.hold(app_id):
             old = await self._containers.owned(summary.container, principal)
             port_key = summary.internal_port_key or next(iter(old.published_ports), None) or "80/tcp"
             if not port_key.endswith("/tcp"):
                 raise InvalidInput(f"the recorded port {port_key} is not a TCP port", field="task_id")
             target = await self._target(conf_dir, domain=body.domain, app_id=app_id, principal=principal)
             new_id, reload = await self._switch_to_recreated(old, port_key, target, body, app_id, principal)
-            retired = await self._retire(old, principal, body, remove=True)
+            retired = await self.switch.retire(old, principal, body, remove=True)
             await self._docker.containers.rename(new_id, old.name)
             new = await self._docker.containers.info(new_id)
+            release = await self._releases.record(
+                new_id,
+                app_id=app_id,
+                source="update_port",
+                principal=principal,
+                task_id=body.task_id,
+                health={"status": "healthy", "url": f"http://127.0.0.1:{body.new_port}{body.health_path}"},
+            )
         container = {"id": new_id, "name": old.name, "status": new.status}
         upstream = {
             "domain": body.domain,
@@ -384,6 +339,7 @@ class SiteService:
                 "stop": outcome(retired, "stopped"),
                 "remove": outcome(retired, "removed"),
                 "nginx_reload": reload,
+                "release": release.number,
             }
         )
 
@@ -407,10 +363,8 @@ class SiteService:
         kind = "managed" if self._containers.manageable(new_id) else "host"
         upstream = Upstream("127.0.0.1", body.new_port, kind=kind)
         try:
-            await self._probe(upstream, body)
-            reload = await self._switch(
-                target, domain=body.domain, upstream=upstream, app_id=app_id, ident=ident_of(target)
-            )
+            await self.switch.wait_healthy(upstream, body)
+            reload = await self.switch.point(target, domain=body.domain, upstream=upstream, app_id=app_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._docker.containers.remove(new_id, force=True)
