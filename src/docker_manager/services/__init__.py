@@ -82,17 +82,11 @@ class Services:
         sampler = HostSampler(settings.top_sample_interval)
         await sampler.start()
         probe = HttpProbe()
-        health = HealthChecker(db.engine, docker, probe)
-        pending = await health.start()
-        if pending:
-            log.info("resumed %d pending health checks", pending)
+        health = await _health(db, docker, probe)
         ownership = Ownership(db.engine)
         await ownership.load()
         containers = ContainerService(docker, ownership, settings)
-        try:
-            await adopt_labelled_once(db.engine, docker, ownership, containers.policy)
-        except DockerManagerError as exc:  # the engine is down: adopt on a later start
-            log.warning("could not look for labelled objects of an earlier version: %s", exc.detail)
+        await _adopt(db, docker, ownership, containers)
         images = ImageService(docker, ownership, settings)
         disk = DiskService(docker, settings)
         builds = BuildService(docker, runner, images, ownership, disk, settings)
@@ -146,6 +140,21 @@ class Services:
             await self.outbox.stop()
         await self.docker.close()
         await self.db.close()
+
+
+async def _health(db: Database, docker: Docker, probe: HttpProbe) -> HealthChecker:
+    health = HealthChecker(db.engine, docker, probe)
+    pending = await health.start()
+    if pending:
+        log.info("resumed %d pending health checks", pending)
+    return health
+
+
+async def _adopt(db: Database, docker: Docker, ownership: Ownership, containers: ContainerService) -> None:
+    try:
+        await adopt_labelled_once(db.engine, docker, ownership, containers.policy)
+    except DockerManagerError as exc:  # the engine is down: adopt on a later start
+        log.warning("could not look for labelled objects of an earlier version: %s", exc.detail)
 
 
 async def _import_releases(releases: ReleaseService) -> None:

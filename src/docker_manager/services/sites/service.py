@@ -308,22 +308,7 @@ class SiteService:
                 health={"status": "healthy", "url": f"http://127.0.0.1:{body.new_port}{body.health_path}"},
             )
         container = {"id": new_id, "name": old.name, "status": new.status}
-        upstream = {
-            "domain": body.domain,
-            "conf_path": str(target),
-            "port": body.new_port,
-            "upstream_host": "127.0.0.1",
-            "nginx_reload": reload,
-        }
-        await TaskFiles(folder).merge_info(
-            {
-                "container_id": new_id,
-                "container_name": old.name,
-                "host_port": body.new_port,
-                "localrun": {"ports_requested": {port_key: body.new_port}, "container": container},
-                "upstream": upstream,
-            }
-        )
+        await _record_move(folder, container, port_key, body, target, reload)
         return UpdatePortResult.model_validate(
             {
                 "stage": "update_port",
@@ -370,3 +355,30 @@ class SiteService:
                 await self._docker.containers.remove(new_id, force=True)
             raise
         return new_id, reload
+
+
+async def _record_move(
+    folder: Path,
+    container: dict[str, Any],
+    port_key: str,
+    body: UpdatePortRequest,
+    target: Path,
+    reload: dict[str, Any],
+) -> None:
+    """The task's build.info.json learns the moved container, its new port and upstream."""
+    upstream = {
+        "domain": body.domain,
+        "conf_path": str(target),
+        "port": body.new_port,
+        "upstream_host": "127.0.0.1",
+        "nginx_reload": reload,
+    }
+    await TaskFiles(folder).merge_info(
+        {
+            "container_id": container["id"],
+            "container_name": container["name"],
+            "host_port": body.new_port,
+            "localrun": {"ports_requested": {port_key: body.new_port}, "container": container},
+            "upstream": upstream,
+        }
+    )
