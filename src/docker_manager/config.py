@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     # --- tasks ----------------------------------------------------------------------------
     max_concurrent_builds: int = Field(2, ge=1, le=64, description="Builds that run at once; others queue.")
     max_concurrent_localruns: int = Field(2, ge=1, le=64, description="Image loads (localrun) at once.")
+    max_concurrent_rollbacks: int = Field(
+        2, ge=1, le=64, description="Rollbacks (of different apps) at once."
+    )
     max_concurrent_pipelines: int = Field(1, ge=1, le=64, description="html-site pipelines at once.")
     max_concurrent_commands: int = Field(4, ge=1, le=256, description="Host commands (run-stream) at once.")
     max_queued_tasks: int = Field(50, ge=1, description="Tasks that may wait; beyond that 429.")

@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 import psutil
 
+from docker_manager import metrics
 from docker_manager.errors import (
     DockerManagerError,
     NginxConfigError,
@@ -197,6 +198,10 @@ class Nginx:
 
         The caller holds `self.lock`. Returns what happened, for the API's `nginx_reload`.
         """
+        with metrics.outcome(metrics.NGINX_RELOADS, metrics.NGINX_RELOAD_DURATION):
+            return await self._apply(target, content)
+
+    async def _apply(self, target: Path, content: str | None) -> dict[str, Any]:
         await self.check_running()
         previous = await asyncio.to_thread(_read_bytes, target)
         await asyncio.to_thread(_install, target, content)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -13,6 +14,7 @@ from typing import Any
 
 import asyncssh
 
+from docker_manager import metrics
 from docker_manager.errors import UploadFailed
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,7 @@ async def upload(
     remote = str(PurePosixPath(target.remote_dir) / subdir)
     done: list[str] = []
     total = 0
+    started = time.monotonic()
     try:
         async with asyncio.timeout(deadline):
             for attempt in range(1, attempts + 1):
@@ -109,7 +112,7 @@ async def upload(
                         await _connect(target, connect_timeout) as conn,
                         conn.start_sftp_client() as sftp,
                     ):
-                        if check_space is not None and attempt == 1:
+                        if check_space is not None and not done:
                             await _check_space(sftp, target.remote_dir, files, check_space)
                         await sftp.makedirs(remote, exist_ok=True)
                         for path in files:
@@ -117,6 +120,8 @@ async def upload(
                                 continue
                             total += await _put(sftp, path, remote, progress)
                             done.append(path.name)
+                    metrics.SFTP_BYTES.inc(total)
+                    metrics.SFTP_DURATION.observe(time.monotonic() - started)
                     return Uploaded(remote_path=remote, files=done, total_bytes=total)
                 except _PERMANENT as exc:
                     raise UploadFailed(f"SFTP to {target.host}:{target.port} refused: {exc}") from exc

@@ -287,6 +287,25 @@ async def test_retention_keeps_the_last_releases_and_nothing_else_is_touched(
         app_id = unique
         # An image this service did not make, named like the app's: never touched.
         docker_cli("tag", base_image, f"{app_id}-lookalike:v1")
+        # Someone's upload, and releases of another app that name its folder as their task: the
+        # file is not theirs, and retention never removes it.
+        foreign = config.upload_path / f"{unique}-upload" / "someone_latest.tar.lz4"
+        foreign.parent.mkdir(parents=True)
+        foreign.write_bytes(b"not ours")
+        for index in range(3):
+            ran = await client.post(
+                "/docker/run",
+                json={
+                    "name": f"{app_id}-other-{index}",
+                    "image": base_image,
+                    "command": ["sleep", "60"],
+                    "app_id": f"{app_id}-other",
+                    "task_id": foreign.parent.name,
+                },
+                headers=ADMIN,
+            )
+            assert ran.status_code == 200, ran.text
+            await stop(client, ran.json()["id"])
         first = await deploy(app, app_id, 1, base_image)
         first_image = inspect(first.container_id)["Image"]
         await stop(client, first.container_id)
@@ -305,6 +324,9 @@ async def test_retention_keeps_the_last_releases_and_nothing_else_is_touched(
         assert second.artefact.exists() and third.artefact.exists()
         assert exists("container", second.container_id) and exists("container", third.container_id)
         assert exists("image", f"{app_id}-lookalike:v1") and exists("image", base_image)
+        assert foreign.read_bytes() == b"not ours"
+        others = (await client.get(f"/apps/{app_id}-other/releases", headers=ADMIN)).json()
+        assert [r["status"] for r in others] == ["retained", "retained", "gone"]
 
         refused = await client.post(f"/apps/{app_id}/rollback", json={"release": 1}, headers=ADMIN)
         assert refused.status_code == 409

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import lz4.frame
@@ -131,6 +132,12 @@ def test_decompressed_size_reads_the_frame_or_estimates(tmp_path: Path) -> None:
     with_size = tmp_path / "a.lz4"
     with_size.write_bytes(lz4.frame.compress(data, store_size=True))
     assert decompressed_size(with_size) == len(data)
+    # A frame that claims less than the estimate does not lower it (the claim is the uploader's).
+    liar = tmp_path / "c.lz4"
+    frame = bytearray(lz4.frame.compress(os.urandom(50_000), store_size=True))
+    frame[6:14] = (1).to_bytes(8, "little")
+    liar.write_bytes(bytes(frame))
+    assert decompressed_size(liar) == liar.stat().st_size * GROWTH_ESTIMATE
     without = tmp_path / "b.lz4"
     without.write_bytes(lz4.frame.compress(data, store_size=False))
     assert decompressed_size(without) == without.stat().st_size * GROWTH_ESTIMATE

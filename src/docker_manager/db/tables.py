@@ -35,6 +35,8 @@ tasks = sa.Table(
     sa.Column("files_dir", sa.String(1024), nullable=True),
     # The process that ran it: tasks of an earlier process still "running" were interrupted.
     sa.Column("boot_id", sa.String(32), nullable=False),
+    # The request that started it (X-Request-ID): ties an answer, its task and its audit entry.
+    sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
@@ -118,7 +120,7 @@ releases = sa.Table(
     # The build (or other) task whose folder holds the artefact, when not `task_id` itself.
     sa.Column("origin_task_id", sa.String(64), nullable=True),
     sa.Column("image_id", sa.String(80), nullable=False),
-    sa.Column("tag", sa.String(255), nullable=True),
+    sa.Column("tag", sa.Text, nullable=True),
     sa.Column("container_id", sa.String(80), nullable=True),
     sa.Column("container_name", sa.String(255), nullable=True),
     sa.Column("host_port", sa.Integer, nullable=True),
@@ -133,4 +135,28 @@ releases = sa.Table(
     # Set when retention removed its container, image and artefact.
     sa.Column("pruned_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_releases_task", "task_id"),
+)
+
+# Every state-changing request and every refused authentication (see `audit.py`). Append-only.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("token_id", sa.String(32), nullable=True),
+    sa.Column("token_name", sa.String(100), nullable=True),
+    sa.Column("scopes", sa.String(200), nullable=True),
+    sa.Column("client", sa.String(64), nullable=True),
+    sa.Column("method", sa.String(8), nullable=False),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("app_id", sa.String(64), nullable=True),
+    sa.Column("target", sa.JSON, nullable=True),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error_code", sa.String(40), nullable=True),
+    sa.Column("duration_ms", sa.Float, nullable=False),
+    sa.Index("ix_audit_ts", "ts", "id"),
+    sa.Index("ix_audit_token", "token_id"),
+    sa.Index("ix_audit_app", "app_id"),
 )

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 
+from docker_manager import metrics
 from docker_manager.docker import rawstream
 from docker_manager.errors import (
     Conflict,
@@ -138,18 +140,29 @@ class DockerTransport:
             headers=headers,
             timeout=httpx2.Timeout(timeout) if timeout is not None else httpx2.Timeout(None, connect=10),
         )
+        started = time.monotonic()
         try:
-            response = await self._http.send(request, stream=stream)
-        except httpx2.TimeoutException as exc:
-            raise EngineTimeout(f"the Docker engine did not answer {method} {url} in time") from exc
-        except (httpx2.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
-            raise EngineUnavailable("the Docker engine cannot be reached") from exc
-        except httpx2.RemoteProtocolError as exc:
-            raise EngineUnavailable(f"the Docker engine closed the connection: {exc}") from exc
-        if response.status_code >= 400:
-            body = await response.aread()
-            await response.aclose()
-            raise map_engine_error(response.status_code, _message_of(body))
+            try:
+                response = await self._http.send(request, stream=stream)
+            except httpx2.TimeoutException as exc:
+                raise EngineTimeout(f"the Docker engine did not answer {method} {url} in time") from exc
+            except (httpx2.ConnectError, FileNotFoundError, ConnectionRefusedError) as exc:
+                metrics.ENGINE_UP.set(0)
+                raise EngineUnavailable("the Docker engine cannot be reached") from exc
+            except httpx2.RemoteProtocolError as exc:
+                raise EngineUnavailable(f"the Docker engine closed the connection: {exc}") from exc
+            metrics.ENGINE_UP.set(1)
+            if response.status_code >= 400:
+                body = await response.aread()
+                await response.aclose()
+                raise map_engine_error(response.status_code, _message_of(body))
+        except DockerManagerError as exc:
+            metrics.ENGINE_ERRORS.labels(code=exc.code).inc()
+            raise
+        finally:
+            metrics.ENGINE_DURATION.labels(operation=operation_of(method, url)).observe(
+                time.monotonic() - started
+            )
         return response
 
     async def request(
@@ -241,6 +254,28 @@ class DockerTransport:
                 raise EngineError(f"the Docker engine broke off the stream: {exc}") from exc
         finally:
             await response.close()
+
+
+_RESOURCES = frozenset({"containers", "images", "exec", "volumes", "networks", "plugins", "distribution"})
+_COLLECTION = frozenset({"json", "create", "prune", "load", "get", "search"})
+_ACTIONS = frozenset(
+    {
+        "json", "start", "stop", "restart", "kill", "pause", "unpause", "wait", "logs", "stats", "exec",
+        "archive", "rename", "attach", "resize", "top", "changes", "export", "update", "push", "tag",
+        "history", "get",
+    }
+)  # fmt: skip
+
+
+def operation_of(method: str, url: str) -> str:
+    """A bounded label for an engine call: `GET /containers/{id}/json`, never an id or a name."""
+    parts = [part for part in url.split("?", 1)[0].split("/") if part]
+    if parts and parts[0].startswith("v1."):
+        parts = parts[1:]
+    if len(parts) >= 2 and parts[0] in _RESOURCES and not (len(parts) == 2 and parts[1] in _COLLECTION):
+        action = f"/{parts[-1]}" if len(parts) > 2 and parts[-1] in _ACTIONS else ""
+        return f"{method} /{parts[0]}/{{id}}{action}"
+    return f"{method} /{'/'.join(parts[:2])}"
 
 
 def _clean_params(params: Mapping[str, Any] | None) -> dict[str, str] | None:

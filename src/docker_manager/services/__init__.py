@@ -184,6 +184,7 @@ async def _runner(db: Database, settings: Settings) -> TaskRunner:
         limits={
             "build": settings.max_concurrent_builds,
             "localrun": settings.max_concurrent_localruns,
+            "rollback": settings.max_concurrent_rollbacks,
             "pipeline": settings.max_concurrent_pipelines,
             "command": settings.max_concurrent_commands,
         },

@@ -12,6 +12,7 @@ from docker_manager.config import Settings
 from docker_manager.docker import Docker
 from docker_manager.errors import InsufficientStorage
 from docker_manager.schemas.disk import DiskReport, EngineUsage, FilesystemUsage
+from docker_manager.util.cache import SingleFlightCache
 
 DEFAULT_MIN_FREE = 2 << 30  # 2 GiB, or 5 % of the filesystem when that is less
 DEFAULT_MIN_FREE_SHARE = 0.05
@@ -22,6 +23,9 @@ class DiskService:
         self._docker = docker
         self._settings = settings
         self._engine_root: Path | None = None
+        # The engine sizes every volume and layer for /system/df (seconds on a big host): one
+        # call per 30 s at most, shared by every reader.
+        self._df: SingleFlightCache[dict[str, Any]] = SingleFlightCache(ttl=30.0)
 
     def min_free(self, total: int) -> int:
         if self._settings.min_free_bytes is not None:
@@ -91,7 +95,8 @@ class DiskService:
                     min_free_bytes=self.min_free(usage.total),
                 )
             )
-        return DiskReport(filesystems=filesystems, engine=engine_usage(await self._docker.system.df()))
+        df = await self._df.get("df", self._docker.system.df)
+        return DiskReport(filesystems=filesystems, engine=engine_usage(df))
 
 
 def _usage_of(path: Path) -> tuple[int, int] | None:

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from docker_manager import metrics
 from docker_manager.db.tables import health_checks
 from docker_manager.docker import Docker
 from docker_manager.errors import DockerManagerError, NotFound
@@ -104,6 +105,7 @@ class HealthChecker:
             if delay > 0:
                 await asyncio.sleep(delay)
             verdict = await self.check(check)
+            metrics.HEALTH_CHECKS.labels(outcome=str(verdict.get("status"))).inc()
             files = TaskFiles(check.folder)
             if await asyncio.to_thread(check.folder.is_dir):
                 await files.merge_info(verdict)

@@ -47,8 +47,8 @@ class Artefact:
     summary: Summary
 
 
-def _locate(body: LocalRunRequest, settings: Settings) -> Artefact:
-    """Validate the artefact path and find the task folder (blocking: run in a thread)."""
+def _artefact_path(body: LocalRunRequest, settings: Settings) -> Path:
+    """The artefact: a regular file inside the upload or builds root (blocking)."""
     path = confine(body.lz4_path, [settings.upload_path, settings.builds_path], field="lz4_path")
     try:
         info = os.stat(path)
@@ -56,6 +56,11 @@ def _locate(body: LocalRunRequest, settings: Settings) -> Artefact:
         raise InvalidInput("the lz4 file does not exist", field="lz4_path") from exc
     if not stat.S_ISREG(info.st_mode):
         raise InvalidInput("lz4_path is not a regular file", field="lz4_path")
+    return path
+
+
+def _locate(body: LocalRunRequest, path: Path, settings: Settings) -> Artefact:
+    """Find (or make) the task folder the run's files go to (blocking: run in a thread)."""
     folder = find_task_dir(settings, body.task_id)
     if folder.parent == settings.builds_path and not folder.is_dir():
         folder = settings.upload_path / body.task_id  # a new runtime folder, the README's first choice
@@ -100,10 +105,11 @@ class LocalRunService:
         self._settings = settings
 
     async def run(self, body: LocalRunRequest, principal: Principal) -> LocalRunResult:
-        artefact = await asyncio.to_thread(_locate, body, self._settings)
+        path = await asyncio.to_thread(_artefact_path, body, self._settings)
+        needed = await asyncio.to_thread(decompressed_size, path)
+        await self._disk.require_engine(needed, what="loading the image")  # 507 before anything is made
+        artefact = await asyncio.to_thread(_locate, body, path, self._settings)
         app_id = _app_id(body, artefact.summary)
-        needed = await asyncio.to_thread(decompressed_size, artefact.path)
-        await self._disk.require_engine(needed, what="loading the image")  # 507 before anything starts
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._localrun(ctx, body, artefact, app_id, principal)
@@ -143,7 +149,7 @@ class LocalRunService:
         section = _localrun_section(body, artefact, app_id, image_id, tag, run)
         release = None
         if app_id:
-            release = await self._releases.record(
+            release = await self._releases.record_deploy(
                 run.id,
                 app_id=app_id,
                 source="localrun",

@@ -244,7 +244,7 @@ class PipelineService:
             )
         finally:
             await asyncio.to_thread(shutil.rmtree, workdir, True)
-        release = await self._releases.record(
+        release = await self._releases.record_deploy(
             stages["run"]["container_id"],
             app_id=plan.app_id,
             source="pipeline",
@@ -254,7 +254,7 @@ class PipelineService:
         )
         return {
             "status": "ok",
-            "release": release.number,
+            "release": release.number if release else None,
             "repo_url": plan.shown_url,
             "repo_tag": plan.repo_tag,
             "host_port": plan.host_port,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import Any
 
+from docker_manager import metrics
 from docker_manager.tasks.bus import EventBus
 from docker_manager.tasks.files import LogBatch, TaskFiles
 from docker_manager.tasks.models import LOG, Status, TaskEvent, TaskRecord
@@ -53,6 +55,9 @@ class TaskContext:
         self._flush_lock = asyncio.Lock()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._stage_started: float | None = None
+        # The request that started the task (X-Request-ID), if one did.
+        self.request_id = record.request_id
 
     # --- steps -------------------------------------------------------------------------------
     async def event(
@@ -72,7 +77,9 @@ class TaskContext:
         """
         await self.flush()
         if stage is not None and stage != self.stage:
+            self.end_stage()
             self.stage = stage
+            self._stage_started = time.monotonic()
             change = StateChange(
                 status=change.status if change else None,
                 stage=stage,
@@ -103,9 +110,18 @@ class TaskContext:
         self._bus.publish(event)
         return event
 
+    def end_stage(self) -> None:
+        """The current stage is over: its time goes to the stage histogram."""
+        if self.stage is not None and self._stage_started is not None:
+            elapsed = time.monotonic() - self._stage_started
+            metrics.STAGE_DURATION.labels(type=self.task_type, stage=self.stage).observe(elapsed)
+        self._stage_started = None
+
     async def first_event(self, *, position: int) -> TaskEvent:
         """Record the task itself with its first event, `queued` (one transaction), then log it."""
-        data = {"position": position}
+        data: dict[str, Any] = {"position": position}
+        if self.request_id:
+            data["request_id"] = self.request_id
         payloads = [self._payload(None, Status.QUEUED.value, data)] if self._outbox else None
         event = await self._store.create(self._record, first_event=data, outbox_payloads=payloads)
         if self.files is not None:

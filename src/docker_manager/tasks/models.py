@@ -61,3 +61,4 @@ class TaskRecord:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     events: list[TaskEvent] = field(default_factory=list)
+    request_id: str | None = None  # the request that started it (X-Request-ID)

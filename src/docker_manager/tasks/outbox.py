@@ -26,19 +26,22 @@ import contextlib
 import json
 import logging
 import random
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from docker_manager import metrics
 from docker_manager.db.tables import outbox
-from docker_manager.util.clock import utcnow
+from docker_manager.util.clock import as_utc, utcnow
 from docker_manager.webhook import WebhookClient, WebhookError
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL = 0.25
+BACKLOG_EVERY = 5.0
 MAX_BACKOFF = 60.0
 
 
@@ -74,6 +77,9 @@ class OutboxDispatcher:
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.dropped = 0
+        # Measured every BACKLOG_EVERY seconds, for /metrics: pending payloads and the oldest's time.
+        self._backlog: tuple[int, datetime | None] = (0, None)
+        self._backlog_at = 0.0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-dispatcher")
@@ -92,6 +98,8 @@ class OutboxDispatcher:
                 rounds += 1
                 if rounds % 200 == 1:
                     await self._trim()
+                if time.monotonic() - self._backlog_at > BACKLOG_EVERY:
+                    await self._measure_backlog()
                 if not await self._deliver_once():
                     await asyncio.sleep(IDLE_POLL)
             except asyncio.CancelledError:
@@ -143,12 +151,14 @@ class OutboxDispatcher:
             if delivered:
                 await conn.execute(outbox.delete().where(outbox.c.id.in_(delivered)))
                 self.delivered += len(delivered)
+                metrics.LOG_STREAM_DELIVERIES.labels(result="delivered").inc(len(delivered))
             if failed is None or failed[1] is None:
                 return
             rows, (message, can_retry) = failed
             ids = [r.id for r in rows]
             attempts = rows[0].attempts + 1
             if can_retry and attempts < self._max_attempts:
+                metrics.LOG_STREAM_DELIVERIES.labels(result="retried").inc(len(ids))
                 values: dict[str, Any] = {
                     "attempts": attempts,
                     "next_attempt_at": utcnow() + timedelta(seconds=backoff(attempts)),
@@ -156,6 +166,7 @@ class OutboxDispatcher:
                 }
             else:
                 values = {"attempts": attempts, "state": "dead", "last_error": message}
+                metrics.LOG_STREAM_DELIVERIES.labels(result="dead").inc(len(ids))
                 log.warning("log stream: gave up on %d events: %s", len(ids), message)
             await conn.execute(outbox.update().where(outbox.c.id.in_(ids)).values(**values))
 
@@ -168,6 +179,20 @@ class OutboxDispatcher:
         if status < 300:
             return None
         return f"HTTP {status}", retryable(status)
+
+    async def _measure_backlog(self) -> None:
+        self._backlog_at = time.monotonic()
+        query = sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)).where(
+            outbox.c.state == "pending"
+        )
+        async with self._engine.connect() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        self._backlog = (int(count or 0), as_utc(oldest))
+
+    def backlog(self) -> tuple[int, float]:
+        """Pending payloads and the age of the oldest, in seconds (as last measured)."""
+        count, oldest = self._backlog
+        return count, (utcnow() - oldest).total_seconds() if oldest is not None and count else 0.0
 
     async def _trim(self) -> None:
         """Keep the backlog bounded: drop the oldest pending items beyond `max_pending`."""

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from docker_manager import metrics
 from docker_manager.errors import Conflict, DiskFull, DockerManagerError, QueueFull, StorageError
 from docker_manager.tasks.bus import EventBus
 from docker_manager.tasks.context import TaskContext
@@ -28,6 +29,7 @@ from docker_manager.tasks.files import LogBatch, TaskFiles
 from docker_manager.tasks.models import Status, TaskRecord
 from docker_manager.tasks.store import StateChange, TaskStore
 from docker_manager.util.locks import KeyedLocks
+from docker_manager.util.requestctx import REQUEST_ID, TASK_ID
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ class TaskRunner:
             task_type=spec.task_type,
             app_id=spec.app_id,
             files_dir=str(files_dir) if files_dir else None,
+            request_id=REQUEST_ID.get(),
         )
         context = TaskContext(
             record=record,
@@ -120,6 +123,8 @@ class TaskRunner:
                     await asyncio.to_thread(shutil.rmtree, files_dir)
             raise
         self._queued.append(task_id)
+        metrics.TASKS_CREATED.labels(type=spec.task_type).inc()
+        metrics.TASKS_QUEUED.labels(kind=spec.kind or "other").inc()
         self.bus.publish(event)
         self._tasks[task_id] = asyncio.create_task(self._run(context, spec), name=f"task-{task_id}")
         return replace(record, events=[])
@@ -170,11 +175,18 @@ class TaskRunner:
         return task is not None and not task.done()
 
     async def _run(self, context: TaskContext, spec: TaskSpec) -> None:
+        TASK_ID.set(context.task_id)  # this asyncio task's own context: for its log lines
         started = time.monotonic()
+        kind = spec.kind or "other"
         status, result, error = Status.ERROR, None, None
+        running, begun = False, started
         try:
             async with self._app_locks.hold(spec.app_id), self._slot(spec.kind):
                 self._queued.remove(context.task_id)
+                metrics.TASKS_QUEUED.labels(kind=kind).dec()
+                metrics.TASK_QUEUE_WAIT.labels(type=spec.task_type).observe(time.monotonic() - started)
+                metrics.TASKS_RUNNING.labels(kind=kind).inc()
+                running, begun = True, time.monotonic()
                 await context.event(None, Status.RUNNING.value, change=StateChange(status=Status.RUNNING))
                 result = await spec.work(context)
             status = Status.COMPLETED
@@ -199,6 +211,12 @@ class TaskRunner:
         finally:
             with contextlib.suppress(ValueError):
                 self._queued.remove(context.task_id)
+                metrics.TASKS_QUEUED.labels(kind=kind).dec()  # it never got its slot
+            if running:
+                metrics.TASKS_RUNNING.labels(kind=kind).dec()
+        context.end_stage()
+        metrics.TASKS_FINISHED.labels(type=spec.task_type, status=status.value).inc()
+        metrics.TASK_DURATION.labels(type=spec.task_type).observe(time.monotonic() - begun)
         extra = spec.final_payload(status, result) if spec.final_payload is not None else None
         await self._finish(
             context, status, result=result, error=error, duration=time.monotonic() - started, payload=extra

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 from collections import OrderedDict, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,7 @@ def _record(row: Any) -> TaskRecord:
         result=row.result,
         error=row.error,
         files_dir=row.files_dir,
+        request_id=row.request_id,
         created_at=as_utc(row.created_at) or utcnow(),
         updated_at=as_utc(row.updated_at) or utcnow(),
         started_at=as_utc(row.started_at),
@@ -93,7 +95,13 @@ class TaskStore:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def new_record(
-        self, *, task_id: str, task_type: str, app_id: str | None, files_dir: str | None
+        self,
+        *,
+        task_id: str,
+        task_type: str,
+        app_id: str | None,
+        files_dir: str | None,
+        request_id: str | None = None,
     ) -> TaskRecord:
         now = utcnow()
         return TaskRecord(
@@ -107,6 +115,7 @@ class TaskStore:
             files_dir=files_dir,
             created_at=now,
             updated_at=now,
+            request_id=request_id,
         )
 
     async def create(
@@ -131,6 +140,7 @@ class TaskStore:
                         status=record.status.value,
                         app_id=record.app_id,
                         files_dir=record.files_dir,
+                        request_id=record.request_id,
                         boot_id=self.boot_id,
                         created_at=now,
                         updated_at=now,
@@ -315,17 +325,29 @@ class TaskStore:
         async with self._engine.connect() as conn:
             return [_record(r) for r in (await conn.execute(query)).all()]
 
-    async def final_before(self, cutoff: datetime, *, limit: int = 500) -> list[TaskRecord]:
-        """Final tasks that ended before `cutoff`, oldest first."""
+    async def final_before(
+        self, cutoff: datetime, *, exclude: Collection[str] = (), limit: int = 500
+    ) -> list[TaskRecord]:
+        """Final tasks that ended before `cutoff` (but those in `exclude`), oldest first."""
         ended = sa.func.coalesce(tasks.c.finished_at, tasks.c.updated_at)
         query = (
             sa.select(tasks)
             .where(tasks.c.status.in_([s.value for s in FINAL]), ended < cutoff)
-            .order_by(ended)
+            .order_by(ended, tasks.c.id)
             .limit(limit)
         )
+        if exclude:
+            query = query.where(tasks.c.id.not_in(list(exclude)))
         async with self._engine.connect() as conn:
             return [_record(r) for r in (await conn.execute(query)).all()]
+
+    async def folders_in_use(self, *, excluding: Collection[str]) -> set[str]:
+        """The folders of every task but those in `excluding` (several tasks may share one)."""
+        query = sa.select(tasks.c.files_dir).where(tasks.c.files_dir.is_not(None)).distinct()
+        if excluding:
+            query = query.where(tasks.c.id.not_in(list(excluding)))
+        async with self._engine.connect() as conn:
+            return {str(row.files_dir) for row in (await conn.execute(query)).all()}
 
     async def purge(self, task_ids: list[str]) -> None:
         """Delete tasks with their events and outbox rows, in one transaction."""

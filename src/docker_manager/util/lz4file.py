@@ -103,14 +103,16 @@ GROWTH_ESTIMATE = 4
 
 
 def decompressed_size(path: Path) -> int:
-    """The size `path` decompresses to: the frame's content size when its header carries one,
-    else an estimate from the compressed size. Blocking."""
+    """What `path` decompresses to, for a pre-flight: the frame's content size when its header
+    carries one, but never less than an estimate from the compressed size (the header is the
+    uploader's claim). Blocking."""
     with path.open("rb") as handle:
         header = handle.read(14)
         size = os.fstat(handle.fileno()).st_size
+    estimate = size * GROWTH_ESTIMATE
     if header.startswith(FRAME_MAGIC) and len(header) >= 14 and header[4] & 0x08:
-        return int.from_bytes(header[6:14], "little")
-    return size * GROWTH_ESTIMATE
+        return max(int.from_bytes(header[6:14], "little"), estimate)
+    return estimate
 
 
 class ArchiveError(Exception):

@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("task_id", sa.String(64), nullable=True),
         sa.Column("origin_task_id", sa.String(64), nullable=True),
         sa.Column("image_id", sa.String(80), nullable=False),
-        sa.Column("tag", sa.String(255), nullable=True),
+        sa.Column("tag", sa.Text, nullable=True),
         sa.Column("container_id", sa.String(80), nullable=True),
         sa.Column("container_name", sa.String(255), nullable=True),
         sa.Column("host_port", sa.Integer, nullable=True),

@@ -21,19 +21,21 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from docker_manager import metrics
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
-from docker_manager.errors import Conflict, DockerManagerError, NotFound
+from docker_manager.errors import DockerManagerError, NotFound
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.disk import GcReport
 from docker_manager.services.releases.service import EngineView, ReleaseService
 from docker_manager.services.releases.store import Release
 from docker_manager.tasks.store import TaskStore
+from docker_manager.tasks.summary import Summary
 from docker_manager.util.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class RetentionService:
             async with self._lock:
                 report = GcReport()
                 await self._prune_app(app_id, report, await self._releases.engine_view())
+                metrics.GC_RECLAIMED.inc(report.bytes_reclaimed)
         except Exception:
             log.exception("retention of app %s failed", app_id)
 
@@ -124,12 +127,15 @@ class RetentionService:
             kept = await self._kept()
             await self._old_tasks(now, kept, report)
             await self._dangling_images(kept, report)
+        metrics.GC_RECLAIMED.inc(report.bytes_reclaimed)
         return report
 
-    async def _kept(self) -> Kept:
+    async def _kept(self, *, pruning: Collection[tuple[str, int]] = ()) -> Kept:
+        """What every release of every app that stays still needs (all apps: two apps may share an
+        image or an artefact)."""
         kept = Kept()
         for release in await self._releases.store.list():
-            if release.pruned_at is None:
+            if release.pruned_at is None and (release.app_id, release.number) not in pruning:
                 kept.add(release)
         return kept
 
@@ -137,22 +143,27 @@ class RetentionService:
         items = await self._releases.store.list(app_id)  # newest first
         live = engine.live_of(items)
         keep = self._settings.keep_releases
-        kept = Kept()
-        for release in items[:keep]:
-            kept.add(release)
-        if live is not None:
-            kept.add(live)
-        for release in items[keep:]:
-            if release.pruned_at is not None or release is live:
-                continue
-            if release.container_id and engine.states.get(release.container_id) == "running":
-                continue  # still serving something: not this clean-up's to stop
+        old = [
+            r
+            for r in items[keep:]
+            if r.pruned_at is None
+            and r is not live
+            # still serving something: not this clean-up's to stop
+            and not (r.container_id and engine.states.get(r.container_id) == "running")
+        ]
+        if not old:
+            return
+        kept = await self._kept(pruning={(r.app_id, r.number) for r in old})
+        for release in old:
+            before = len(report.errors)
             await self._remove_container(release, report)
-            await self._remove_artefacts(release, kept, report)
+            await self._remove_artefact(release, kept, report)
             # Read after the container went: any other container on the image keeps it.
             used_images = await self._images_in_use()
             if release.image_id not in kept.images and release.image_id not in used_images:
                 await self._remove_image(release.image_id, {release.tag} if release.tag else set(), report)
+            if len(report.errors) > before:
+                continue  # not marked: the next clean-up tries again
             await self._releases.store.update(app_id, release.number, pruned_at=self._clock())
             report.releases_pruned.append(f"{app_id}#{release.number}")
             log.info("retention: app %s release %d pruned", app_id, release.number)
@@ -179,24 +190,23 @@ class RetentionService:
         )
 
     async def _remove_image(self, image_id: str, own_tags: set[str], report: GcReport) -> None:
-        """Untag the tags this service gave it, then remove it; an image the engine still needs, or
-        that someone else tagged, stays."""
+        """Untag the tags this service gave it, then remove it if no other tag names it: an image
+        the engine still needs, or that someone else tagged, stays."""
         if not self._ownership.owns(Kind.IMAGE, image_id):
             return
         try:
             image = await self._docker.images.inspect(image_id)
-        except NotFound:
-            await self._ownership.forget(Kind.IMAGE, image_id)
-            return
-        size = int(image.get("Size") or 0)
-        try:
+            size = int(image.get("Size") or 0)
             for tag in image.get("RepoTags") or []:
                 if tag in own_tags:
                     await self._docker.images.remove(tag)
+            if (await self._docker.images.inspect(image_id)).get("RepoTags"):
+                return  # tagged by someone else: theirs to remove
             await self._docker.images.remove(image_id)
         except NotFound:
-            pass
-        except (Conflict, DockerManagerError) as exc:
+            await self._ownership.forget(Kind.IMAGE, image_id)
+            return
+        except DockerManagerError as exc:
             report.errors.append(f"image {image_id}: {exc.detail}")
             return
         await self._ownership.forget(Kind.IMAGE, image_id)
@@ -204,32 +214,36 @@ class RetentionService:
         report.bytes_reclaimed += size
         log.info("retention: removed image %s (%d bytes)", image_id, size)
 
-    async def _remove_artefacts(self, release: Release, kept: Kept, report: GcReport) -> None:
+    async def _remove_artefact(self, release: Release, kept: Kept, report: GcReport) -> None:
+        """The artefact the release was loaded from, when nothing that stays needs it and its
+        folder's summary says it is this app's. Never any other file."""
+        if not release.artefact or release.artefact in kept.artefacts:
+            return
         roots = [self._settings.builds_path, self._settings.upload_path]
-        candidates = await asyncio.to_thread(_artefacts_of, release, roots)
-        for path in candidates:
-            if str(path) in kept.artefacts or path.parent.name in kept.tasks:
-                continue
-            size = await asyncio.to_thread(_unlink_regular, path)
-            if size is not None:
-                report.artefacts.append(str(path))
-                report.bytes_reclaimed += size
-                log.info("retention: removed artefact %s (%d bytes)", path, size)
+        path = Path(release.artefact)
+        if path.parent.name in kept.tasks or not await asyncio.to_thread(
+            _app_artefact, path, release.app_id, roots
+        ):
+            return
+        size = await asyncio.to_thread(_unlink_regular, path)
+        if size is not None:
+            report.artefacts.append(str(path))
+            report.bytes_reclaimed += size
+            log.info("retention: removed artefact %s (%d bytes)", path, size)
 
     async def _old_tasks(self, now: datetime, kept: Kept, report: GcReport) -> None:
         cutoff = now - timedelta(days=self._settings.task_retention_days)
         roots = [self._settings.builds_path, self._settings.upload_path]
-        while True:
-            old = [r for r in await self._tasks.final_before(cutoff) if r.id not in kept.tasks]
-            old = [r for r in old if r.id not in report.tasks]
-            if not old:
-                return
-            await self._tasks.purge([r.id for r in old])
+        while old := await self._tasks.final_before(cutoff, exclude={*kept.tasks, *report.tasks}):
+            ids = [r.id for r in old]
+            # A folder another task still uses (a localrun writes into its build's) stays.
+            in_use = {Path(f) for f in await self._tasks.folders_in_use(excluding=ids)}
+            await self._tasks.purge(ids)
             for record in old:
                 report.tasks.append(record.id)
                 folders = {Path(record.files_dir)} if record.files_dir else set()
                 folders |= {root / record.id for root in roots}
-                for folder in folders:
+                for folder in folders - in_use:
                     if folder.name in kept.tasks:
                         continue
                     size = await asyncio.to_thread(_remove_task_folder, folder, roots)
@@ -253,17 +267,12 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(real != root and real.is_relative_to(root) for root in roots)
 
 
-def _artefacts_of(release: Release, roots: list[Path]) -> list[Path]:
-    """The release's artefact and the .tar.lz4 files in its tasks' folders, inside the roots."""
-    found: list[Path] = []
-    if release.artefact:
-        found.append(Path(release.artefact))
-    for task_id in sorted(release.task_ids):
-        for root in roots:
-            folder = root / task_id
-            if folder.is_dir() and not folder.is_symlink():
-                found += sorted(p for p in folder.iterdir() if p.name.endswith(ARTEFACT_SUFFIX))
-    return [p for p in dict.fromkeys(found) if p.name.endswith(ARTEFACT_SUFFIX) and _inside(p, roots)]
+def _app_artefact(path: Path, app_id: str, roots: list[Path]) -> bool:
+    """A .tar.lz4 inside the roots whose folder's build.info.json records this app. Blocking."""
+    if not path.name.endswith(ARTEFACT_SUFFIX) or not _inside(path, roots):
+        return False
+    summary = Summary.read(path.parent)
+    return summary is not None and app_id in (summary.app, summary.tag_name)
 
 
 def _unlink_regular(path: Path) -> int | None:

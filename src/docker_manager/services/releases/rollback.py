@@ -19,17 +19,18 @@ import asyncio
 import contextlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from docker_manager import metrics
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import Conflict, DockerManagerError, NotFound, NotManaged, UnhealthyContainer
 from docker_manager.nginx import SiteHeader, Upstream
 from docker_manager.schemas.apps import RollbackRequest, RollbackStarted
-from docker_manager.services.containers import ContainerService
+from docker_manager.services.containers import ContainerService, check_host_port
 from docker_manager.services.releases.service import EngineView, ReleaseService, host_port_of
 from docker_manager.services.releases.store import Release
 from docker_manager.services.sites.switch import TrafficSwitch
@@ -75,13 +76,17 @@ class RollbackService:
 
     async def start(self, app_id: str, body: RollbackRequest, principal: Principal) -> RollbackStarted:
         plan = await self._plan(app_id, body.release)
+        # Refused now (403), before anything stops: a release an admin made with host-level
+        # options runs again for an admin only.
+        await self._containers.policy.check(plan.config, principal)
         task_id = new_task_id(ROLLBACK_TASK)
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
-            async with self._switch.app_locks.hold(app_id):
-                # Checked again inside: another deploy may have run while this one queued.
-                current = await self._plan(app_id, plan.target.number)
-                return await self._rollback(ctx, current, body, principal)
+            with metrics.outcome(metrics.SWITCHES, kind="rollback"):
+                async with self._switch.app_locks.hold(app_id):
+                    # Checked again inside: another deploy may have run while this one queued.
+                    current = await self._plan(app_id, plan.target.number)
+                    return await self._rollback(ctx, current, body, principal)
 
         await self._runner.submit(
             TaskSpec(
@@ -90,6 +95,7 @@ class RollbackService:
                 app_id=app_id,
                 task_id=task_id,
                 files_dir=self._settings.builds_path / task_id,
+                kind="rollback",
                 stream_fields={"app_id": app_id, "release": plan.target.number},
             )
         )
@@ -156,17 +162,22 @@ class RollbackService:
             new, details = await self._beside(ctx, plan, name, sites, live_info, gate, principal)
         else:
             new, details = await self._in_place(ctx, plan, name, live_info, gate, principal)
-        release = await self._releases.record(
-            new.id,
-            app_id=plan.app_id,
-            source="rollback",
-            principal=principal,
-            task_id=ctx.task_id,
-            origin_task_id=target.origin_task_id or target.task_id,
-            artefact=target.artefact,
-            health=details.get("health"),
-            restored_from=target.number,
+        # Recorded as soon as it serves, whatever happens next (a cancel during the drain).
+        release = await asyncio.shield(
+            self._releases.record(
+                new.id,
+                app_id=plan.app_id,
+                source="rollback",
+                principal=principal,
+                task_id=ctx.task_id,
+                origin_task_id=target.origin_task_id or target.task_id,
+                artefact=target.artefact,
+                health=details.get("health"),
+                restored_from=target.number,
+            )
         )
+        if sites:
+            details["old_container"] = await self._retire(ctx, live_info, gate, principal)
         result = {
             "status": "ok",
             "app_id": plan.app_id,
@@ -236,7 +247,7 @@ class RollbackService:
         gate: RollbackRequest,
         principal: Principal,
     ) -> tuple[ContainerInfo, dict[str, Any]]:
-        """With a site: start beside the live one on a free port, check, switch, retire the old."""
+        """With a site: start beside the live one on free ports, check, point every site at it."""
         host = dict(plan.config.get("HostConfig") or {})
         host["PortBindings"] = {
             key: [{"HostIp": self._settings.publish_host_ip, "HostPort": ""}]
@@ -244,39 +255,43 @@ class RollbackService:
         }
         plan.config["HostConfig"] = host
         new = await self._start(ctx, plan, name, principal)
+        kind = "managed" if self._containers.manageable(new.id) else "host"
         switched: list[tuple[Site, dict[str, Any]]] = []
         try:
-            header = sites[0][1]
-            internal = header.upstream.port if header.upstream.container else None
-            upstream = upstream_of(new, None, internal)
-            health = await self._healthy(ctx, new, upstream, gate)
-            await ctx.event(
-                "switching", "starting", message=f"pointing {len(sites)} site(s) at {upstream.address}"
-            )
-            for site in sites:
+            upstreams = [replace(_upstream_for(header, live_info, new), kind=kind) for _, header in sites]
+            health = await self._healthy(ctx, new, upstreams[0], gate)
+            for other in upstreams[1:]:
+                if other.address != upstreams[0].address:
+                    await self._switch.wait_healthy(other, gate)
+            await ctx.event("switching", "starting", message=f"pointing {len(sites)} site(s) at {name}")
+            for site, upstream in zip(sites, upstreams, strict=True):
                 path, header = site
                 reload = await self._switch.point(
                     path, domain=header.domain, upstream=upstream, app_id=plan.app_id
                 )
                 switched.append((site, reload))
-            await ctx.event("switching", "completed", message="sites switched", upstream=upstream.address)
+            await ctx.event("switching", "completed", message="sites switched", upstream=upstreams[0].address)
         except BaseException:
             await self._undo_switch(switched, plan.app_id)
             with contextlib.suppress(Exception):
                 await self._containers.remove(new.id, principal, force=True, volumes=False)
             raise
-        await ctx.event("retiring", "starting", message="draining, then stopping the previous container")
-        retired = await self._switch.retire(live_info, principal, gate, remove=False)
-        await ctx.event("retiring", "completed", message="previous container retired", old_container=retired)
         return new, {
             "health": health,
-            "upstream": upstream.address,
+            "upstream": upstreams[0].address,
             "sites": [
                 {"domain": site[1].domain, "conf_path": str(site[0]), "nginx_reload": r}
                 for site, r in switched
             ],
-            "old_container": retired,
         }
+
+    async def _retire(
+        self, ctx: TaskContext, live_info: ContainerInfo | None, gate: RollbackRequest, principal: Principal
+    ) -> dict[str, Any] | None:
+        await ctx.event("retiring", "starting", message="draining, then stopping the previous container")
+        retired = await self._switch.retire(live_info, principal, gate, remove=False)
+        await ctx.event("retiring", "completed", message="previous container retired", old_container=retired)
+        return retired
 
     async def _undo_switch(self, switched: list[tuple[Site, dict[str, Any]]], app_id: str) -> None:
         for (path, header), _ in reversed(switched):
@@ -293,34 +308,54 @@ class RollbackService:
         principal: Principal,
     ) -> tuple[ContainerInfo, dict[str, Any]]:
         """No site: the app keeps its host port; the live container makes way, and comes back
-        if the release does not come up."""
+        if the release does not come up (or the task is cancelled)."""
         if live_info is not None:
             _keep_host_ports(plan.config, live_info)
-            await ctx.event("stopping", "starting", message=f"stopping {live_info.name}")
-            await self._containers.act(
-                live_info.id, principal, "stop", timeout=self._settings.switch_stop_timeout
-            )
-            await ctx.event("stopping", "completed", message=f"stopped {live_info.name}")
+        for bindings in (plan.config.get("HostConfig") or {}).get("PortBindings", {}).values():
+            for binding in bindings or []:
+                if binding.get("HostPort"):
+                    check_host_port(int(binding["HostPort"]), self._settings, field="release")
         new: ContainerInfo | None = None
         try:
+            if live_info is not None:
+                await ctx.event("stopping", "starting", message=f"stopping {live_info.name}")
+                await self._containers.act(
+                    live_info.id, principal, "stop", timeout=self._settings.switch_stop_timeout
+                )
+                await ctx.event("stopping", "completed", message=f"stopped {live_info.name}")
             new = await self._start(ctx, plan, name, principal)
             port = host_port_of(new)
             health = await self._healthy(ctx, new, Upstream("127.0.0.1", port) if port else None, gate)
         except BaseException as exc:
-            if new is not None:
-                with contextlib.suppress(Exception):
-                    await self._containers.remove(new.id, principal, force=True, volumes=False)
-            if live_info is not None:
-                with contextlib.suppress(Exception):
-                    await self._containers.act(live_info.id, principal, "start")
-                    await ctx.event("stopping", "restored", message=f"{live_info.name} started again")
-            if isinstance(exc, DockerManagerError) and live_info is not None:
-                exc.detail = f"{exc.detail}; the previous container was started again"
+            await asyncio.shield(self._restore(ctx, new, live_info, principal, exc))
             raise
-        return new, {
-            "health": health,
-            "old_container": {"id": live_info.id, "status": "exited"} if live_info else None,
-        }
+        old = {"id": live_info.id, "status": "exited"} if live_info else None
+        return new, {"health": health, "old_container": old}
+
+    async def _restore(
+        self,
+        ctx: TaskContext,
+        new: ContainerInfo | None,
+        live_info: ContainerInfo | None,
+        principal: Principal,
+        exc: BaseException,
+    ) -> None:
+        """Undo an in-place rollback: the new container goes, the previous one starts again."""
+        if new is not None:
+            with contextlib.suppress(Exception):
+                await self._containers.remove(new.id, principal, force=True, volumes=False)
+        if live_info is None:
+            return
+        try:
+            await self._containers.act(live_info.id, principal, "start")
+        except DockerManagerError as failed:
+            note = f"the previous container could not be started again: {failed.detail}"
+        else:
+            note = "the previous container was started again"
+            with contextlib.suppress(Exception):
+                await ctx.event("stopping", "restored", message=f"{live_info.name} started again")
+        if isinstance(exc, DockerManagerError):
+            exc.detail = f"{exc.detail}; {note}"
 
 
 def _choose(items: list[Release], number: int | None, live: Release | None) -> Release:
@@ -363,3 +398,15 @@ def _keep_host_ports(config: dict[str, Any], live: ContainerInfo) -> None:
             bindings[key] = [{"HostIp": bindings[key][0].get("HostIp", ""), "HostPort": str(port)}]
     host["PortBindings"] = bindings
     config["HostConfig"] = host
+
+
+def _upstream_for(header: SiteHeader, live: ContainerInfo | None, new: ContainerInfo) -> Upstream:
+    """Where a site should send its requests in the new container: the same container port it
+    reached in the live one (by its bridge address, or through the host port that published it)."""
+    if header.upstream.container:
+        return upstream_of(new, None, header.upstream.port)
+    if live is not None:
+        for key, port in live.published_ports.items():
+            if port == header.upstream.port and new.published_ports.get(key):
+                return Upstream("127.0.0.1", int(new.published_ports[key] or 0))
+    return upstream_of(new, None, None)

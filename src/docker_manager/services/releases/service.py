@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from docker_manager import metrics
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
@@ -121,16 +122,26 @@ class ReleaseService:
         )
         async with self._locks.hold(app_id):
             stored = await self.store.add(release)
+        metrics.RELEASES.labels(source=source).inc()
         log.info("app %s: release %d recorded (%s, container %s)", app_id, stored.number, source, info.name)
         if self.on_recorded is not None:
             self.on_recorded(app_id)
         return stored
 
+    async def record_deploy(self, container_id: str, **fields: Any) -> Release | None:
+        """`record` for a deploy that has succeeded already: a failure to record it is logged, never
+        turned into a failed deploy (the container serves)."""
+        try:
+            return await self.record(container_id, **fields)
+        except Exception:
+            log.exception("could not record the release of %s (app %s)", container_id, fields.get("app_id"))
+            return None
+
     async def run_container(self, spec: ContainerSpec, principal: Principal, *, detach: bool) -> RunResult:
         """`/docker/run` and `/docker/run-extended`: a running container with an app id is a release."""
         result = await self._containers.run(spec, principal, detach=detach)
         if spec.app_id and detach and result.status == "running":
-            await self.record(
+            await self.record_deploy(
                 result.id, app_id=spec.app_id, source="run", principal=principal, task_id=spec.task_id
             )
         return result

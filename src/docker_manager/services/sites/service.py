@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from docker_manager import metrics
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
@@ -216,20 +217,23 @@ class SiteService:
             raise InvalidInput(
                 "new_container is needed (give it, or a task_id that ran one)", field="new_container"
             )
-        async with self.switch.app_locks.hold(str(app_id)):
-            new = await self._containers.owned(str(new_ref), principal)
-            if not new.running:
-                raise UnhealthyContainer(f"the new container {new_ref} is not running")
-            upstream = upstream_of(new, body.port or summary.host_port, summary.internal_port)
-            if not self._containers.manageable(new.id):
-                upstream = replace(upstream, kind="host")  # an admin's own: admin-only from now on
-            old = await self._old_container(body, principal, new)
-            target = await self._target(conf_dir, domain=body.domain, app_id=str(app_id), principal=principal)
-            await self.switch.wait_healthy(upstream, body)
-            reload = await self.switch.point(
-                target, domain=body.domain, upstream=upstream, app_id=str(app_id)
-            )
-            old_stop = await self.switch.retire(old, principal, body, remove=False)
+        with metrics.outcome(metrics.SWITCHES, kind="sign_domain"):
+            async with self.switch.app_locks.hold(str(app_id)):
+                new = await self._containers.owned(str(new_ref), principal)
+                if not new.running:
+                    raise UnhealthyContainer(f"the new container {new_ref} is not running")
+                upstream = upstream_of(new, body.port or summary.host_port, summary.internal_port)
+                if not self._containers.manageable(new.id):
+                    upstream = replace(upstream, kind="host")  # an admin's own: admin-only from now on
+                old = await self._old_container(body, principal, new)
+                target = await self._target(
+                    conf_dir, domain=body.domain, app_id=str(app_id), principal=principal
+                )
+                await self.switch.wait_healthy(upstream, body)
+                reload = await self.switch.point(
+                    target, domain=body.domain, upstream=upstream, app_id=str(app_id)
+                )
+                old_stop = await self.switch.retire(old, principal, body, remove=False)
         upstream_info = {
             "domain": body.domain,
             "conf_path": str(target),
@@ -289,24 +293,30 @@ class SiteService:
         app_id = summary.app
         if not app_id:
             raise InvalidInput("build.info.json records no app_id", field="task_id")
-        async with self.switch.app_locks.hold(app_id):
-            old = await self._containers.owned(summary.container, principal)
-            port_key = summary.internal_port_key or next(iter(old.published_ports), None) or "80/tcp"
-            if not port_key.endswith("/tcp"):
-                raise InvalidInput(f"the recorded port {port_key} is not a TCP port", field="task_id")
-            target = await self._target(conf_dir, domain=body.domain, app_id=app_id, principal=principal)
-            new_id, reload = await self._switch_to_recreated(old, port_key, target, body, app_id, principal)
-            retired = await self.switch.retire(old, principal, body, remove=True)
-            await self._docker.containers.rename(new_id, old.name)
-            new = await self._docker.containers.info(new_id)
-            release = await self._releases.record(
-                new_id,
-                app_id=app_id,
-                source="update_port",
-                principal=principal,
-                task_id=body.task_id,
-                health={"status": "healthy", "url": f"http://127.0.0.1:{body.new_port}{body.health_path}"},
-            )
+        with metrics.outcome(metrics.SWITCHES, kind="update_port"):
+            async with self.switch.app_locks.hold(app_id):
+                old = await self._containers.owned(summary.container, principal)
+                port_key = summary.internal_port_key or next(iter(old.published_ports), None) or "80/tcp"
+                if not port_key.endswith("/tcp"):
+                    raise InvalidInput(f"the recorded port {port_key} is not a TCP port", field="task_id")
+                target = await self._target(conf_dir, domain=body.domain, app_id=app_id, principal=principal)
+                new_id, reload = await self._switch_to_recreated(
+                    old, port_key, target, body, app_id, principal
+                )
+                retired = await self.switch.retire(old, principal, body, remove=True)
+                await self._docker.containers.rename(new_id, old.name)
+                new = await self._docker.containers.info(new_id)
+                release = await self._releases.record_deploy(
+                    new_id,
+                    app_id=app_id,
+                    source="update_port",
+                    principal=principal,
+                    task_id=body.task_id,
+                    health={
+                        "status": "healthy",
+                        "url": f"http://127.0.0.1:{body.new_port}{body.health_path}",
+                    },
+                )
         container = {"id": new_id, "name": old.name, "status": new.status}
         await _record_move(folder, container, port_key, body, target, reload)
         return UpdatePortResult.model_validate(
@@ -324,7 +334,7 @@ class SiteService:
                 "stop": outcome(retired, "stopped"),
                 "remove": outcome(retired, "removed"),
                 "nginx_reload": reload,
-                "release": release.number,
+                "release": release.number if release else None,
             }
         )
 

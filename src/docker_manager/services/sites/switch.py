@@ -58,8 +58,14 @@ class TrafficSwitch:
         content = await asyncio.to_thread(
             self._nginx.render, ident=ident_of(target), domain=domain, upstream=upstream, app_id=app_id
         )
-        async with self._nginx.lock:
-            return await self._nginx.apply(target, content)
+
+        async def apply() -> dict[str, Any]:
+            async with self._nginx.lock:
+                return await self._nginx.apply(target, content)
+
+        # Never cut half-way (a cancelled task): nginx would keep a configuration whose file was
+        # put back. The change completes (or is undone) first, then the cancel takes effect.
+        return await asyncio.shield(apply())
 
     async def retire(
         self, old: ContainerInfo | None, principal: Principal, gate: HealthGate, *, remove: bool

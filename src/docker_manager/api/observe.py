@@ -1,0 +1,173 @@
+"""Every request observed once: its id, its metrics, and (when it changes state or was refused) its
+audit entry, written before the answer leaves.
+
+A pure-ASGI middleware just outside authentication, so refused requests are seen too. The request
+id (the caller's `X-Request-ID` when sane, else a new one) is returned in the answer, set in a
+context variable (log lines, and the tasks the request starts, carry it) and stored in the audit
+entry. Targets for the audit entry come from the path parameters and, for JSON bodies up to
+64 KiB, from an allowlist of body fields read as the body passes through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docker_manager import metrics
+from docker_manager.audit import AuditEntry, AuditLog, targets_from
+from docker_manager.util.requestctx import REQUEST_ID, request_id_from
+
+log = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+DENIED = frozenset({401, 403, 429})
+MAX_SNIFFED_BODY = 64 << 10
+# Answers whose code is not in a JSON body the observer can wait for.
+_DEFAULT_CODES = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large", 429: "too_many_failures"}
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (`/apps/{app_id}/rollback`), never the raw path."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path", "unmatched"))
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = candidate.matches(scope)
+        if match is Match.FULL:
+            return str(candidate.path)
+    return "unmatched"
+
+
+class RequestObserver:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(_header(scope, b"x-request-id"))
+        REQUEST_ID.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.monotonic()
+        method = scope["method"]
+        body = _BodySniffer(scope, receive) if method not in READ_METHODS else None
+        held: Message | None = None
+
+        async def observed_send(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                status = int(message["status"])
+                route = route_template(scope)
+                elapsed = time.monotonic() - started
+                metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+                metrics.HTTP_DURATION.labels(method=method, route=route).observe(elapsed)
+                if not _audited(method, status):
+                    await send(message)
+                elif status >= 400:
+                    held = message  # its code is in the body that follows: audit, then answer
+                else:
+                    await self._audit(scope, status, route, elapsed, body, None)
+                    await send(message)
+                return
+            if held is not None and message["type"] == "http.response.body":
+                start, held = held, None
+                code = _code_of(message.get("body", b"")) or _DEFAULT_CODES.get(int(start["status"]))
+                elapsed = time.monotonic() - started
+                await self._audit(scope, int(start["status"]), route_template(scope), elapsed, body, code)
+                await send(start)
+            await send(message)
+
+        await self.app(scope, body.receive if body is not None else receive, observed_send)
+
+    async def _audit(
+        self,
+        scope: Scope,
+        status: int,
+        route: str,
+        elapsed: float,
+        body: _BodySniffer | None,
+        code: str | None,
+    ) -> None:
+        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+        audit: AuditLog | None = getattr(services, "audit", None)
+        if audit is None:
+            return
+        principal = scope.get("state", {}).get("principal")
+        client = scope.get("client")
+        entry = AuditEntry(
+            request_id=scope["state"]["request_id"],
+            method=scope["method"],
+            route=route,
+            status=status,
+            duration_ms=round(elapsed * 1000, 3),
+            token_id=getattr(principal, "token_id", None),
+            token_name=getattr(principal, "name", None),
+            scopes=",".join(sorted(s.value for s in principal.scopes)) if principal is not None else None,
+            client=client[0] if client else None,
+            error_code=code,
+            target=targets_from(scope.get("path_params"), body.fields() if body is not None else None),
+        )
+        try:
+            await audit.record(entry)
+        except Exception:
+            # The change has happened; the answer must still go. The log keeps what was lost.
+            log.exception("could not write the audit entry: %s", json.dumps(entry.as_dict(), default=str))
+
+
+def _audited(method: str, status: int) -> bool:
+    return method not in READ_METHODS or status in DENIED
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _code_of(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return str(code)[:40] if code else None
+
+
+class _BodySniffer:
+    """Keeps a copy of a small JSON request body as the app reads it (for the audit targets)."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        content_type = (_header(scope, b"content-type") or "").lower()
+        self._wanted = content_type.startswith("application/json")
+        self._receive = receive
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if self._wanted and message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            self._size += len(chunk)
+            if self._size > MAX_SNIFFED_BODY:
+                self._wanted, self._chunks = False, []
+            else:
+                self._chunks.append(chunk)
+        return message
+
+    def fields(self) -> dict[str, Any] | None:
+        if not self._wanted or not self._chunks:
+            return None
+        try:
+            data = json.loads(b"".join(self._chunks))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None

@@ -1,0 +1,24 @@
+"""Which request (and which task) the running code serves, for logs, tasks and the audit log.
+
+Context variables: the request's id is set by the HTTP middleware and copied into every asyncio
+task started while it runs, so a task started by a request carries the request's id.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from contextvars import ContextVar
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+TASK_ID: ContextVar[str | None] = ContextVar("task_id", default=None)
+
+# What a caller's X-Request-ID may be to be kept: short, printable, no spaces or quotes.
+_SANE = re.compile(r"^[A-Za-z0-9._:@/+=-]{8,64}$")
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's id when it is sane, else a new one."""
+    if header and _SANE.fullmatch(header):
+        return header
+    return f"req-{secrets.token_hex(8)}"
