@@ -160,7 +160,7 @@ class Tokens:
 @pytest.fixture(scope="session")
 async def tokens(services: Services, admin_token: str) -> Tokens:
     result = Tokens(admin=admin_token)
-    for scope in (Scope.READ, Scope.OPERATE, Scope.EXEC):
+    for scope in (Scope.READ, Scope.OPERATE, Scope.EXEC, Scope.METRICS):
         _, secret = await services.tokens.create(name=f"test-{scope.value}", scopes=frozenset({scope}))
         result.by_scope[scope] = secret
     return result

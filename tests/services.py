@@ -205,7 +205,7 @@ class ServiceProcess:
 
 
 @contextmanager
-def service_process(data_dir: Path, **env: str) -> Iterator[ServiceProcess]:
+def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> Iterator[ServiceProcess]:
     """The service as its users run it: `python -m docker_manager serve`, on a loopback port."""
     import sys
 
@@ -222,7 +222,7 @@ def service_process(data_dir: Path, **env: str) -> Iterator[ServiceProcess]:
             **env,
         },
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr.open("wb") if stderr is not None else subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, process, timeout=30)

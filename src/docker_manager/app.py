@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from docker_manager import __version__
 from docker_manager.api.errors import install_error_handlers
 from docker_manager.api.middleware import AuthGate, BodySizeLimit, FailureLimiter, TrustedHostGuard
+from docker_manager.api.observe import RequestObserver
 from docker_manager.api.routes import ROUTERS
 from docker_manager.api.routes.docs import router as docs_router
 from docker_manager.config import Settings
@@ -66,8 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
-    """The guards before any route. Added innermost first: the body cap, authentication, CORS,
-    and outermost the Host check (a bad Host is refused before anything else looks)."""
+    """The guards before any route. Added innermost first: the body cap, authentication, the
+    request observer (id, metrics, audit), CORS, and outermost the Host check (a bad Host is
+    refused before anything else looks)."""
     # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
     fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
     app.add_middleware(
@@ -83,6 +85,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         public_prefixes=["/static/"],
         limiter=FailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window),
     )
+    # Outside authentication: refused requests get a request id, metrics and an audit entry too.
+    app.add_middleware(RequestObserver)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -45,6 +45,8 @@ class Scope(StrEnum):
     OPERATE = "operate"
     EXEC = "exec"
     ADMIN = "admin"
+    # Only /metrics: a scraper's token can do nothing else.
+    METRICS = "metrics"
 
 
 @dataclass(frozen=True, slots=True)

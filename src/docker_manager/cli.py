@@ -1,19 +1,22 @@
-"""Command line: `docker-manager serve` and `docker-manager token create|list|revoke`."""
+"""Command line: `docker-manager serve`, `token create|list|revoke` and `audit`."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from docker_manager.audit import AuditEntry, AuditLog
 from docker_manager.auth import TokenStore, parse_scopes
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
+from docker_manager.logs import configure_logging
 
 app = typer.Typer(help="docker-manager: the per-host Docker deployment agent.", no_args_is_help=True)
 token_app = typer.Typer(
@@ -36,6 +39,7 @@ def serve(
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    configure_logging(settings.log_format)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -45,18 +49,25 @@ def serve(
         timeout_graceful_shutdown=5,
         server_header=False,
         log_level="info",
+        log_config=None,  # configure_logging's: one format for the service's lines and uvicorn's
         access_log=settings.access_log,
     )
 
 
 def _with_store(action: Callable[[TokenStore], Awaitable[T]]) -> T:
+    return _with_engine(lambda engine: action(TokenStore(engine)))
+
+
+def _with_engine(action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `action` with the service's database engine (migrated first), report errors plainly."""
+
     async def run() -> T:
         settings = Settings()
         settings.ensure_dirs()
         db = Database(settings.sqlalchemy_url)
         await db.open()
         try:
-            return await action(TokenStore(db.engine))
+            return await action(db.engine)
         finally:
             await db.close()
 
@@ -78,7 +89,7 @@ def _parse_duration(text: str) -> timedelta:
 @token_app.command("create")
 def token_create(
     scope: Annotated[
-        list[str], typer.Option("--scope", "-s", help="read, operate, exec or admin; repeatable.")
+        list[str], typer.Option("--scope", "-s", help="read, operate, exec, admin or metrics; repeatable.")
     ],
     name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "cli",
     expires: Annotated[str | None, typer.Option(help="Lifetime such as 12h, 30d, 8w; none = never.")] = None,
@@ -109,6 +120,37 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The id shown by `
     """Revoke a token; it stops working on its next request."""
     _with_store(lambda store: store.revoke(token_id))
     typer.echo(f"revoked {token_id}")
+
+
+@app.command()
+def audit(
+    since: Annotated[str | None, typer.Option(help="Only entries newer than this, e.g. 12h, 30d.")] = None,
+    token: Annotated[str | None, typer.Option(help="A token's id or name.")] = None,
+    app_id: Annotated[str | None, typer.Option("--app", help="An app id.")] = None,
+    outcome: Annotated[str | None, typer.Option(help="ok, denied, rejected or failed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Who changed what: the audit log, newest first (read from the database on this host)."""
+    after = datetime.now(UTC) - _parse_duration(since) if since else None
+
+    async def read(engine: Any) -> list[AuditEntry]:
+        entries, _ = await AuditLog(engine).page(
+            since=after, token=token, app_id=app_id, outcome=outcome, limit=limit
+        )
+        return entries
+
+    for entry in _with_engine(read):
+        data = entry.as_dict()
+        if as_json:
+            typer.echo(json.dumps(data, separators=(",", ":")))
+            continue
+        who = entry.token_name or "-"
+        target = " ".join(f"{k}={v}" for k, v in entry.target.items())
+        typer.echo(
+            f"{data['ts']}  {entry.status} {entry.outcome:<8} {who:<16} {entry.method:<6} {entry.route}"
+            f"  {target}  [{entry.request_id}]"
+        )
 
 
 def main() -> None:

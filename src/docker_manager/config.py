@@ -12,7 +12,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     )
     auth_failure_window: float = Field(60.0, gt=0, description="That window, and the wait after it (s).")
     access_log: bool = Field(False, description="Log every request line (uvicorn's access log).")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or one JSON object each."
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve /metrics without a token on 127.0.0.1:PORT (off: unset).",
+    )
+    audit_file: Path | None = Field(None, description="Also append audit entries here as JSON lines.")
+    audit_retention_days: float = Field(365.0, gt=0, description="Audit entries older than this are removed.")
 
     # --- Docker engine -------------------------------------------------------------------
     docker_host: str = Field("unix:///var/run/docker.sock", description="Engine address (unix socket).")

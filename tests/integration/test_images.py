@@ -76,7 +76,7 @@ async def test_a_failing_step_is_an_error_not_ok_and_leaves_no_containers(
     assert "non-zero code: 3" in body["detail"]
     assert any("about-to-fail" in line for line in body["logs"])
     assert docker_cli("image", "inspect", f"{unique}:broken", check=False).returncode != 0
-    assert set(docker_cli("ps", "-aq").stdout.split()) == before  # forcerm: no intermediate containers
+    assert set(docker_cli("ps", "-aq").stdout.split()) <= before  # forcerm: no intermediate containers
 
 
 async def test_missing_base_image_is_build_failed(

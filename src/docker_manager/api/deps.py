@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from docker_manager.audit import AuditLog
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.services import Services
@@ -43,13 +44,14 @@ class RequireScope(HTTPBearer):
     Every route of the app declares one of these; `tests/test_auth.py` walks the routes to check.
     """
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, *, also: tuple[Scope, ...] = ()) -> None:
         super().__init__(
             auto_error=False,
             scheme_name="bearer",
-            description="`Authorization: Bearer <token>`; scopes: read, operate, exec, admin.",
+            description="`Authorization: Bearer <token>`; scopes: read, operate, exec, admin, metrics.",
         )
         self.scope = scope
+        self.also = also  # other scopes that are enough too
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         # The AuthGate middleware has checked the token already, before the body was read.
@@ -63,7 +65,7 @@ class RequireScope(HTTPBearer):
             principal = await services.tokens.authenticate(token)
         if principal is None:
             raise Unauthorized("unknown, expired or revoked token")
-        if not principal.has(self.scope):
+        if not (principal.has(self.scope) or any(principal.has(scope) for scope in self.also)):
             raise InsufficientScope(f"this needs a token with the {self.scope.value!r} scope")
         return principal
 
@@ -72,6 +74,7 @@ ReadAccess = Annotated[Principal, Depends(RequireScope(Scope.READ))]
 OperateAccess = Annotated[Principal, Depends(RequireScope(Scope.OPERATE))]
 ExecAccess = Annotated[Principal, Depends(RequireScope(Scope.EXEC))]
 AdminAccess = Annotated[Principal, Depends(RequireScope(Scope.ADMIN))]
+MetricsAccess = Annotated[Principal, Depends(RequireScope(Scope.METRICS, also=(Scope.READ,)))]
 
 
 def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
@@ -98,3 +101,4 @@ ReleasesDep = Annotated[ReleaseService, Depends(_service("releases"))]
 RollbackDep = Annotated[RollbackService, Depends(_service("rollbacks"))]
 RetentionDep = Annotated[RetentionService, Depends(_service("retention"))]
 DiskDep = Annotated[DiskService, Depends(_service("disk"))]
+AuditDep = Annotated[AuditLog, Depends(_service("audit"))]

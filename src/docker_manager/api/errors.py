@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docker_manager.db.engine import database_error
 from docker_manager.errors import DatabaseUnavailable, DockerManagerError, QueueFull
+from docker_manager.util.requestctx import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,16 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    incident = uuid.uuid4().hex[:12]
-    log.exception("unexpected error (incident %s)", incident, exc_info=exc)
+    # Logged once, with its traceback and the request id; the answer never has the traceback.
+    incident = REQUEST_ID.get() or uuid.uuid4().hex[:12]
+    log.exception("unexpected error (request %s)", incident, exc_info=exc)
     return error_response(
-        500, {"code": "internal_error", "detail": f"internal error; the service log has incident {incident}"}
+        500,
+        {
+            "code": "internal_error",
+            "detail": f"internal error; the service log has request {incident}",
+            "request_id": incident,
+        },
     )
 
 

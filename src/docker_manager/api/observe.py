@@ -59,10 +59,12 @@ class RequestObserver:
         method = scope["method"]
         body = _BodySniffer(scope, receive) if method not in READ_METHODS else None
         held: Message | None = None
+        started_answer = False
 
         async def observed_send(message: Message) -> None:
-            nonlocal held
+            nonlocal held, started_answer
             if message["type"] == "http.response.start":
+                started_answer = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
                 status = int(message["status"])
                 route = route_template(scope)
@@ -85,7 +87,17 @@ class RequestObserver:
                 await send(start)
             await send(message)
 
-        await self.app(scope, body.receive if body is not None else receive, observed_send)
+        try:
+            await self.app(scope, body.receive if body is not None else receive, observed_send)
+        except Exception:
+            # Unhandled: the outermost server-error handler answers 500 after this; count it here.
+            if not started_answer:
+                route, elapsed = route_template(scope), time.monotonic() - started
+                metrics.HTTP_REQUESTS.labels(method=method, route=route, status="500").inc()
+                metrics.HTTP_DURATION.labels(method=method, route=route).observe(elapsed)
+                if _audited(method, 500):
+                    await self._audit(scope, 500, route, elapsed, body, "internal_error")
+            raise
 
     async def _audit(
         self,

@@ -32,5 +32,6 @@ class GcReport(BaseModel):
     artefacts: list[str] = Field(default_factory=list, description="Removed .tar.lz4 files.")
     tasks: list[str] = Field(default_factory=list, description="Removed tasks (ids).")
     task_folders: list[str] = Field(default_factory=list)
+    audit_entries: int = Field(0, description="Audit entries older than DM_AUDIT_RETENTION_DAYS removed.")
     bytes_reclaimed: int = 0
     errors: list[str] = Field(default_factory=list, description="What could not be removed, and why.")

@@ -24,6 +24,7 @@ class TaskStatus(ResponseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     queue_position: int | None = Field(None, description="1 = next to run; only while queued.")
+    request_id: str | None = Field(None, description="The request that started it (its X-Request-ID).")
 
 
 class TaskSummary(ResponseModel):

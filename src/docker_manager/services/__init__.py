@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
 
+from docker_manager.audit import AuditLog
 from docker_manager.auth import TokenStore
 from docker_manager.config import Settings
 from docker_manager.db import Database
@@ -22,6 +24,7 @@ from docker_manager.services.disk import DiskService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
 from docker_manager.services.localrun import LocalRunService
+from docker_manager.services.observers import Observers
 from docker_manager.services.pipeline import PipelineService
 from docker_manager.services.probe import HttpProbe
 from docker_manager.services.releases import (
@@ -68,6 +71,8 @@ class Services:
     releases: ReleaseService
     rollbacks: RollbackService
     retention: RetentionService
+    audit: AuditLog
+    observers: Observers
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -89,12 +94,15 @@ class Services:
         await _adopt(db, docker, ownership, containers)
         images = ImageService(docker, ownership, settings)
         disk = DiskService(docker, settings)
+        with contextlib.suppress(DockerManagerError):  # the engine is down: looked up later
+            await disk.engine_root()
         builds = BuildService(docker, runner, images, ownership, disk, settings)
         sealer = await asyncio.to_thread(Sealer.from_key_file, settings.secret_key_path)
         releases = ReleaseService(ReleaseStore(db.engine), docker, containers, ownership, sealer, settings)
         sites = SiteService(_nginx(settings), docker, containers, probe, releases, settings)
         await sites.start()
-        retention = RetentionService(releases, docker, ownership, runner.store, settings)
+        audit = AuditLog(db.engine, file=settings.audit_file)
+        retention = RetentionService(releases, docker, ownership, runner.store, settings, audit=audit)
         await _import_releases(releases)
         releases.on_recorded = retention.after_deploy
         await retention.start()
@@ -127,9 +135,13 @@ class Services:
             releases=releases,
             rollbacks=RollbackService(releases, containers, docker, sites.switch, runner, settings),
             retention=retention,
+            audit=audit,
+            observers=Observers.start(settings, disk=disk, outbox=outbox, audit=audit),
         )
 
     async def stop(self) -> None:
+        self.observers.stop()
+        self.audit.close()
         await self.runner.shutdown()
         await self.retention.stop()
         await self.health.stop()

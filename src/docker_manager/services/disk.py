@@ -32,6 +32,11 @@ class DiskService:
             return self._settings.min_free_bytes
         return min(DEFAULT_MIN_FREE, int(total * DEFAULT_MIN_FREE_SHARE))
 
+    @property
+    def known_engine_root(self) -> Path | None:
+        """The engine's root if it was looked up already (no engine call)."""
+        return self._engine_root
+
     async def engine_root(self) -> Path | None:
         """The engine's data root (DockerRootDir), when it is on this host's filesystem."""
         if self._engine_root is None:

@@ -111,6 +111,7 @@ def _status_of(record: TaskRecord, position: int | None) -> TaskStatus:
         started_at=record.started_at,
         finished_at=record.finished_at,
         queue_position=position if record.status is Status.QUEUED else None,
+        request_id=record.request_id,
     )
 
 

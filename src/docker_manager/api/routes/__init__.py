@@ -11,6 +11,7 @@ from docker_manager.api.routes import (
     health,
     images,
     nginx,
+    observability,
     system,
     tasks,
     tokens,
@@ -20,7 +21,20 @@ from docker_manager.api.routes import (
 # FastAPI tries routes in order (about 5 us each): the routes dashboards poll come first.
 ROUTERS: tuple[APIRouter, ...] = tuple(
     m.router
-    for m in (tasks, system, containers, apps, health, images, container_fs, deploy, nginx, commands, tokens)
+    for m in (
+        tasks,
+        system,
+        containers,
+        apps,
+        health,
+        images,
+        container_fs,
+        deploy,
+        nginx,
+        commands,
+        tokens,
+        observability,
+    )
 )
 
 __all__ = ["ROUTERS"]

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from docker_manager import metrics
+from docker_manager.audit import AuditLog
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
 from docker_manager.errors import DockerManagerError, NotFound
@@ -66,8 +67,11 @@ class RetentionService:
         ownership: Ownership,
         tasks: TaskStore,
         settings: Settings,
+        *,
+        audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self._audit = audit
         self._releases = releases
         self._docker = docker
         self._ownership = ownership
@@ -127,6 +131,9 @@ class RetentionService:
             kept = await self._kept()
             await self._old_tasks(now, kept, report)
             await self._dangling_images(kept, report)
+            if self._audit is not None:
+                cutoff = now - timedelta(days=self._settings.audit_retention_days)
+                report.audit_entries = await self._audit.prune(cutoff)
         metrics.GC_RECLAIMED.inc(report.bytes_reclaimed)
         return report
 
