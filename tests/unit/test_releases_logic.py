@@ -12,7 +12,7 @@ import pytest
 from docker_manager.docker.types import ContainerInfo
 from docker_manager.errors import Conflict, DiskFull, EngineError, NotFound
 from docker_manager.services.disk import engine_usage
-from docker_manager.services.releases.rollback import _check_runnable, _choose, _keep_host_ports
+from docker_manager.services.releases.rules import check_runnable, choose_target, keep_host_ports
 from docker_manager.services.releases.service import EngineView
 from docker_manager.services.releases.store import Release
 from docker_manager.util.clock import utcnow
@@ -50,26 +50,26 @@ def test_live_is_the_newest_running_release_and_gone_follows_the_image() -> None
 
 def test_the_default_rollback_target_is_the_newest_release_before_the_live_one() -> None:
     items = [release(4), release(3), release(2), release(1)]
-    assert _choose(items, None, items[1]).number == 2
-    assert _choose(items, 1, items[0]).number == 1
+    assert choose_target(items, None, items[1]).number == 2
+    assert choose_target(items, 1, items[0]).number == 1
     with pytest.raises(Conflict, match="already live"):
-        _choose(items, 3, items[1])
+        choose_target(items, 3, items[1])
     with pytest.raises(Conflict, match="nothing before"):
-        _choose(items, None, items[3])
+        choose_target(items, None, items[3])
     with pytest.raises(Conflict, match="name the release"):
-        _choose(items, None, None)
+        choose_target(items, None, None)
     with pytest.raises(NotFound):
-        _choose(items, 9, None)
+        choose_target(items, 9, None)
 
 
 def test_a_release_without_its_image_cannot_run_again() -> None:
     engine = EngineView(states={}, images={"sha256:a"})
-    _check_runnable(release(1), engine)
+    check_runnable(release(1), engine)
     with pytest.raises(Conflict) as caught:
-        _check_runnable(release(2, image="sha256:gone"), engine)
+        check_runnable(release(2, image="sha256:gone"), engine)
     assert caught.value.extra["missing"] == {"image_id": "sha256:gone", "tag": None}
     with pytest.raises(Conflict, match="pruned"):
-        _check_runnable(release(3, pruned=True), engine)
+        check_runnable(release(3, pruned=True), engine)
 
 
 def test_in_place_rollback_takes_the_live_containers_host_ports() -> None:
@@ -77,7 +77,7 @@ def test_in_place_rollback_takes_the_live_containers_host_ports() -> None:
     live = ContainerInfo(
         {"Id": "x", "NetworkSettings": {"Ports": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9005"}]}}}
     )
-    _keep_host_ports(config, live)
+    keep_host_ports(config, live)
     assert config["HostConfig"]["PortBindings"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "9005"}]
 
 

@@ -93,19 +93,14 @@ class Services:
         containers = ContainerService(docker, ownership, settings)
         await _adopt(db, docker, ownership, containers)
         images = ImageService(docker, ownership, settings)
-        disk = DiskService(docker, settings)
-        with contextlib.suppress(DockerManagerError):  # the engine is down: looked up later
-            await disk.engine_root()
+        disk = await _disk(docker, settings)
         builds = BuildService(docker, runner, images, ownership, disk, settings)
         sealer = await asyncio.to_thread(Sealer.from_key_file, settings.secret_key_path)
         releases = ReleaseService(ReleaseStore(db.engine), docker, containers, ownership, sealer, settings)
         sites = SiteService(_nginx(settings), docker, containers, probe, releases, settings)
         await sites.start()
         audit = AuditLog(db.engine, file=settings.audit_file)
-        retention = RetentionService(releases, docker, ownership, runner.store, settings, audit=audit)
-        await _import_releases(releases)
-        releases.on_recorded = retention.after_deploy
-        await retention.start()
+        retention = await _retention(releases, docker, ownership, runner, settings, audit)
         return cls(
             settings=settings,
             db=db,
@@ -167,6 +162,29 @@ async def _adopt(db: Database, docker: Docker, ownership: Ownership, containers:
         await adopt_labelled_once(db.engine, docker, ownership, containers.policy)
     except DockerManagerError as exc:  # the engine is down: adopt on a later start
         log.warning("could not look for labelled objects of an earlier version: %s", exc.detail)
+
+
+async def _disk(docker: Docker, settings: Settings) -> DiskService:
+    disk = DiskService(docker, settings)
+    with contextlib.suppress(DockerManagerError):  # the engine is down: looked up later
+        await disk.engine_root()
+    return disk
+
+
+async def _retention(
+    releases: ReleaseService,
+    docker: Docker,
+    ownership: Ownership,
+    runner: TaskRunner,
+    settings: Settings,
+    audit: AuditLog,
+) -> RetentionService:
+    """Old releases, tasks and audit entries go after each deploy and every DM_GC_INTERVAL."""
+    retention = RetentionService(releases, docker, ownership, runner.store, settings, audit=audit)
+    await _import_releases(releases)
+    releases.on_recorded = retention.after_deploy
+    await retention.start()
+    return retention
 
 
 async def _import_releases(releases: ReleaseService) -> None:

@@ -31,10 +31,15 @@ from docker_manager.errors import Conflict, DockerManagerError, NotFound, NotMan
 from docker_manager.nginx import SiteHeader, Upstream
 from docker_manager.schemas.apps import RollbackRequest, RollbackStarted
 from docker_manager.services.containers import ContainerService, check_host_port
-from docker_manager.services.releases.service import EngineView, ReleaseService, host_port_of
+from docker_manager.services.releases.rules import (
+    check_runnable,
+    choose_target,
+    keep_host_ports,
+    upstream_for,
+)
+from docker_manager.services.releases.service import ReleaseService, host_port_of
 from docker_manager.services.releases.store import Release
 from docker_manager.services.sites.switch import TrafficSwitch
-from docker_manager.services.sites.upstreams import upstream_of
 from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
 from docker_manager.tasks.runner import new_task_id
 from docker_manager.util.sealing import SealError
@@ -114,8 +119,8 @@ class RollbackService:
             raise NotFound(f"no app {app_id!r}: it has no release", field="app_id")
         engine = await self._releases.engine_view()
         live = engine.live_of(items)
-        target = _choose(items, number, live)
-        _check_runnable(target, engine)
+        target = choose_target(items, number, live)
+        check_runnable(target, engine)
         config = dict(target.config)
         config["Image"] = target.image_id  # the exact image, whatever its tag points at now
         if target.env_sealed:
@@ -140,23 +145,7 @@ class RollbackService:
         if not principal.is_admin and any(header.upstream.kind == "host" for _, header in sites):
             raise NotManaged("a site of this app points at something only an admin manages", field="app_id")
         live_info = await self._live_container(live, principal)
-        await ctx.merge_summary(
-            {
-                "status": "building",
-                "stage": "preparing",
-                "app_id": plan.app_id,
-                "rollback": {"release": target.number, "from_release": live.number if live else None},
-            }
-        )
-        await ctx.event(
-            "preparing",
-            "completed",
-            message=f"rolling back {plan.app_id} to release {target.number}",
-            release=target.number,
-            from_release=live.number if live else None,
-            image_id=target.image_id,
-            sites=[header.domain for _, header in sites],
-        )
+        await _announce(ctx, plan, [header.domain for _, header in sites])
         name = f"{_ROLLBACK_SUFFIX.sub('', target.container_name or plan.app_id)}-rb-{secrets.token_hex(3)}"
         if sites:
             new, details = await self._beside(ctx, plan, name, sites, live_info, gate, principal)
@@ -258,7 +247,7 @@ class RollbackService:
         kind = "managed" if self._containers.manageable(new.id) else "host"
         switched: list[tuple[Site, dict[str, Any]]] = []
         try:
-            upstreams = [replace(_upstream_for(header, live_info, new), kind=kind) for _, header in sites]
+            upstreams = [replace(upstream_for(header, live_info, new), kind=kind) for _, header in sites]
             health = await self._healthy(ctx, new, upstreams[0], gate)
             for other in upstreams[1:]:
                 if other.address != upstreams[0].address:
@@ -310,7 +299,7 @@ class RollbackService:
         """No site: the app keeps its host port; the live container makes way, and comes back
         if the release does not come up (or the task is cancelled)."""
         if live_info is not None:
-            _keep_host_ports(plan.config, live_info)
+            keep_host_ports(plan.config, live_info)
         for bindings in (plan.config.get("HostConfig") or {}).get("PortBindings", {}).values():
             for binding in bindings or []:
                 if binding.get("HostPort"):
@@ -358,55 +347,23 @@ class RollbackService:
             exc.detail = f"{exc.detail}; {note}"
 
 
-def _choose(items: list[Release], number: int | None, live: Release | None) -> Release:
-    """The release to run again: `number`, else the newest one before the live one."""
-    if number is not None:
-        target = next((r for r in items if r.number == number), None)
-        if target is None:
-            raise NotFound(f"the app has no release {number}", field="release")
-    elif live is None:
-        raise Conflict("no release of this app is live: name the release to run", field="release")
-    else:
-        target = next((r for r in items if r.number < live.number), None)
-        if target is None:
-            raise Conflict(f"release {live.number} is the first: there is nothing before it", field="release")
-    if live is not None and target.number == live.number:
-        raise Conflict(f"release {target.number} is already live", field="release")
-    return target
-
-
-def _check_runnable(target: Release, engine: EngineView) -> None:
-    missing = []
-    if target.pruned_at is not None:
-        missing.append("its record was pruned by retention")
-    if target.image_id not in engine.images:
-        missing.append(f"image {target.image_id} ({target.tag or 'untagged'}) is not on this host")
-    if missing:
-        raise Conflict(
-            f"release {target.number} cannot run again: {'; '.join(missing)}",
-            field="release",
-            missing={"image_id": target.image_id, "tag": target.tag},
-        )
-
-
-def _keep_host_ports(config: dict[str, Any], live: ContainerInfo) -> None:
-    """Bind each container port to the host port the live container has for it."""
-    host = dict(config.get("HostConfig") or {})
-    bindings = dict(host.get("PortBindings") or {})
-    for key, port in live.published_ports.items():
-        if port and key in bindings:
-            bindings[key] = [{"HostIp": bindings[key][0].get("HostIp", ""), "HostPort": str(port)}]
-    host["PortBindings"] = bindings
-    config["HostConfig"] = host
-
-
-def _upstream_for(header: SiteHeader, live: ContainerInfo | None, new: ContainerInfo) -> Upstream:
-    """Where a site should send its requests in the new container: the same container port it
-    reached in the live one (by its bridge address, or through the host port that published it)."""
-    if header.upstream.container:
-        return upstream_of(new, None, header.upstream.port)
-    if live is not None:
-        for key, port in live.published_ports.items():
-            if port == header.upstream.port and new.published_ports.get(key):
-                return Upstream("127.0.0.1", int(new.published_ports[key] or 0))
-    return upstream_of(new, None, None)
+async def _announce(ctx: TaskContext, plan: Plan, domains: list[str]) -> None:
+    """Stage `preparing`: what is about to happen, in the summary and the events."""
+    target, live = plan.target, plan.live
+    await ctx.merge_summary(
+        {
+            "status": "building",
+            "stage": "preparing",
+            "app_id": plan.app_id,
+            "rollback": {"release": target.number, "from_release": live.number if live else None},
+        }
+    )
+    await ctx.event(
+        "preparing",
+        "completed",
+        message=f"rolling back {plan.app_id} to release {target.number}",
+        release=target.number,
+        from_release=live.number if live else None,
+        image_id=target.image_id,
+        sites=domains,
+    )
