@@ -1,4 +1,5 @@
-"""Command line: `docker-manager serve`, `token create|list|revoke` and `audit`."""
+"""Command line: on the host `serve`, `token create|list|revoke` and `audit`; from anywhere the
+remote client (`login`, `deploy`, `logs`, `rollback`...: see `client/`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 from docker_manager.audit import AuditEntry, AuditLog
 from docker_manager.auth import TokenStore, parse_scopes
+from docker_manager.client.commands import register
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
@@ -151,6 +153,9 @@ def audit(
             f"{data['ts']}  {entry.status} {entry.outcome:<8} {who:<16} {entry.method:<6} {entry.route}"
             f"  {target}  [{entry.request_id}]"
         )
+
+
+register(app)
 
 
 def main() -> None:

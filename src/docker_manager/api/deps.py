@@ -75,6 +75,10 @@ OperateAccess = Annotated[Principal, Depends(RequireScope(Scope.OPERATE))]
 ExecAccess = Annotated[Principal, Depends(RequireScope(Scope.EXEC))]
 AdminAccess = Annotated[Principal, Depends(RequireScope(Scope.ADMIN))]
 MetricsAccess = Annotated[Principal, Depends(RequireScope(Scope.METRICS, also=(Scope.READ,)))]
+# Any valid token (whoami): every scope is enough.
+AnyAccess = Annotated[
+    Principal, Depends(RequireScope(Scope.READ, also=(Scope.OPERATE, Scope.EXEC, Scope.METRICS)))
+]
 
 
 def _service(name: str) -> Callable[[Request], Awaitable[Any]]:

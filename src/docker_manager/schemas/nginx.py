@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from docker_manager.schemas.common import AppId, ContainerRef, ResponseModel, StrictModel, TaskId
 from docker_manager.schemas.deploy import HttpPath
@@ -142,3 +142,13 @@ class UpdatePortResult(ResponseModel):
     remove: dict[str, str | None] | None = Field(description="The original's: {status: removed} or an error.")
     nginx_reload: NginxReload
     release: int | None = Field(None, description="The app's release the moved container became.")
+
+
+class SiteView(BaseModel):
+    domain: str
+    app_id: str | None
+    conf_path: str
+    upstream: str = Field(description="host:port nginx sends the requests to, or `down`.")
+    port: int
+    container: str | None = Field(description="The container a bridge-address site follows.")
+    kind: str = Field(description="managed, or host (an admin's: admin-only to change).")

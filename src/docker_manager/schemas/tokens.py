@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from docker_manager.auth import Scope
 from docker_manager.schemas.common import ResponseModel, StrictModel
@@ -28,3 +28,9 @@ class TokenView(ResponseModel):
 
 class CreatedToken(TokenView):
     token: str = Field(description="The secret. Shown this once; only its hash is stored.")
+
+
+class WhoAmI(BaseModel):
+    token_id: str
+    name: str
+    scopes: list[str]

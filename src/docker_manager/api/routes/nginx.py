@@ -1,10 +1,11 @@
-"""nginx sites and traffic switching: `/nginx/site/*`, `/nginx/sign-domain`, `/app/update-port`."""
+"""nginx sites and traffic switching: `/nginx/sites`, `/nginx/site/*`, `/nginx/sign-domain`,
+`/app/update-port`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from docker_manager.api.deps import OperateAccess, SitesDep
+from docker_manager.api.deps import OperateAccess, ReadAccess, SitesDep
 from docker_manager.schemas.nginx import (
     SignDomainRequest,
     SignDomainResult,
@@ -12,11 +13,18 @@ from docker_manager.schemas.nginx import (
     SiteDeleted,
     SiteDeleteRequest,
     SiteResult,
+    SiteView,
     UpdatePortRequest,
     UpdatePortResult,
 )
 
 router = APIRouter(tags=["nginx"])
+
+
+@router.get("/nginx/sites", response_model=list[SiteView])
+async def list_sites(sites: SitesDep, _: ReadAccess) -> list[SiteView]:
+    """The sites this service wrote, in every configured directory."""
+    return await sites.list_sites()
 
 
 @router.post("/nginx/site/create", response_model=SiteResult)

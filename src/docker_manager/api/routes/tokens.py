@@ -1,4 +1,5 @@
-"""`/auth/tokens`: token management (admin). The CLI offers the same: `docker-manager token ...`."""
+"""`/auth/whoami` (any token) and `/auth/tokens`: token management (admin). The CLI offers the same on
+the host: `docker-manager token ...`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from docker_manager.api.deps import AdminAccess, ServicesDep
-from docker_manager.schemas.tokens import CreatedToken, CreateTokenRequest, TokenView
+from docker_manager.api.deps import AdminAccess, AnyAccess, ServicesDep
+from docker_manager.schemas.tokens import CreatedToken, CreateTokenRequest, TokenView, WhoAmI
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.get("/whoami", response_model=WhoAmI)
+async def whoami(who: AnyAccess) -> WhoAmI:
+    """The calling token: its id, name and scopes (a client checks a token with it)."""
+    return WhoAmI(token_id=who.token_id, name=who.name, scopes=sorted(s.value for s in who.scopes))
 
 
 @router.get("/tokens", response_model=list[TokenView])

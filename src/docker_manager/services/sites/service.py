@@ -38,6 +38,7 @@ from docker_manager.schemas.nginx import (
     SiteDeleted,
     SiteDeleteRequest,
     SiteResult,
+    SiteView,
     UpdatePortRequest,
     UpdatePortResult,
 )
@@ -45,6 +46,7 @@ from docker_manager.services.containers import ContainerService, check_host_port
 from docker_manager.services.probe import HttpProbe
 from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.sites.addresses import AddressFollower
+from docker_manager.services.sites.moves import record_move
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.services.sites.upstreams import outcome, upstream_of
 from docker_manager.services.tasks import find_task_dir
@@ -152,6 +154,20 @@ class SiteService:
                 field="port",
             )
         return owner
+
+    async def list_sites(self) -> list[SiteView]:
+        return [
+            SiteView(
+                domain=header.domain,
+                app_id=header.app_id,
+                conf_path=str(path),
+                upstream="down" if header.upstream.down else header.upstream.address,
+                port=header.port,
+                container=header.upstream.container,
+                kind=header.upstream.kind,
+            )
+            for path, header in await asyncio.to_thread(self.switch.sites)
+        ]
 
     # --- site create / delete ----------------------------------------------------------------------
     async def create_site(self, body: SiteCreateRequest, principal: Principal) -> SiteResult:
@@ -318,7 +334,7 @@ class SiteService:
                     },
                 )
         container = {"id": new_id, "name": old.name, "status": new.status}
-        await _record_move(folder, container, port_key, body, target, reload)
+        await record_move(folder, container, port_key, body, target, reload)
         return UpdatePortResult.model_validate(
             {
                 "stage": "update_port",
@@ -365,30 +381,3 @@ class SiteService:
                 await self._docker.containers.remove(new_id, force=True)
             raise
         return new_id, reload
-
-
-async def _record_move(
-    folder: Path,
-    container: dict[str, Any],
-    port_key: str,
-    body: UpdatePortRequest,
-    target: Path,
-    reload: dict[str, Any],
-) -> None:
-    """The task's build.info.json learns the moved container, its new port and upstream."""
-    upstream = {
-        "domain": body.domain,
-        "conf_path": str(target),
-        "port": body.new_port,
-        "upstream_host": "127.0.0.1",
-        "nginx_reload": reload,
-    }
-    await TaskFiles(folder).merge_info(
-        {
-            "container_id": container["id"],
-            "container_name": container["name"],
-            "host_port": body.new_port,
-            "localrun": {"ports_requested": {port_key: body.new_port}, "container": container},
-            "upstream": upstream,
-        }
-    )

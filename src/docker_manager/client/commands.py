@@ -1,0 +1,375 @@
+"""The remote commands: a person at a terminal, or a script, against a running service.
+
+Every command takes `--context NAME` (or DM_CONTEXT; DM_URL and DM_TOKEN override for scripts) and
+most take `--json`. Exit codes: 0 success, 1 failed, 2 usage, 3 unreachable or token refused.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from docker_manager.client import config as client_config
+from docker_manager.client.api import EXIT_FAILED, EXIT_USAGE, Api, ClientError
+from docker_manager.client.config import ConfigError, Context
+from docker_manager.client.deploy import DeployOptions, deploy_app
+from docker_manager.client.follow import follow
+from docker_manager.client.views import PlainView, clean, view_for
+
+T = TypeVar("T")
+ContextOption = Annotated[str | None, typer.Option("--context", "-c", help="A context saved by `login`.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@contextmanager
+def _api(context: str | None) -> Iterator[Api]:
+    """An API client for the chosen context; client errors become exit codes with a message."""
+    try:
+        with Api(client_config.resolve(context)) as api:
+            yield api
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except ClientError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    typer.echo(json.dumps(data, indent=None, default=str) if as_json else text(data))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [
+        [clean(str(row.get(col) if row.get(col) is not None else "-")) for col in columns] for row in rows
+    ]
+    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
+    lines = ["  ".join(col.upper().ljust(widths[i]) for i, col in enumerate(columns))]
+    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _follow_to_end(api: Api, task_id: str, title: str, *, as_json: bool) -> dict[str, Any]:
+    """Follow a task with the right view; Ctrl-C asks (on a terminal) whether to cancel it."""
+    view = view_for(title, as_json=as_json)
+    try:
+        return follow(api, task_id, view.event)
+    except KeyboardInterrupt:
+        view.close()
+        if sys.stdin.isatty() and typer.confirm(f"\ncancel task {task_id}?", default=False):
+            api.post(f"/tasks/{task_id}/cancel")
+            typer.echo(f"cancelled {task_id}", err=True)
+        else:
+            typer.echo(f"detached; follow again with: docker-manager logs {task_id} -f", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        view.close()
+
+
+def login(
+    url: Annotated[str, typer.Argument(help="The service, e.g. http://127.0.0.1:8002")],
+    name: Annotated[str, typer.Option("--name", help="Save it as this context.")] = "default",
+    token_stdin: Annotated[bool, typer.Option("--token-stdin", help="Read the token from stdin.")] = False,
+) -> None:
+    """Check a token against the service and save URL and token as a context (file mode 0600)."""
+    if not client_config.CONTEXT_NAME.fullmatch(name):
+        typer.echo("error: a context name is letters, digits, `_`, `.` and `-`", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    token = sys.stdin.readline().strip() if token_stdin else getpass.getpass("token: ").strip()
+    context = Context(name, url.rstrip("/"), token)
+    try:
+        with Api(context, timeout=30) as api:
+            me = api.get("/auth/whoami")
+    except ClientError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    saved = client_config.load()
+    saved.contexts[name] = context
+    saved.current = name
+    path = client_config.save(saved)
+    typer.echo(f"logged in to {context.url} as {me['name']} ({','.join(me['scopes'])}); saved in {path}")
+
+
+def logout(
+    name: Annotated[str | None, typer.Argument(help="Default: the current context.")] = None,
+) -> None:
+    """Forget a context (its token is removed from the file)."""
+    saved = client_config.load()
+    chosen = name or saved.current
+    if not chosen or chosen not in saved.contexts:
+        typer.echo("error: no such context", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    del saved.contexts[chosen]
+    if saved.current == chosen:
+        saved.current = next(iter(saved.contexts), None)
+    client_config.save(saved)
+    typer.echo(f"logged out of {chosen}")
+
+
+def contexts(as_json: JsonOption = False) -> None:
+    """The saved contexts (never their tokens)."""
+    saved = client_config.load()
+    rows = [
+        {"name": c.name, "url": c.url, "current": c.name == saved.current} for c in saved.contexts.values()
+    ]
+    _emit(rows, as_json, lambda r: _table(r, ["name", "url", "current"]))
+
+
+def deploy(
+    path: Annotated[str | None, typer.Argument(help="Context folder as the server sees it.")] = None,
+    app_id: Annotated[str, typer.Option("--app", help="The app (its releases, its site).")] = ...,  # type: ignore[assignment]
+    image: Annotated[str | None, typer.Option(help="Run this image instead of building PATH.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Image tag (default {app}:latest).")] = None,
+    port: Annotated[int | None, typer.Option(help="Host port to publish the container port on.")] = None,
+    container_port: Annotated[int, typer.Option(help="The port the app listens on.")] = 80,
+    domain: Annotated[str | None, typer.Option(help="Point this domain at the new container.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")] = None,
+    memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
+    cpu: Annotated[float | None, typer.Option(help="CPUs, e.g. 0.5.")] = None,
+    health_path: Annotated[str, typer.Option(help="What the new container must answer.")] = "/",
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build PATH on the server (or take --image), run it, and with --domain switch the domain
+    to it once it answers. Progress is shown live on a terminal."""
+    if (path is None) == (image is None):
+        typer.echo("error: give a context PATH or --image (one of them)", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        variables = dict(item.split("=", 1) for item in env or [])
+    except ValueError:
+        typer.echo("error: --env takes K=V", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    options = DeployOptions(
+        app_id=app_id,
+        path=path,
+        image=image,
+        tag=tag,
+        port=port,
+        container_port=container_port,
+        domain=domain,
+        env=variables,
+        memory=memory,
+        cpu=cpu,
+        health_path=health_path,
+    )
+    with _api(context) as api:
+        result = deploy_app(
+            api,
+            options,
+            lambda title, task_id: _follow_to_end(api, task_id, title, as_json=as_json),
+            quiet=as_json,
+        )
+    _emit(result, as_json, _deployed_text)
+
+
+def tasks(
+    app_id: Annotated[str | None, typer.Option("--app")] = None,
+    status: Annotated[str | None, typer.Option()] = None,
+    task_type: Annotated[str | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recent tasks, newest first."""
+    with _api(context) as api:
+        page = api.get("/tasks", app_id=app_id, status=status, type=task_type, limit=limit)
+    cols = ["task_id", "task_type", "status", "stage", "app_id", "created_at"]
+    _emit(page["tasks"], as_json, lambda rows: _table(rows, cols))
+
+
+def task(task_id: str, context: ContextOption = None, as_json: JsonOption = False) -> None:
+    """One task: status, stage, result or error."""
+    with _api(context) as api:
+        status = api.get(f"/tasks/status/{task_id}")
+    _emit(status, as_json, _task_text)
+
+
+def logs(
+    task_id: str,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Follow until the task ends.")] = False,
+    tail: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
+    context: ContextOption = None,
+) -> None:
+    """A task's output: its last lines, or (-f) everything as it happens, resumed across drops."""
+    with _api(context) as api:
+        if follow_:
+            view = PlainView()
+            final = follow(api, task_id, view.event)
+            raise typer.Exit(0 if final["status"] == "completed" else EXIT_FAILED)
+        found = api.get(f"/tasks/logs/{task_id}", tail=tail)
+    for line in found["build_logs"].get("raw") or []:
+        typer.echo(clean(str(line)))
+
+
+def cancel(task_id: str, context: ContextOption = None) -> None:
+    """Stop a running task."""
+    with _api(context) as api:
+        status = api.post(f"/tasks/{task_id}/cancel")
+    typer.echo(f"{task_id}: {status['status']}")
+
+
+def ps(
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="Stopped containers too.")] = False,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Containers on the server."""
+    with _api(context) as api:
+        rows = api.get("/docker/containers", all="true" if show_all else None)
+    _emit(rows, as_json, lambda r: _table(r, ["name", "status", "app_id", "image_name", "ports"]))
+
+
+def releases(app_id: str, context: ContextOption = None, as_json: JsonOption = False) -> None:
+    """An app's releases, newest first."""
+    with _api(context) as api:
+        rows = api.get(f"/apps/{app_id}/releases")
+    cols = [
+        "release",
+        "status",
+        "source",
+        "created_at",
+        "tag",
+        "container_name",
+        "host_port",
+        "deployed_by",
+    ]
+    _emit(rows, as_json, lambda r: _table(r, cols))
+
+
+def rollback(
+    app_id: str,
+    to: Annotated[
+        int | None, typer.Option("--to", help="Release number; default: the one before the live one.")
+    ] = None,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run an earlier release again, health-gated, switching its sites without dropping requests."""
+    with _api(context) as api:
+        started = api.post(f"/apps/{app_id}/rollback", {"release": to} if to else {})
+        final = _follow_to_end(
+            api, started["task_id"], f"rollback {app_id} to {started['release']}", as_json=as_json
+        )
+    if final["status"] != "completed":
+        typer.echo(f"error: rollback {final['status']}: {final.get('error')}", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    result = final.get("result") or {}
+    _emit(
+        result,
+        as_json,
+        lambda r: (
+            f"{app_id}: release {r.get('release')} (= release {r.get('restored_release')}) "
+            f"is live in {r.get('container_name')}"
+        ),
+    )
+
+
+def top(
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The busiest processes on the server."""
+    with _api(context) as api:
+        found = api.get("/system/top", limit=limit)
+    _emit(
+        found,
+        as_json,
+        lambda d: _table(d["processes"], ["pid", "name", "cpu_percent", "memory_percent", "username"]),
+    )
+
+
+def usage(context: ContextOption = None, as_json: JsonOption = False) -> None:
+    """CPU, memory and disk of the server."""
+    with _api(context) as api:
+        found = api.get("/system/usage")
+    _emit(found, as_json, _usage_text)
+
+
+def exec_(
+    container: str,
+    cmd: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    context: ContextOption = None,
+) -> None:
+    """Run a command in a container; its exit code is this command's."""
+    with _api(context) as api:
+        done = api.post("/docker/exec", {"id_or_name": container, "cmd": cmd})
+    sys.stdout.write(done.get("stdout") or "")
+    sys.stderr.write(done.get("stderr") or "")
+    raise typer.Exit(int(done.get("exit_code") or 0) if done.get("exit_code") is not None else EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the remote commands to the `docker-manager` command."""
+    app.command(name="login")(login)
+    app.command(name="logout")(logout)
+    app.command(name="contexts")(contexts)
+    app.command(name="deploy")(deploy)
+    app.command(name="tasks")(tasks)
+    app.command(name="task")(task)
+    app.command(name="logs")(logs)
+    app.command(name="cancel")(cancel)
+    app.command(name="ps")(ps)
+    app.command(name="releases")(releases)
+    app.command(name="rollback")(rollback)
+    app.command(name="top")(top)
+    app.command(name="usage")(usage)
+    app.command(name="exec")(exec_)
+    _listing(
+        app,
+        "apps",
+        "/apps",
+        ["app_id", "live_release", "state", "host_port", "domains", "container_name"],
+        "Apps and their live release.",
+    )
+    _listing(
+        app, "sites", "/nginx/sites", ["domain", "app_id", "upstream", "kind"], "nginx sites of this service."
+    )
+
+
+def _listing(app: typer.Typer, name: str, path: str, columns: list[str], help_text: str) -> None:
+    def command(context: ContextOption = None, as_json: JsonOption = False) -> None:
+        with _api(context) as api:
+            rows = api.get(path)
+        _emit(rows, as_json, lambda r: _table(r, columns))
+
+    command.__doc__ = help_text
+    app.command(name=name)(command)
+
+
+def _deployed_text(result: dict[str, Any]) -> str:
+    lines = [f"{result['app_id']}: release {result.get('release')} running in {result['container_name']}"]
+    if result.get("host_port"):
+        lines.append(f"  port   127.0.0.1:{result['host_port']}")
+    if result.get("domain"):
+        lines.append(f"  domain {result['domain']}")
+    lines.append(f"  took   {result['seconds']:.1f}s")
+    return "\n".join(lines)
+
+
+def _task_text(status: dict[str, Any]) -> str:
+    lines = [f"{status['task_id']}  {status['task_type']}  {status['status']}  stage={status.get('stage')}"]
+    if status.get("error"):
+        lines.append(f"  error: {clean(str(status['error']))}")
+    for event in status.get("events", [])[-10:]:
+        message = clean(str(event.get("message") or ""))
+        lines.append(f"  [{event.get('stage') or 'task'}] {event.get('status')} {message}")
+    return "\n".join(lines)
+
+
+def _usage_text(found: dict[str, Any]) -> str:
+    memory, disk = found.get("memory") or {}, found.get("disk_root") or {}
+    return (
+        f"cpu {found.get('cpu_percent')}%  "
+        f"memory {memory.get('percent')}% of {memory.get('total', 0) >> 20} MiB  "
+        f"disk / {disk.get('percent')}% of {disk.get('total', 0) >> 30} GiB"
+    )

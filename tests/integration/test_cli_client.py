@@ -1,0 +1,244 @@
+"""The remote command-line client against a live server process, the real engine and nginx."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.services import NginxServer, ServiceProcess, nginx, service_process
+
+pytestmark = pytest.mark.docker
+
+
+@dataclass
+class Server:
+    process: ServiceProcess
+    nginx: NginxServer
+    contexts: Path
+
+    @property
+    def token(self) -> str:
+        return self.process.headers["Authorization"].split(" ", 1)[1]
+
+
+def nginx_env(server: NginxServer) -> dict[str, str]:
+    return {
+        f"DM_{key.upper()}": json.dumps([str(v) for v in value]) if isinstance(value, list) else str(value)
+        for key, value in server.settings().items()
+    }
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cli-server")
+    contexts = root / "contexts"
+    contexts.mkdir()
+    with (
+        nginx(root / "nginx") as web,
+        service_process(
+            root / "data",
+            stderr=root / "server.log",
+            DM_CONTEXT_ROOTS=json.dumps([str(contexts)]),
+            DM_SWITCH_DRAIN_SECONDS="0",
+            DM_SWITCH_STOP_TIMEOUT="1",
+            **nginx_env(web),
+        ) as process,
+    ):
+        yield Server(process, web, contexts)
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DM_")}
+    return {**env, "HOME": str(home), "XDG_CONFIG_HOME": str(home / "config"), "TERM": "dumb", **extra}
+
+
+def cli(home: Path, *args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "docker_manager", *args],
+        env=cli_env(home, **extra),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def site_text(server: Server, domain: str) -> str:
+    reply = httpx2.get(f"http://127.0.0.1:{server.nginx.port}/", headers={"Host": domain}, timeout=5)
+    return reply.text.strip()
+
+
+def web_context(server: Server, name: str, text: str, base_image: str) -> str:
+    folder = server.contexts / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN mkdir /www && echo {text} > /www/index.html\n"
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n'
+    )
+    return name
+
+
+@pytest.fixture
+def home(tmp_path: Path, server: Server) -> Path:
+    """A user's home, logged in to the server."""
+    done = cli(
+        tmp_path, "login", server.process.url, "--name", "lab", "--token-stdin", stdin=server.token + "\n"
+    )
+    assert done.returncode == 0, done.stderr
+    return tmp_path
+
+
+def test_login_saves_a_private_context(home: Path, server: Server, tmp_path: Path) -> None:
+    config = home / "config" / "docker-manager" / "config.toml"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert server.token in config.read_text()
+    listed = json.loads(cli(home, "contexts", "--json").stdout)
+    assert listed == [{"name": "lab", "url": server.process.url, "current": True}]
+    assert server.token not in cli(home, "contexts").stdout
+    refused = cli(tmp_path / "other", "login", server.process.url, "--token-stdin", stdin="dm_wrong\n")
+    assert refused.returncode == 3 and "refused the token" in refused.stderr
+    assert not (tmp_path / "other" / "config" / "docker-manager" / "config.toml").exists()
+    assert cli(tmp_path / "nobody", "ps").returncode == 2  # not logged in: a usage error
+    down = cli(home, "ps", DM_URL="http://127.0.0.1:9", DM_TOKEN="x")
+    assert down.returncode == 3 and "cannot reach" in down.stderr
+
+
+def test_deploy_with_a_domain_then_roll_back(
+    home: Path, server: Server, unique: str, base_image: str
+) -> None:
+    domain = f"{unique}.example.com"
+    first = cli(
+        home,
+        "deploy",
+        web_context(server, f"{unique}-v1", "v1", base_image),
+        "--app",
+        unique,
+        "--domain",
+        domain,
+        "--memory",
+        "64m",
+    )
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "\x1b" not in first.stdout + first.stderr  # not a terminal: plain lines only
+    assert "[building]" in first.stdout and "release 1" in first.stdout
+    assert site_text(server, domain) == "v1"
+    second = cli(
+        home,
+        "deploy",
+        web_context(server, f"{unique}-v2", "v2", base_image),
+        "--app",
+        unique,
+        "--domain",
+        domain,
+        "--json",
+    )
+    assert second.returncode == 0, second.stderr
+    deployed = json.loads(second.stdout)
+    assert deployed["release"] == 2 and deployed["domain"] == domain
+    assert site_text(server, domain) == "v2"
+
+    rolled = cli(home, "rollback", unique, "--json")
+    assert rolled.returncode == 0, rolled.stderr
+    assert json.loads(rolled.stdout)["restored_release"] == 1
+    assert site_text(server, domain) == "v1"
+
+    releases = json.loads(cli(home, "releases", unique, "--json").stdout)
+    assert [(r["release"], r["source"]) for r in releases] == [
+        (3, "rollback"),
+        (2, "localrun"),
+        (1, "localrun"),
+    ]
+    apps = json.loads(cli(home, "apps", "--json").stdout)
+    assert next(a for a in apps if a["app_id"] == unique)["domains"] == [domain]
+    sites = json.loads(cli(home, "sites", "--json").stdout)
+    assert any(s["domain"] == domain for s in sites)
+    containers = json.loads(cli(home, "ps", "--all", "--json").stdout)
+    assert any(c["app_id"] == unique for c in containers)
+    tasks = json.loads(cli(home, "tasks", "--app", unique, "--json").stdout)
+    assert {t["task_type"] for t in tasks} >= {"docker_build", "localrun", "rollback"}
+    table = cli(home, "releases", unique).stdout
+    assert table.splitlines()[0].split()[:3] == ["RELEASE", "STATUS", "SOURCE"]
+
+
+def test_a_failing_deploy_exits_1_with_the_build_error(
+    home: Path, server: Server, unique: str, base_image: str
+) -> None:
+    folder = server.contexts / f"{unique}-broken"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo about-to-break && exit 7\n")
+    failed = cli(home, "deploy", folder.name, "--app", unique)
+    assert failed.returncode == 1
+    assert "about-to-break" in failed.stdout and "non-zero code: 7" in failed.stderr
+    usage = cli(home, "deploy", "--app", unique)
+    assert usage.returncode == 2
+
+
+def test_logs_follow_sees_every_line_once_across_reconnects(
+    home: Path, server: Server, unique: str, base_image: str
+) -> None:
+    folder = server.contexts / f"{unique}-chatty"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN for i in $(seq 1 150); do echo tick-$i; sleep 0.02; done\n"
+    )
+    started = httpx2.post(
+        f"{server.process.url}/docker/build/start",
+        json={"context_path": folder.name, "nocache": True},
+        headers=server.process.headers,
+        timeout=30,
+    ).json()
+    # The client reconnects every 0.2 s, as behind a proxy with a short idle limit.
+    followed = cli(home, "logs", started["task_id"], "-f", DM_CLIENT_STREAM_MAX_SECONDS="0.2")
+    assert followed.returncode == 0, followed.stderr
+    ticks = [line.split("| ", 1)[1] for line in followed.stdout.splitlines() if "| tick-" in line]
+    assert ticks == [f"tick-{i}" for i in range(1, 151)]
+
+
+def test_the_terminal_view_updates_in_place(home: Path, server: Server, unique: str, base_image: str) -> None:
+    folder = server.contexts / f"{unique}-slow"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo {unique}\n"  # never from the cache: the steps must run
+        "RUN for i in $(seq 1 20); do echo step-$i; sleep 0.1; done\nRUN echo done\n"
+    )
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "docker_manager", "deploy", folder.name, "--app", unique],
+        env=cli_env(home, TERM="xterm-256color", COLUMNS="100", LINES="30"),
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    screen = b""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            screen += chunk
+        elif process.poll() is not None:
+            break
+    process.wait(timeout=30)
+    os.close(main)
+    assert process.returncode == 0, screen[-2000:]
+    text = screen.decode("utf-8", "replace")
+    # The block is redrawn in place (cursor up, erase line), many times, then the result line.
+    assert text.count("\x1b[2K") > 10 and "\x1b[1A" in text
+    assert "build" in text and f"{unique}: release 1" in text
