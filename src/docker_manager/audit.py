@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import os
+import stat
 import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -51,11 +52,16 @@ TARGET_FIELDS = (
     "port",
     "host_port",
     "release",
+    "token_id",
     "lz4_path",
     "context_path",
     "path",
 )
 MAX_TARGET_VALUE = 200
+
+
+def _cut(value: str | None, size: int) -> str | None:
+    return value[:size] if value is not None else None
 
 
 def outcome_of(status: int) -> str:
@@ -140,27 +146,31 @@ class AuditLog:
         self._file_lock = threading.Lock()
 
     async def record(self, entry: AuditEntry) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                audit_log.insert().values(
-                    ts=entry.ts,
-                    request_id=entry.request_id,
-                    token_id=entry.token_id,
-                    token_name=entry.token_name,
-                    scopes=entry.scopes,
-                    client=entry.client,
-                    method=entry.method,
-                    route=entry.route,
-                    app_id=entry.app_id,
-                    target=entry.target or None,
-                    status=entry.status,
-                    outcome=entry.outcome,
-                    error_code=entry.error_code,
-                    duration_ms=entry.duration_ms,
+        """Into the database and (when configured) the file: the file gets the entry even when
+        the database refuses it."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    audit_log.insert().values(
+                        ts=entry.ts,
+                        request_id=entry.request_id[:64],
+                        token_id=entry.token_id,
+                        token_name=_cut(entry.token_name, 100),
+                        scopes=_cut(entry.scopes, 200),
+                        client=_cut(entry.client, 64),
+                        method=entry.method[:8],
+                        route=entry.route[:200],
+                        app_id=_cut(entry.app_id, 64),
+                        target=entry.target or None,
+                        status=entry.status,
+                        outcome=entry.outcome,
+                        error_code=_cut(entry.error_code, 40),
+                        duration_ms=entry.duration_ms,
+                    )
                 )
-            )
-        if self._path is not None:
-            await asyncio.to_thread(self._append, json.dumps(entry.as_dict(), separators=(",", ":")))
+        finally:
+            if self._path is not None:
+                await asyncio.to_thread(self._append, json.dumps(entry.as_dict(), separators=(",", ":")))
 
     # --- the JSON lines file -----------------------------------------------------------------
     def _append(self, line: str) -> None:
@@ -168,6 +178,12 @@ class AuditLog:
             if self._file is None:
                 assert self._path is not None
                 fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                info = os.fstat(fd)
+                # Someone else's file (made first in a shared folder), or a hard link to one: refused.
+                if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+                    os.close(fd)
+                    raise PermissionError(f"{self._path} is not a plain file of this service's own")
+                os.fchmod(fd, 0o600)
                 self._file = os.fdopen(fd, "a", encoding="utf-8")
             self._file.write(line + "\n")
             self._file.flush()

@@ -15,6 +15,7 @@ import typer
 from docker_manager.audit import AuditEntry, AuditLog
 from docker_manager.auth import TokenStore, parse_scopes
 from docker_manager.client.commands import register
+from docker_manager.client.views import one_line
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
@@ -149,9 +150,12 @@ def audit(
             continue
         who = entry.token_name or "-"
         target = " ".join(f"{k}={v}" for k, v in entry.target.items())
+        # Any field may hold what a caller sent: one line, no control characters, whoever reads it.
         typer.echo(
-            f"{data['ts']}  {entry.status} {entry.outcome:<8} {who:<16} {entry.method:<6} {entry.route}"
-            f"  {target}  [{entry.request_id}]"
+            one_line(
+                f"{data['ts']}  {entry.status} {entry.outcome:<8} {who:<16} {entry.method:<6} {entry.route}"
+                f"  {target}  [{entry.request_id}]"
+            )
         )
 
 

@@ -191,6 +191,8 @@ def test_logs_follow_sees_every_line_once_across_reconnects(
     folder.mkdir()
     (folder / "Dockerfile").write_text(
         f"FROM {base_image}\nRUN for i in $(seq 1 150); do echo tick-$i; sleep 0.02; done\n"
+        # Output that would clear the screen and set the clipboard on a terminal, shown harmless.
+        "RUN printf 'evil-\\033[2J-\\033]52;c;cHduZWQ=\\007-end\\n'\n"
     )
     started = httpx2.post(
         f"{server.process.url}/docker/build/start",
@@ -203,6 +205,7 @@ def test_logs_follow_sees_every_line_once_across_reconnects(
     assert followed.returncode == 0, followed.stderr
     ticks = [line.split("| ", 1)[1] for line in followed.stdout.splitlines() if "| tick-" in line]
     assert ticks == [f"tick-{i}" for i in range(1, 151)]
+    assert "evil-" in followed.stdout and "\x1b" not in followed.stdout and "\x07" not in followed.stdout
 
 
 def test_the_terminal_view_updates_in_place(home: Path, server: Server, unique: str, base_image: str) -> None:

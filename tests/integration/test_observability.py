@@ -325,3 +325,40 @@ async def test_an_unexpected_error_is_logged_once_and_answered_without_a_traceba
                 value(scraped, "dm_http_requests_total", method="GET", route="/system/info", status="500")
                 >= 1
             )
+
+
+async def test_audit_targets_come_from_the_path_first_and_floods_are_summarised(
+    observed: tuple[Services, httpx2.AsyncClient, Settings], tmp_path: Path
+) -> None:
+    _services, client, config = observed
+    reader = await token(client, "read")
+    # The body of a route that takes none cannot rename what the path names.
+    decoy = await client.post(
+        "/tasks/no-such-task/cancel", json={"task_id": "decoy", "app_id": "victim"}, headers=ADMIN
+    )
+    assert decoy.status_code == 404
+    # A refused request's body is read before its scope is checked: what it says stays one line.
+    hostile = "\u001b]52;c;cHduZWQ=\u0007\nFAKE 200 ok bootstrap-admin POST /docker/rm"
+    await client.post(
+        "/docker/run",
+        content=json.dumps({"image": "x", "app_id": hostile}),
+        headers={**reader, "Content-Type": "application/vnd.api+json"},
+    )
+    for _ in range(45):
+        await client.get("/tasks", headers={"Authorization": "Bearer wrong-token"})
+    entries = (await client.get("/audit", params={"limit": 200}, headers=ADMIN)).json()["entries"]
+    cancel = next(e for e in entries if e["route"] == "/tasks/{task_id}/cancel")
+    assert cancel["target"]["task_id"] == "no-such-task"
+    flood = [e for e in entries if e["route"] == "/tasks" and e["status"] in (401, 429)]
+    # 45 refusals (401, then 429 once the address is blocked): 30 a minute are written, the rest
+    # only counted.
+    assert 20 <= len(flood) <= 30 and {e["status"] for e in flood} == {401, 429}
+    shown = subprocess.run(
+        [sys.executable, "-m", "docker_manager", "audit", "--limit", "200"],
+        env={**os.environ, "DM_DATA_DIR": str(config.data_dir), "DM_CONFIG": "/nonexistent.json"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert not any(line.startswith("FAKE") for line in shown.splitlines())

@@ -25,6 +25,7 @@ from docker_manager.util.requestctx import REQUEST_ID, request_id_from
 log = logging.getLogger(__name__)
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"})
 DENIED = frozenset({401, 403, 429})
 MAX_SNIFFED_BODY = 64 << 10
 # Answers whose code is not in a JSON body the observer can wait for.
@@ -44,9 +45,34 @@ def route_template(scope: Scope) -> str:
     return "unmatched"
 
 
+class DenialThrottle:
+    """Refused requests are audited one by one up to `limit` a minute per client address; beyond
+    that they are counted and the count goes into the next entry written (a flood of wrong tokens
+    must not fill the database)."""
+
+    def __init__(self, limit: int = 30, window: float = 60.0, max_clients: int = 10_000) -> None:
+        self._limit, self._window, self._max = limit, window, max_clients
+        self._seen: dict[str, tuple[float, int, int]] = {}  # client -> (window start, written, skipped)
+
+    def admit(self, client: str) -> int | None:
+        """None: skip this one. Else the number skipped before it (to record with it)."""
+        now = time.monotonic()
+        start, written, skipped = self._seen.get(client, (now, 0, 0))
+        if now - start > self._window:
+            start, written = now, 0
+        if written >= self._limit:
+            self._seen[client] = (start, written, skipped + 1)
+            return None
+        if client not in self._seen and len(self._seen) >= self._max:
+            self._seen.pop(next(iter(self._seen)))
+        self._seen[client] = (start, written + 1, 0)
+        return skipped
+
+
 class RequestObserver:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.denials = DenialThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,7 +82,7 @@ class RequestObserver:
         REQUEST_ID.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.monotonic()
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else "OTHER"  # a bounded label
         body = _BodySniffer(scope, receive) if method not in READ_METHODS else None
         held: Message | None = None
         started_answer = False
@@ -114,6 +140,12 @@ class RequestObserver:
             return
         principal = scope.get("state", {}).get("principal")
         client = scope.get("client")
+        skipped = 0
+        if status in DENIED:
+            admitted = self.denials.admit(client[0] if client else "unknown")
+            if admitted is None:
+                return
+            skipped = admitted
         entry = AuditEntry(
             request_id=scope["state"]["request_id"],
             method=scope["method"],
@@ -125,8 +157,11 @@ class RequestObserver:
             scopes=",".join(sorted(s.value for s in principal.scopes)) if principal is not None else None,
             client=client[0] if client else None,
             error_code=code,
-            target=targets_from(scope.get("path_params"), body.fields() if body is not None else None),
+            # The path names the object the route acts on: it wins over whatever the body says.
+            target=targets_from(body.fields() if body is not None else None, scope.get("path_params")),
         )
+        if skipped:
+            entry.target["denials_not_recorded"] = skipped
         try:
             await audit.record(entry)
         except Exception:
@@ -159,10 +194,11 @@ class _BodySniffer:
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         content_type = (_header(scope, b"content-type") or "").lower()
-        self._wanted = content_type.startswith("application/json")
+        self._wanted = content_type.startswith("application/") and "json" in content_type.split(";")[0]
         self._receive = receive
         self._chunks: list[bytes] = []
         self._size = 0
+        self.oversized = False
 
     async def receive(self) -> Message:
         message = await self._receive()
@@ -170,12 +206,14 @@ class _BodySniffer:
             chunk = message.get("body", b"")
             self._size += len(chunk)
             if self._size > MAX_SNIFFED_BODY:
-                self._wanted, self._chunks = False, []
+                self._wanted, self._chunks, self.oversized = False, [], True
             else:
                 self._chunks.append(chunk)
         return message
 
     def fields(self) -> dict[str, Any] | None:
+        if self.oversized:
+            return {"body_unread": "over 64 KiB: its targets were not read"}
         if not self._wanted or not self._chunks:
             return None
         try:

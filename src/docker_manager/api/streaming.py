@@ -38,10 +38,12 @@ def wanted_stream(request: Request, format: str | None = None) -> StreamFormat |
     return None
 
 
-def ndjson(items: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+def ndjson(items: AsyncIterator[dict[str, Any] | None]) -> StreamingResponse:
+    """One JSON object per line; None becomes an empty line (a keep-alive readers skip)."""
+
     async def body() -> AsyncIterator[bytes]:
         async for item in items:
-            yield (_dumps(item) + "\n").encode()
+            yield b"\n" if item is None else (_dumps(item) + "\n").encode()
 
     return StreamingResponse(body(), media_type="application/x-ndjson", headers=NO_BUFFERING)
 

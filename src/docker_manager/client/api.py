@@ -92,16 +92,24 @@ class Api:
         """The task's events after `after`, as the server streams them (NDJSON), until the final
         one or until the connection drops (the caller resumes from the last seq it saw)."""
         params: dict[str, str | int] = {"format": "ndjson", "after": after}
+        # The server sends a keep-alive line every 15 s: a minute of silence is a dead connection.
+        timeout = httpx2.Timeout(60.0, connect=10.0)
+        path = f"/tasks/{task_id}/events"
         try:
-            with self._http.stream(
-                "GET", f"/tasks/{task_id}/events", params=params, timeout=None
-            ) as response:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code >= 500:
+                    raise StreamBroken(f"HTTP {response.status_code}")  # a restart: try again
                 if response.status_code >= 400:
                     response.read()
                     raise failure(response)
+                yield {"connected": True}
                 for line in response.iter_lines():
-                    if line.strip():
+                    if not line.strip():
+                        continue  # keep-alive
+                    try:
                         yield json.loads(line)
+                    except ValueError:
+                        continue
         except httpx2.TransportError as exc:
             raise StreamBroken(str(exc)) from exc
 

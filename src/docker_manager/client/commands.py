@@ -20,7 +20,7 @@ from docker_manager.client.api import EXIT_FAILED, EXIT_USAGE, Api, ClientError
 from docker_manager.client.config import ConfigError, Context
 from docker_manager.client.deploy import DeployOptions, deploy_app
 from docker_manager.client.follow import follow
-from docker_manager.client.views import PlainView, clean, view_for
+from docker_manager.client.views import PlainView, clean, one_line, view_for
 
 T = TypeVar("T")
 ContextOption = Annotated[str | None, typer.Option("--context", "-c", help="A context saved by `login`.")]
@@ -34,15 +34,18 @@ def _api(context: str | None) -> Iterator[Api]:
         with Api(client_config.resolve(context)) as api:
             yield api
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise _fail(str(exc), EXIT_USAGE) from None
     except ClientError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+        raise _fail(exc.message, exc.exit_code) from None
 
 
 def _emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    typer.echo(json.dumps(data, indent=None, default=str) if as_json else text(data))
+    typer.echo(json.dumps(data, indent=None, default=str) if as_json else clean(text(data)))
+
+
+def _fail(message: str, exit_code: int) -> typer.Exit:
+    typer.echo(f"error: {clean(message)}", err=True)
+    return typer.Exit(exit_code)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -89,13 +92,13 @@ def login(
         with Api(context, timeout=30) as api:
             me = api.get("/auth/whoami")
     except ClientError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+        raise _fail(exc.message, exc.exit_code) from None
     saved = client_config.load()
     saved.contexts[name] = context
     saved.current = name
     path = client_config.save(saved)
-    typer.echo(f"logged in to {context.url} as {me['name']} ({','.join(me['scopes'])}); saved in {path}")
+    who = one_line(f"{me.get('name')} ({','.join(map(str, me.get('scopes', [])))})")
+    typer.echo(f"logged in to {context.url} as {who}; saved in {path}")
 
 
 def logout(
@@ -214,7 +217,7 @@ def cancel(task_id: str, context: ContextOption = None) -> None:
     """Stop a running task."""
     with _api(context) as api:
         status = api.post(f"/tasks/{task_id}/cancel")
-    typer.echo(f"{task_id}: {status['status']}")
+    typer.echo(one_line(f"{task_id}: {status['status']}"))
 
 
 def ps(
@@ -260,8 +263,7 @@ def rollback(
             api, started["task_id"], f"rollback {app_id} to {started['release']}", as_json=as_json
         )
     if final["status"] != "completed":
-        typer.echo(f"error: rollback {final['status']}: {final.get('error')}", err=True)
-        raise typer.Exit(EXIT_FAILED)
+        raise _fail(f"rollback {final['status']}: {final.get('error')}", EXIT_FAILED)
     result = final.get("result") or {}
     _emit(
         result,
@@ -303,8 +305,10 @@ def exec_(
     """Run a command in a container; its exit code is this command's."""
     with _api(context) as api:
         done = api.post("/docker/exec", {"id_or_name": container, "cmd": cmd})
-    sys.stdout.write(done.get("stdout") or "")
-    sys.stderr.write(done.get("stderr") or "")
+    # The container's own output, as it is (a user asked for it); a terminal shows it cleaned.
+    out, err = str(done.get("stdout") or ""), str(done.get("stderr") or "")
+    sys.stdout.write(clean(out) if sys.stdout.isatty() else out)
+    sys.stderr.write(clean(err) if sys.stderr.isatty() else err)
     raise typer.Exit(int(done.get("exit_code") or 0) if done.get("exit_code") is not None else EXIT_FAILED)
 
 

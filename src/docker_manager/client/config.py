@@ -55,7 +55,11 @@ def load(path: Path | None = None) -> ClientConfig:
 
 
 def _quoted(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    """A TOML basic string: backslash, quote and every control character escaped."""
+    escaped = "".join(
+        f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ch in '"\\' or 0x7F <= ord(ch) <= 0x9F else ch
+        for ch in value
+    )
     return f'"{escaped}"'
 
 

@@ -29,6 +29,9 @@ def task_events(api: Api, task_id: str, *, after: int = 0) -> Iterator[dict[str,
         opened, rotated = time.monotonic(), False
         try:
             for event in api.events(task_id, after=last):
+                if event.get("connected"):
+                    failures = 0  # the server answered: earlier drops are forgiven
+                    continue
                 seq = int(event.get("seq") or 0)
                 if seq and seq <= last:
                     continue

@@ -26,13 +26,20 @@ from rich.progress import (
 from rich.spinner import Spinner
 from rich.text import Text
 
-_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
+# CSI sequences whole, then any other control character (C0 but tab and newline, DEL, C1): what
+# is left cannot move the cursor, retitle the window, set the clipboard or fake a hyperlink.
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 TAIL_LINES = 8
 
 
 def clean(text: str) -> str:
-    """Text without escape sequences or control characters (a build's output may carry any)."""
+    """Server-given text made safe for a terminal (a build's output, an error detail may carry any)."""
     return _CONTROL.sub("", text)
+
+
+def one_line(text: str) -> str:
+    """`clean`, on one line (a table cell, a field): newlines cannot fake further lines."""
+    return clean(text).replace("\n", " ").replace("\r", " ")
 
 
 class TaskView(Protocol):
@@ -69,7 +76,7 @@ class PlainView:
         status, stage = event.get("status"), event.get("stage") or "task"
         if status == "log":
             for line in event.get("lines") or []:
-                self._line(f"  | {line.get('text', '')}")
+                self._line(f"  | {one_line(str(line.get('text', '')))}")
             return
         if status == "progress":
             total, done = int(event.get("bytes_total") or 0), int(event.get("bytes_done") or 0)
@@ -135,22 +142,22 @@ class LiveView:
             )
         if status == "log":
             for line in event.get("lines") or []:
-                self._tail.append(clean(str(line.get("text", ""))))
+                self._tail.append(one_line(str(line.get("text", ""))))
                 if line.get("step_total"):
                     if self._step_bar is None:
                         self._step_bar = self._steps.add_task("steps", total=int(line["step_total"]))
                     self._steps.update(self._step_bar, completed=int(line.get("step_index") or 0))
         elif status == "progress" and event.get("bytes_total"):
-            name = str(event.get("file", "transfer"))
+            name = one_line(str(event.get("file", "transfer")))
             if name not in self._transfers:
                 self._transfers[name] = self._transfer.add_task(name, total=int(event["bytes_total"]))
             self._transfer.update(self._transfers[name], completed=int(event.get("bytes_done") or 0))
         elif event.get("message"):
-            self._tail.append(clean(str(event["message"])))
+            self._tail.append(one_line(str(event["message"])))
         self._live.refresh()
 
     def note(self, text: str) -> None:
-        self._stage = text
+        self._stage = one_line(text)
         self._live.refresh()
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from docker_manager.audit import AuditLog
 from docker_manager.config import Settings
 from docker_manager.services.disk import DiskService
 from docker_manager.tasks.outbox import OutboxDispatcher
+from docker_manager.util.cache import SingleFlightCache
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class Observers:
     collector: metrics.StateCollector
     server: Any = None  # the metrics port's WSGI server, when DM_METRICS_PORT is set
     hup_installed: bool = False
+    # /metrics renders at most once a second, shared by every scraper.
+    exposition: SingleFlightCache[bytes] = field(default_factory=lambda: SingleFlightCache(ttl=1.0))
 
     @classmethod
     def start(
@@ -62,6 +65,8 @@ class Observers:
         if self.hup_installed:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                # Not the default action (ending the process): a logrotate during shutdown is harmless.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _on_sighup(callback: Any) -> bool:

@@ -14,6 +14,7 @@ import os
 import platform
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,24 @@ class _Sample:
     cmdline: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class HostPoint:
+    """The host at one moment, for the dashboard's charts."""
+
+    ts: float
+    cpu_percent: float
+    memory_percent: float
+    disk_percent: float
+    net_sent_per_s: float
+    net_recv_per_s: float
+
+
+HISTORY_SECONDS = 600  # the charts' ten minutes
+
+
 class HostSampler:
-    """Samples processes and overall CPU every `interval` seconds in a worker thread."""
+    """Samples processes and the host (CPU, memory, disk, network) every `interval` seconds in a
+    worker thread; keeps the host's last ten minutes for the dashboard."""
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
@@ -48,6 +65,8 @@ class HostSampler:
         self._cpu_percent = 0.0
         self.sampled_at: float | None = None
         self._task: asyncio.Task[None] | None = None
+        self.history: deque[HostPoint] = deque(maxlen=max(int(HISTORY_SECONDS / interval), 10))
+        self._net: tuple[float, int, int] | None = None
 
     async def start(self) -> None:
         await asyncio.to_thread(self._sample)  # prime: the first CPU reading is always 0
@@ -87,6 +106,25 @@ class HostSampler:
         self._cpu_percent = psutil.cpu_percent(None)
         self._processes = samples
         self.sampled_at = time.time()
+        self._sample_host(self.sampled_at)
+
+    def _sample_host(self, now: float) -> None:
+        net = psutil.net_io_counters()
+        sent = recv = 0.0
+        if self._net is not None and now > self._net[0]:
+            elapsed = now - self._net[0]
+            sent, recv = (net.bytes_sent - self._net[1]) / elapsed, (net.bytes_recv - self._net[2]) / elapsed
+        self._net = (now, net.bytes_sent, net.bytes_recv)
+        self.history.append(
+            HostPoint(
+                ts=now,
+                cpu_percent=self._cpu_percent,
+                memory_percent=psutil.virtual_memory().percent,
+                disk_percent=psutil.disk_usage("/").percent,
+                net_sent_per_s=max(sent, 0.0),
+                net_recv_per_s=max(recv, 0.0),
+            )
+        )
 
     @property
     def cpu_percent(self) -> float:

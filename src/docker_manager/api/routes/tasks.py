@@ -79,10 +79,9 @@ async def task_events(
     views = await tasks.events(task_id, who, after=max(after, last_event_id or 0))  # 404/403 first
     if format == "ndjson" or (format is None and wanted_stream(request) == "ndjson"):
 
-        async def as_dicts() -> AsyncIterator[dict[str, Any]]:
+        async def as_dicts() -> AsyncIterator[dict[str, Any] | None]:
             async for view in views:
-                if view is not None:
-                    yield view.data
+                yield None if view is None else view.data  # None: a keep-alive line
 
         return ndjson(as_dicts())
 
