@@ -61,7 +61,37 @@ def _flatten(routes: list[Any]) -> Iterator[Any]:
 
 
 def api_routes(settings: Settings) -> list[APIRoute]:
-    return [r for r in _flatten(create_app(settings).routes) if isinstance(r, APIRoute)]
+    """The API's routes (the dashboard's, under /ui, check their session cookie instead: see
+    test_every_dashboard_route_needs_a_session)."""
+    return [
+        r
+        for r in _flatten(create_app(settings).routes)
+        if isinstance(r, APIRoute) and not r.path.startswith("/ui")
+    ]
+
+
+async def test_every_dashboard_route_needs_a_session(
+    client: httpx2.AsyncClient, settings: Settings, tokens: Tokens
+) -> None:
+    """Without a session cookie (a bearer token is not one) every /ui route but the login page
+    sends to the login page, or answers 401 for its data; it never shows or does anything."""
+    ui = [
+        r
+        for r in _flatten(create_app(settings).routes)
+        if isinstance(r, APIRoute) and r.path.startswith("/ui")
+    ]
+    assert len(ui) > 15
+    for route in ui:
+        for method in route.methods:
+            response = await client.request(
+                method, concrete(route.path), headers=tokens.headers(Scope.ADMIN), data={"csrf": "x"}
+            )
+            if route.path == "/ui/login":
+                assert response.status_code in (200, 401), (method, route.path)
+                continue
+            assert response.status_code in (303, 401), (method, route.path, response.status_code)
+            if response.status_code == 303:
+                assert response.headers["location"] == "/ui/login"
 
 
 def concrete(path: str) -> str:

@@ -20,6 +20,7 @@ from docker_manager.api.routes import ROUTERS
 from docker_manager.api.routes.docs import router as docs_router
 from docker_manager.config import Settings
 from docker_manager.services import Services
+from docker_manager.ui.setup import UI_ROUTERS, install_ui_handlers
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -60,6 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.router.routes.extend(router.routes)
     if docs:
         app.router.routes.extend(docs_router.routes)
+    # The dashboard: its own cookie sessions (ui/), outside the OpenAPI document.
+    for router in UI_ROUTERS:
+        app.router.routes.extend(router.routes)
+    install_ui_handlers(app)
     # Vendored front-end files (with their licences): public, like the pages that load them.
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_middleware(app, settings)
@@ -78,13 +83,11 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
         per_path={"/docker/container/fs/write": max(fs_write_body, settings.max_body_bytes)},
     )
     # Outside the body cap: a request without a valid token is refused before its body is read.
-    public = ["/healthz", *(["/docs", "/openapi.json"] if settings.public_docs else [])]
-    app.add_middleware(
-        AuthGate,
-        public_paths=public,
-        public_prefixes=["/static/"],
-        limiter=FailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window),
-    )
+    public = ["/healthz", "/ui", *(["/docs", "/openapi.json"] if settings.public_docs else [])]
+    limiter = FailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window)
+    app.state.auth_failures = limiter  # the dashboard's login counts its failures here too
+    # /ui/ pages check their session cookie themselves (ui/deps.py); the login form is limited.
+    app.add_middleware(AuthGate, public_paths=public, public_prefixes=["/static/", "/ui/"], limiter=limiter)
     # Outside authentication: refused requests get a request id, metrics and an audit entry too.
     app.add_middleware(RequestObserver)
     if settings.cors_origins:

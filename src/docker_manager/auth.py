@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -163,6 +164,20 @@ class TokenStore:
         if result.rowcount == 0:
             raise NotFound(f"no active token with id {token_id!r}")
 
+    async def principal_by_id(self, token_id: str) -> Principal | None:
+        """The principal of a token still valid (a dashboard session refers to its token by id:
+        revoking the token ends the session)."""
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id))).one_or_none()
+        if row is None or row.revoked_at is not None:
+            return None
+        expires_at = as_utc(row.expires_at)
+        if expires_at is not None and expires_at <= utcnow():
+            return None
+        return Principal(
+            token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
+        )
+
     async def authenticate(self, token: str) -> Principal | None:
         """The principal for a presented token, or None if it is unknown, expired or revoked."""
         if not token or len(token) > 512:
@@ -183,9 +198,7 @@ class TokenStore:
         expires_at = as_utc(row.expires_at)
         if expires_at is not None and expires_at <= utcnow():
             return None
-        principal = Principal(
-            token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
-        )
+        principal = _principal(row)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + AUTH_CACHE_SECONDS, principal, expires_at)
@@ -218,3 +231,9 @@ class TokenStore:
         with os.fdopen(fd, "w") as handle:
             handle.write(token + "\n")
         return str(token_file)
+
+
+def _principal(row: Any) -> Principal:
+    return Principal(
+        token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
+    )

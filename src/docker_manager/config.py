@@ -81,6 +81,7 @@ class Settings(BaseSettings):
         description="Also serve /metrics without a token on 127.0.0.1:PORT (off: unset).",
     )
     audit_file: Path | None = Field(None, description="Also append audit entries here as JSON lines.")
+    ui_session_hours: float = Field(12.0, gt=0, le=720, description="How long a dashboard login lasts.")
     audit_retention_days: float = Field(365.0, gt=0, description="Audit entries older than this are removed.")
 
     # --- Docker engine -------------------------------------------------------------------

@@ -160,3 +160,14 @@ audit_log = sa.Table(
     sa.Index("ix_audit_token", "token_id"),
     sa.Index("ix_audit_app", "app_id"),
 )
+
+# Dashboard sessions (see `ui/session.py`): a cookie names one; logging out ends it here.
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_id", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+)

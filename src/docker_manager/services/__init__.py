@@ -38,6 +38,7 @@ from docker_manager.services.system import HostSampler, SystemService
 from docker_manager.services.tasks import TaskService
 from docker_manager.tasks import EventBus, TaskRunner, TaskStore
 from docker_manager.tasks.outbox import OutboxDispatcher
+from docker_manager.ui.session import SessionCodec
 from docker_manager.util.sealing import Sealer
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Services:
     retention: RetentionService
     audit: AuditLog
     observers: Observers
+    ui_sessions: SessionCodec
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
@@ -132,6 +134,12 @@ class Services:
             retention=retention,
             audit=audit,
             observers=Observers.start(settings, disk=disk, outbox=outbox, audit=audit),
+            ui_sessions=await asyncio.to_thread(
+                SessionCodec.from_key_file,
+                settings.data_dir.resolve() / "session-key",
+                db.engine,
+                max_age=int(settings.ui_session_hours * 3600),
+            ),
         )
 
     async def stop(self) -> None:

@@ -170,6 +170,10 @@ class TaskRunner:
         except ValueError:
             return None
 
+    def running_count(self) -> int:
+        """Tasks of this process not yet ended (queued ones included)."""
+        return sum(1 for task in self._tasks.values() if not task.done())
+
     def is_live(self, task_id: str) -> bool:
         task = self._tasks.get(task_id)
         return task is not None and not task.done()

@@ -1,0 +1,85 @@
+"""The dashboard's live parts: a task's log and steps over SSE (as HTML fragments for htmx), and the
+host's last ten minutes for the charts."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from html import escape
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from docker_manager.api.streaming import NO_BUFFERING
+from docker_manager.errors import DockerManagerError
+from docker_manager.services.tasks import EventView
+from docker_manager.ui.deps import UiSession, services_of
+from docker_manager.ui.render import SECURITY_HEADERS
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+@router.get("/usage.json")
+async def usage_history(request: Request, _session: UiSession) -> Response:
+    """Columns for uPlot: unix seconds, CPU %, memory %, disk %, network bytes/s in and out."""
+    history = list(services_of(request).sampler.history)
+    body = {
+        "ts": [round(p.ts, 1) for p in history],
+        "cpu": [round(p.cpu_percent, 1) for p in history],
+        "memory": [round(p.memory_percent, 1) for p in history],
+        "disk": [round(p.disk_percent, 1) for p in history],
+        "recv": [round(p.net_recv_per_s) for p in history],
+        "sent": [round(p.net_sent_per_s) for p in history],
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _fragment(view: EventView) -> tuple[str, str]:
+    """The SSE event name and one line of HTML (text escaped) for an event."""
+    data = view.data
+    if view.kind == "log":
+        lines = "".join(
+            f'<div class="line {escape(str(line.get("stream", "")))}">'
+            f"{escape(str(line.get('text', '')))}</div>"
+            for line in data.get("lines") or []
+        )
+        return "line", lines
+    label = " ".join(str(part) for part in (data.get("stage") or "task", data.get("status")) if part)
+    message = escape(str(data.get("message") or data.get("error") or ""))
+    status = escape(str(data.get("status")))
+    item = f'<li class="step {status}" data-status="{status}"><b>{escape(label)}</b> {message}</li>'
+    if view.kind == "end":
+        return "end", item
+    return "step", item
+
+
+async def _sse(views: AsyncIterator[EventView | None]) -> AsyncIterator[bytes]:
+    yield b"retry: 2000\n\n"
+    async for view in views:
+        if view is None:
+            yield b": keep-alive\n\n"
+            continue
+        name, html = _fragment(view)
+        # Both kinds go to their own element; `end` also closes the browser's EventSource.
+        yield f"id: {view.seq}\nevent: {name}\ndata: {html}\n\n".encode()
+        if name == "end":
+            yield f"event: step\ndata: {html}\n\n".encode()
+
+
+@router.get("/tasks/{task_id}/stream")
+async def task_stream(
+    request: Request,
+    session: UiSession,
+    task_id: str,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> Response:
+    """Events after the page's last one (or the browser's Last-Event-ID after a reconnect)."""
+    try:
+        views = await services_of(request).tasks.events(
+            task_id, session.principal, after=max(after, last_event_id or 0)
+        )
+    except DockerManagerError as exc:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    headers: dict[str, Any] = {**NO_BUFFERING, **SECURITY_HEADERS}
+    return StreamingResponse(_sse(views), media_type="text/event-stream", headers=headers)

@@ -1,0 +1,295 @@
+"""The dashboard in a real browser (Debian's Chromium through chromedriver) against a live server
+process and the real engine. Each test saves screenshots in its temporary folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.services import ServiceProcess, free_port, service_process
+
+pytestmark = pytest.mark.docker
+
+
+@dataclass
+class Server:
+    process: ServiceProcess
+    contexts: Path
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    @property
+    def token(self) -> str:
+        return self.process.headers["Authorization"].split(" ", 1)[1]
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        return httpx2.request(method, f"{self.url}{path}", headers=self.process.headers, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("ui-server")
+    contexts = root / "contexts"
+    contexts.mkdir()
+    with service_process(
+        root / "data",
+        stderr=root / "server.log",
+        DM_CONTEXT_ROOTS=json.dumps([str(contexts)]),
+        DM_SWITCH_DRAIN_SECONDS="0",
+        DM_SWITCH_STOP_TIMEOUT="1",
+    ) as process:
+        yield Server(process, contexts)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=ChromeService(executable_path=driver_path), options=options)
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception:  # the page is between two states
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def log_in(browser: WebDriver, server: Server, token: str) -> None:
+    browser.get(f"{server.url}/ui/login")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
+    wait_for(lambda: browser.current_url.rstrip("/").endswith("/ui"), what="the overview")
+
+
+def session_cookie(browser: WebDriver) -> str:
+    return str(next(c["value"] for c in browser.get_cookies() if c["name"] == "dm_session"))
+
+
+def make_token(server: Server, *scopes: str) -> tuple[str, str]:
+    """A new token's (id, secret)."""
+    made = server.api("POST", "/auth/tokens", json={"name": "-".join(scopes) + "-ui", "scopes": list(scopes)})
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"]), str(made.json()["token"])
+
+
+def test_overview_shows_the_host_and_the_charts(browser: WebDriver, server: Server, tmp_path: Path) -> None:
+    log_in(browser, server, server.token)
+    assert "Overview" in browser.title
+    # The charts fill from /ui/usage.json (no inline script: the page's CSP forbids it).
+    wait_for(
+        lambda: int(browser.find_element(By.ID, "charts").get_attribute("data-points") or 0) > 0,
+        what="chart data",
+    )
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#charts .uplot")) == 2
+    roots = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "table tbody tr td:first-child")]
+    assert {"data", "builds", "upload"} <= set(roots)
+    browser.save_screenshot(str(tmp_path / "overview.png"))
+    browser.set_window_size(390, 844)  # a phone: still usable
+    browser.get(f"{server.url}/ui")
+    assert browser.find_element(By.CSS_SELECTOR, "header.top nav").is_displayed()
+    browser.save_screenshot(str(tmp_path / "overview-390.png"))
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_a_build_log_arrives_live_and_the_task_can_be_cancelled(
+    browser: WebDriver, server: Server, unique: str, base_image: str, tmp_path: Path
+) -> None:
+    folder = server.contexts / f"{unique}-slow"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo {unique}\nRUN for i in $(seq 1 300); do echo tick-$i; sleep 0.1; done\n"
+    )
+    log_in(browser, server, server.token)
+    started = server.api("POST", "/docker/build/start", json={"context_path": folder.name, "nocache": True})
+    task_id = started.json()["task_id"]
+    browser.get(f"{server.url}/ui/tasks/{task_id}")
+    browser.execute_script("window.__sameDocument = 'yes';")
+    log = browser.find_element(By.ID, "log")
+    wait_for(lambda: "tick-5" in log.text, what="live log lines")
+    first = len(log.find_elements(By.CSS_SELECTOR, ".line"))
+    wait_for(lambda: len(log.find_elements(By.CSS_SELECTOR, ".line")) > first + 5, what="more lines")
+    assert browser.execute_script("return window.__sameDocument") == "yes"  # no reload: pushed lines
+    steps = browser.find_element(By.ID, "steps").text
+    assert "building starting" in steps
+    browser.save_screenshot(str(tmp_path / "task-live.png"))
+
+    browser.find_element(By.CSS_SELECTOR, f"form[action='/ui/tasks/{task_id}/cancel'] button").click()
+    browser.switch_to.alert.accept()
+    wait_for(lambda: "cancelled" in browser.find_element(By.CSS_SELECTOR, ".notice").text, what="the notice")
+    status = server.api("GET", f"/tasks/status/{task_id}").json()
+    assert status["status"] == "cancelled"
+    wait_for(lambda: browser.find_element(By.ID, "status").text == "cancelled", what="the status badge")
+    browser.save_screenshot(str(tmp_path / "task-cancelled.png"))
+
+
+def test_a_read_token_gets_no_actions_and_forged_posts_are_refused(
+    browser: WebDriver, server: Server, unique: str, base_image: str
+) -> None:
+    ran = server.api(
+        "POST",
+        "/docker/run",
+        json={"image": base_image, "name": f"{unique}-box", "command": ["sleep", "60"]},
+    )
+    assert ran.status_code == 200, ran.text
+    log_in(browser, server, make_token(server, "read")[1])
+    browser.get(f"{server.url}/ui/containers")
+    assert f"{unique}-box" in browser.page_source
+    assert not browser.find_elements(By.CSS_SELECTOR, "form[action*='/ui/containers/'] button")
+    assert "Tokens" not in browser.find_element(By.CSS_SELECTOR, "header.top nav").text
+    cookie = session_cookie(browser)
+    target = f"{server.url}/ui/containers/{ran.json()['id']}/stop"
+    # Without the session's CSRF token: refused before anything happens.
+    forged = httpx2.post(
+        target, cookies={"dm_session": cookie}, data={"csrf": "guess"}, follow_redirects=False
+    )
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    # With it, but a read token: refused by the same rule as the API, and the page says why.
+    browser.get(f"{server.url}/ui")
+    csrf = browser.find_element(By.CSS_SELECTOR, "form[action='/ui/logout'] input[name=csrf]").get_attribute(
+        "value"
+    )
+    refused = httpx2.post(target, cookies={"dm_session": cookie}, data={"csrf": csrf}, follow_redirects=False)
+    assert refused.status_code == 303 and "insufficient_scope" in refused.headers["location"]
+    assert server.api("GET", f"/docker/containers/{ran.json()['id']}").json()["State"]["Running"] is True
+    # A bearer token is not a session.
+    assert (
+        httpx2.post(
+            target, headers=server.process.headers, data={"csrf": csrf}, follow_redirects=False
+        ).status_code
+        == 303
+    )
+
+
+def test_roll_back_from_the_app_page(
+    browser: WebDriver, server: Server, unique: str, base_image: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    for version in (1, 2):
+        script = f"mkdir -p /www && echo v{version} > /www/index.html && exec httpd -f -p 80 -h /www"
+        if version == 2:
+            server.api("POST", "/docker/stop", json={"id_or_name": f"{unique}-v1", "timeout": 1})
+        ran = server.api(
+            "POST",
+            "/docker/run",
+            json={
+                "image": base_image,
+                "name": f"{unique}-v{version}",
+                "command": ["sh", "-c", script],
+                "ports": {"80/tcp": port},
+                "app_id": unique,
+            },
+        )
+        assert ran.status_code == 200, ran.text
+    log_in(browser, server, server.token)
+    browser.get(f"{server.url}/ui/apps/{unique}")
+    browser.find_element(By.CSS_SELECTOR, f"form[action='/ui/apps/{unique}/rollback'] button").click()
+    browser.switch_to.alert.accept()
+    wait_for(lambda: "/ui/tasks/rollback-" in browser.current_url, what="the rollback's task page")
+    wait_for(lambda: browser.find_element(By.ID, "status").text == "completed", timeout=60, what="completion")
+    browser.save_screenshot(str(tmp_path / "rollback.png"))
+    releases = server.api("GET", f"/apps/{unique}/releases").json()
+    assert (releases[0]["source"], releases[0]["restored_from"], releases[0]["status"]) == (
+        "rollback",
+        1,
+        "live",
+    )
+    assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "v1"
+
+
+def test_browse_a_containers_files(browser: WebDriver, server: Server, unique: str, base_image: str) -> None:
+    ran = server.api(
+        "POST",
+        "/docker/run",
+        json={
+            "image": base_image,
+            "name": f"{unique}-files",
+            "command": [
+                "sh",
+                "-c",
+                "mkdir -p /srv/site && echo '<b>hello</b> files' > /srv/site/index.html && sleep 60",
+            ],
+        },
+    )
+    container = ran.json()["id"]
+    log_in(browser, server, server.token)
+    wait_for(
+        lambda: server.api(
+            "POST", "/docker/exec", json={"id_or_name": container, "cmd": ["ls", "/srv/site"]}
+        ).json()["stdout"],
+        what="the file",
+    )
+    browser.get(f"{server.url}/ui/containers/{container}?path=/srv")
+    browser.find_element(By.LINK_TEXT, "site/").click()
+    browser.find_element(By.LINK_TEXT, "index.html").click()
+    text = browser.find_element(By.CSS_SELECTOR, "pre.filetext").text
+    assert text.strip() == "<b>hello</b> files"  # shown as text, never as markup
+    assert not browser.find_elements(By.CSS_SELECTOR, "pre.filetext b")
+
+
+def test_log_out_and_the_old_cookie_is_refused(browser: WebDriver, server: Server) -> None:
+    log_in(browser, server, server.token)
+    cookie = session_cookie(browser)
+    assert (
+        httpx2.get(
+            f"{server.url}/ui/tasks", cookies={"dm_session": cookie}, follow_redirects=False
+        ).status_code
+        == 200
+    )
+    browser.find_element(By.CSS_SELECTOR, "form[action='/ui/logout'] button").click()
+    wait_for(lambda: browser.current_url.endswith("/ui/login"), what="the login page")
+    again = httpx2.get(f"{server.url}/ui/tasks", cookies={"dm_session": cookie}, follow_redirects=False)
+    assert again.status_code == 303 and again.headers["location"] == "/ui/login"
+    # A wrong token at the login form: the form again, with the reason.
+    browser.find_element(By.ID, "token").send_keys("dm_not-a-token")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
+    assert "unknown, expired or revoked token" in browser.find_element(By.CSS_SELECTOR, ".refused").text
+
+
+def test_revoking_the_token_ends_its_sessions(browser: WebDriver, server: Server) -> None:
+    token_id, token = make_token(server, "read")
+    log_in(browser, server, token)
+    assert server.api("DELETE", f"/auth/tokens/{token_id}").status_code == 204
+    browser.get(f"{server.url}/ui/tasks")
+    assert browser.current_url.endswith("/ui/login")
