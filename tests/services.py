@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -121,6 +122,15 @@ class NginxServer:
     def master_pid(self) -> int:
         return int(self.pid_file.read_text().strip())
 
+    def env(self) -> dict[str, str]:
+        """The settings as a server process's DM_* variables."""
+        return {
+            f"DM_{key.upper()}": json.dumps([str(v) for v in value])
+            if isinstance(value, list)
+            else str(value)
+            for key, value in self.settings().items()
+        }
+
 
 @contextmanager
 def nginx(workdir: Path) -> Iterator[NginxServer]:
@@ -230,6 +240,25 @@ def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> I
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def service_with_nginx(root: Path) -> Iterator[tuple[ServiceProcess, NginxServer, Path]]:
+    """A server process with its own nginx and a build-context root (switches without a drain)."""
+    contexts = root / "contexts"
+    contexts.mkdir()
+    with (
+        nginx(root / "nginx") as web,
+        service_process(
+            root / "data",
+            stderr=root / "server.log",
+            DM_CONTEXT_ROOTS=json.dumps([str(contexts)]),
+            DM_SWITCH_DRAIN_SECONDS="0",
+            DM_SWITCH_STOP_TIMEOUT="1",
+            **web.env(),
+        ) as process,
+    ):
+        yield process, web, contexts
 
 
 class LogReceiver:

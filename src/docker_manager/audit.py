@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -207,11 +208,14 @@ class AuditLog:
         token: str | None = None,
         app_id: str | None = None,
         outcome: str | None = None,
+        routes: Sequence[str] = (),
         limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[AuditEntry], str | None]:
-        """Newest first; `token` matches a token's id or name."""
+        """Newest first; `token` matches a token's id or name; `routes` keeps those route templates."""
         query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit + 1)
+        if routes:
+            query = query.where(audit_log.c.route.in_(list(routes)))
         if since is not None:
             query = query.where(audit_log.c.ts >= since)
         if until is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.services import NginxServer, ServiceProcess, nginx, service_process
+from tests.services import NginxServer, ServiceProcess, service_with_nginx
 
 pytestmark = pytest.mark.docker
 
@@ -32,29 +32,9 @@ class Server:
         return self.process.headers["Authorization"].split(" ", 1)[1]
 
 
-def nginx_env(server: NginxServer) -> dict[str, str]:
-    return {
-        f"DM_{key.upper()}": json.dumps([str(v) for v in value]) if isinstance(value, list) else str(value)
-        for key, value in server.settings().items()
-    }
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("cli-server")
-    contexts = root / "contexts"
-    contexts.mkdir()
-    with (
-        nginx(root / "nginx") as web,
-        service_process(
-            root / "data",
-            stderr=root / "server.log",
-            DM_CONTEXT_ROOTS=json.dumps([str(contexts)]),
-            DM_SWITCH_DRAIN_SECONDS="0",
-            DM_SWITCH_STOP_TIMEOUT="1",
-            **nginx_env(web),
-        ) as process,
-    ):
+    with service_with_nginx(tmp_path_factory.mktemp("cli-server")) as (process, web, contexts):
         yield Server(process, web, contexts)
 
 

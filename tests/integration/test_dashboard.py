@@ -3,8 +3,8 @@ process and the real engine. Each test saves screenshots in its temporary folder
 
 from __future__ import annotations
 
-import json
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,8 +17,10 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
 
-from tests.services import ServiceProcess, free_port, service_process
+from tests.conftest import docker_cli
+from tests.services import NginxServer, ServiceProcess, free_port, service_with_nginx
 
 pytestmark = pytest.mark.docker
 
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.docker
 class Server:
     process: ServiceProcess
     contexts: Path
+    nginx: NginxServer
+    upload: Path
 
     @property
     def url(self) -> str:
@@ -43,16 +47,8 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("ui-server")
-    contexts = root / "contexts"
-    contexts.mkdir()
-    with service_process(
-        root / "data",
-        stderr=root / "server.log",
-        DM_CONTEXT_ROOTS=json.dumps([str(contexts)]),
-        DM_SWITCH_DRAIN_SECONDS="0",
-        DM_SWITCH_STOP_TIMEOUT="1",
-    ) as process:
-        yield Server(process, contexts)
+    with service_with_nginx(root) as (process, web, contexts):
+        yield Server(process, contexts, web, root / "data" / "upload")
 
 
 @pytest.fixture
@@ -101,6 +97,14 @@ def log_in(browser: WebDriver, server: Server, token: str) -> None:
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
     wait_for(lambda: browser.current_url.rstrip("/").endswith("/ui"), what="the overview")
+
+
+def page_outcome(browser: WebDriver) -> str:
+    """What the page says after a form: its notice or the reason it was refused."""
+    found = wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".notice, .refused"), what="the form's outcome"
+    )
+    return str(found[0].text)
 
 
 def session_cookie(browser: WebDriver) -> str:
@@ -162,6 +166,11 @@ def test_a_build_log_arrives_live_and_the_task_can_be_cancelled(
     assert status["status"] == "cancelled"
     wait_for(lambda: browser.find_element(By.ID, "status").text == "cancelled", what="the status badge")
     browser.save_screenshot(str(tmp_path / "task-cancelled.png"))
+    # The task's files: their last lines on the page, linked from the file list.
+    browser.get(f"{server.url}/ui/tasks/{task_id}")
+    tail = browser.find_element(By.ID, "file-build.log").get_attribute("textContent") or ""
+    assert "tick-5" in tail
+    assert browser.find_element(By.CSS_SELECTOR, "a[href='#file-build.log']")
 
 
 def test_a_read_token_gets_no_actions_and_forged_posts_are_refused(
@@ -238,19 +247,17 @@ def test_roll_back_from_the_app_page(
     assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "v1"
 
 
-def test_browse_a_containers_files(browser: WebDriver, server: Server, unique: str, base_image: str) -> None:
+def test_a_containers_stats_followed_log_files_and_download(
+    browser: WebDriver, server: Server, unique: str, base_image: str
+) -> None:
+    script = (
+        "mkdir -p /srv/site && echo '<b>hello</b> files' > /srv/site/index.html && "
+        "i=0; while true; do i=$((i+1)); echo beat-$i; sleep 0.2; done"
+    )
     ran = server.api(
         "POST",
         "/docker/run",
-        json={
-            "image": base_image,
-            "name": f"{unique}-files",
-            "command": [
-                "sh",
-                "-c",
-                "mkdir -p /srv/site && echo '<b>hello</b> files' > /srv/site/index.html && sleep 60",
-            ],
-        },
+        json={"image": base_image, "name": f"{unique}-files", "command": ["sh", "-c", script]},
     )
     container = ran.json()["id"]
     log_in(browser, server, server.token)
@@ -261,11 +268,80 @@ def test_browse_a_containers_files(browser: WebDriver, server: Server, unique: s
         what="the file",
     )
     browser.get(f"{server.url}/ui/containers/{container}?path=/srv")
+    assert "Processes" in browser.find_element(By.ID, "stats").text  # the engine's live stats
+
+    def last_beat() -> int:
+        lines = browser.find_element(By.ID, "container-log").text.split()
+        return max(int(word.split("-")[1]) for word in lines if word.startswith("beat-"))
+
+    first = last_beat()
+    browser.find_element(By.ID, "follow").click()
+    wait_for(lambda: last_beat() > first + 10, what="the followed log to move on")
+
     browser.find_element(By.LINK_TEXT, "site/").click()
     browser.find_element(By.LINK_TEXT, "index.html").click()
     text = browser.find_element(By.CSS_SELECTOR, "pre.filetext").text
     assert text.strip() == "<b>hello</b> files"  # shown as text, never as markup
     assert not browser.find_elements(By.CSS_SELECTOR, "pre.filetext b")
+    link = browser.find_element(By.LINK_TEXT, "Download").get_attribute("href") or ""
+    got = httpx2.get(link, cookies={"dm_session": session_cookie(browser)})
+    assert got.status_code == 200 and got.content == b"<b>hello</b> files\n"
+    assert got.headers["content-disposition"] == 'attachment; filename="index.html"'
+
+
+def test_deploy_an_upload_then_give_it_a_site(
+    browser: WebDriver, server: Server, unique: str, base_image: str, tmp_path: Path
+) -> None:
+    image = f"{unique}-web:v1"
+    context = tmp_path / "web"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN mkdir /www && echo deployed-{unique} > /www/index.html\n"
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n'
+    )
+    docker_cli("build", "-q", "-t", image, str(context))
+    folder = server.upload / f"{unique}-up"
+    folder.mkdir(parents=True)
+    artefact = folder / f"{unique}-web_v1.tar.lz4"
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    with artefact.open("wb") as out:
+        subprocess.run(["lz4", "-q", "-c"], stdin=save.stdout, stdout=out, check=True)
+    assert save.wait() == 0
+    docker_cli("rmi", image)
+    port = free_port()
+    app_id = f"{unique}-app"
+
+    log_in(browser, server, server.token)
+    browser.get(f"{server.url}/ui/apps")
+    form = browser.find_element(By.ID, "deploy")
+    Select(form.find_element(By.NAME, "artefact")).select_by_value(f"{unique}-up/{artefact.name}")
+    form.find_element(By.NAME, "app_id").send_keys(app_id)
+    form.find_element(By.NAME, "container_port").send_keys("80/tcp")
+    form.find_element(By.NAME, "host_port").send_keys(str(port))
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(lambda: "/ui/tasks/" in browser.current_url, what="the deploy's task page")
+    wait_for(lambda: browser.find_element(By.ID, "status").text == "completed", timeout=90, what="the deploy")
+    assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == f"deployed-{unique}"
+    assert server.api("GET", f"/apps/{app_id}").json()["live_release"] == 1
+
+    domain = f"{unique}.example.com"
+    browser.get(f"{server.url}/ui/sites")
+    form = browser.find_element(By.ID, "site-create")
+    form.find_element(By.NAME, "domain").send_keys(domain)
+    form.find_element(By.NAME, "port").send_keys(str(port))
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    assert "now proxies" in page_outcome(browser)
+    through = httpx2.get(f"http://127.0.0.1:{server.nginx.port}/", headers={"Host": domain}, timeout=5)
+    assert through.text.strip() == f"deployed-{unique}"
+    history = browser.find_element(By.ID, "history").text
+    assert "/ui/sites/create" in history and f"domain={domain}" in history
+    # A bad domain: refused with the reason, nothing written.
+    form = browser.find_element(By.ID, "site-create")
+    form.find_element(By.NAME, "domain").send_keys("bad;domain")
+    form.find_element(By.NAME, "port").send_keys(str(port))
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    assert "domain" in page_outcome(browser)
+    assert not list(server.nginx.sites.glob("*bad*"))
 
 
 def test_log_out_and_the_old_cookie_is_refused(browser: WebDriver, server: Server) -> None:
@@ -284,7 +360,7 @@ def test_log_out_and_the_old_cookie_is_refused(browser: WebDriver, server: Serve
     # A wrong token at the login form: the form again, with the reason.
     browser.find_element(By.ID, "token").send_keys("dm_not-a-token")
     browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
-    assert "unknown, expired or revoked token" in browser.find_element(By.CSS_SELECTOR, ".refused").text
+    assert "unknown, expired or revoked token" in page_outcome(browser)
 
 
 def test_revoking_the_token_ends_its_sessions(browser: WebDriver, server: Server) -> None:

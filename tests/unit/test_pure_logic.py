@@ -18,6 +18,7 @@ from docker_manager.nginx import Nginx, NginxPaths, Upstream, read_header
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.containers.spec import recreate_config
 from docker_manager.services.pipeline import DOCKER_HUB, registry_of
+from docker_manager.services.sites.upstreams import IDENT_MAX, ident_of
 from docker_manager.util.tarstream import TarFormatError, TarReader
 
 
@@ -214,3 +215,15 @@ async def test_a_truncated_archive_is_an_error_not_a_short_file() -> None:
         async for _entry, reader in TarReader(_pieces(cut, 64)).entries():
             async for _chunk in reader.chunks():
                 pass
+
+
+def test_site_idents_stay_short_and_unique() -> None:
+    # Short names keep their readable form (and the files already written keep their names).
+    assert ident_of(Path("/x/web.conf")) == "web"
+    assert ident_of(Path("/x/Web.conf")) != ident_of(Path("/x/web.conf"))
+    # A long domain would make `$dm_connection_{ident}` too long for nginx's variables hash.
+    long = [Path(f"/x/dmt697fa9-0fe03d.example.{tld}.conf") for tld in ("com", "org")]
+    idents = [ident_of(p) for p in long]
+    assert all(len(i) <= IDENT_MAX and i.isidentifier() for i in idents)
+    assert idents[0] != idents[1]
+    assert ident_of(long[0]) == idents[0]  # stable: the same file always gets the same names

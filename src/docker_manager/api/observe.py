@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -190,11 +191,13 @@ def _code_of(body: bytes) -> str | None:
 
 
 class _BodySniffer:
-    """Keeps a copy of a small JSON request body as the app reads it (for the audit targets)."""
+    """Keeps a copy of a small JSON (or dashboard form) request body as the app reads it (for the
+    audit targets)."""
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
-        content_type = (_header(scope, b"content-type") or "").lower()
-        self._wanted = content_type.startswith("application/") and "json" in content_type.split(";")[0]
+        content_type = (_header(scope, b"content-type") or "").lower().split(";")[0].strip()
+        self._form = content_type == "application/x-www-form-urlencoded"
+        self._wanted = self._form or (content_type.startswith("application/") and "json" in content_type)
         self._receive = receive
         self._chunks: list[bytes] = []
         self._size = 0
@@ -216,6 +219,12 @@ class _BodySniffer:
             return {"body_unread": "over 64 KiB: its targets were not read"}
         if not self._wanted or not self._chunks:
             return None
+        if self._form:
+            try:
+                pairs = parse_qsl(b"".join(self._chunks).decode("utf-8", "replace"), max_num_fields=200)
+            except ValueError:
+                return None
+            return dict(reversed(pairs))  # the first value of each name
         try:
             data = json.loads(b"".join(self._chunks))
         except (ValueError, UnicodeDecodeError):

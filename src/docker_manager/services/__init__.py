@@ -134,12 +134,7 @@ class Services:
             retention=retention,
             audit=audit,
             observers=Observers.start(settings, disk=disk, outbox=outbox, audit=audit),
-            ui_sessions=await asyncio.to_thread(
-                SessionCodec.from_key_file,
-                settings.data_dir.resolve() / "session-key",
-                db.engine,
-                max_age=int(settings.ui_session_hours * 3600),
-            ),
+            ui_sessions=await _ui_sessions(db, settings),
         )
 
     async def stop(self) -> None:
@@ -177,6 +172,16 @@ async def _disk(docker: Docker, settings: Settings) -> DiskService:
     with contextlib.suppress(DockerManagerError):  # the engine is down: looked up later
         await disk.engine_root()
     return disk
+
+
+async def _ui_sessions(db: Database, settings: Settings) -> SessionCodec:
+    """The dashboard's sessions, sealed with this installation's key (made on the first start)."""
+    return await asyncio.to_thread(
+        SessionCodec.from_key_file,
+        settings.data_dir.resolve() / "session-key",
+        db.engine,
+        max_age=int(settings.ui_session_hours * 3600),
+    )
 
 
 async def _retention(

@@ -37,6 +37,7 @@ from docker_manager.util.paths import confine, plain_dir
 
 LOCALRUN_TASK = "localrun"
 _LOADED_RE = re.compile(r"Loaded image(?: ID)?: (\S+)")
+_TASK_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,37 @@ def _locate(body: LocalRunRequest, path: Path, settings: Settings) -> Artefact:
     )
 
 
+@dataclass(frozen=True)
+class Upload:
+    """An artefact waiting in the upload root: the dashboard offers it for a deploy."""
+
+    path: str  # relative to the upload root
+    task_id: str  # its folder's name: the build's task id (or a new one for a loose file)
+    size: int
+    mtime: float
+
+
+def list_uploads(settings: Settings, limit: int = 100) -> list[Upload]:
+    """`*.tar.lz4` regular files in the upload root and its task folders, newest first (blocking)."""
+    root = settings.upload_path
+    found: list[Upload] = []
+    if not root.is_dir():
+        return found
+    candidates: list[tuple[Path, str | None]] = [(root, None)]
+    with os.scandir(root) as entries:
+        candidates += [(Path(e.path), e.name) for e in entries if e.is_dir(follow_symlinks=False)]
+    for folder, task_id in candidates:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(".tar.lz4") and entry.is_file(follow_symlinks=False):
+                    info = entry.stat(follow_symlinks=False)
+                    task = _TASK_ID_UNSAFE.sub("-", task_id or entry.name.removesuffix(".tar.lz4"))[:64]
+                    relative = str(Path(entry.path).relative_to(root))
+                    found.append(Upload(relative, task, info.st_size, info.st_mtime))
+    found.sort(key=lambda upload: upload.mtime, reverse=True)
+    return found[:limit]
+
+
 def _app_id(body: LocalRunRequest, summary: Summary) -> str | None:
     if body.app_id:
         return body.app_id
@@ -105,6 +137,16 @@ class LocalRunService:
         self._settings = settings
 
     async def run(self, body: LocalRunRequest, principal: Principal) -> LocalRunResult:
+        """Load and run, answering when the task has ended (`POST /docker/localrun`)."""
+        record = await self._runner.run_and_wait(await self._task(body, principal))
+        return LocalRunResult.model_validate({**(record.result or {}), "localrun_task_id": record.id})
+
+    async def start(self, body: LocalRunRequest, principal: Principal) -> str:
+        """The same task, answered as soon as it is queued (the dashboard's deploy): its id."""
+        record = await self._runner.submit(await self._task(body, principal))
+        return record.id
+
+    async def _task(self, body: LocalRunRequest, principal: Principal) -> TaskSpec:
         path = await asyncio.to_thread(_artefact_path, body, self._settings)
         needed = await asyncio.to_thread(decompressed_size, path)
         await self._disk.require_engine(needed, what="loading the image")  # 507 before anything is made
@@ -114,17 +156,14 @@ class LocalRunService:
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._localrun(ctx, body, artefact, app_id, principal)
 
-        record = await self._runner.run_and_wait(
-            TaskSpec(
-                task_type=LOCALRUN_TASK,
-                work=work,
-                app_id=app_id,
-                files_dir=artefact.folder,
-                kind="localrun",
-                stream_fields={"build_task_id": body.task_id, "lz4_path": str(artefact.path)},
-            )
+        return TaskSpec(
+            task_type=LOCALRUN_TASK,
+            work=work,
+            app_id=app_id,
+            files_dir=artefact.folder,
+            kind="localrun",
+            stream_fields={"build_task_id": body.task_id, "lz4_path": str(artefact.path)},
         )
-        return LocalRunResult.model_validate({**(record.result or {}), "localrun_task_id": record.id})
 
     async def _localrun(
         self,

@@ -3,16 +3,20 @@ policy as the API, refused with the reason shown on the page."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
 from docker_manager.api.middleware import client_key
 from docker_manager.auth import Scope, parse_scopes
 from docker_manager.errors import DockerManagerError, InsufficientScope
 from docker_manager.schemas.apps import RollbackRequest
-from docker_manager.schemas.nginx import SiteDeleteRequest
+from docker_manager.schemas.deploy import LocalRunRequest
+from docker_manager.schemas.nginx import SiteCreateRequest, SiteDeleteRequest
+from docker_manager.services.localrun import list_uploads
 from docker_manager.ui.deps import FormSession, back, services_of
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE, Session
@@ -94,22 +98,58 @@ async def rollback(
     return back(f"/ui/tasks/{started.task_id}", notice=f"rolling back to release {started.release}")
 
 
-@router.post("/containers/{container_id}/{action}")
-async def container_action(
-    request: Request, session: FormSession, container_id: str, action: str
+@router.post("/sites/create")
+async def create_site(
+    request: Request,
+    session: FormSession,
+    domain: Annotated[str, Form(max_length=253)],
+    port: Annotated[int, Form(ge=1, le=65535)],
+    app_id: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    containers = services_of(request).containers
     try:
         _require(session, Scope.OPERATE)
-        if action == "remove":
-            await containers.remove(container_id, session.principal, force=True, volumes=False)
-        elif action in ("start", "stop", "restart"):
-            await containers.act(container_id, session.principal, action)
-        else:
-            return back("/ui/containers", error=f"unknown action {action!r}")
+        body = SiteCreateRequest(domain=domain, port=port, app_id=app_id or None)
+        await services_of(request).sites.create_site(body, session.principal)
     except DockerManagerError as exc:
-        return back("/ui/containers", error=exc)
-    return back("/ui/containers", notice=f"{action}: done")
+        return back("/ui/sites", error=exc)
+    except ValidationError as exc:
+        return back("/ui/sites", error=_first_problem(exc))
+    return back("/ui/sites", notice=f"{domain} now proxies to port {port}")
+
+
+@router.post("/apps/deploy")
+async def deploy(
+    request: Request,
+    session: FormSession,
+    artefact: Annotated[str, Form(max_length=4096)],
+    app_id: Annotated[str, Form(max_length=64)] = "",
+    container_port: Annotated[str, Form(max_length=20)] = "",
+    host_port: Annotated[int | None, Form(ge=1, le=65535)] = None,
+) -> Response:
+    """Load and run an artefact of the upload root (a localrun task); off to its task page."""
+    services = services_of(request)
+    try:
+        _require(session, Scope.OPERATE)
+        uploads = {u.path: u for u in await asyncio.to_thread(list_uploads, services.settings)}
+        upload = uploads.get(artefact)
+        if upload is None:
+            return back("/ui/apps", error="no such artefact in the upload root")
+        ports = {container_port.strip(): host_port} if container_port.strip() else {}
+        body = LocalRunRequest(
+            lz4_path=upload.path, task_id=upload.task_id, app_id=app_id or None, ports=ports
+        )
+        task_id = await services.localrun.start(body, session.principal)
+    except DockerManagerError as exc:
+        return back("/ui/apps", error=exc)
+    except ValidationError as exc:
+        return back("/ui/apps", error=_first_problem(exc))
+    return back(f"/ui/tasks/{task_id}", notice=f"deploying {artefact}")
+
+
+def _first_problem(exc: ValidationError) -> str:
+    problem = exc.errors()[0]
+    field = ".".join(str(part) for part in problem.get("loc", ()))
+    return f"{field}: {problem.get('msg', 'invalid')}" if field else str(problem.get("msg", "invalid"))
 
 
 @router.post("/sites/delete")
@@ -121,8 +161,8 @@ async def delete_site(
         await services_of(request).sites.delete_site(SiteDeleteRequest(domain=domain), session.principal)
     except DockerManagerError as exc:
         return back("/ui/sites", error=exc)
-    except ValueError:
-        return back("/ui/sites", error="not a domain name")
+    except ValidationError as exc:
+        return back("/ui/sites", error=_first_problem(exc))
     return back("/ui/sites", notice=f"{domain} deleted")
 
 

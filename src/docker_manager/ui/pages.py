@@ -3,6 +3,7 @@ session's principal: what a token may not see or do is not shown or offered."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -11,7 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError
+from docker_manager.schemas.containers import ContainerSummary
 from docker_manager.schemas.tasks import TaskStatus
+from docker_manager.services.localrun import list_uploads
 from docker_manager.services.tasks import redact_summary
 from docker_manager.tasks import Status
 from docker_manager.ui.deps import UiSession, services_of
@@ -20,6 +23,9 @@ from docker_manager.ui.session import COOKIE
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
+# The task folder's text files whose last lines the task page shows (key in `build_logs`, file).
+FILE_TAILS = (("raw", "build.log"), ("events", "events.log"), ("error", "error.log"))
+FILE_TAIL_LINES = 100
 TASK_TYPES = ("docker_build", "localrun", "rollback", "html_site_pipeline", "generic_task")
 
 
@@ -98,13 +104,20 @@ async def task_page(request: Request, session: UiSession, task_id: str) -> Respo
         return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
     summary: dict[str, Any] = {}
     files: list[str] = []
+    logs_tail: dict[str, Any] = {}
     try:
-        logs = await services.tasks.logs(task_id, session.principal, server=None, tail=1)
+        logs = await services.tasks.logs(task_id, session.principal, server=None, tail=FILE_TAIL_LINES)
         summary = redact_summary(logs.build_metadata.get("summary") or {})
         files = logs.files_available
+        logs_tail = logs.build_logs
     except DockerManagerError:
         pass  # a task without a folder: no summary to show
     steps = [e for e in status.events if e.get("status") != "log"]
+    tails = [
+        (name, logs_tail.get(key) or [], logs_tail.get(f"{key}_bytes"))
+        for key, name in FILE_TAILS
+        if key in logs_tail
+    ]
     return page(
         request,
         "task.html",
@@ -114,13 +127,32 @@ async def task_page(request: Request, session: UiSession, task_id: str) -> Respo
         live=status.status in ("queued", "running"),
         summary=json.dumps(summary, indent=2, default=str) if summary else "",
         files=files,
+        tails=tails,
         can_cancel=session.principal.has(Scope.OPERATE),
     )
 
 
 @router.get("/apps", response_class=HTMLResponse)
 async def apps_page(request: Request, session: UiSession) -> Response:
-    return page(request, "apps.html", session, apps=await services_of(request).releases.apps())
+    """Apps with releases; the other containers grouped by their `app_id`; the deploy form."""
+    services = services_of(request)
+    apps = await services.releases.apps()
+    with_releases = {a.app_id for a in apps}
+    groups: dict[str, list[ContainerSummary]] = {}
+    for container in await services.containers.list(all=True):
+        if container.app_id and container.app_id not in with_releases:
+            groups.setdefault(container.app_id, []).append(container)
+    can_deploy = session.principal.has(Scope.OPERATE)
+    uploads = await asyncio.to_thread(list_uploads, services.settings) if can_deploy else []
+    return page(
+        request,
+        "apps.html",
+        session,
+        apps=apps,
+        groups=sorted(groups.items()),
+        can_deploy=can_deploy,
+        uploads=uploads,
+    )
 
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
@@ -141,71 +173,30 @@ async def app_page(request: Request, session: UiSession, app_id: str) -> Respons
     )
 
 
-@router.get("/containers", response_class=HTMLResponse)
-async def containers_page(request: Request, session: UiSession) -> Response:
-    services = services_of(request)
-    containers = await services.containers.list(all=True)
-    return page(
-        request,
-        "containers.html",
-        session,
-        containers=containers,
-        can_act=session.principal.has(Scope.OPERATE),
-        is_admin=session.principal.is_admin,
-        manageable={c.id for c in containers if services.containers.manageable(c.id)},
-    )
-
-
-@router.get("/containers/{container_id}", response_class=HTMLResponse)
-async def container_page(
-    request: Request,
-    session: UiSession,
-    container_id: str,
-    path: Annotated[str, Query(max_length=4096)] = "/",
-    file: Annotated[str | None, Query(max_length=4096)] = None,
-) -> Response:
-    """A container: its inspect summary, and for `exec` tokens its log tail and a read-only file
-    browser (list a folder, view a text file, download)."""
-    services = services_of(request)
-    can_exec = session.principal.has(Scope.EXEC)
-    try:
-        info = await services.containers.owned(container_id, session.principal)
-        logs = listing = content = None
-        if can_exec:
-            logs = await services.containers.logs(info.id, session.principal, tail=200, timestamps=False)
-            listing = await services.container_files.list_dir(
-                info.id, session.principal, path=path, limit=500, cursor=None
-            )
-            if file:
-                read = await services.container_files.read_file(
-                    info.id, session.principal, path=file, offset=0, length=64 << 10
-                )
-                content = read.data.decode("utf-8", "replace") if read.encoding == "utf-8" else None
-    except DockerManagerError as exc:
-        return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
-    parent = path.rstrip("/").rsplit("/", 1)[0] or "/"
-    return page(
-        request,
-        "container.html",
-        session,
-        info=info,
-        can_exec=can_exec,
-        logs=logs,
-        listing=listing,
-        path=path,
-        parent=parent,
-        file=file,
-        content=content,
-    )
+# Requests that move traffic (through the API or this dashboard), from the audit log.
+SWITCH_ROUTES = (
+    "/nginx/sign-domain",
+    "/app/update-port",
+    "/nginx/site/create",
+    "/nginx/site/delete",
+    "/apps/{app_id}/rollback",
+    "/ui/sites/create",
+    "/ui/sites/delete",
+    "/ui/apps/{app_id}/rollback",
+)
 
 
 @router.get("/sites", response_class=HTMLResponse)
 async def sites_page(request: Request, session: UiSession) -> Response:
+    """Sites, the create form, and the switch history (who is shown only to admins)."""
+    services = services_of(request)
+    history, _ = await services.audit.page(routes=SWITCH_ROUTES, limit=30)
     return page(
         request,
         "sites.html",
         session,
-        sites=await services_of(request).sites.list_sites(),
+        sites=await services.sites.list_sites(),
+        history=history,
         can_act=session.principal.has(Scope.OPERATE),
     )
 

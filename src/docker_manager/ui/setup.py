@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
-from docker_manager.ui import actions, live, pages
+from docker_manager.ui import actions, containers, live, pages
 from docker_manager.ui.deps import CsrfRefused, LoginRequired
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE
 
-UI_ROUTERS = (pages.router, actions.router, live.router)
+UI_ROUTERS = (pages.router, containers.router, actions.router, live.router)
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:

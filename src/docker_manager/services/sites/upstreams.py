@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,19 @@ from docker_manager.docker import ContainerInfo
 from docker_manager.errors import InvalidInput
 from docker_manager.nginx import Upstream
 
+# nginx hashes variable names in 64-byte buckets: `$dm_connection_{ident}` must stay well short
+# of that, or `nginx -t` fails ("could not build variables_hash") for a long domain.
+IDENT_MAX = 24
+
 
 def ident_of(target: Path) -> str:
     """A name for the file's nginx variables and upstream, unique per file name: every character
-    but a-z and 0-9 becomes `_` and its hex code (so `Web` and `web` stay apart)."""
-    return re.sub(r"[^a-z0-9]", lambda m: f"_{ord(m.group()):02x}", target.stem)
+    but a-z and 0-9 becomes `_` and its hex code (so `Web` and `web` stay apart); a long one is
+    cut and made unique again with a hash of the whole name."""
+    ident = re.sub(r"[^a-z0-9]", lambda m: f"_{ord(m.group()):02x}", target.stem)
+    if len(ident) <= IDENT_MAX:
+        return ident
+    return f"{ident[:8]}_h{hashlib.sha256(target.stem.encode()).hexdigest()[:14]}"
 
 
 def upstream_of(container: ContainerInfo, port: int | None, internal_port: int | None) -> Upstream:

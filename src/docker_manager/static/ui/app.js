@@ -22,12 +22,12 @@
     }
   });
 
-  function chart(target, title, series, width) {
+  function chart(target, title, series, width, values) {
     var opts = {
       title: title, width: width, height: 180,
       scales: { x: { time: true } },
       series: [{}].concat(series),
-      axes: [{}, { size: 60 }]
+      axes: [{}, values ? { size: 84, values: values } : { size: 50 }]
     };
     return new window.uPlot(opts, [[]].concat(series.map(function () { return []; })), target);
   }
@@ -54,8 +54,7 @@
     ], width);
     var traffic = chart(net, "Network", [
       { label: "in", stroke: "#6f42c1" }, { label: "out", stroke: "#b3261e" }
-    ], width);
-    traffic.axes[1].values = bytesPerSecond;
+    ], width, bytesPerSecond);
     function refresh() {
       fetch(box.getAttribute("data-src"), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : null; })
@@ -71,5 +70,27 @@
     window.setInterval(refresh, 5000);
   }
 
-  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", startCharts); } else { startCharts(); }
+  // A container's log: while "Follow" is ticked, its last lines are fetched again every 2 s
+  // (an escaped HTML fragment from this service) and the view stays at the end.
+  function startFollow() {
+    var log = document.getElementById("container-log"), box = document.getElementById("follow");
+    if (!log || !box) { return; }
+    function refresh() {
+      if (!box.checked) { return; }
+      fetch(log.getAttribute("data-src"), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (html) {
+          if (html === null) { return; }
+          log.innerHTML = html;
+          log.scrollTop = log.scrollHeight;
+          log.setAttribute("data-refreshed", String(Date.now()));
+        })
+        .catch(function () { /* the next round tries again */ });
+    }
+    box.addEventListener("change", refresh);
+    window.setInterval(refresh, 2000);
+  }
+
+  function start() { startCharts(); startFollow(); }
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();

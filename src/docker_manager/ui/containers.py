@@ -1,0 +1,146 @@
+"""The dashboard's containers: the list with start/stop/restart/remove, and a container's page with
+its stats, its log (tail, followed by polling a fragment) and a read-only file browser. Logs and files
+need the `exec` scope, as in the API."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+
+from docker_manager.auth import Scope
+from docker_manager.errors import DockerManagerError, InsufficientScope
+from docker_manager.schemas.containers import LogsResult, StatsResult
+from docker_manager.ui.deps import FormSession, UiSession, back, services_of
+from docker_manager.ui.render import SECURITY_HEADERS, page
+from docker_manager.ui.session import Session
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+ACTIONS = ("start", "stop", "restart", "remove")
+LOG_TAIL = 200
+FilePath = Annotated[str, Query(max_length=4096)]
+
+
+def _require(session: Session, scope: Scope) -> None:
+    if not session.principal.has(scope):
+        raise InsufficientScope(f"this needs a token with the {scope.value!r} scope")
+
+
+@router.get("/containers", response_class=HTMLResponse)
+async def containers_page(request: Request, session: UiSession) -> Response:
+    services = services_of(request)
+    containers = await services.containers.list(all=True)
+    return page(
+        request,
+        "containers.html",
+        session,
+        containers=containers,
+        can_act=session.principal.has(Scope.OPERATE),
+        is_admin=session.principal.is_admin,
+        manageable={c.id for c in containers if services.containers.manageable(c.id)},
+    )
+
+
+@router.post("/containers/{container_id}/{action}")
+async def container_action(
+    request: Request, session: FormSession, container_id: str, action: str
+) -> Response:
+    containers = services_of(request).containers
+    if action not in ACTIONS:
+        return back("/ui/containers", error=f"unknown action {action!r}")
+    try:
+        _require(session, Scope.OPERATE)
+        if action == "remove":
+            await containers.remove(container_id, session.principal, force=True, volumes=False)
+        else:
+            await containers.act(container_id, session.principal, action)
+    except DockerManagerError as exc:
+        return back("/ui/containers", error=exc)
+    return back("/ui/containers", notice=f"{action}: done")
+
+
+@router.get("/containers/{container_id}", response_class=HTMLResponse)
+async def container_page(
+    request: Request,
+    session: UiSession,
+    container_id: str,
+    path: FilePath = "/",
+    file: Annotated[str | None, Query(max_length=4096)] = None,
+) -> Response:
+    """Inspect summary and stats; for `exec` tokens the log tail and the file browser."""
+    services = services_of(request)
+    can_exec = session.principal.has(Scope.EXEC)
+    stats: StatsResult | None = None
+    try:
+        info = await services.containers.owned(container_id, session.principal)
+        if info.status == "running":
+            stats = await services.containers.stats(info.id)
+        logs = listing = content = None
+        if can_exec:
+            logs = await services.containers.logs(info.id, session.principal, tail=LOG_TAIL, timestamps=False)
+            listing = await services.container_files.list_dir(
+                info.id, session.principal, path=path, limit=500, cursor=None
+            )
+            if file:
+                read = await services.container_files.read_file(
+                    info.id, session.principal, path=file, offset=0, length=64 << 10
+                )
+                content = read.data.decode("utf-8", "replace") if read.encoding == "utf-8" else None
+    except DockerManagerError as exc:
+        return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
+    return page(
+        request,
+        "container.html",
+        session,
+        info=info,
+        stats=stats,
+        can_exec=can_exec,
+        logs=logs,
+        listing=listing,
+        path=path,
+        parent=path.rstrip("/").rsplit("/", 1)[0] or "/",
+        file=file,
+        content=content,
+    )
+
+
+def _log_lines(logs: LogsResult) -> str:
+    return "".join(
+        f'<div class="line {escape(line.stream)}">{escape(line.text)}</div>' for line in logs.lines
+    )
+
+
+@router.get("/containers/{container_id}/log", response_class=HTMLResponse)
+async def container_log(request: Request, session: UiSession, container_id: str) -> Response:
+    """The log's last lines as an HTML fragment: the page polls it while "Follow" is on."""
+    try:
+        _require(session, Scope.EXEC)
+        logs = await services_of(request).containers.logs(
+            container_id, session.principal, tail=LOG_TAIL, timestamps=False
+        )
+    except DockerManagerError as exc:
+        return HTMLResponse(escape(exc.detail), status_code=exc.status_code, headers=SECURITY_HEADERS)
+    return HTMLResponse(_log_lines(logs), headers=SECURITY_HEADERS)
+
+
+@router.get("/containers/{container_id}/download")
+async def download(request: Request, session: UiSession, container_id: str, file: FilePath) -> Response:
+    """A file from inside the container, streamed (no size cap, flat memory)."""
+    try:
+        _require(session, Scope.EXEC)
+        size, body = await services_of(request).container_files.stream_file(
+            container_id, session.principal, path=file, offset=0, length=None
+        )
+    except DockerManagerError as exc:
+        return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
+    name = file.rstrip("/").rsplit("/", 1)[-1] or "file"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200] or "file"
+    headers = {
+        **SECURITY_HEADERS,
+        "Content-Length": str(size),
+        "Content-Disposition": f'attachment; filename="{safe}"',
+    }
+    return StreamingResponse(body, media_type="application/octet-stream", headers=headers)
