@@ -307,4 +307,9 @@ async def test_events_as_ndjson_and_sse_with_resume(
         ).text.splitlines()
     ]
     assert [item["seq"] for item in after] == [6]
+    # After the final event of an ended task: nothing more, and the stream ends at once.
+    done = await asyncio.wait_for(
+        client.get(f"/tasks/{task_id}/events", params={"after": 6, "format": "ndjson"}, headers=read), 5
+    )
+    assert done.status_code == 200 and done.text.strip() == ""
     assert (await client.get("/tasks/nope-1/events", headers=read)).status_code == 404

@@ -33,17 +33,20 @@ MAX_SNIFFED_BODY = 64 << 10
 _DEFAULT_CODES = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large", 429: "too_many_failures"}
 
 
+UNMATCHED = "unmatched"
+
+
 def route_template(scope: Scope) -> str:
     """The matched route's path template (`/apps/{app_id}/rollback`), never the raw path."""
     route = scope.get("route")
     if route is not None:
-        return str(getattr(route, "path", "unmatched"))
+        return str(getattr(route, "path", UNMATCHED))
     app = scope.get("app")
     for candidate in getattr(getattr(app, "router", None), "routes", []):
         match, _ = candidate.matches(scope)
         if match is Match.FULL:
             return str(candidate.path)
-    return "unmatched"
+    return UNMATCHED
 
 
 class DenialThrottle:
@@ -98,7 +101,7 @@ class RequestObserver:
                 elapsed = time.monotonic() - started
                 metrics.HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
                 metrics.HTTP_DURATION.labels(method=method, route=route).observe(elapsed)
-                if not _audited(method, status):
+                if not _audited(method, status, route):
                     await send(message)
                 elif status >= 400:
                     held = message  # its code is in the body that follows: audit, then answer
@@ -139,7 +142,10 @@ class RequestObserver:
         audit: AuditLog | None = getattr(services, "audit", None)
         if audit is None:
             return
-        principal = scope.get("state", {}).get("principal")
+        state = scope.get("state", {})
+        principal = state.get("principal")
+        # A dashboard action refused on its page answers with a redirect: its own status counts.
+        status, code = state.get("audit_status", status), state.get("audit_code", code)
         client = scope.get("client")
         skipped = 0
         if status in DENIED:
@@ -170,7 +176,9 @@ class RequestObserver:
             log.exception("could not write the audit entry: %s", json.dumps(entry.as_dict(), default=str))
 
 
-def _audited(method: str, status: int) -> bool:
+def _audited(method: str, status: int, route: str = "") -> bool:
+    if route == UNMATCHED and status in (404, 405):
+        return False  # no route, no identity: nothing happened worth a line (and nothing to flood)
     return method not in READ_METHODS or status in DENIED
 
 

@@ -37,7 +37,8 @@ from docker_manager.util.paths import confine, plain_dir
 
 LOCALRUN_TASK = "localrun"
 _LOADED_RE = re.compile(r"Loaded image(?: ID)?: (\S+)")
-_TASK_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+_TASK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_UPLOAD_FOLDERS = 2000  # the listing stays cheap whatever the upload root holds
 
 
 @dataclass(frozen=True)
@@ -78,28 +79,32 @@ class Upload:
     """An artefact waiting in the upload root: the dashboard offers it for a deploy."""
 
     path: str  # relative to the upload root
-    task_id: str  # its folder's name: the build's task id (or a new one for a loose file)
+    task_id: str | None  # its task folder's name (the build's task id); None for a loose file
     size: int
     mtime: float
 
 
 def list_uploads(settings: Settings, limit: int = 100) -> list[Upload]:
-    """`*.tar.lz4` regular files in the upload root and its task folders, newest first (blocking)."""
+    """`*.tar.lz4` regular files in the upload root and in its task folders (named as task ids,
+    never through a symlink), newest first (blocking)."""
     root = settings.upload_path
     found: list[Upload] = []
     if not root.is_dir():
         return found
     candidates: list[tuple[Path, str | None]] = [(root, None)]
     with os.scandir(root) as entries:
-        candidates += [(Path(e.path), e.name) for e in entries if e.is_dir(follow_symlinks=False)]
-    for folder, task_id in candidates:
+        candidates += [
+            (Path(e.path), e.name)
+            for e in entries
+            if e.is_dir(follow_symlinks=False) and _TASK_ID_RE.fullmatch(e.name)
+        ]
+    for folder, task_id in candidates[:MAX_UPLOAD_FOLDERS]:
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name.endswith(".tar.lz4") and entry.is_file(follow_symlinks=False):
                     info = entry.stat(follow_symlinks=False)
-                    task = _TASK_ID_UNSAFE.sub("-", task_id or entry.name.removesuffix(".tar.lz4"))[:64]
                     relative = str(Path(entry.path).relative_to(root))
-                    found.append(Upload(relative, task, info.st_size, info.st_mtime))
+                    found.append(Upload(relative, task_id, info.st_size, info.st_mtime))
     found.sort(key=lambda upload: upload.mtime, reverse=True)
     return found[:limit]
 

@@ -31,7 +31,7 @@ async def follow(
     is set (service shutdown). The store is the source of truth: the live bus only spares a
     query per event, and any gap is filled from the store.
     """
-    await store.get(task_id, with_events=False)  # NotFound for unknown ids
+    record = await store.get(task_id, with_events=False)  # NotFound for unknown ids
     last = after
     with bus.subscribe(task_id) as subscription:
         while True:
@@ -45,6 +45,8 @@ async def follow(
                         return
                 if len(events) < REPLAY_PAGE:
                     break
+            if last == after and record.status.final:
+                return  # asked for events after the final one: there will be none
             subscription.gap = False
             while not subscription.gap:
                 if stop is not None and stop.is_set():

@@ -4,6 +4,7 @@ policy as the API, refused with the reason shown on the page."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -17,7 +18,15 @@ from docker_manager.schemas.apps import RollbackRequest
 from docker_manager.schemas.deploy import LocalRunRequest
 from docker_manager.schemas.nginx import SiteCreateRequest, SiteDeleteRequest
 from docker_manager.services.localrun import list_uploads
-from docker_manager.ui.deps import FormSession, back, services_of
+from docker_manager.ui.deps import (
+    AppRef,
+    FormSession,
+    TaskRef,
+    TokenRef,
+    back,
+    check_form_origin,
+    services_of,
+)
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE, Session
 
@@ -31,22 +40,32 @@ def _require(session: Session, scope: Scope) -> None:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, token: Annotated[str, Form(max_length=512)] = "") -> Response:
+    check_form_origin(request)  # no login from another site's form (login CSRF)
     services = services_of(request)
     limiter = request.app.state.auth_failures
     client = client_key(request.client.host if request.client else "unknown")
-    wait = limiter.retry_after(client)
-    if wait is not None:
+    # As for the API: only failures are limited, so a valid token is never refused because others
+    # behind the same address (a proxy, loopback) guessed wrong.
+    principal = await services.tokens.authenticate(token.strip())
+    if principal is None:
+        limiter.failed(client)
+        wait = limiter.retry_after(client)
+        status, failure = (429, f"too many failed logins; wait {wait} s") if wait else (401, None)
         return page(
             request,
             "login.html",
             None,
-            status_code=429,
-            failure=f"too many failed logins; wait {wait} s",
+            status_code=status,
+            failure=failure or "unknown, expired or revoked token",
         )
-    principal = await services.tokens.authenticate(token.strip())
-    if principal is None:
-        limiter.failed(client)
-        return page(request, "login.html", None, status_code=401, failure="unknown, expired or revoked token")
+    if not principal.has(Scope.READ):
+        return page(
+            request,
+            "login.html",
+            None,
+            status_code=403,
+            failure="the dashboard needs a token with the 'read' scope",
+        )
     cookie = await services.ui_sessions.issue(principal.token_id)
     request.scope.setdefault("state", {})["principal"] = principal
     response = RedirectResponse("/ui", status_code=303)
@@ -71,21 +90,21 @@ async def logout(request: Request, session: FormSession) -> Response:
 
 
 @router.post("/tasks/{task_id}/cancel")
-async def cancel_task(request: Request, session: FormSession, task_id: str) -> Response:
+async def cancel_task(request: Request, session: FormSession, task_id: TaskRef) -> Response:
     path = f"/ui/tasks/{task_id}"
     try:
         _require(session, Scope.OPERATE)
         await services_of(request).tasks.cancel(task_id, session.principal)
     except DockerManagerError as exc:
-        return back(path, error=exc)
-    return back(path, notice="cancelled")
+        return back(request, path, error=exc)
+    return back(request, path, notice="cancelled")
 
 
 @router.post("/apps/{app_id}/rollback")
 async def rollback(
     request: Request,
     session: FormSession,
-    app_id: str,
+    app_id: AppRef,
     release: Annotated[int | None, Form(ge=1)] = None,
 ) -> Response:
     try:
@@ -94,8 +113,8 @@ async def rollback(
             app_id, RollbackRequest(release=release), session.principal
         )
     except DockerManagerError as exc:
-        return back(f"/ui/apps/{app_id}", error=exc)
-    return back(f"/ui/tasks/{started.task_id}", notice=f"rolling back to release {started.release}")
+        return back(request, f"/ui/apps/{app_id}", error=exc)
+    return back(request, f"/ui/tasks/{started.task_id}", notice=f"rolling back to release {started.release}")
 
 
 @router.post("/sites/create")
@@ -111,10 +130,10 @@ async def create_site(
         body = SiteCreateRequest(domain=domain, port=port, app_id=app_id or None)
         await services_of(request).sites.create_site(body, session.principal)
     except DockerManagerError as exc:
-        return back("/ui/sites", error=exc)
+        return back(request, "/ui/sites", error=exc)
     except ValidationError as exc:
-        return back("/ui/sites", error=_first_problem(exc))
-    return back("/ui/sites", notice=f"{domain} now proxies to port {port}")
+        return back(request, "/ui/sites", error=_first_problem(exc))
+    return back(request, "/ui/sites", notice=f"{domain} now proxies to port {port}")
 
 
 @router.post("/apps/deploy")
@@ -133,17 +152,17 @@ async def deploy(
         uploads = {u.path: u for u in await asyncio.to_thread(list_uploads, services.settings)}
         upload = uploads.get(artefact)
         if upload is None:
-            return back("/ui/apps", error="no such artefact in the upload root")
+            return back(request, "/ui/apps", error="no such artefact in the upload root")
         ports = {container_port.strip(): host_port} if container_port.strip() else {}
-        body = LocalRunRequest(
-            lz4_path=upload.path, task_id=upload.task_id, app_id=app_id or None, ports=ports
-        )
+        # A loose file gets a task folder of its own (never another task's).
+        task_id = upload.task_id or f"upload-{secrets.token_hex(6)}"
+        body = LocalRunRequest(lz4_path=upload.path, task_id=task_id, app_id=app_id or None, ports=ports)
         task_id = await services.localrun.start(body, session.principal)
     except DockerManagerError as exc:
-        return back("/ui/apps", error=exc)
+        return back(request, "/ui/apps", error=exc)
     except ValidationError as exc:
-        return back("/ui/apps", error=_first_problem(exc))
-    return back(f"/ui/tasks/{task_id}", notice=f"deploying {artefact}")
+        return back(request, "/ui/apps", error=_first_problem(exc))
+    return back(request, f"/ui/tasks/{task_id}", notice=f"deploying {artefact}")
 
 
 def _first_problem(exc: ValidationError) -> str:
@@ -160,10 +179,10 @@ async def delete_site(
         _require(session, Scope.OPERATE)
         await services_of(request).sites.delete_site(SiteDeleteRequest(domain=domain), session.principal)
     except DockerManagerError as exc:
-        return back("/ui/sites", error=exc)
+        return back(request, "/ui/sites", error=exc)
     except ValidationError as exc:
-        return back("/ui/sites", error=_first_problem(exc))
-    return back("/ui/sites", notice=f"{domain} deleted")
+        return back(request, "/ui/sites", error=_first_problem(exc))
+    return back(request, "/ui/sites", notice=f"{domain} deleted")
 
 
 @router.post("/tokens/create", response_class=HTMLResponse)
@@ -177,16 +196,16 @@ async def create_token(
         _require(session, Scope.ADMIN)
         info, secret = await services_of(request).tokens.create(name=name, scopes=parse_scopes(scopes))
     except DockerManagerError as exc:
-        return back("/ui/tokens", error=exc)
+        return back(request, "/ui/tokens", error=exc)
     # Shown this once, in this answer only (never in a URL).
     return page(request, "token_created.html", session, info=info, secret=secret)
 
 
 @router.post("/tokens/{token_id}/revoke")
-async def revoke_token(request: Request, session: FormSession, token_id: str) -> Response:
+async def revoke_token(request: Request, session: FormSession, token_id: TokenRef) -> Response:
     try:
         _require(session, Scope.ADMIN)
         await services_of(request).tokens.revoke(token_id)
     except DockerManagerError as exc:
-        return back("/ui/tokens", error=exc)
-    return back("/ui/tokens", notice=f"token {token_id} revoked")
+        return back(request, "/ui/tokens", error=exc)
+    return back(request, "/ui/tokens", notice=f"token {token_id} revoked")

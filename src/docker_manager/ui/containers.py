@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from html import escape
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
@@ -13,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError, InsufficientScope
 from docker_manager.schemas.containers import LogsResult, StatsResult
-from docker_manager.ui.deps import FormSession, UiSession, back, services_of
+from docker_manager.ui.deps import ContainerRef, FormSession, UiSession, back, services_of
 from docker_manager.ui.render import SECURITY_HEADERS, page
 from docker_manager.ui.session import Session
 
@@ -46,11 +47,11 @@ async def containers_page(request: Request, session: UiSession) -> Response:
 
 @router.post("/containers/{container_id}/{action}")
 async def container_action(
-    request: Request, session: FormSession, container_id: str, action: str
+    request: Request, session: FormSession, container_id: ContainerRef, action: str
 ) -> Response:
     containers = services_of(request).containers
     if action not in ACTIONS:
-        return back("/ui/containers", error=f"unknown action {action!r}")
+        return back(request, "/ui/containers", error=f"unknown action {action!r}")
     try:
         _require(session, Scope.OPERATE)
         if action == "remove":
@@ -58,15 +59,15 @@ async def container_action(
         else:
             await containers.act(container_id, session.principal, action)
     except DockerManagerError as exc:
-        return back("/ui/containers", error=exc)
-    return back("/ui/containers", notice=f"{action}: done")
+        return back(request, "/ui/containers", error=exc)
+    return back(request, "/ui/containers", notice=f"{action}: done")
 
 
 @router.get("/containers/{container_id}", response_class=HTMLResponse)
 async def container_page(
     request: Request,
     session: UiSession,
-    container_id: str,
+    container_id: ContainerRef,
     path: FilePath = "/",
     file: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Response:
@@ -114,7 +115,7 @@ def _log_lines(logs: LogsResult) -> str:
 
 
 @router.get("/containers/{container_id}/log", response_class=HTMLResponse)
-async def container_log(request: Request, session: UiSession, container_id: str) -> Response:
+async def container_log(request: Request, session: UiSession, container_id: ContainerRef) -> Response:
     """The log's last lines as an HTML fragment: the page polls it while "Follow" is on."""
     try:
         _require(session, Scope.EXEC)
@@ -127,7 +128,9 @@ async def container_log(request: Request, session: UiSession, container_id: str)
 
 
 @router.get("/containers/{container_id}/download")
-async def download(request: Request, session: UiSession, container_id: str, file: FilePath) -> Response:
+async def download(
+    request: Request, session: UiSession, container_id: ContainerRef, file: FilePath
+) -> Response:
     """A file from inside the container, streamed (no size cap, flat memory)."""
     try:
         _require(session, Scope.EXEC)
@@ -137,10 +140,10 @@ async def download(request: Request, session: UiSession, container_id: str, file
     except DockerManagerError as exc:
         return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
     name = file.rstrip("/").rsplit("/", 1)[-1] or "file"
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:200] or "file"
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "_" for c in name)[:200] or "file"
     headers = {
         **SECURITY_HEADERS,
         "Content-Length": str(size),
-        "Content-Disposition": f'attachment; filename="{safe}"',
+        "Content-Disposition": f"attachment; filename=\"{safe}\"; filename*=UTF-8''{quote(name[:200])}",
     }
     return StreamingResponse(body, media_type="application/octet-stream", headers=headers)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Form, Request
+from fastapi import Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse
 
-from docker_manager.errors import DockerManagerError
+from docker_manager.auth import Scope
+from docker_manager.errors import DockerManagerError, InvalidInput
 from docker_manager.services import Services
 from docker_manager.ui.session import COOKIE, Session
+
+# The dashboard's path parameters, as strict as the API's (no `.`/`..` reaches the engine's URLs).
+ContainerRef = Annotated[str, Path(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")]
+AppRef = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+TaskRef = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TokenRef = Annotated[str, Path(pattern=r"^[a-f0-9]{16}$")]
 
 
 class LoginRequired(Exception):
@@ -18,7 +25,7 @@ class LoginRequired(Exception):
 
 
 class CsrfRefused(Exception):
-    """A form without this session's CSRF token."""
+    """A form without this session's CSRF token, or sent from another site."""
 
 
 async def ui_session(request: Request) -> Session:
@@ -28,7 +35,7 @@ async def ui_session(request: Request) -> Session:
         raise LoginRequired
     session_id, token_id, csrf = found
     principal = await services.tokens.principal_by_id(token_id)
-    if principal is None:
+    if principal is None or not principal.has(Scope.READ):
         raise LoginRequired
     # The audit entry of a dashboard action names the token behind the session.
     request.scope.setdefault("state", {})["principal"] = principal
@@ -38,8 +45,22 @@ async def ui_session(request: Request) -> Session:
 UiSession = Annotated[Session, Depends(ui_session)]
 
 
+def check_form_origin(request: Request) -> None:
+    """A dashboard form comes from this site, URL-encoded (what the audit log reads): a browser says
+    where a request comes from in `Sec-Fetch-Site` and `Origin`."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        raise CsrfRefused
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+        raise CsrfRefused
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise CsrfRefused
+
+
 async def form_session(request: Request, session: UiSession, csrf: Annotated[str, Form()] = "") -> Session:
     """A session whose form carries its CSRF token (every POST of the dashboard)."""
+    check_form_origin(request)
     if not session.csrf_ok(csrf):
         raise CsrfRefused
     return session
@@ -54,12 +75,20 @@ def services_of(request: Request) -> Services:
 
 
 def back(
-    path: str, *, notice: str | None = None, error: DockerManagerError | str | None = None
+    request: Request,
+    path: str,
+    *,
+    notice: str | None = None,
+    error: DockerManagerError | str | None = None,
 ) -> RedirectResponse:
-    """After an action: back to a page, saying what happened (or why it was refused)."""
+    """After an action: back to a page, saying what happened (or why it was refused). A refusal is
+    audited with its own status and code, not as the redirect's 303."""
+    codec = services_of(request).ui_sessions
     if error is not None:
-        text = error.detail if isinstance(error, DockerManagerError) else error
-        code = f"{error.code}: " if isinstance(error, DockerManagerError) else ""
-        return RedirectResponse(f"{path}?error={quote(code + text[:300])}", status_code=303)
-    suffix = f"?notice={quote(notice[:300])}" if notice else ""
+        failure = error if isinstance(error, DockerManagerError) else InvalidInput(error)
+        state = request.scope.setdefault("state", {})
+        state["audit_status"], state["audit_code"] = failure.status_code, failure.code
+        sealed = codec.seal_message("error", f"{failure.code}: {failure.detail}")
+        return RedirectResponse(f"{path}?m={quote(sealed)}", status_code=303)
+    suffix = f"?m={quote(codec.seal_message('notice', notice))}" if notice else ""
     return RedirectResponse(f"{path}{suffix}", status_code=303)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from docker_manager.api.streaming import NO_BUFFERING
 from docker_manager.errors import DockerManagerError
 from docker_manager.services.tasks import EventView
-from docker_manager.ui.deps import UiSession, services_of
+from docker_manager.ui.deps import TaskRef, UiSession, services_of
 from docker_manager.ui.render import SECURITY_HEADERS
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -34,20 +34,24 @@ async def usage_history(request: Request, _session: UiSession) -> Response:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
+def _text(value: object) -> str:
+    """Escaped for HTML, and on one line: a raw newline would end the SSE `data:` field."""
+    return escape(str(value)).replace("\r", "&#13;").replace("\n", "&#10;")
+
+
 def _fragment(view: EventView) -> tuple[str, str]:
     """The SSE event name and one line of HTML (text escaped) for an event."""
     data = view.data
     if view.kind == "log":
         lines = "".join(
-            f'<div class="line {escape(str(line.get("stream", "")))}">'
-            f"{escape(str(line.get('text', '')))}</div>"
+            f'<div class="line {_text(line.get("stream", ""))}">{_text(line.get("text", ""))}</div>'
             for line in data.get("lines") or []
         )
         return "line", lines
     label = " ".join(str(part) for part in (data.get("stage") or "task", data.get("status")) if part)
-    message = escape(str(data.get("message") or data.get("error") or ""))
-    status = escape(str(data.get("status")))
-    item = f'<li class="step {status}" data-status="{status}"><b>{escape(label)}</b> {message}</li>'
+    message = _text(data.get("message") or data.get("error") or "")
+    status = _text(data.get("status"))
+    item = f'<li class="step {status}" data-status="{status}"><b>{_text(label)}</b> {message}</li>'
     if view.kind == "end":
         return "end", item
     return "step", item
@@ -70,7 +74,7 @@ async def _sse(views: AsyncIterator[EventView | None]) -> AsyncIterator[bytes]:
 async def task_stream(
     request: Request,
     session: UiSession,
-    task_id: str,
+    task_id: TaskRef,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> Response:

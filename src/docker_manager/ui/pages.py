@@ -17,7 +17,7 @@ from docker_manager.schemas.tasks import TaskStatus
 from docker_manager.services.localrun import list_uploads
 from docker_manager.services.tasks import redact_summary
 from docker_manager.tasks import Status
-from docker_manager.ui.deps import UiSession, services_of
+from docker_manager.ui.deps import AppRef, TaskRef, UiSession, services_of
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE
 
@@ -96,7 +96,7 @@ async def tasks_page(
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-async def task_page(request: Request, session: UiSession, task_id: str) -> Response:
+async def task_page(request: Request, session: UiSession, task_id: TaskRef) -> Response:
     services = services_of(request)
     try:
         status: TaskStatus = await services.tasks.status(task_id, session.principal)
@@ -156,7 +156,7 @@ async def apps_page(request: Request, session: UiSession) -> Response:
 
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
-async def app_page(request: Request, session: UiSession, app_id: str) -> Response:
+async def app_page(request: Request, session: UiSession, app_id: AppRef) -> Response:
     services = services_of(request)
     try:
         app = await services.releases.app(app_id)
@@ -188,9 +188,12 @@ SWITCH_ROUTES = (
 
 @router.get("/sites", response_class=HTMLResponse)
 async def sites_page(request: Request, session: UiSession) -> Response:
-    """Sites, the create form, and the switch history (who is shown only to admins)."""
+    """Sites, the create form, and for admins the switch history (from the audit log, which the
+    API shows to admins only)."""
     services = services_of(request)
-    history, _ = await services.audit.page(routes=SWITCH_ROUTES, limit=30)
+    history = None
+    if session.principal.is_admin:
+        history, _ = await services.audit.page(routes=SWITCH_ROUTES, limit=30)
     return page(
         request,
         "sites.html",

@@ -30,12 +30,14 @@ SECURITY_HEADERS = {
 def page(
     request: Request, template: str, session: Session | None, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    message = request.app.state.services.ui_sessions.open_message(request.query_params.get("m"))
+    kind, text = message or ("", "")
     values = {
         "session": session,
         "user": session.principal if session else None,
         "csrf": session.csrf if session else "",
-        "notice": request.query_params.get("notice"),
-        "error": request.query_params.get("error"),
+        "notice": text if kind == "notice" else None,
+        "error": text if kind == "error" else None,
         "path": request.url.path,
         **context,
     }

@@ -27,6 +27,7 @@ from docker_manager.util.clock import as_utc, utcnow
 from docker_manager.util.files import write_new_file
 
 COOKIE = "dm_session"
+MESSAGE_SECONDS = 120  # a message after an action is shown on the page it redirects to, not later
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Session:
     csrf: str
 
     def csrf_ok(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented, self.csrf)
+        return presented is not None and hmac.compare_digest(presented.encode(), self.csrf.encode())
 
 
 class SessionCodec:
@@ -59,6 +60,8 @@ class SessionCodec:
         session_id, csrf = secrets.token_hex(16), secrets.token_urlsafe(24)
         now = utcnow()
         async with self._engine.begin() as conn:
+            # Expired sessions go when a new one starts: the table holds live ones and a day's worth.
+            await conn.execute(ui_sessions.delete().where(ui_sessions.c.expires_at < now - timedelta(days=1)))
             await conn.execute(
                 ui_sessions.insert().values(
                     id=session_id,
@@ -88,6 +91,22 @@ class SessionCodec:
             await conn.execute(
                 ui_sessions.update().where(ui_sessions.c.id == session_id).values(ended_at=utcnow())
             )
+
+    def seal_message(self, kind: str, text: str) -> str:
+        """A page's one-off message (what an action did, or why it was refused), sealed so that a
+        link from elsewhere cannot put its own words on these pages."""
+        return self._fernet.encrypt(json.dumps({"k": kind, "t": text[:300]}).encode()).decode()
+
+    def open_message(self, sealed: str | None) -> tuple[str, str] | None:
+        if not sealed or len(sealed) > 2048:
+            return None
+        try:
+            data = json.loads(self._fernet.decrypt(sealed.encode(), ttl=MESSAGE_SECONDS))
+        except (InvalidToken, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("k") not in ("notice", "error"):
+            return None
+        return str(data["k"]), str(data.get("t", ""))
 
     def _open(self, cookie: str | None) -> tuple[str, str] | None:
         if not cookie or len(cookie) > 4096:

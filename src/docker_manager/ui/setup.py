@@ -14,14 +14,18 @@ UI_ROUTERS = (pages.router, containers.router, actions.router, live.router)
 
 
 async def _login_required(request: Request, _exc: Exception) -> Response:
-    if request.url.path.endswith("/stream") or request.url.path.endswith(".json"):
-        return Response(status_code=401)
+    if request.url.path.endswith(("/stream", ".json", "/log")):
+        return Response(status_code=401)  # fetched by the page's scripts: no login page inside
+    if request.method != "GET":
+        # A form without a live session: refused (and audited as such), not redirected.
+        return page(request, "login.html", None, status_code=401, failure="log in again: no live session")
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
 
 
 async def _csrf_refused(request: Request, _exc: Exception) -> Response:
+    request.scope.setdefault("state", {})["audit_code"] = "csrf"
     return page(
         request,
         "error.html",

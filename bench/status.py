@@ -1,0 +1,154 @@
+"""`GET /tasks/status/{id}`: saturated (wrk, 16 keep-alive connections) and at a fixed rate (an
+open-loop client: 200 req/s over 64 keep-alive connections; latency counted from each request's
+scheduled time, so a stall is not hidden). Optionally profiles the saturated run with py-spy.
+
+    .venv/bin/python bench/status.py [--seconds 10] [--rate 200] [--rate-seconds 60] [--profile DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import service
+
+
+def saturated(url: str, token: str, seconds: int) -> tuple[float, str, int]:
+    """wrk -c16: (req/s, p99, errors)."""
+    out = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    rate = float(next(line for line in lines if line.startswith("Requests/sec")).split()[-1])
+    p99 = next(line for line in lines if line.strip().startswith("99%")).split()[-1]
+    errors = sum(
+        int(n)
+        for line in lines
+        if "Non-2xx" in line or "Socket errors" in line
+        for n in re.findall(r"\d+", line.split(":", 1)[1])
+    )
+    return rate, p99, errors
+
+
+async def open_loop(
+    url: str, headers: dict[str, str], *, rate: float, seconds: float, connections: int
+) -> None:
+    """Requests sent on a fixed schedule whatever the answers' speed; one client per connection."""
+    interval = connections / rate
+    latencies: list[float] = []
+    errors = collections.Counter[str]()
+    start = time.perf_counter() + 0.5
+
+    async def connection(index: int, client: httpx2.AsyncClient) -> None:
+        due = start + index * (interval / connections)
+        while due < start + seconds:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            try:
+                answer = await client.get(url, headers=headers)
+                if answer.status_code != 200:
+                    errors[str(answer.status_code)] += 1
+            except httpx2.HTTPError as exc:
+                errors[type(exc).__name__] += 1
+            latencies.append(time.perf_counter() - due)  # from the scheduled time
+            due += interval
+
+    clients = [
+        httpx2.AsyncClient(timeout=10, limits=httpx2.Limits(max_connections=1)) for _ in range(connections)
+    ]
+    try:
+        await asyncio.gather(*(connection(i, c) for i, c in enumerate(clients)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(int(len(latencies) * p), len(latencies) - 1)] * 1000
+
+    print(
+        f"open loop {rate:.0f} req/s, {connections} connections, {seconds:.0f} s: {len(latencies)} requests, "
+        f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms, "
+        f"errors {dict(errors) or 0}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--rate-seconds", type=float, default=60)
+    parser.add_argument("--profile", type=Path, help="write a py-spy profile of one saturated run here")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("needs wrk (apt-get install wrk)")
+    with (
+        tempfile.TemporaryDirectory(prefix="dm-bench-status-") as data_dir,
+        service(DM_DATA_DIR=data_dir) as svc,
+    ):
+        started = httpx2.post(
+            f"{svc.url}/docker/build/start",
+            json={"dockerfile_content": "FROM scratch\n"},
+            headers=svc.headers,
+            timeout=30,
+        ).json()
+        url = f"{svc.url}/tasks/status/{started['task_id']}"
+        time.sleep(1)
+        saturated(url, svc.token, 2)  # warm-up
+        results = [saturated(url, svc.token, args.seconds) for _ in range(args.runs)]
+        results.sort()
+        rate, p99, errors = results[len(results) // 2]
+        print(
+            f"saturated (wrk -c16, {args.seconds} s, median of {args.runs}): "
+            f"{rate:,.0f} req/s, p99 {p99}, errors {errors}"
+        )
+        print("  runs: " + ", ".join(f"{r:,.0f} req/s p99 {p}" for r, p, _ in results))
+        if args.profile:
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            args.profile.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(svc.process.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "raw",
+                    "--duration",
+                    str(args.seconds),
+                    "-o",
+                    str(args.profile / "status.folded"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1)
+            saturated(url, svc.token, args.seconds - 1)
+            spy.wait()
+            print(f"profile: {args.profile / 'status.folded'} (collapsed stacks)")
+        if args.rate_seconds > 0:
+            asyncio.run(
+                open_loop(url, svc.headers, rate=args.rate, seconds=args.rate_seconds, connections=64)
+            )
+
+
+if __name__ == "__main__":
+    main()
