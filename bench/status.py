@@ -50,6 +50,7 @@ async def open_loop(
     """Requests sent on a fixed schedule whatever the answers' speed; one client per connection."""
     interval = connections / rate
     latencies: list[float] = []
+    slow: list[tuple[float, float]] = []  # (latency, when in the run): where the stalls were
     errors = collections.Counter[str]()
     start = time.perf_counter() + 0.5
 
@@ -64,12 +65,16 @@ async def open_loop(
             except httpx2.HTTPError as exc:
                 errors[type(exc).__name__] += 1
             latencies.append(time.perf_counter() - due)  # from the scheduled time
+            slow.append((latencies[-1], due - start))
             due += interval
 
     clients = [
         httpx2.AsyncClient(timeout=10, limits=httpx2.Limits(max_connections=1)) for _ in range(connections)
     ]
     try:
+        # Connections opened (and each client's set-up paid) before the clock starts.
+        await asyncio.gather(*(c.get(url, headers=headers) for c in clients))
+        start = time.perf_counter() + 0.5
         await asyncio.gather(*(connection(i, c) for i, c in enumerate(clients)))
     finally:
         for client in clients:
@@ -84,6 +89,8 @@ async def open_loop(
         f"p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {latencies[-1] * 1000:.1f} ms, "
         f"errors {dict(errors) or 0}"
     )
+    worst = sorted(slow, reverse=True)[:5]
+    print("  slowest: " + ", ".join(f"{lat * 1000:.0f} ms at {when:.1f} s" for lat, when in worst))
 
 
 def main() -> None:
@@ -94,6 +101,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--rate-seconds", type=float, default=60)
+    parser.add_argument("--only-rate", action="store_true", help="skip the saturated runs")
     parser.add_argument("--profile", type=Path, help="write a py-spy profile of one saturated run here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -111,6 +119,11 @@ def main() -> None:
         url = f"{svc.url}/tasks/status/{started['task_id']}"
         time.sleep(1)
         saturated(url, svc.token, 2)  # warm-up
+        if args.only_rate:
+            asyncio.run(
+                open_loop(url, svc.headers, rate=args.rate, seconds=args.rate_seconds, connections=64)
+            )
+            return
         results = [saturated(url, svc.token, args.seconds) for _ in range(args.runs)]
         results.sort()
         rate, p99, errors = results[len(results) // 2]

@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # our own /docs (api/routes/docs.py): no CDN
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        # FastAPI's own OpenTelemetry hooks: off (this service has its /metrics; each request
+        # asked whether a tracer was configured).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     install_error_handlers(app)

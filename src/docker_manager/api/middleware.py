@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import time
@@ -158,6 +159,7 @@ class FailureLimiter:
             times.clear()
 
 
+@functools.lru_cache(maxsize=4096)
 def client_key(address: str) -> str:
     """What failures are counted by: the address, or an IPv6 address's /64 (one host's range)."""
     try:
