@@ -217,6 +217,26 @@ def _remove_named(fragment: str) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _remove_switch_rules() -> Iterator[None]:
+    """At the end, remove the kernel rules the services' traffic switches made (netfilter.py)."""
+    yield
+    listed = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True)
+    if listed.returncode != 0:
+        return
+    rules = ["*nat"]
+    for line in listed.stdout.splitlines():
+        if line.startswith("-A OUTPUT") and line.endswith("-j DM-SITES"):
+            rules.append(line.replace("-A OUTPUT", "-D OUTPUT", 1))
+    chains = [line.split()[1] for line in listed.stdout.splitlines() if line.startswith("-N DMS-")]
+    if "-N DM-SITES" in listed.stdout:
+        rules += ["-F DM-SITES", "-X DM-SITES"]
+    rules += [f"-F {chain}" for chain in chains] + [f"-X {chain}" for chain in chains] + ["COMMIT", ""]
+    subprocess.run(
+        ["iptables-restore", "-w", "5", "--noflush"], input="\n".join(rules), text=True, check=False
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _remove_docker_objects() -> Iterator[None]:
     """At the end, remove every container and image this session created (named with PREFIX)."""
     yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pwd
@@ -214,6 +215,9 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
 
 
+_FRONT_NETWORKS = itertools.cycle(range(128, 255))  # 127.77.N.0/24, one per server process
+
+
 @contextmanager
 def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> Iterator[ServiceProcess]:
     """The service as its users run it: `python -m docker_manager serve`, on a loopback port."""
@@ -229,6 +233,8 @@ def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> I
             "DM_PORT": str(port),
             "DM_ADMIN_TOKEN": token,
             "DM_CONFIG": "/nonexistent/config.json",
+            # Each process its own front addresses: two live services never share a site's rule.
+            "DM_SWITCH_FRONT_NETWORK": f"127.77.{next(_FRONT_NETWORKS)}.0/24",
             **env,
         },
         stdout=subprocess.DEVNULL,

@@ -160,6 +160,15 @@ class Settings(BaseSettings):
         None, description="Holds {domain}.crt and {domain}.key for TLS sites."
     )
     switch_drain_seconds: float = Field(2.0, ge=0, description="Wait after a switch before stopping the old.")
+    switch_mode: Literal["auto", "nat", "reload"] = Field(
+        "auto",
+        description="How a switch moves traffic: a kernel rule per site (nat, no nginx reload), "
+        "nginx reloads, or nat when iptables works here (auto).",
+    )
+    switch_front_network: ipaddress.IPv4Network = Field(
+        ipaddress.IPv4Network("127.77.0.0/16"),
+        description="Loopback addresses nginx sends each site to, which the kernel moves (nat mode).",
+    )
     switch_stop_timeout: int = Field(10, ge=0, le=600, description="Seconds the old container gets to stop.")
 
     # --- host commands and the html-site pipeline ------------------------------------------
@@ -241,6 +250,16 @@ class Settings(BaseSettings):
     def _headers_object_only(cls, value: Any) -> Any:
         # The original ignored a non-object auth_header; do the same rather than refuse to start.
         return value if isinstance(value, dict) else {}
+
+    @field_validator("switch_front_network")
+    @classmethod
+    def _loopback_fronts(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        # Only loopback: a front elsewhere would send someone else's traffic into a site.
+        if not value.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")) or value.prefixlen > 30:
+            raise ValueError("switch_front_network must be a network inside 127.0.0.0/8 (/30 or larger)")
+        if value.subnet_of(ipaddress.IPv4Network("127.0.0.0/24")):
+            raise ValueError("switch_front_network must not hold 127.0.0.1 (services listen there)")
+        return value
 
     @field_validator("log_stream_endpoint")
     @classmethod

@@ -32,6 +32,7 @@ so the status code and the machine-readable `code` never depend on where the err
     └── UpstreamError                 502 upstream_error
         ├── EngineError               502 engine_error
         ├── NginxReloadFailed         502 nginx_reload_failed
+        ├── SwitchFailed              502 switch_failed
         ├── UploadFailed              502 upload_failed
         ├── EngineUnavailable         503 docker_unavailable
         └── EngineTimeout             504 docker_timeout
@@ -260,6 +261,12 @@ class NginxReloadFailed(UpstreamError):
     """The configuration tested fine but the running nginx did not take it."""
 
     code = "nginx_reload_failed"
+
+
+class SwitchFailed(UpstreamError):
+    """The kernel rule that moves a site's new connections could not be replaced."""
+
+    code = "switch_failed"
 
 
 class UploadFailed(UpstreamError):

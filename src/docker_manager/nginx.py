@@ -34,6 +34,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 _HEADER_RE = re.compile(
     r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
     r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: kind=(managed|host))?"
+    r"(?: front=(127\.77\.\d{1,3}\.\d{1,3}:\d{1,5}))?"
 )
 
 
@@ -68,6 +69,9 @@ class SiteHeader:
     domain: str
     port: int
     upstream: Upstream
+    # nginx's fixed address for the site, which the kernel moves to `upstream` (netfilter.py);
+    # None: nginx itself points at `upstream` (a switch reloads it).
+    front: str | None = None
 
 
 def read_header(path: Path) -> SiteHeader | None:
@@ -91,6 +95,7 @@ def read_header(path: Path) -> SiteHeader | None:
         upstream=Upstream(
             host=host, port=port, container=match.group(5), down=down, kind=match.group(6) or "managed"
         ),
+        front=match.group(7),
     )
 
 
@@ -138,8 +143,18 @@ class Nginx:
         )
 
     # --- rendering -----------------------------------------------------------------------------
-    def render(self, *, ident: str, domain: str, upstream: Upstream, app_id: str | None) -> str:
-        """The site file for validated values (domain, upstream and ids are checked by the caller)."""
+    def render(
+        self,
+        *,
+        ident: str,
+        domain: str,
+        upstream: Upstream,
+        app_id: str | None,
+        front: str | None = None,
+    ) -> str:
+        """The site file for validated values (domain, upstream and ids are checked by the caller).
+        With `front`, nginx sends to that fixed address and the kernel moves it (no keep-alive pool
+        to the upstream, so that every request follows the current rule)."""
         tls = None
         if self._cert_dir is not None:
             cert = self._cert_dir / f"{domain.replace('*', '_')}.crt"
@@ -155,7 +170,8 @@ class Nginx:
             domain=domain,
             port=upstream.port,
             upstream="down" if upstream.down else upstream.address,
-            server=f"{upstream.address} down" if upstream.down else upstream.address,
+            server=front or (f"{upstream.address} down" if upstream.down else upstream.address),
+            front=front,
             container=upstream.container,
             kind=upstream.kind,
             app_id=app_id or "",
@@ -244,10 +260,24 @@ class Nginx:
         errors = await asyncio.to_thread(_errors_since, self.paths.error_log, log_offset)
         raise NginxReloadFailed(f"nginx did not apply the configuration within 5 s {errors}".strip())
 
+    async def rewrite(self, target: Path, content: str) -> None:
+        """Replace a site file whose configuration is unchanged but for its header comments (a
+        switch the kernel made): no test or reload is needed. The caller holds `self.lock`."""
+        await asyncio.to_thread(_install, target, content)
+
     async def reload(self) -> None:
         """Reload after restoring a file (best effort: the previous configuration is valid)."""
         with contextlib.suppress(DockerManagerError):
             await self._reload_and_verify()
+
+
+def same_configuration(old: str, new: str) -> bool:
+    """Whether two site files differ only in their comment lines (what nginx ignores)."""
+
+    def meaningful(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+
+    return meaningful(old) == meaningful(new)
 
 
 def _read_bytes(path: Path) -> bytes | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import AsyncIterator
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ import pytest
 from docker_manager.docker.client import map_engine_error
 from docker_manager.docker.types import ContainerInfo
 from docker_manager.errors import Conflict, EngineError, InvalidInput, NotFound, PortInUse
-from docker_manager.nginx import Nginx, NginxPaths, Upstream, read_header
+from docker_manager.netfilter import _valid_front, _valid_target, chain_of, front_of
+from docker_manager.nginx import Nginx, NginxPaths, Upstream, read_header, same_configuration
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.containers.spec import recreate_config
 from docker_manager.services.pipeline import DOCKER_HUB, registry_of
@@ -52,7 +54,10 @@ def test_a_rendered_site_reads_back_as_written(tmp_path: Path, upstream: Upstrea
 
 def test_a_down_site_sends_nothing_to_the_old_address() -> None:
     text = _nginx().render(
-        ident="s1", domain="a.test", upstream=Upstream("172.17.0.9", 80, "c" * 12, down=True), app_id=None
+        ident="s1",
+        domain="a.test",
+        upstream=Upstream("172.17.0.9", 80, "c" * 12, down=True),
+        app_id=None,
     )
     assert "server 172.17.0.9:80 down;" in text
     assert "upstream=down" in text
@@ -227,3 +232,49 @@ def test_site_idents_stay_short_and_unique() -> None:
     assert all(len(i) <= IDENT_MAX and i.isidentifier() for i in idents)
     assert idents[0] != idents[1]
     assert ident_of(long[0]) == idents[0]  # stable: the same file always gets the same names
+
+
+def test_site_fronts_and_their_rules() -> None:
+    network = IPv4Network("127.77.0.0/16")
+    assert [front_of(i, network) for i in (0, 1, 300)] == [
+        "127.77.0.1:80",
+        "127.77.0.2:80",
+        "127.77.1.45:80",
+    ]
+    with pytest.raises(Exception, match="no front address left"):
+        front_of(2, IPv4Network("127.77.9.0/30"))
+    assert chain_of("127.77.0.1:80") != chain_of("127.77.0.2:80") and len(chain_of("127.77.0.1:80")) <= 28
+    # Only loopback in, only a loopback port out: a rule can never send traffic elsewhere.
+    for bad in ("10.0.0.1:80", "127.77.0.1:http", "127.77.0.1; -j ACCEPT:80"):
+        with pytest.raises(ValueError):
+            _valid_front(bad)
+    for bad in ("172.17.0.2:80", "127.0.0.1:0", "127.0.0.1:99999"):
+        with pytest.raises(ValueError):
+            _valid_target(bad)
+    assert same_configuration("# a\nserver x;\n", "# b\nserver x;\n")
+    assert not same_configuration("# a\nserver x;\n", "# a\nserver y;\n")
+
+
+def test_a_site_header_with_a_front_round_trips(tmp_path: Path) -> None:
+    paths = NginxPaths(
+        binary="nginx", conf=None, prefix=None, pid_file=tmp_path / "pid", error_log=tmp_path / "e"
+    )
+    nginx = Nginx(paths, listen="127.0.0.1:8080", tls_listen="127.0.0.1:8443", cert_dir=None)
+    site = tmp_path / "shop.conf"
+    site.write_text(
+        nginx.render(
+            ident="shop",
+            domain="shop.example.com",
+            upstream=Upstream("127.0.0.1", 32768),
+            app_id="shop",
+            front="127.77.0.5:80",
+        )
+    )
+    header = read_header(site)
+    assert (
+        header is not None
+        and header.front == "127.77.0.5:80"
+        and header.upstream.address == "127.0.0.1:32768"
+    )
+    text = site.read_text()
+    assert "server 127.77.0.5:80;" in text and "keepalive 16" not in text

@@ -78,9 +78,13 @@ class UpdatePortRequest(HealthGate):
 
 
 class NginxReload(ResponseModel):
-    status: str
+    status: str = Field(description='"reloaded" once the new target is live (the original\'s word).')
     tested: bool
     verified: bool
+    mechanism: str = Field(
+        "reload", description='"nat": the kernel moved new connections; "reload": nginx was reloaded.'
+    )
+    nginx_reloaded: bool = Field(True, description="Whether nginx itself was reloaded.")
 
 
 class SiteResult(ResponseModel):

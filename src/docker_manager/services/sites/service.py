@@ -76,7 +76,10 @@ class SiteService:
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Watch the engine: a site reaching a container on its address follows it across restarts."""
+        """Decide how switches move traffic (DM_SWITCH_MODE), put the kernel's rules back for the
+        sites that have a front (after a reboot they are gone), and watch the engine: a site
+        reaching a container on its address follows it across restarts."""
+        await self.switch.start()
         self._watcher = asyncio.create_task(self.addresses.watch(), name="site-addresses")
 
     async def close(self) -> None:
@@ -208,7 +211,10 @@ class SiteService:
         reloads = []
         async with self._nginx.lock:
             for path in files:
+                header = await asyncio.to_thread(read_header, path)
                 reloads.append(await self._nginx.apply(path, None))
+                if header is not None and header.front and self.switch.netfilter is not None:
+                    await self.switch.netfilter.remove(header.front)  # nginx no longer sends there
         return SiteDeleted.model_validate(
             {
                 "status": "deleted",

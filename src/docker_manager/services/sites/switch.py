@@ -8,19 +8,30 @@ requests in flight finish on the old one.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo
-from docker_manager.errors import DockerManagerError, UnhealthyContainer
-from docker_manager.nginx import Nginx, SiteHeader, Upstream, managed_sites
+from docker_manager.errors import DockerManagerError, SwitchFailed, UnhealthyContainer
+from docker_manager.netfilter import Netfilter, front_of
+from docker_manager.nginx import (
+    Nginx,
+    SiteHeader,
+    Upstream,
+    managed_sites,
+    read_header,
+    same_configuration,
+)
 from docker_manager.schemas.nginx import HealthGate
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.probe import HttpProbe, NoGoodAnswer
 from docker_manager.services.sites.upstreams import ident_of
 from docker_manager.util.locks import KeyedLocks
+
+log = logging.getLogger(__name__)
 
 
 class TrafficSwitch:
@@ -33,6 +44,30 @@ class TrafficSwitch:
         self._settings = settings
         # One switch per app at a time, whichever route asks for it.
         self.app_locks = KeyedLocks()
+        # Set at start when this host can move sites by the kernel (DM_SWITCH_MODE).
+        self.netfilter: Netfilter | None = None
+
+    async def start(self) -> None:
+        mode = self._settings.switch_mode
+        if mode != "reload":
+            netfilter = Netfilter(self._settings.switch_front_network)
+            if await netfilter.available():
+                self.netfilter = netfilter
+            elif mode == "nat":
+                raise SwitchFailed("DM_SWITCH_MODE=nat, but iptables cannot be used here (root, iptables)")
+        for path, header in await asyncio.to_thread(self.sites):
+            if header.front is None:
+                continue
+            try:
+                if self.netfilter is not None and _movable(header.upstream):
+                    await self.netfilter.point(header.front, header.upstream.address)
+                else:  # no kernel switching any more: nginx points at the upstream itself again
+                    await self.point(
+                        path, domain=header.domain, upstream=header.upstream, app_id=header.app_id
+                    )
+            except (DockerManagerError, OSError) as exc:
+                log.warning("could not restore the site for %s: %s", header.domain, exc)
+        log.info("traffic switches: %s", "kernel (DNAT per site)" if self.netfilter else "nginx reloads")
 
     async def wait_healthy(self, upstream: Upstream, gate: HealthGate) -> int:
         """Poll the new upstream until it answers as required, or raise UnhealthyContainer."""
@@ -54,18 +89,73 @@ class TrafficSwitch:
     async def point(
         self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None
     ) -> dict[str, Any]:
-        """Write the site file for `upstream` and reload nginx (verified; undone when refused)."""
-        content = await asyncio.to_thread(
-            self._nginx.render, ident=ident_of(target), domain=domain, upstream=upstream, app_id=app_id
-        )
+        """Send the site's traffic to `upstream`: by the kernel when the site has a front and the
+        upstream is a loopback port (no reload), else by a new site file and a verified reload
+        (undone when refused)."""
 
         async def apply() -> dict[str, Any]:
-            async with self._nginx.lock:
-                return await self._nginx.apply(target, content)
+            async with self._nginx.lock:  # a new front is chosen under it: never two the same
+                front = await self._front_for(target, upstream)
+                content = await asyncio.to_thread(
+                    self._nginx.render,
+                    ident=ident_of(target),
+                    domain=domain,
+                    upstream=upstream,
+                    app_id=app_id,
+                    front=front,
+                )
+                if front is None or self.netfilter is None:
+                    result = await self._nginx.apply(target, content)
+                    return {**result, "mechanism": "reload", "nginx_reloaded": True}
+                return await self._move(target, content, front, upstream)
 
         # Never cut half-way (a cancelled task): nginx would keep a configuration whose file was
         # put back. The change completes (or is undone) first, then the cancel takes effect.
         return await asyncio.shield(apply())
+
+    async def _front_for(self, target: Path, upstream: Upstream) -> str | None:
+        """The site's front: the one it has, else the first free one; None when the kernel
+        cannot move this upstream (no netfilter here, a bridge address, a stopped container)."""
+        if self.netfilter is None or not _movable(upstream):
+            return None
+        sites = await asyncio.to_thread(self.sites)
+        for path, header in sites:
+            if path == target and header.front:
+                return header.front
+        taken = {header.front for _, header in sites if header.front}
+        index = 0
+        network = self.netfilter.network
+        while front_of(index, network) in taken:
+            index += 1
+        return front_of(index, network)
+
+    async def _move(self, target: Path, content: str, front: str, upstream: Upstream) -> dict[str, Any]:
+        """The kernel switch (the caller holds nginx's lock): replace the front's rule; nginx is
+        reloaded only when the site file itself changes (a new site, another domain)."""
+        assert self.netfilter is not None
+        previous = await asyncio.to_thread(_read_text, target)
+        before = await asyncio.to_thread(read_header, target) if previous is not None else None
+        await self.netfilter.point(front, upstream.address)
+        try:
+            if previous is not None and same_configuration(previous, content):
+                await self._nginx.rewrite(target, content)  # the header records the new target
+                # "reloaded" as the original said: the new target is live (here without a reload).
+                return {
+                    "status": "reloaded",
+                    "tested": True,
+                    "verified": True,
+                    "mechanism": "nat",
+                    "nginx_reloaded": False,
+                }
+            result = await self._nginx.apply(target, content)
+        except BaseException:
+            # Whatever served before serves again: the old rule, or none for a new site.
+            if before is not None and before.front == front and _movable(before.upstream):
+                await self.netfilter.point(front, before.upstream.address)
+            else:
+                await self.netfilter.remove(front)
+            raise
+        return {**result, "mechanism": "nat", "nginx_reloaded": True}
 
     async def retire(
         self, old: ContainerInfo | None, principal: Principal, gate: HealthGate, *, remove: bool
@@ -90,3 +180,15 @@ class TrafficSwitch:
     def sites(self) -> list[tuple[Path, SiteHeader]]:
         """Every managed site file in the configured directories, with its header. Blocking."""
         return managed_sites(self._settings.nginx_conf_dirs)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def _movable(upstream: Upstream) -> bool:
+    """A loopback port the kernel can send a front to (not a bridge address, not a stopped one)."""
+    return upstream.host == "127.0.0.1" and upstream.container is None and not upstream.down
