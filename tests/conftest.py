@@ -27,6 +27,7 @@ from tests.helpers import started_app
 RUN_ID = secrets.token_hex(3)
 PREFIX = f"dmt{RUN_ID}"
 BASE_IMAGE = "dm-test-bb:latest"
+TEST_FRONTS, TEST_FRONTS_PREFIX = "127.78.0.0/16", "127.78."
 
 
 def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -49,8 +50,11 @@ def _clean_env() -> Iterator[None]:
         del os.environ[key]
     # Nor a config.json lying in the working directory.
     os.environ["DM_CONFIG"] = "/nonexistent/docker-manager-test-config.json"
+    # Site fronts of the tests' own (a service on this host keeps 127.77.0.0/16).
+    os.environ["DM_SWITCH_FRONT_NETWORK"] = TEST_FRONTS
     yield
     del os.environ["DM_CONFIG"]
+    del os.environ["DM_SWITCH_FRONT_NETWORK"]
     os.environ.update(saved)
 
 
@@ -98,7 +102,9 @@ def settings(data_dir: Path, admin_token: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def services_app(settings: Settings) -> AsyncIterator[tuple[Services, httpx2.AsyncClient, FastAPI]]:
+async def services_app(
+    settings: Settings,
+) -> AsyncIterator[tuple[Services, httpx2.AsyncClient, FastAPI]]:
     async with started_app(settings) as (app, client):
         yield app.state.services, client, app
 
@@ -206,7 +212,13 @@ def _remove_named(fragment: str) -> None:
         docker_cli("rmi", *images, check=False)
     # Untagged leftovers of this session's builds (earlier versions of a re-used tag).
     dangling = docker_cli(
-        "images", "-q", "--filter", "dangling=true", "--filter", "label=docker-manager.managed", check=False
+        "images",
+        "-q",
+        "--filter",
+        "dangling=true",
+        "--filter",
+        "label=docker-manager.managed",
+        check=False,
     ).stdout.split()
     if dangling:
         docker_cli("rmi", *set(dangling), check=False)
@@ -218,19 +230,22 @@ def _remove_named(fragment: str) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _remove_switch_rules() -> Iterator[None]:
-    """At the end, remove the kernel rules the services' traffic switches made (netfilter.py)."""
+    """At the end, remove the kernel rules the tests' traffic switches made (netfilter.py): only
+    those for the tests' own front addresses (TEST_FRONTS), never a service's on this host."""
     yield
-    listed = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True)
-    if listed.returncode != 0:
+    if not shutil.which("iptables"):
         return
+    listed = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    lines = listed.splitlines()
+    ours = [
+        line.split()[1] for line in lines if line.startswith("-A DMS-") and f"-d {TEST_FRONTS_PREFIX}" in line
+    ]
     rules = ["*nat"]
-    for line in listed.stdout.splitlines():
-        if line.startswith("-A OUTPUT") and line.endswith("-j DM-SITES"):
-            rules.append(line.replace("-A OUTPUT", "-D OUTPUT", 1))
-    chains = [line.split()[1] for line in listed.stdout.splitlines() if line.startswith("-N DMS-")]
-    if "-N DM-SITES" in listed.stdout:
-        rules += ["-F DM-SITES", "-X DM-SITES"]
-    rules += [f"-F {chain}" for chain in chains] + [f"-X {chain}" for chain in chains] + ["COMMIT", ""]
+    rules += [
+        line.replace("-A", "-D", 1) for line in lines if line.startswith("-A OUTPUT -d " + TEST_FRONTS_PREFIX)
+    ]
+    rules += [f"-D DM-SITES -j {chain}" for chain in ours if f"-A DM-SITES -j {chain}" in lines]
+    rules += [f"-F {chain}" for chain in ours] + [f"-X {chain}" for chain in ours] + ["COMMIT", ""]
     subprocess.run(
         ["iptables-restore", "-w", "5", "--noflush"], input="\n".join(rules), text=True, check=False
     )

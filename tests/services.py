@@ -215,7 +215,7 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
 
 
-_FRONT_NETWORKS = itertools.cycle(range(128, 255))  # 127.77.N.0/24, one per server process
+_FRONT_NETWORKS = itertools.cycle(range(128, 255))  # 127.78.N.0/24, one per server process
 
 
 @contextmanager
@@ -234,7 +234,7 @@ def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> I
             "DM_ADMIN_TOKEN": token,
             "DM_CONFIG": "/nonexistent/config.json",
             # Each process its own front addresses: two live services never share a site's rule.
-            "DM_SWITCH_FRONT_NETWORK": f"127.77.{next(_FRONT_NETWORKS)}.0/24",
+            "DM_SWITCH_FRONT_NETWORK": f"127.78.{next(_FRONT_NETWORKS)}.0/24",
             **env,
         },
         stdout=subprocess.DEVNULL,

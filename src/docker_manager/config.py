@@ -257,7 +257,7 @@ class Settings(BaseSettings):
         # Only loopback: a front elsewhere would send someone else's traffic into a site.
         if not value.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")) or value.prefixlen > 30:
             raise ValueError("switch_front_network must be a network inside 127.0.0.0/8 (/30 or larger)")
-        if value.subnet_of(ipaddress.IPv4Network("127.0.0.0/24")):
+        if value.overlaps(ipaddress.IPv4Network("127.0.0.0/24")):
             raise ValueError("switch_front_network must not hold 127.0.0.1 (services listen there)")
         return value
 

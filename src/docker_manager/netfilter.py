@@ -16,6 +16,7 @@ to a bridge address would need route_localnet); other sites keep the reload path
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
@@ -26,7 +27,9 @@ from docker_manager.errors import SwitchFailed
 
 log = logging.getLogger(__name__)
 
-FRONT_PORT = 80
+# A port nothing listens on (binding it needs root): when a rule is missing, nginx gets a refused
+# connection (502) rather than reaching a listener on all addresses, such as nginx itself.
+FRONT_PORT = 1
 PARENT = "DM-SITES"
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _TIMEOUT = 30.0
@@ -69,13 +72,20 @@ class Netfilter:
         self._binary = shutil.which(binary) or binary
         self._restore = shutil.which(f"{binary}-restore") or f"{binary}-restore"
         self._lock = asyncio.Lock()
-        self._ready = False
 
     async def available(self) -> bool:
+        """Root, iptables, and Docker's userland proxy on: with it off the engine DNATs
+        127.0.0.1 ports itself in nat OUTPUT, which never runs for packets we translated."""
         if os.geteuid() != 0 or not shutil.which(self._binary):
             return False
-        code, _ = await self._run(self._binary, "-w", "5", "-t", "nat", "-S", "OUTPUT")
-        return code == 0
+        code, output = await self._run(self._binary, "-w", "5", "-t", "nat", "-S", "OUTPUT")
+        if code != 0:
+            return False
+        for line in output.splitlines():
+            if line.endswith("-j DOCKER") and "! -d 127.0.0.0/8" not in line:
+                log.warning("Docker's userland proxy is off: traffic switches reload nginx")
+                return False
+        return True
 
     async def point(self, front: str, target: str) -> None:
         """New connections to `front` go to `target` (a loopback host:port) from now on."""
@@ -95,6 +105,16 @@ class Netfilter:
             ]
             await self._apply(lines)
 
+    def owns(self, front: str | None) -> bool:
+        """Whether `front` is one of this service's (a site header is only trusted that far)."""
+        if not front:
+            return False
+        try:
+            host, port = _valid_front(front)
+        except ValueError:
+            return False
+        return port == FRONT_PORT and ipaddress.ip_address(host) in self.network
+
     async def remove(self, front: str) -> None:
         """The front leads nowhere any more (its site is gone)."""
         _valid_front(front)
@@ -105,14 +125,13 @@ class Netfilter:
             await self._apply(["*nat", f"-D {PARENT} -j {chain}", f"-F {chain}", f"-X {chain}", "COMMIT"])
 
     async def _ensure_parent(self) -> None:
-        if self._ready:
+        # Checked on every change: someone may have flushed the nat table since the last one.
+        if await self._has("OUTPUT", "-d", str(self.network), "-j", PARENT):
             return
         code, _ = await self._run(self._binary, "-w", "5", "-t", "nat", "-S", PARENT)
         if code != 0:
             await self._apply(["*nat", f":{PARENT} - [0:0]", "COMMIT"])
-        if not await self._has("OUTPUT", "-d", str(self.network), "-j", PARENT):
-            await self._apply(["*nat", f"-I OUTPUT -d {self.network} -j {PARENT}", "COMMIT"])
-        self._ready = True
+        await self._apply(["*nat", f"-I OUTPUT -d {self.network} -j {PARENT}", "COMMIT"])
 
     async def _has(self, chain: str, *rule: str) -> bool:
         code, _ = await self._run(self._binary, "-w", "5", "-t", "nat", "-C", chain, *rule)
@@ -131,7 +150,13 @@ class Netfilter:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        output, _ = await asyncio.wait_for(
-            process.communicate(stdin.encode() if stdin is not None else None), timeout=_TIMEOUT
-        )
+        try:
+            output, _ = await asyncio.wait_for(
+                process.communicate(stdin.encode() if stdin is not None else None), timeout=_TIMEOUT
+            )
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            raise SwitchFailed(f"{argv[0]} did not answer within {_TIMEOUT:.0f} s") from None
         return process.returncode or 0, output.decode("utf-8", "replace")

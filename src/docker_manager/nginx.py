@@ -34,7 +34,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 _HEADER_RE = re.compile(
     r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
     r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: kind=(managed|host))?"
-    r"(?: front=(127\.77\.\d{1,3}\.\d{1,3}:\d{1,5}))?"
+    r"(?: front=([0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
 )
 
 

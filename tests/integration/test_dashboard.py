@@ -3,6 +3,7 @@ process and the real engine. Each test saves screenshots in its temporary folder
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
@@ -14,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -76,6 +78,9 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     try:
         yield driver
     finally:
+        # Every test leaves a picture of where it ended, in its own temporary folder.
+        with contextlib.suppress(WebDriverException):
+            driver.save_screenshot(str(tmp_path / "at-the-end.png"))
         driver.quit()
 
 
@@ -166,6 +171,15 @@ def test_a_build_log_arrives_live_and_the_task_can_be_cancelled(
     assert status["status"] == "cancelled"
     wait_for(lambda: browser.find_element(By.ID, "status").text == "cancelled", what="the status badge")
     browser.save_screenshot(str(tmp_path / "task-cancelled.png"))
+    # A browser reconnecting sends Last-Event-ID: the stream goes on after that event, and ends.
+    resumed = httpx2.get(
+        f"{server.url}/ui/tasks/{task_id}/stream",
+        cookies={"dm_session": session_cookie(browser)},
+        headers={"Last-Event-ID": "3"},
+        timeout=30,
+    )
+    ids = [int(line[4:]) for line in resumed.text.splitlines() if line.startswith("id: ")]
+    assert ids and ids[0] == 4 and ids == sorted(ids) and "event: end" in resumed.text
     # The task's files: their last lines on the page, linked from the file list.
     browser.get(f"{server.url}/ui/tasks/{task_id}")
     tail = browser.find_element(By.ID, "file-build.log").get_attribute("textContent") or ""
@@ -186,6 +200,9 @@ def test_a_read_token_gets_no_actions_and_forged_posts_are_refused(
     browser.get(f"{server.url}/ui/containers")
     assert f"{unique}-box" in browser.page_source
     assert not browser.find_elements(By.CSS_SELECTOR, "form[action*='/ui/containers/'] button")
+    browser.get(f"{server.url}/ui/containers/{ran.json()['id']}")
+    assert "Processes" in browser.page_source and not browser.find_elements(By.ID, "exec")
+    browser.get(f"{server.url}/ui/containers")
     assert "Tokens" not in browser.find_element(By.CSS_SELECTOR, "header.top nav").text
     cookie = session_cookie(browser)
     target = f"{server.url}/ui/containers/{ran.json()['id']}/stop"
@@ -298,6 +315,13 @@ def test_a_containers_stats_followed_log_files_and_download(
     got = httpx2.get(link, cookies={"dm_session": session_cookie(browser)})
     assert got.status_code == 200 and got.content == b"<b>hello</b> files\n"
     assert got.headers["content-disposition"].startswith('attachment; filename="index.html"')
+    # A command, quoted as in sh but run without a shell on the host; its exit code shown.
+    browser.get(f"{server.url}/ui/containers/{container}")
+    form = browser.find_element(By.ID, "exec")
+    form.find_element(By.NAME, "cmd").send_keys("""sh -c 'echo "hi there" $((1+2)); exit 3'""")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(lambda: browser.find_element(By.ID, "exit-code").text == "3", what="the exit code")
+    assert browser.find_element(By.ID, "exec-output").text.strip() == "hi there 3"
 
 
 def test_deploy_an_upload_then_give_it_a_site(

@@ -237,13 +237,13 @@ def test_site_idents_stay_short_and_unique() -> None:
 def test_site_fronts_and_their_rules() -> None:
     network = IPv4Network("127.77.0.0/16")
     assert [front_of(i, network) for i in (0, 1, 300)] == [
-        "127.77.0.1:80",
-        "127.77.0.2:80",
-        "127.77.1.45:80",
+        "127.77.0.1:1",
+        "127.77.0.2:1",
+        "127.77.1.45:1",
     ]
     with pytest.raises(Exception, match="no front address left"):
         front_of(2, IPv4Network("127.77.9.0/30"))
-    assert chain_of("127.77.0.1:80") != chain_of("127.77.0.2:80") and len(chain_of("127.77.0.1:80")) <= 28
+    assert chain_of("127.77.0.1:1") != chain_of("127.77.0.2:1") and len(chain_of("127.77.0.1:1")) <= 28
     # Only loopback in, only a loopback port out: a rule can never send traffic elsewhere.
     for bad in ("10.0.0.1:80", "127.77.0.1:http", "127.77.0.1; -j ACCEPT:80"):
         with pytest.raises(ValueError):
@@ -278,3 +278,16 @@ def test_a_site_header_with_a_front_round_trips(tmp_path: Path) -> None:
     )
     text = site.read_text()
     assert "server 127.77.0.5:80;" in text and "keepalive 16" not in text
+
+
+def test_front_networks_stay_off_the_services_addresses() -> None:
+    from pydantic import ValidationError
+
+    from docker_manager.config import Settings
+
+    for bad in ("127.0.0.0/8", "127.0.0.0/16", "10.77.0.0/16", "127.77.0.0/31"):
+        with pytest.raises(ValidationError):
+            Settings(switch_front_network=bad)  # type: ignore[arg-type]
+    assert str(Settings(switch_front_network="127.100.0.0/16").switch_front_network) == "127.100.0.0/16"  # type: ignore[arg-type]
+    # A front outside 127.77/16 still reads back from a site header.
+    assert _valid_front("127.100.0.1:1") == ("127.100.0.1", 1)

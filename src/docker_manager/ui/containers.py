@@ -4,16 +4,18 @@ need the `exec` scope, as in the API."""
 
 from __future__ import annotations
 
+import shlex
 from html import escape
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import ValidationError
 
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError, InsufficientScope
-from docker_manager.schemas.containers import LogsResult, StatsResult
+from docker_manager.schemas.containers import ExecRequest, LogsResult, StatsResult
 from docker_manager.ui.deps import ContainerRef, FormSession, UiSession, back, services_of
 from docker_manager.ui.render import SECURITY_HEADERS, page
 from docker_manager.ui.session import Session
@@ -43,6 +45,30 @@ async def containers_page(request: Request, session: UiSession) -> Response:
         is_admin=session.principal.is_admin,
         manageable={c.id for c in containers if services.containers.manageable(c.id)},
     )
+
+
+# Before the `{action}` route: the first match wins.
+@router.post("/containers/{container_id}/exec", response_class=HTMLResponse)
+async def exec_in_container(
+    request: Request,
+    session: FormSession,
+    container_id: ContainerRef,
+    cmd: Annotated[str, Form(max_length=4096)],
+) -> Response:
+    """Run a command in the container (`exec` tokens): split into an argv list as a shell would
+    quote it, but never run through a shell on the host; output and time capped as in the API."""
+    path = f"/ui/containers/{container_id}"
+    try:
+        _require(session, Scope.EXEC)
+        body = ExecRequest(id_or_name=container_id, cmd=shlex.split(cmd))
+        result = await services_of(request).containers.exec(
+            body.id_or_name, session.principal, cmd=list(body.cmd), workdir=None, timeout=None
+        )
+    except DockerManagerError as exc:
+        return back(request, path, error=exc)
+    except (ValueError, ValidationError) as exc:  # unbalanced quotes, an empty command
+        return back(request, path, error=f"not a command: {str(exc).splitlines()[0][:200]}")
+    return page(request, "exec.html", session, container_id=container_id, cmd=cmd, result=result)
 
 
 @router.post("/containers/{container_id}/{action}")

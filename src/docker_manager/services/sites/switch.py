@@ -59,7 +59,11 @@ class TrafficSwitch:
             if header.front is None:
                 continue
             try:
-                if self.netfilter is not None and _movable(header.upstream):
+                if (
+                    self.netfilter is not None
+                    and self.netfilter.owns(header.front)
+                    and _movable(header.upstream)
+                ):
                     await self.netfilter.point(header.front, header.upstream.address)
                 else:  # no kernel switching any more: nginx points at the upstream itself again
                     await self.point(
@@ -105,7 +109,15 @@ class TrafficSwitch:
                     front=front,
                 )
                 if front is None or self.netfilter is None:
+                    before = await asyncio.to_thread(read_header, target)
                     result = await self._nginx.apply(target, content)
+                    if (
+                        self.netfilter is not None
+                        and before is not None
+                        and self.netfilter.owns(before.front)
+                    ):
+                        assert before.front is not None
+                        await self.netfilter.remove(before.front)  # nginx no longer sends there
                     return {**result, "mechanism": "reload", "nginx_reloaded": True}
                 return await self._move(target, content, front, upstream)
 
@@ -119,10 +131,11 @@ class TrafficSwitch:
         if self.netfilter is None or not _movable(upstream):
             return None
         sites = await asyncio.to_thread(self.sites)
-        for path, header in sites:
-            if path == target and header.front:
-                return header.front
-        taken = {header.front for _, header in sites if header.front}
+        mine = [h.front for p, h in sites if p == target and self.netfilter.owns(h.front)]
+        shared = [h.front for p, h in sites if p != target]
+        if mine and mine[0] not in shared:
+            return mine[0]  # (a copied file sharing another's front gets a new one)
+        taken = {front for front in shared if front}
         index = 0
         network = self.netfilter.network
         while front_of(index, network) in taken:
@@ -150,10 +163,13 @@ class TrafficSwitch:
             result = await self._nginx.apply(target, content)
         except BaseException:
             # Whatever served before serves again: the old rule, or none for a new site.
-            if before is not None and before.front == front and _movable(before.upstream):
-                await self.netfilter.point(front, before.upstream.address)
-            else:
-                await self.netfilter.remove(front)
+            try:
+                if before is not None and before.front == front and _movable(before.upstream):
+                    await self.netfilter.point(front, before.upstream.address)
+                else:
+                    await self.netfilter.remove(front)
+            except Exception:  # the first error is the one to report
+                log.exception("could not put back the rule of %s", front)
             raise
         return {**result, "mechanism": "nat", "nginx_reloaded": True}
 
