@@ -46,17 +46,19 @@ def make_artefact(folder: Path, mb: int, tag: str) -> Path:
 
 
 def bench_localrun(artefact: Path, data_dir: Path, tag: str, runs: int) -> None:
+    """Alternating: the shell pipe, then the service, `runs` times each (medians compared)."""
     ours, baseline, growth = [], [], []
-    for i in range(runs):
-        name = f"dmbench-cli-{i}"
-        started = time.perf_counter()
-        subprocess.run(f"lz4 -dc {artefact} | docker load -q", shell=True, check=True, capture_output=True)  # noqa: S602
-        docker("run", "-d", "--name", name, tag)
-        baseline.append(time.perf_counter() - started)
-        docker("rm", "-f", name)
-        docker("rmi", tag)
     with service(DM_DATA_DIR=str(data_dir)) as svc:
         for i in range(runs):
+            name = f"dmbench-cli-{i}"
+            started = time.perf_counter()
+            pipe = f"lz4 -dc {artefact} | docker load -q"  # the baseline is a shell pipe
+            subprocess.run(pipe, shell=True, check=True, capture_output=True)  # noqa: S602
+            docker("run", "-d", "--name", name, tag)
+            baseline.append(time.perf_counter() - started)
+            docker("rm", "-f", name)
+            docker("rmi", tag)
+
             before = svc.rss_kib()
             started = time.perf_counter()
             response = httpx2.post(
@@ -75,6 +77,10 @@ def bench_localrun(artefact: Path, data_dir: Path, tag: str, runs: int) -> None:
             growth.append((svc.peak_rss_kib() - before) / 1024)
             docker("rm", "-f", f"dmbench-api-{i}")
             docker("rmi", tag)
+    print(
+        "  runs (pipe, service): "
+        + ", ".join(f"{b:.2f}/{o:.2f} s" for b, o in zip(baseline, ours, strict=True))
+    )
     row(
         "localrun until running vs lz4|docker load+run",
         statistics.median(ours),
@@ -131,14 +137,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mb", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--only", choices=["localrun", "upload"], help="run one of the two")
     args = parser.parse_args()
     tag = f"dmbench-ship-{secrets.token_hex(3)}:latest"
     with tempfile.TemporaryDirectory(prefix="dm-bench-ship-") as tmp:
         folder = Path(tmp)
         artefact = make_artefact(folder, args.mb, tag)
         print(f"artefact: {artefact.stat().st_size / (1 << 20):.0f} MiB")
-        bench_localrun(artefact, folder, tag, args.runs)
-        bench_upload(artefact, folder, args.runs)
+        if args.only != "upload":
+            bench_localrun(artefact, folder, tag, args.runs)
+        if args.only != "localrun":
+            bench_upload(artefact, folder, args.runs)
 
 
 if __name__ == "__main__":

@@ -114,17 +114,20 @@ def bench_builds(runs: int) -> None:
             assert json.loads(last)["status"] == "ok", last
 
         try:
-            cli_times = []
-            for i in range(runs):
-                started = time.perf_counter()
-                cli_build(i)
-                cli_times.append(time.perf_counter() - started)
+            cli_times: list[float] = []
+            api_times: list[float] = []
             with service(DM_DATA_DIR=data_dir, DM_CONTEXT_ROOTS=json.dumps([str(contexts)])) as svc:
-                api_times = []
-                for i in range(runs):
+                for i in range(runs):  # alternating, so that a slow spell of the machine hits both
+                    started = time.perf_counter()
+                    cli_build(i)
+                    cli_times.append(time.perf_counter() - started)
                     started = time.perf_counter()
                     api_build(svc.url, svc.headers, i, "dmbench-api")
                     api_times.append(time.perf_counter() - started)
+            print(
+                "  runs (CLI, service): "
+                + ", ".join(f"{c:.2f}/{a:.2f} s" for c, a in zip(cli_times, api_times, strict=True))
+            )
             row(
                 "build (4 steps, no cache): build-stream vs CLI",
                 statistics.median(api_times),
