@@ -83,7 +83,9 @@ def report(what: str, counter: list[int], failures: dict[str, list[str]]) -> Non
         print("  first failures:", json.dumps(first))
 
 
-async def run(switches: int, url: str, headers: dict[str, str], nginx_port: int, names: list[str]) -> None:
+async def run(
+    switches: int, url: str, headers: dict[str, str], nginx_port: int, names: list[str], pause: float
+) -> None:
     async with httpx2.AsyncClient(timeout=60) as api:
         first = await api.post(
             f"{url}/nginx/sign-domain",
@@ -109,6 +111,7 @@ async def run(switches: int, url: str, headers: dict[str, str], nginx_port: int,
             )
             reply.raise_for_status()
             times.append(time.perf_counter() - started)
+            await asyncio.sleep(pause)  # requests between switches, on connections that were idle
         stop.set()
         await asyncio.gather(*clients)
     print(
@@ -181,6 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--switches", type=int, default=20)
     parser.add_argument("--rollbacks", type=int, default=6)
+    parser.add_argument("--pause", type=float, default=0.3, help="seconds of requests between two switches")
     parser.add_argument(
         "--modes", default="nat,reload", help="DM_SWITCH_MODE values to run, one after the other"
     )
@@ -209,7 +213,7 @@ def main() -> None:
             for number, mode in enumerate(args.modes.split(",")):
                 print(f"--- DM_SWITCH_MODE={mode}")
                 with service(**env, DM_SWITCH_MODE=mode) as svc:
-                    asyncio.run(run(args.switches, svc.url, svc.headers, server.port, names))
+                    asyncio.run(run(args.switches, svc.url, svc.headers, server.port, names, args.pause))
                     if args.rollbacks:
                         asyncio.run(
                             run_rollbacks(
