@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -74,7 +75,13 @@ def service(**env: str) -> Iterator[Service]:
     data_dir = tempfile.mkdtemp(prefix="dm-bench-")
     process = subprocess.Popen(
         [sys.executable, "-m", "docker_manager", "serve"],
-        env={**os.environ, "DM_DATA_DIR": data_dir, "DM_PORT": str(port), "DM_ADMIN_TOKEN": token, **env},
+        env={
+            **os.environ,
+            "DM_DATA_DIR": data_dir,
+            "DM_PORT": str(port),
+            "DM_ADMIN_TOKEN": token,
+            **env,
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -128,3 +135,36 @@ async def request_rate(
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     latencies.sort()
     return len(latencies) / seconds, latencies[max(int(len(latencies) * 0.99) - 1, 0)]
+
+
+def status_task_url(svc: Service) -> str:
+    """A finished task's status URL on `svc` (what the status benchmarks poll)."""
+    started = httpx2.post(
+        f"{svc.url}/docker/build/start",
+        json={"dockerfile_content": "FROM scratch\n"},
+        headers=svc.headers,
+        timeout=30,
+    ).json()
+    time.sleep(1)
+    return f"{svc.url}/tasks/status/{started['task_id']}"
+
+
+def wrk(url: str, headers: dict[str, str], seconds: float) -> tuple[float, str, int]:
+    """wrk -t2 -c16 (a C load generator leaves the CPU to the service): (req/s, p99, errors)."""
+    auth = f"Authorization: {headers['Authorization']}"
+    out = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{int(seconds)}s", "--latency", "-H", auth, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    rate = float(next(line for line in lines if line.startswith("Requests/sec")).split()[-1])
+    p99 = next(line for line in lines if line.strip().startswith("99%")).split()[-1]
+    errors = sum(
+        int(n)
+        for line in lines
+        if "Non-2xx" in line or "Socket errors" in line
+        for n in re.findall(r"\d+", line.split(":", 1)[1])
+    )
+    return rate, p99, errors

@@ -12,13 +12,12 @@ import argparse
 import asyncio
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 
 import httpx2
-from _common import request_rate, service
+from _common import request_rate, service, status_task_url, wrk
 
 
 def scrape_loop(url: str, headers: dict[str, str], stop: threading.Event, times: list[float]) -> None:
@@ -35,14 +34,7 @@ def status_rate(url: str, headers: dict[str, str], seconds: float) -> float:
     """Requests per second on `url`: wrk when installed (a C load generator leaves the CPU to the
     service), else 16 httpx clients."""
     if shutil.which("wrk"):
-        auth = f"Authorization: {headers['Authorization']}"
-        out = subprocess.run(
-            ["wrk", "-t2", "-c16", f"-d{int(seconds)}s", "-H", auth, url],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        return float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[-1])
+        return wrk(url, headers, seconds)[0]
     rate, _p99 = asyncio.run(request_rate(url, headers, seconds=seconds, concurrency=16))
     return rate
 
@@ -59,14 +51,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="dm-bench-metrics-") as data_dir,
         service(DM_DATA_DIR=data_dir) as svc,
     ):
-        started = httpx2.post(
-            f"{svc.url}/docker/build/start",
-            json={"dockerfile_content": "FROM scratch\n"},
-            headers=svc.headers,
-            timeout=30,
-        ).json()
-        url = f"{svc.url}/tasks/status/{started['task_id']}"
-        time.sleep(1)
+        url = status_task_url(svc)
         status_rate(url, svc.headers, 2)  # warm up
         # Alternating rounds, so that drift of the machine falls on both sides alike.
         for _ in range(args.rounds):

@@ -117,7 +117,11 @@ async def run(
     print(
         f"sign-domain switch: median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
     )
-    report(f"{switches} switches under 4 request loops (2 fresh-connection, 2 keep-alive)", counter, failures)
+    report(
+        f"{switches} switches under 4 request loops (2 fresh-connection, 2 keep-alive)",
+        counter,
+        failures,
+    )
 
 
 async def run_rollbacks(

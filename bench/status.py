@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import re
 import shutil
 import subprocess
 import sys
@@ -21,27 +20,7 @@ from pathlib import Path
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import service
-
-
-def saturated(url: str, token: str, seconds: int) -> tuple[float, str, int]:
-    """wrk -c16: (req/s, p99, errors)."""
-    out = subprocess.run(
-        ["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    lines = out.splitlines()
-    rate = float(next(line for line in lines if line.startswith("Requests/sec")).split()[-1])
-    p99 = next(line for line in lines if line.strip().startswith("99%")).split()[-1]
-    errors = sum(
-        int(n)
-        for line in lines
-        if "Non-2xx" in line or "Socket errors" in line
-        for n in re.findall(r"\d+", line.split(":", 1)[1])
-    )
-    return rate, p99, errors
+from _common import service, status_task_url, wrk
 
 
 async def open_loop(
@@ -110,21 +89,14 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="dm-bench-status-") as data_dir,
         service(DM_DATA_DIR=data_dir) as svc,
     ):
-        started = httpx2.post(
-            f"{svc.url}/docker/build/start",
-            json={"dockerfile_content": "FROM scratch\n"},
-            headers=svc.headers,
-            timeout=30,
-        ).json()
-        url = f"{svc.url}/tasks/status/{started['task_id']}"
-        time.sleep(1)
-        saturated(url, svc.token, 2)  # warm-up
+        url = status_task_url(svc)
+        wrk(url, svc.headers, 2)  # warm-up
         if args.only_rate:
             asyncio.run(
                 open_loop(url, svc.headers, rate=args.rate, seconds=args.rate_seconds, connections=64)
             )
             return
-        results = [saturated(url, svc.token, args.seconds) for _ in range(args.runs)]
+        results = [wrk(url, svc.headers, args.seconds) for _ in range(args.runs)]
         results.sort()
         rate, p99, errors = results[len(results) // 2]
         print(
@@ -154,7 +126,7 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
-            saturated(url, svc.token, args.seconds - 1)
+            wrk(url, svc.headers, args.seconds - 1)
             spy.wait()
             print(f"profile: {args.profile / 'status.folded'} (collapsed stacks)")
         if args.rate_seconds > 0:

@@ -20,7 +20,16 @@ import time
 from pathlib import Path
 
 import httpx2
-from _common import docker, ensure_base_image, median_seconds, request_rate, row, service
+from _common import (
+    docker,
+    ensure_base_image,
+    median_seconds,
+    request_rate,
+    row,
+    service,
+    status_task_url,
+    wrk,
+)
 
 
 def make_big_logs(folder: Path, log_mb: int) -> None:
@@ -164,33 +173,10 @@ def bench_status(seconds: float) -> None:
         tempfile.TemporaryDirectory(prefix="dm-bench-status-") as data_dir,
         service(DM_DATA_DIR=data_dir) as svc,
     ):
-        started = httpx2.post(
-            f"{svc.url}/docker/build/start",
-            json={"dockerfile_content": "FROM scratch\n"},
-            headers=svc.headers,
-            timeout=30,
-        ).json()
-        url = f"{svc.url}/tasks/status/{started['task_id']}"
-        time.sleep(1)
+        url = status_task_url(svc)
         if shutil.which("wrk"):
-            out = subprocess.run(
-                [
-                    "wrk",
-                    "-t2",
-                    "-c16",
-                    f"-d{int(seconds)}s",
-                    "--latency",
-                    "-H",
-                    f"Authorization: Bearer {svc.token}",
-                    url,
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            rate = next(line for line in out.splitlines() if line.startswith("Requests/sec"))
-            p99 = next(line for line in out.splitlines() if line.strip().startswith("99%"))
-            print(f"GET /tasks/status (wrk, 16 connections): {rate.split()[-1]} req/s, p99 {p99.split()[-1]}")
+            rate, p99, _errors = wrk(url, svc.headers, seconds)
+            print(f"GET /tasks/status (wrk, 16 connections): {rate:,.0f} req/s, p99 {p99}")
         else:
             rate_value, p99_value = asyncio.run(
                 request_rate(url, svc.headers, seconds=seconds, concurrency=16)

@@ -210,18 +210,28 @@ def _remove_named(fragment: str) -> None:
     images = {ref for ref in listed if fragment in ref.rsplit("/", 1)[-1] and not ref.endswith(":<none>")}
     if images:
         docker_cli("rmi", *images, check=False)
-    # Untagged leftovers of this session's builds (earlier versions of a re-used tag).
-    dangling = docker_cli(
-        "images",
-        "-q",
-        "--filter",
-        "dangling=true",
-        "--filter",
-        "label=docker-manager.managed",
-        check=False,
-    ).stdout.split()
+    # Untagged leftovers of this session's builds: earlier versions of a re-used tag (labelled),
+    # and the steps a cancelled or failed build completed (unlabelled: the service's label is the
+    # last step), known by the session's marker in the step's command.
+    dangling = set(
+        docker_cli("images", "-q", "--no-trunc", "--filter", "dangling=true", check=False).stdout.split()
+    )
     if dangling:
-        docker_cli("rmi", *set(dangling), check=False)
+        described = docker_cli(
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}} {{json .Config.Labels}} {{json .ContainerConfig.Cmd}}",
+            *dangling,
+            check=False,
+        ).stdout.splitlines()
+        ours = [
+            line.split(" ", 1)[0]
+            for line in described
+            if "docker-manager.managed" in line or fragment in line.split(" ", 1)[-1]
+        ]
+        if ours:
+            docker_cli("rmi", *ours, check=False)
     for kind in ("volume", "network"):
         found = docker_cli(kind, "ls", "-q", "--filter", f"name={fragment}", check=False).stdout.split()
         if found:

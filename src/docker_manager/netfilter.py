@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import os
 import shutil
+from typing import TypeGuard
 
 from docker_manager.errors import SwitchFailed
 
@@ -105,7 +106,7 @@ class Netfilter:
             ]
             await self._apply(lines)
 
-    def owns(self, front: str | None) -> bool:
+    def owns(self, front: str | None) -> TypeGuard[str]:
         """Whether `front` is one of this service's (a site header is only trusted that far)."""
         if not front:
             return False

@@ -101,9 +101,9 @@ class SiteService:
             raise PathNotAllowed(f"{raw!r} is not one of the configured nginx directories", field="conf_dir")
         return chosen
 
-    def _serving(self, domain: str) -> list[tuple[Path, str | None]]:
-        """Managed site files (in every conf dir) that serve `domain`, with their app_id."""
-        return [(path, header.app_id) for path, header in self.switch.sites() if header.domain == domain]
+    def _serving(self, domain: str) -> list[tuple[Path, SiteHeader]]:
+        """Managed site files (in every conf dir) that serve `domain`, with their headers."""
+        return [(path, header) for path, header in self.switch.sites() if header.domain == domain]
 
     async def _target(self, conf_dir: Path, *, domain: str, app_id: str | None, principal: Principal) -> Path:
         name = app_id or domain.replace("*", "_wildcard_")
@@ -199,22 +199,21 @@ class SiteService:
     async def delete_site(self, body: SiteDeleteRequest, principal: Principal) -> SiteDeleted:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
-        files = [
-            path for path, _ in await asyncio.to_thread(self._serving, body.domain) if path.parent == conf_dir
+        sites = [
+            site for site in await asyncio.to_thread(self._serving, body.domain) if site[0].parent == conf_dir
         ]
-        if not files:
+        if not sites:
             raise NotFound(f"no site of this service serves {body.domain} in {conf_dir}", field="domain")
-        for path in files:
-            header = await asyncio.to_thread(read_header, path)
-            if header is not None:
-                self._check_site_owner(header, principal)
+        for _, header in sites:
+            self._check_site_owner(header, principal)
+        files = [path for path, _ in sites]
+        netfilter = self.switch.netfilter
         reloads = []
         async with self._nginx.lock:
-            for path in files:
-                header = await asyncio.to_thread(read_header, path)
+            for path, header in sites:
                 reloads.append(await self._nginx.apply(path, None))
-                if header is not None and header.front and self.switch.netfilter is not None:
-                    await self.switch.netfilter.remove(header.front)  # nginx no longer sends there
+                if netfilter is not None and netfilter.owns(header.front):
+                    await netfilter.remove(header.front)  # nginx no longer sends there
         return SiteDeleted.model_validate(
             {
                 "status": "deleted",

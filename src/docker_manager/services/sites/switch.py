@@ -109,15 +109,11 @@ class TrafficSwitch:
                     front=front,
                 )
                 if front is None or self.netfilter is None:
-                    before = await asyncio.to_thread(read_header, target)
+                    nf = self.netfilter
+                    before = await asyncio.to_thread(read_header, target) if nf is not None else None
                     result = await self._nginx.apply(target, content)
-                    if (
-                        self.netfilter is not None
-                        and before is not None
-                        and self.netfilter.owns(before.front)
-                    ):
-                        assert before.front is not None
-                        await self.netfilter.remove(before.front)  # nginx no longer sends there
+                    if nf is not None and before is not None and nf.owns(before.front):
+                        await nf.remove(before.front)  # a bridge address now: nginx no longer sends there
                     return {**result, "mechanism": "reload", "nginx_reloaded": True}
                 return await self._move(target, content, front, upstream)
 
