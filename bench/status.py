@@ -10,17 +10,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import service, status_task_url, wrk
+from _common import Service, service, status_task_url, wrk
 
 
 async def open_loop(
@@ -72,6 +76,34 @@ async def open_loop(
     print("  slowest: " + ", ".join(f"{lat * 1000:.0f} ms at {when:.1f} s" for lat, when in worst))
 
 
+BARE_FLAGS = ("--log-level", "warning", "--no-access-log", "--no-server-header")
+
+
+@contextlib.contextmanager
+def bare_fastapi(status_url: str, svc: Service) -> Iterator[str]:
+    """The baseline app (bench/_bare_status.py) answering the service's own bytes for the task."""
+    body = httpx2.get(status_url, headers=svc.headers, timeout=10).text
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "_bare_status:app", "--port", str(port), *BARE_FLAGS],
+        cwd=Path(__file__).resolve().parent,
+        env={**os.environ, "BARE_STATUS_BODY": body, "BARE_STATUS_TOKEN": svc.token},
+    )
+    url = f"http://127.0.0.1:{port}/tasks/status/{status_url.rsplit('/', 1)[1]}"
+    try:
+        for _ in range(200):
+            with contextlib.suppress(httpx2.TransportError):
+                if httpx2.get(url, headers=svc.headers, timeout=1).text == body:
+                    break
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,14 +128,20 @@ def main() -> None:
                 open_loop(url, svc.headers, rate=args.rate, seconds=args.rate_seconds, connections=64)
             )
             return
-        results = [wrk(url, svc.headers, args.seconds) for _ in range(args.runs)]
-        results.sort()
-        rate, p99, errors = results[len(results) // 2]
-        print(
-            f"saturated (wrk -c16, {args.seconds} s, median of {args.runs}): "
-            f"{rate:,.0f} req/s, p99 {p99}, errors {errors}"
-        )
-        print("  runs: " + ", ".join(f"{r:,.0f} req/s p99 {p}" for r, p, _ in results))
+        with bare_fastapi(url, svc) as bare_url:
+            wrk(bare_url, svc.headers, 2)
+            runs = {"bare FastAPI": [], "service": []}
+            for _ in range(args.runs):  # alternating: the machine's drift hits both alike
+                runs["bare FastAPI"].append(wrk(bare_url, svc.headers, args.seconds))
+                runs["service"].append(wrk(url, svc.headers, args.seconds))
+        print(f"saturated (wrk -c16, {args.seconds} s, median of {args.runs}, alternating):")
+        medians = {}
+        for name, results in runs.items():
+            results.sort()
+            rate, p99, errors = medians[name] = results[len(results) // 2]
+            print(f"  {name:>12}: {rate:,.0f} req/s, p99 {p99}, errors {errors}")
+            print("      runs: " + ", ".join(f"{r:,.0f} req/s p99 {p}" for r, p, _ in results))
+        print(f"  service / bare FastAPI: {medians['service'][0] / medians['bare FastAPI'][0]:.2f}x")
         if args.profile:
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             args.profile.mkdir(parents=True, exist_ok=True)

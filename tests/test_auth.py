@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
 
+from docker_manager import auth
 from docker_manager.api.deps import RequireScope
 from docker_manager.app import create_app
 from docker_manager.auth import Scope, digest_of
@@ -246,3 +248,61 @@ async def test_public_routes_need_no_token(client: httpx2.AsyncClient, public: s
     response = await client.get(public)
     assert response.status_code == 200
     assert set(response.json()) == {"status", "docker"}
+
+
+async def test_a_token_revoked_elsewhere_stops_within_the_cache_time_and_one_refresh(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its cache time a token is refreshed by one look-up in the background while callers go
+    on (all of them waiting on the database at once made the status route's slowest 1 %); the
+    look-up's answer then holds. A revocation through the service holds at once."""
+    monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.2)
+    monkeypatch.setattr(auth, "AUTH_STALE_SECONDS", 5.0)
+    store = services.tokens
+    info, secret = await store.create(name="cached", scopes=frozenset({Scope.READ}))
+    assert await store.authenticate(secret) is not None
+    look_ups = 0
+    real_look_up = store._principal_of
+
+    async def counted(digest: str) -> Any:
+        nonlocal look_ups
+        look_ups += 1
+        return await real_look_up(digest)
+
+    monkeypatch.setattr(store, "_principal_of", counted)
+    # Revoked by another process (the CLI writes the database directly).
+    async with services.db.engine.begin() as conn:
+        await conn.execute(
+            api_tokens.update().where(api_tokens.c.id == info.id).values(revoked_at=datetime.now(UTC))
+        )
+    assert await store.authenticate(secret) is not None  # within the cache time
+    await asyncio.sleep(0.25)
+    answers = await asyncio.gather(*(store.authenticate(secret) for _ in range(20)))
+    assert all(a is not None for a in answers)  # stale while one refresh runs...
+    await asyncio.gather(*store._refreshes)
+    assert look_ups == 1  # ...and only one
+    assert await store.authenticate(secret) is None
+
+    other, other_secret = await store.create(name="revoked-here", scopes=frozenset({Scope.READ}))
+    assert await store.authenticate(other_secret) is not None
+    await asyncio.sleep(0.25)
+    assert await store.authenticate(other_secret) is not None  # starts a refresh
+    await store.revoke(other.id)
+    assert await store.authenticate(other_secret) is None  # at once, refresh or not
+    await asyncio.gather(*store._refreshes)
+    assert await store.authenticate(other_secret) is None
+
+
+async def test_a_token_past_its_stale_time_is_checked_before_answering(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.1)
+    monkeypatch.setattr(auth, "AUTH_STALE_SECONDS", 0.1)
+    info, secret = await services.tokens.create(name="idle", scopes=frozenset({Scope.READ}))
+    assert await services.tokens.authenticate(secret) is not None
+    async with services.db.engine.begin() as conn:
+        await conn.execute(
+            api_tokens.update().where(api_tokens.c.id == info.id).values(revoked_at=datetime.now(UTC))
+        )
+    await asyncio.sleep(0.3)
+    assert await services.tokens.authenticate(secret) is None

@@ -12,10 +12,12 @@ from typing import Any
 import httpx2
 import pytest
 
+from docker_manager.auth import Scope
 from docker_manager.errors import BuildFailed
 from docker_manager.services import Services
 from docker_manager.tasks import Status, TaskContext, TaskRunner, TaskSpec, TaskStore
 from docker_manager.tasks.store import StateChange
+from tests.conftest import Tokens
 from tests.helpers import wait_final
 
 Work = Callable[[TaskContext], Awaitable[dict[str, Any] | None]]
@@ -313,3 +315,53 @@ async def test_events_as_ndjson_and_sse_with_resume(
     )
     assert done.status_code == 200 and done.text.strip() == ""
     assert (await client.get("/tasks/nope-1/events", headers=read)).status_code == 404
+
+
+async def test_status_polls_answer_what_the_route_would_and_follow_the_task(
+    services: Services, client: httpx2.AsyncClient, tokens: Tokens
+) -> None:
+    """The status poll is answered below FastAPI's routing (api/hot.py) and a finished task's JSON
+    is encoded once: the answer must still be the route's, move with the task, and every case the
+    fast path does not answer must reach the route's errors."""
+    read, metrics_only = tokens.headers(Scope.READ), tokens.headers(Scope.METRICS)
+    release = asyncio.Event()
+
+    async def work(ctx: TaskContext) -> dict[str, Any]:
+        await ctx.event("build", "starting")
+        await release.wait()
+        return {"answer": 1}
+
+    task_id = await submit(services, work)
+    await asyncio.sleep(0.2)
+    running = await client.get(f"/tasks/status/{task_id}", headers=read)
+    assert running.status_code == 200 and running.headers["content-type"] == "application/json"
+    assert running.headers["x-request-id"]
+    assert running.json()["status"] == "running" and running.json()["stage"] == "build"
+    release.set()
+    final = await wait_final(client, read, task_id)
+    expected = (await services.tasks.status(task_id, await _principal(services, tokens))).model_dump(
+        mode="json"
+    )
+    assert final == expected and final["result"] == {"answer": 1}
+    again = await client.get(f"/tasks/status/{task_id}", headers=read)
+    assert again.content == (await client.get(f"/tasks/status/{task_id}", headers=read)).content
+    assert int(again.headers["content-length"]) == len(again.content)
+    # The route's own answers where the fast path steps aside.
+    refused = await client.get(f"/tasks/status/{task_id}", headers=metrics_only)
+    assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+    host_command = await submit(services, work, task_type="generic_task")
+    hidden = await client.get(f"/tasks/status/{host_command}", headers=read)
+    assert hidden.status_code == 403 and hidden.json()["code"] == "insufficient_scope"
+    # Metrics name the route, not the raw path.
+    scraped = (await client.get("/metrics", headers=metrics_only)).text
+    assert 'route="/tasks/status/{task_id}"' in scraped and task_id not in scraped
+    # A purged task is gone, encoded answer or not.
+    await services.runner.store.purge([task_id])
+    gone = await client.get(f"/tasks/status/{task_id}", headers=read)
+    assert gone.status_code == 404 and gone.json()["code"] == "not_found"
+
+
+async def _principal(services: Services, tokens: Tokens) -> Any:
+    principal = await services.tokens.authenticate(tokens.by_scope[Scope.READ])
+    assert principal is not None
+    return principal

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from docker_manager import __version__
 from docker_manager.api.errors import install_error_handlers
+from docker_manager.api.hot import STATUS_TEMPLATE, TaskStatusFastPath
 from docker_manager.api.middleware import AuthGate, BodySizeLimit, FailureLimiter, TrustedHostGuard
 from docker_manager.api.observe import RequestObserver
 from docker_manager.api.routes import ROUTERS
@@ -80,6 +81,8 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     refused before anything else looks)."""
     # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
     fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
+    status_route = next(r for r in app.router.routes if getattr(r, "path", None) == STATUS_TEMPLATE)
+    app.add_middleware(TaskStatusFastPath, route=status_route)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,

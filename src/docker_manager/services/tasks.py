@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +46,8 @@ ADMIN_ONLY_TYPES = frozenset({"generic_task"})
 CONTAINER_OUTPUT_KEYS = frozenset({"last_lines"})
 # What one /tasks/logs request reads at most: 4 files of up to 4 MiB each, whatever `tail` asks.
 TAIL_BYTES_PER_FILE = 4 << 20
+FINAL_STATUSES = frozenset(status.value for status in Status if status.final)
+FINAL_JSON_CACHE = 1024
 _SECRET_KEYS = frozenset({"env", "password", "sftp_password", "dockerhub_password", "build_args"})
 
 
@@ -119,6 +123,9 @@ class TaskService:
     def __init__(self, runner: TaskRunner, settings: Settings) -> None:
         self._runner = runner
         self._settings = settings
+        # A finished task's status never changes: its JSON is encoded once (polled hard by
+        # control planes). Keyed by id, checked against the record's last update.
+        self._final_json: OrderedDict[str, tuple[datetime, bytes]] = OrderedDict()
 
     @staticmethod
     def check_access(record: TaskRecord, principal: Principal) -> None:
@@ -130,6 +137,21 @@ class TaskService:
         record = await self._runner.store.get(task_id)
         self.check_access(record, principal)
         return _status_of(record, self._runner.queue_position(task_id))
+
+    async def status_json(self, task_id: str, principal: Principal) -> bytes:
+        """`status` as the JSON the route sends."""
+        record = await self._runner.store.get(task_id, with_events=False)
+        self.check_access(record, principal)
+        cached = self._final_json.get(task_id)
+        if cached is not None and record.status.final and cached[0] == record.updated_at:
+            return cached[1]
+        status = await self.status(task_id, principal)
+        body = status.model_dump_json().encode()
+        if status.status in FINAL_STATUSES and status.updated_at == record.updated_at:
+            self._final_json[task_id] = (record.updated_at, body)
+            while len(self._final_json) > FINAL_JSON_CACHE:
+                self._final_json.popitem(last=False)
+        return body
 
     async def events(
         self, task_id: str, principal: Principal, *, after: int

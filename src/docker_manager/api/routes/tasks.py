@@ -40,8 +40,7 @@ async def task_status(task_id: TaskIdPath, tasks: TasksDep, who: ReadAccess) -> 
     """A task's state and steps (a host command's: admin only)."""
     # The busiest route (callers poll it): encoded once, by the model itself, rather than checked
     # and encoded again by the framework.
-    status = await tasks.status(task_id, who)
-    return Response(status.model_dump_json(), media_type="application/json")
+    return Response(await tasks.status_json(task_id, who), media_type="application/json")
 
 
 @router.post("/{task_id}/cancel", response_model=TaskStatus)
