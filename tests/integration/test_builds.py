@@ -101,8 +101,8 @@ async def test_build_stream_success_framing_and_files(
     parsed = json.loads((folder / "dockerfile.parsed.json").read_text())
     assert [op["op"] for op in parsed["ops"]] == ["FROM", "RUN", "COPY"]
     assert (folder / "Dockerfile.used").read_text() == (context / "Dockerfile").read_text()
-    labels = json.loads(docker_cli("image", "inspect", f"{unique}:v1").stdout)[0]["Config"]["Labels"]
-    assert labels["docker-manager.task_id"] == task_id and labels["docker-manager.app_id"] == "shop"
+    labels = json.loads(docker_cli("image", "inspect", f"{unique}:v1").stdout)[0]["Config"]["Labels"] or {}
+    assert not any(key.startswith("docker-manager.") for key in labels)  # DM_BUILD_LABELS is off
 
 
 async def test_build_stream_failure_is_an_error_summary_with_error_log(
@@ -337,3 +337,19 @@ async def test_a_build_past_its_time_limit_fails_and_stops(
     assert status["status"] == "error" and "longer than 2 s" in status["error"]
     assert docker_cli("image", "inspect", f"{unique}:slow", check=False).returncode != 0
     assert await no_container_runs("sleep 45")
+
+
+async def test_build_labels_setting_labels_the_image(
+    tmp_path: Path, settings: Settings, context: Path, unique: str, base_image: str
+) -> None:
+    (context / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo labelled\n")
+    labelled = settings.model_copy(update={"data_dir": tmp_path, "build_labels": True})
+    headers = {"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"}
+    async with app_client(labelled) as (_services, own):
+        lines = await stream_build(
+            own, headers, context_path=context.name, tag=f"{unique}:labelled", app_id="shop"
+        )
+    assert lines[-1]["status"] == "ok", lines[-1]
+    labels = json.loads(docker_cli("image", "inspect", f"{unique}:labelled").stdout)[0]["Config"]["Labels"]
+    assert labels["docker-manager.managed"] == "true" and labels["docker-manager.app_id"] == "shop"
+    assert labels["docker-manager.task_id"] == lines[0]["task_id"]

@@ -45,8 +45,8 @@ async def build(client: httpx2.AsyncClient, headers: dict[str, str], **body: Any
     return await client.post("/docker/build", json=body, headers=headers)
 
 
-async def test_build_honours_dockerignore_and_labels_the_image(
-    client: httpx2.AsyncClient, operate: dict[str, str], context: Path, unique: str
+async def test_build_honours_dockerignore_and_records_the_image_as_ours(
+    client: httpx2.AsyncClient, operate: dict[str, str], read: dict[str, str], context: Path, unique: str
 ) -> None:
     response = await build(client, operate, path=context.name, tag=f"{unique}:v1")
     assert response.status_code == 200, response.text
@@ -55,7 +55,12 @@ async def test_build_honours_dockerignore_and_labels_the_image(
     assert body["image_id"].startswith("sha256:")
     assert body["tag"] == f"{unique}:v1"
     assert any("Successfully" in line or "Step" in line for line in body["logs"])
-    assert image_labels(f"{unique}:v1")["docker-manager.managed"] == "true"
+    # Ours by the ownership record; no label step by default (DM_BUILD_LABELS).
+    listed = next(
+        i for i in (await client.get("/docker/images", headers=read)).json() if i["id"] == body["image_id"]
+    )
+    assert listed["managed"] is True
+    assert not any(key.startswith("docker-manager.") for key in image_labels(f"{unique}:v1"))
     listing = docker_cli("run", "--rm", f"{unique}:v1", "cat", "/listing").stdout.split()
     assert "keep.txt" in listing and "Dockerfile" in listing
     assert "secret.env" not in listing and "logs" not in listing
@@ -153,6 +158,45 @@ async def test_list_tag_and_remove_images(
     assert docker_cli("image", "inspect", f"{unique}:v1", check=False).returncode == 0
     missing = await client.post("/docker/rmi", json={"id_or_name": f"{unique}-copy:v2"}, headers=operate)
     assert missing.status_code == 404
+
+
+async def test_a_build_ending_on_an_existing_image_does_not_make_it_ours(
+    client: httpx2.AsyncClient,
+    operate: dict[str, str],
+    read: dict[str, str],
+    settings: Settings,
+    unique: str,
+    base_image: str,
+) -> None:
+    """Without a label step a build can end on an image that existed before it (a Dockerfile that
+    is only FROM, or every step cached from a build made outside the service): claiming it would
+    let an operate token remove the base image everything else is built on."""
+    folder = settings.context_paths[0] / unique
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(f"FROM {base_image}\n")
+    only_from = await build(client, operate, path=folder.name, tag=f"{unique}-from:v1")
+    assert only_from.status_code == 200, only_from.text
+    base_id = json.loads(docker_cli("image", "inspect", base_image).stdout)[0]["Id"]
+    assert only_from.json()["image_id"] == base_id
+    (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {unique} > /made-outside\n")
+    docker_cli("build", "-q", "-t", f"{unique}-outside:v1", str(folder))  # someone else's build
+    cached = await build(client, operate, path=folder.name, tag=f"{unique}-cached:v1")
+    outside_id = json.loads(docker_cli("image", "inspect", f"{unique}-outside:v1").stdout)[0]["Id"]
+    assert cached.status_code == 200 and cached.json()["image_id"] == outside_id
+    listed = {i["id"]: i for i in (await client.get("/docker/images", headers=read)).json()}
+    assert listed[base_id]["managed"] is False and listed[outside_id]["managed"] is False
+    refused = await client.post("/docker/rmi", json={"id_or_name": base_image}, headers=operate)
+    assert refused.status_code == 403 and refused.json()["code"] == "not_managed"
+    # A rebuild of the service's own image is the same image, and stays ours.
+    (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {unique} > /made-here\n")
+    first = (await build(client, operate, path=folder.name, tag=f"{unique}-own:v1")).json()["image_id"]
+    again = (await build(client, operate, path=folder.name, tag=f"{unique}-own:v2")).json()["image_id"]
+    assert first == again
+    listed = {i["id"]: i for i in (await client.get("/docker/images", headers=read)).json()}
+    assert listed[first]["managed"] is True
+    for tag in ("from", "outside", "cached", "own"):
+        docker_cli("rmi", f"{unique}-{tag}:v1", check=False)
+    docker_cli("rmi", f"{unique}-own:v2", check=False)
 
 
 async def test_rmi_of_an_image_the_service_did_not_build_needs_admin(

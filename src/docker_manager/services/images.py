@@ -16,7 +16,6 @@ from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
 from docker_manager.errors import Conflict, NotFound, NotManaged
-from docker_manager.labels import MANAGED_FILTER
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.images import ImageSummary, PruneResult, RemoveImageResult
 
@@ -110,7 +109,7 @@ class ImageService:
         in_use = {item.get("ImageID") for item in await self._docker.containers.list(all=True)}
         deleted: StrList = []
         reclaimed = 0
-        for item in await self._docker.images.list(filters=MANAGED_FILTER):
+        for item in await self._docker.images.list():  # built images carry no label by default
             image_id = item["Id"]
             if image_id in in_use or not self._ownership.owns(Kind.IMAGE, image_id):
                 continue

@@ -118,4 +118,5 @@ def sftp_target(
         key_file=settings.sftp_key_file,
         known_hosts=settings.sftp_known_hosts,
         accept_unknown_hosts=settings.sftp_accept_unknown_hosts,
+        client=settings.sftp_client,
     )

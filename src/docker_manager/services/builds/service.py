@@ -10,9 +10,11 @@ the caller asks to keep it there: it is written after the build, and never over 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,10 @@ from docker_manager.tasks import (
     new_task_id,
 )
 from docker_manager.tasks.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
+from docker_manager.util.clock import utcnow
 from docker_manager.util.files import tree_size, write_new_file
+
+log = logging.getLogger(__name__)
 
 BUILD_TASK = "docker_build"
 
@@ -125,7 +130,13 @@ class BuildService:
                         **meta,
                     }
             else:
-                yield {"task_id": task_id, "stage": event.stage, "status": event.status, **event.data, **meta}
+                yield {
+                    "task_id": task_id,
+                    "stage": event.stage,
+                    "status": event.status,
+                    **event.data,
+                    **meta,
+                }
         record = await store.get(task_id, with_events=False)
         result = record.result or {}
         yield {
@@ -211,7 +222,11 @@ class BuildService:
             tag=plan.tag,
             duration_sec=duration,
         )
-        summary: dict[str, Any] = {"image_id": output.image_id, "tag": plan.tag, "duration_sec": duration}
+        summary: dict[str, Any] = {
+            "image_id": output.image_id,
+            "tag": plan.tag,
+            "duration_sec": duration,
+        }
         if plan.export and plan.tag:
             summary.update(await export_image(ctx, self._docker, plan.tag, self._disk))
         await ctx.merge_summary(summary)
@@ -297,11 +312,15 @@ class BuildService:
     ) -> BuildOutput:
         """One engine build, its output streamed into the task; a failed step raises BuildFailed.
 
-        The Dockerfile always travels in the context stream, with the service's labels appended
-        (the user's file on disk is never changed).
+        The Dockerfile always travels in the context stream (the user's file on disk is never
+        changed). The image is this service's by its ownership record, not by labels: they are
+        appended only with DM_BUILD_LABELS, since the classic builder commits a LABEL as one more
+        step and a task id label makes every rebuild a new image.
         """
         output = BuildOutput()
-        sent = with_labels(dockerfile_text, managed_labels(app_id=app_id, task_id=ctx.task_id))
+        sent = dockerfile_text
+        if self._settings.build_labels:
+            sent = with_labels(dockerfile_text, managed_labels(app_id=app_id, task_id=ctx.task_id))
         context = BuildContext(
             root=root,
             dockerfile=dockerfile,
@@ -310,11 +329,16 @@ class BuildService:
             exclude=exclude,
         )
         limit = self._settings.build_timeout
+        started = utcnow()
         try:
             async with (
                 asyncio.timeout(limit),
                 self._docker.images.build(
-                    context.stream(), tag=tag, dockerfile=dockerfile, buildargs=build_args, nocache=nocache
+                    context.stream(),
+                    tag=tag,
+                    dockerfile=dockerfile,
+                    buildargs=build_args,
+                    nocache=nocache,
                 ) as progress,
             ):
                 async for record in progress:
@@ -328,7 +352,34 @@ class BuildService:
             raise BuildFailed(f"the build took longer than {limit:.0f} s", logs=list(output.tail)) from exc
         if output.image_id is None:
             raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
-        await self._ownership.record(
-            Kind.IMAGE, output.image_id, name=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
-        )
+        if await self._made_by_this_build(output.image_id, started):
+            await self._ownership.record(
+                Kind.IMAGE,
+                output.image_id,
+                name=tag,
+                app_id=app_id,
+                task_id=ctx.task_id,
+                created_by=created_by,
+            )
+        else:
+            log.info(
+                "build %s ended on image %s that existed before it: not recorded as ours",
+                ctx.task_id,
+                output.image_id,
+            )
         return output
+
+    async def _made_by_this_build(self, image_id: str, started: datetime) -> bool:
+        """Whether the image is ours: one we recorded before, or committed during this build.
+
+        Without a label step a build can end on an image that already existed: every step cached
+        from someone else's build, or a Dockerfile that is only `FROM base`. Claiming it would let
+        an operate token remove the base image; it stays its owner's (the tag is still applied).
+        """
+        if self._ownership.owns(Kind.IMAGE, image_id):
+            return True
+        created = str((await self._docker.images.inspect(image_id)).get("Created") or "")
+        try:
+            return datetime.fromisoformat(created) >= started
+        except ValueError:
+            return False
