@@ -267,7 +267,9 @@ async def test_cancel_stops_a_running_build(
     unique: str,
     settings: Settings,
 ) -> None:
-    (context / "Dockerfile").write_text("FROM dm-test-bb:latest\nRUN echo started-sleeping && sleep 60\n")
+    (context / "Dockerfile").write_text(
+        f"FROM dm-test-bb:latest\nRUN echo {unique} > /done-before\nRUN echo started-sleeping && sleep 60\n"
+    )
     response = await client.post(
         "/docker/build/start", json={"context_path": context.name, "tag": f"{unique}:cancel"}, headers=operate
     )
@@ -285,6 +287,16 @@ async def test_cancel_stops_a_running_build(
     assert docker_cli("image", "inspect", f"{unique}:cancel", check=False).returncode != 0
     # The engine stops the build when its client goes: no `sleep 60` left running.
     assert await no_container_runs("sleep 60")
+    # The step it completed is an untagged image: recorded as the service's (for /system/gc).
+    step = [
+        line.split("---> ", 1)[1].strip()
+        for line in log.read_text().splitlines()
+        if "---> " in line and "Running in" not in line
+    ][-1]
+    listed = {i["id"]: i for i in (await client.get("/docker/images", headers=read)).json()}
+    step_id = json.loads(docker_cli("image", "inspect", step).stdout)[0]["Id"]
+    base_id = json.loads(docker_cli("image", "inspect", "dm-test-bb:latest").stdout)[0]["Id"]
+    assert step_id != base_id and listed[step_id]["managed"] is True
 
 
 async def test_tail_reads_the_end_of_a_large_log(

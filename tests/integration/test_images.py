@@ -137,6 +137,51 @@ async def test_context_without_dockerfile_is_422(
     assert "no Dockerfile" in response.json()["detail"]
 
 
+async def test_gc_removes_the_steps_an_unfinished_build_left_and_nothing_else(
+    client: httpx2.AsyncClient,
+    operate: dict[str, str],
+    admin: dict[str, str],
+    context: Path,
+    unique: str,
+    base_image: str,
+) -> None:
+    """A failed build leaves the steps it completed as untagged images (the engine's cache):
+    recorded as the service's, `/system/gc` removes them; the base image and other dangling
+    images stay."""
+    foreign = docker_cli(
+        "build", "-q", str(_foreign_context(context.parent / f"{unique}-foreign", base_image, unique))
+    )
+    foreign_id = foreign.stdout.strip()  # built without a tag: someone else's dangling image
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo {unique} > /first\nRUN echo {unique} > /second\nRUN exit 3\n"
+    )
+    failed = await build(client, operate, path=context.name, tag=f"{unique}:broken")
+    assert failed.status_code == 422 and failed.json()["code"] == "build_failed", failed.text
+    steps = [line.split("---> ", 1)[1].strip() for line in failed.json()["logs"] if "---> " in line]
+    step_ids = [
+        json.loads(docker_cli("image", "inspect", step).stdout)[0]["Id"]
+        for step in steps
+        if not step.startswith("Running")
+        and docker_cli("image", "inspect", step, check=False).returncode == 0
+    ]
+    base_id = json.loads(docker_cli("image", "inspect", base_image).stdout)[0]["Id"]
+    made = [step for step in step_ids if step != base_id]
+    assert len(made) == 2, (steps, step_ids)
+    report = await client.post("/system/gc", headers=admin)
+    assert report.status_code == 200, report.text
+    for step in made:
+        assert docker_cli("image", "inspect", step, check=False).returncode != 0, step
+    assert docker_cli("image", "inspect", base_image, check=False).returncode == 0
+    assert docker_cli("image", "inspect", foreign_id, check=False).returncode == 0
+    docker_cli("rmi", foreign_id, check=False)
+
+
+def _foreign_context(folder: Path, base_image: str, unique: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {unique}-outside > /outside\n")
+    return folder
+
+
 async def test_list_tag_and_remove_images(
     client: httpx2.AsyncClient, operate: dict[str, str], read: dict[str, str], context: Path, unique: str
 ) -> None:

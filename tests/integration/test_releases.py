@@ -76,8 +76,11 @@ async def deploy(
     """Build version `version` of a busybox site, then localrun its artefact (a real release)."""
     context = app.settings.context_paths[0] / f"{app_id}-v{version}"
     context.mkdir(parents=True, exist_ok=True)
+    # The app id in a layer: the same text in another test's app would be that build's cached
+    # image, which this service did not make (and so would not remove).
     (context / "Dockerfile").write_text(
-        f"FROM {base_image}\nRUN mkdir /www && echo release-{version} > /www/index.html\n"
+        f"FROM {base_image}\nRUN echo {app_id} > /app\n"
+        f"RUN mkdir /www && echo release-{version} > /www/index.html\n"
         'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n'
     )
     started = await app.client.post(

@@ -109,3 +109,8 @@ class Images:
             headers={"Content-Type": "application/x-tar"},
         ) as response:
             yield json_progress(response.aiter_lines())
+
+
+def deleted_ids(answer: JsonList) -> set[str]:
+    """The image ids an image removal deleted (the image and the untagged parents it took along)."""
+    return {str(item["Deleted"]) for item in answer if isinstance(item, dict) and item.get("Deleted")}

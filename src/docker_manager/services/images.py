@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
+from docker_manager.docker.images import deleted_ids
 from docker_manager.errors import Conflict, NotFound, NotManaged
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.images import ImageSummary, PruneResult, RemoveImageResult
@@ -117,9 +119,12 @@ class ImageService:
                 for tag in item.get("RepoTags") or []:
                     if tag != "<none>:<none>":
                         await self._docker.images.remove(tag)
+                answer: list[Any] = []
                 with contextlib.suppress(NotFound):
-                    await self._docker.images.remove(image_id)
+                    answer = await self._docker.images.remove(image_id)
                 await self._ownership.forget(Kind.IMAGE, image_id)
+                for parent in deleted_ids(answer) - {image_id}:
+                    await self._ownership.forget(Kind.IMAGE, parent)  # its untagged parents went too
                 deleted.append(image_id)
                 reclaimed += int(item.get("Size", 0))
         return PruneResult(

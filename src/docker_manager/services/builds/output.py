@@ -8,6 +8,7 @@ from typing import Any
 
 LOG_TAIL = 20
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (\S+)\s*(.*)$")
+_STEP_IMAGE_RE = re.compile(r"^ ---> ([0-9a-f]{12,64})$")  # the image a step ended on
 
 
 class BuildOutput:
@@ -17,6 +18,7 @@ class BuildOutput:
         self.image_id: str | None = None
         self.step: dict[str, Any] = {}
         self.tail: deque[str] = deque(maxlen=LOG_TAIL)
+        self.step_images: list[str] = []
 
     def feed(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         aux = record.get("aux")
@@ -33,6 +35,9 @@ class BuildOutput:
             return []
         items = []
         for line in text.splitlines():
+            step_image = _STEP_IMAGE_RE.match(line)
+            if step_image:
+                self.step_images.append(step_image.group(1))
             match = _STEP_RE.match(line)
             if match:
                 self.step = {

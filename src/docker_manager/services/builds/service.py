@@ -14,7 +14,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,8 @@ from docker_manager.docker import Docker, ProgressError
 from docker_manager.docker.build_context import BuildContext
 from docker_manager.errors import BuildFailed, Conflict
 from docker_manager.labels import managed_labels
-from docker_manager.ownership import Kind, Ownership
+from docker_manager.ownership import Ownership
+from docker_manager.services.builds.claims import ImageClaims
 from docker_manager.services.builds.dockerfile import image_name_for, parse_dockerfile, with_labels
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.builds.plan import BuildPlan, BuildSource, plan_build, sftp_target
@@ -66,6 +66,7 @@ class BuildService:
         self._runner = runner
         self._images = images
         self._ownership = ownership
+        self._claims = ImageClaims(docker, ownership)
         self._settings = settings
 
     # --- planning (all validation happens in `plan`, before anything starts) -------------------
@@ -322,27 +323,21 @@ class BuildService:
         if self._settings.build_labels:
             sent = with_labels(dockerfile_text, managed_labels(app_id=app_id, task_id=ctx.task_id))
         context = BuildContext(
-            root=root,
-            dockerfile=dockerfile,
-            inline_files={dockerfile: sent.encode()},
-            max_bytes=self._settings.max_context_bytes,
-            exclude=exclude,
+            root, dockerfile, {dockerfile: sent.encode()}, self._settings.max_context_bytes, exclude
         )
         limit = self._settings.build_timeout
         started = utcnow()
         try:
-            async with (
-                asyncio.timeout(limit),
-                self._docker.images.build(
-                    context.stream(),
-                    tag=tag,
-                    dockerfile=dockerfile,
-                    buildargs=build_args,
-                    nocache=nocache,
-                ) as progress,
-            ):
-                async for record in progress:
-                    await ctx.output(output.feed(record))
+            try:
+                async with asyncio.timeout(limit):
+                    await self._stream_engine(ctx, output, context, tag, build_args, nocache)
+            except BaseException:
+                # Failed, timed out or cancelled: the steps it completed stay as untagged images.
+                steps = self._claims.steps(
+                    output, started, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+                )
+                await asyncio.shield(steps)
+                raise
         except ProgressError as exc:
             chunk = {"errorDetail": {"message": exc.message}, "error": exc.message}
             await ctx.output([{"stream": "error", "text": exc.message, "chunk": chunk}])
@@ -352,34 +347,27 @@ class BuildService:
             raise BuildFailed(f"the build took longer than {limit:.0f} s", logs=list(output.tail)) from exc
         if output.image_id is None:
             raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
-        if await self._made_by_this_build(output.image_id, started):
-            await self._ownership.record(
-                Kind.IMAGE,
-                output.image_id,
-                name=tag,
-                app_id=app_id,
-                task_id=ctx.task_id,
-                created_by=created_by,
-            )
-        else:
-            log.info(
-                "build %s ended on image %s that existed before it: not recorded as ours",
-                ctx.task_id,
-                output.image_id,
-            )
+        await self._claims.final_image(
+            output.image_id, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+        )
         return output
 
-    async def _made_by_this_build(self, image_id: str, started: datetime) -> bool:
-        """Whether the image is ours: one we recorded before, or committed during this build.
-
-        Without a label step a build can end on an image that already existed: every step cached
-        from someone else's build, or a Dockerfile that is only `FROM base`. Claiming it would let
-        an operate token remove the base image; it stays its owner's (the tag is still applied).
-        """
-        if self._ownership.owns(Kind.IMAGE, image_id):
-            return True
-        created = str((await self._docker.images.inspect(image_id)).get("Created") or "")
-        try:
-            return datetime.fromisoformat(created) >= started
-        except ValueError:
-            return False
+    async def _stream_engine(
+        self,
+        ctx: TaskContext,
+        output: BuildOutput,
+        context: BuildContext,
+        tag: str | None,
+        build_args: dict[str, str] | None,
+        nocache: bool,
+    ) -> None:
+        build = self._docker.images.build(
+            context.stream(),
+            tag=tag,
+            dockerfile=context.dockerfile,
+            buildargs=build_args,
+            nocache=nocache,
+        )
+        async with build as progress:
+            async for record in progress:
+                await ctx.output(output.feed(record))

@@ -32,7 +32,15 @@ from docker_manager.tasks.files import (
 from docker_manager.util.lz4file import compress_to_file
 
 # What goes to the runtime host besides the artefact; build.info.json travels last.
-UPLOADED_FILES = (MANIFEST, DOCKERFILE_USED, DOCKERFILE_PARSED, BUILD_LOG, BUILD_JSONL, EVENTS_LOG, ERROR_LOG)
+UPLOADED_FILES = (
+    MANIFEST,
+    DOCKERFILE_USED,
+    DOCKERFILE_PARSED,
+    BUILD_LOG,
+    BUILD_JSONL,
+    EVENTS_LOG,
+    ERROR_LOG,
+)
 
 
 async def upload_folder(

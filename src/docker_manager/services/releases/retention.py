@@ -30,6 +30,7 @@ from docker_manager import metrics
 from docker_manager.audit import AuditLog
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
+from docker_manager.docker.images import deleted_ids
 from docker_manager.errors import DockerManagerError, NotFound
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.disk import GcReport
@@ -209,7 +210,7 @@ class RetentionService:
                     await self._docker.images.remove(tag)
             if (await self._docker.images.inspect(image_id)).get("RepoTags"):
                 return  # tagged by someone else: theirs to remove
-            await self._docker.images.remove(image_id)
+            answer = await self._docker.images.remove(image_id)
         except NotFound:
             await self._ownership.forget(Kind.IMAGE, image_id)
             return
@@ -217,6 +218,9 @@ class RetentionService:
             report.errors.append(f"image {image_id}: {exc.detail}")
             return
         await self._ownership.forget(Kind.IMAGE, image_id)
+        # The engine removes the untagged parents with it (an unfinished build's earlier steps).
+        for parent in deleted_ids(answer) - {image_id}:
+            await self._ownership.forget(Kind.IMAGE, parent)
         report.images.append(image_id)
         report.bytes_reclaimed += size
         log.info("retention: removed image %s (%d bytes)", image_id, size)
