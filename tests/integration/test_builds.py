@@ -40,6 +40,9 @@ def context(settings: Settings, unique: str, base_image: str) -> Path:
     path.mkdir(parents=True)
     (path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo building-now\nCOPY . /app\n")
     (path / "index.html").write_text("<h1>hi</h1>\n")
+    # A file of its own, so that `COPY .` and what follows it never come from an earlier run's
+    # cache (the engine keeps its cache between runs; built images carry no per-build label).
+    (path / ".test-id").write_text(unique)
     return path
 
 
