@@ -62,3 +62,23 @@ async def test_progress_turns_in_band_errors_into_exceptions() -> None:
 async def test_progress_refuses_garbage() -> None:
     with pytest.raises(EngineError):
         _ = [r async for r in json_progress(lines("not json"))]
+
+
+async def test_json_progress_closes_its_lines_when_an_error_record_ends_it() -> None:
+    """Left suspended, the line iterator (an HTTP response's) would be finalized by the garbage
+    collector later, on whatever event loop runs then."""
+    closed = False
+
+    async def engine_lines() -> AsyncIterator[str]:
+        nonlocal closed
+        try:
+            yield '{"stream": "Step 1/2"}'
+            yield '{"errorDetail": {"message": "boom"}, "error": "boom"}'
+            yield '{"stream": "never read"}'
+        finally:
+            closed = True
+
+    with pytest.raises(ProgressError):
+        async for _ in json_progress(engine_lines()):
+            pass
+    assert closed

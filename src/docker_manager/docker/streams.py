@@ -40,21 +40,28 @@ async def json_progress(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, An
     """Yield each JSON record; raise `ProgressError` on the first in-band error record.
 
     The error record is not yielded: callers see it as the exception, with the record attached.
+    The line iterator is closed here whatever happens: left suspended after an error, it would be
+    finalized later by the garbage collector, on whatever loop is running then.
     """
-    async for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EngineError(f"engine sent a malformed progress line: {line[:200]!r}") from exc
-        if not isinstance(record, dict):
-            continue
-        message = progress_error(record)
-        if message is not None:
-            raise ProgressError(message, record)
-        yield record
+    try:
+        async for line in lines:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise EngineError(f"engine sent a malformed progress line: {line[:200]!r}") from exc
+            if not isinstance(record, dict):
+                continue
+            message = progress_error(record)
+            if message is not None:
+                raise ProgressError(message, record)
+            yield record
+    finally:
+        close = getattr(lines, "aclose", None)
+        if close is not None:
+            await close()
 
 
 _HEADER = struct.Struct(">BxxxL")
