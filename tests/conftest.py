@@ -23,11 +23,11 @@ from docker_manager.auth import Scope
 from docker_manager.config import Settings
 from docker_manager.services import Services
 from tests.helpers import started_app
+from tests.services import TEST_FRONTS, is_session_front
 
 RUN_ID = secrets.token_hex(3)
 PREFIX = f"dmt{RUN_ID}"
 BASE_IMAGE = "dm-test-bb:latest"
-TEST_FRONTS, TEST_FRONTS_PREFIX = "127.78.0.0/16", "127.78."
 
 
 def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -241,24 +241,30 @@ def _remove_named(fragment: str) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _remove_switch_rules() -> Iterator[None]:
     """At the end, remove the kernel rules the tests' traffic switches made (netfilter.py): only
-    those for the tests' own front addresses (TEST_FRONTS), never a service's on this host."""
+    those for this session's own front addresses (tests/services.py), never a service's on this
+    host nor another test session's."""
     yield
     if not shutil.which("iptables"):
         return
     listed = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True).stdout
     lines = listed.splitlines()
-    ours = [
-        line.split()[1] for line in lines if line.startswith("-A DMS-") and f"-d {TEST_FRONTS_PREFIX}" in line
-    ]
+    ours = [line.split()[1] for line in lines if line.startswith("-A DMS-") and is_session_front(_dest(line))]
     rules = ["*nat"]
     rules += [
-        line.replace("-A", "-D", 1) for line in lines if line.startswith("-A OUTPUT -d " + TEST_FRONTS_PREFIX)
+        line.replace("-A", "-D", 1)
+        for line in lines
+        if line.startswith("-A OUTPUT -d ") and "-j DM-SITES" in line and is_session_front(_dest(line))
     ]
     rules += [f"-D DM-SITES -j {chain}" for chain in ours if f"-A DM-SITES -j {chain}" in lines]
     rules += [f"-F {chain}" for chain in ours] + [f"-X {chain}" for chain in ours] + ["COMMIT", ""]
     subprocess.run(
         ["iptables-restore", "-w", "5", "--noflush"], input="\n".join(rules), text=True, check=False
     )
+
+
+def _dest(rule: str) -> str:
+    words = rule.split()
+    return words[words.index("-d") + 1] if "-d" in words else ""
 
 
 @pytest.fixture(scope="session", autouse=True)

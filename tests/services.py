@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -215,7 +216,18 @@ class ServiceProcess:
     process: subprocess.Popen[bytes]
 
 
-_FRONT_NETWORKS = itertools.cycle(range(128, 255))  # 127.78.N.0/24, one per server process
+# Site fronts (netfilter.py) of this test session: its own third octet, so that two sessions on
+# one host never share a kernel rule, nor remove each other's at their end. In-process services
+# share TEST_FRONTS (one at a time); each server process gets a /24 of its own.
+SESSION_OCTET = os.getpid() % 250 + 1
+TEST_FRONTS = f"127.78.{SESSION_OCTET}.0/24"
+_FRONT_NETWORKS = itertools.cycle(range(80, 120))  # 127.N.{SESSION_OCTET}.0/24, one per server process
+_SESSION_FRONT = re.compile(rf"127\.(?:78|8\d|9\d|1[01]\d)\.{SESSION_OCTET}\.\d+(?:/\d+)?")
+
+
+def is_session_front(address: str) -> bool:
+    """Whether a front address or network belongs to this test session."""
+    return _SESSION_FRONT.fullmatch(address) is not None
 
 
 @contextmanager
@@ -234,7 +246,7 @@ def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> I
             "DM_ADMIN_TOKEN": token,
             "DM_CONFIG": "/nonexistent/config.json",
             # Each process its own front addresses: two live services never share a site's rule.
-            "DM_SWITCH_FRONT_NETWORK": f"127.78.{next(_FRONT_NETWORKS)}.0/24",
+            "DM_SWITCH_FRONT_NETWORK": f"127.{next(_FRONT_NETWORKS)}.{SESSION_OCTET}.0/24",
             **env,
         },
         stdout=subprocess.DEVNULL,

@@ -181,3 +181,26 @@ async def test_openssh_required_but_missing_fails_clearly(
         await upload(target(server, tmp_path / "remote", client="openssh"), "task-4", [artefact])
     await upload(target(server, tmp_path / "remote"), "task-5", [artefact])  # auto: asyncssh then
     assert (tmp_path / "remote" / "task-5" / artefact.name).is_file()
+
+
+async def test_auto_goes_on_with_asyncssh_when_openssh_refuses(
+    server: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenSSH refuses a private key that others can read; asyncssh takes it. `auto` finishes the
+    upload with asyncssh, `openssh` fails it."""
+    spy = CopySpy(monkeypatch)
+    loose_key = tmp_path / "loose_key"
+    loose_key.write_bytes(server.key_file.read_bytes())
+    loose_key.chmod(0o644)
+    artefact = tmp_path / "a.tar.lz4"
+    digest = random_file(artefact, 2)
+    remote = tmp_path / "remote"
+    await upload(target(server, remote, key_file=loose_key), "task-6", [artefact])
+    assert spy.calls == 1 and sha256(remote / "task-6" / artefact.name) == digest
+    with pytest.raises(UploadFailed, match=r"(?s)sftp exited.*(UNPROTECTED|too open)"):
+        await upload(
+            target(server, remote, key_file=loose_key, client="openssh"), "task-7", [artefact], attempts=1
+        )
+    assert not (remote / "task-7" / artefact.name).exists()
+    # A batch line sftp would split (it reads 2047 bytes at most) is never given to it.
+    assert not OpenSshCopier.can_copy(Path("/tmp/a"), "x/" * 600 + "y.part")

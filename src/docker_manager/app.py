@@ -81,7 +81,10 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     refused before anything else looks)."""
     # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
     fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
-    status_route = next(r for r in app.router.routes if getattr(r, "path", None) == STATUS_TEMPLATE)
+    status_routes = [r for r in app.router.routes if getattr(r, "path", None) == STATUS_TEMPLATE]
+    if len(status_routes) != 1:
+        raise RuntimeError(f"the fast path needs exactly one {STATUS_TEMPLATE} route")
+    status_route = status_routes[0]
     app.add_middleware(TaskStatusFastPath, route=status_route)
     app.add_middleware(
         BodySizeLimit,

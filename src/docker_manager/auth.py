@@ -36,8 +36,8 @@ from docker_manager.util.clock import as_utc, utcnow
 log = logging.getLogger(__name__)
 
 # How long a checked token is trusted without asking the database again. Revocations made through
-# this service take effect at once; ones made by the CLI (another process) within this time, plus
-# the one look-up that refreshes it (at most AUTH_STALE_SECONDS more).
+# this service take effect at once; ones made by the CLI (another process) within this time plus
+# AUTH_STALE_SECONDS, in which the token is still accepted while one look-up refreshes it.
 AUTH_CACHE_SECONDS = 2.0
 AUTH_STALE_SECONDS = 2.0
 TOKEN_PREFIX = "dm_"  # noqa: S105 (a marker for secret scanners, not a secret)

@@ -152,12 +152,19 @@ async def test_gc_removes_the_steps_an_unfinished_build_left_and_nothing_else(
         "build", "-q", str(_foreign_context(context.parent / f"{unique}-foreign", base_image, unique))
     )
     foreign_id = foreign.stdout.strip()  # built without a tag: someone else's dangling image
+    # The failing step prints lines shaped like the engine's own, naming someone else's image.
+    short = foreign_id.removeprefix("sha256:")[:12]
     (context / "Dockerfile").write_text(
-        f"FROM {base_image}\nRUN echo {unique} > /first\nRUN echo {unique} > /second\nRUN exit 3\n"
+        f"FROM {base_image}\nRUN echo {unique} > /first\nRUN echo {unique} > /second\n"
+        f"RUN echo ' ---> {short}' && exit 3\n"
     )
     failed = await build(client, operate, path=context.name, tag=f"{unique}:broken")
     assert failed.status_code == 422 and failed.json()["code"] == "build_failed", failed.text
-    steps = [line.split("---> ", 1)[1].strip() for line in failed.json()["logs"] if "---> " in line]
+    steps = [
+        line.split("---> ", 1)[1].strip()
+        for line in failed.json()["logs"]
+        if "---> " in line and short not in line
+    ]
     step_ids = [
         json.loads(docker_cli("image", "inspect", step).stdout)[0]["Id"]
         for step in steps
@@ -205,7 +212,7 @@ async def test_list_tag_and_remove_images(
     assert missing.status_code == 404
 
 
-async def test_a_build_ending_on_an_existing_image_does_not_make_it_ours(
+async def test_a_build_ending_on_an_existing_image_gets_one_of_its_own(
     client: httpx2.AsyncClient,
     operate: dict[str, str],
     read: dict[str, str],
@@ -214,29 +221,36 @@ async def test_a_build_ending_on_an_existing_image_does_not_make_it_ours(
     base_image: str,
 ) -> None:
     """Without a label step a build can end on an image that existed before it (a Dockerfile that
-    is only FROM, or every step cached from a build made outside the service): claiming it would
-    let an operate token remove the base image everything else is built on."""
+    is only FROM, or every step cached from a build made outside the service). Claiming it would
+    let an operate token remove or retag someone else's image: a second pass with the label step
+    gives the build an image of its own instead."""
     folder = settings.context_paths[0] / unique
     folder.mkdir(parents=True)
+    base_id = json.loads(docker_cli("image", "inspect", base_image).stdout)[0]["Id"]
     (folder / "Dockerfile").write_text(f"FROM {base_image}\n")
     only_from = await build(client, operate, path=folder.name, tag=f"{unique}-from:v1")
     assert only_from.status_code == 200, only_from.text
-    base_id = json.loads(docker_cli("image", "inspect", base_image).stdout)[0]["Id"]
-    assert only_from.json()["image_id"] == base_id
+    assert only_from.json()["image_id"] != base_id
     (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {unique} > /made-outside\n")
     docker_cli("build", "-q", "-t", f"{unique}-outside:v1", str(folder))  # someone else's build
-    cached = await build(client, operate, path=folder.name, tag=f"{unique}-cached:v1")
     outside_id = json.loads(docker_cli("image", "inspect", f"{unique}-outside:v1").stdout)[0]["Id"]
-    assert cached.status_code == 200 and cached.json()["image_id"] == outside_id
+    cached = await build(client, operate, path=folder.name, tag=f"{unique}-cached:v1")
+    assert cached.status_code == 200 and cached.json()["image_id"] != outside_id
+    assert image_labels(f"{unique}-cached:v1")["docker-manager.managed"] == "true"
     listed = {i["id"]: i for i in (await client.get("/docker/images", headers=read)).json()}
+    assert listed[only_from.json()["image_id"]]["managed"] is True
+    assert listed[cached.json()["image_id"]]["managed"] is True
     assert listed[base_id]["managed"] is False and listed[outside_id]["managed"] is False
     refused = await client.post("/docker/rmi", json={"id_or_name": base_image}, headers=operate)
     assert refused.status_code == 403 and refused.json()["code"] == "not_managed"
-    # A rebuild of the service's own image is the same image, and stays ours.
+    refused = await client.post("/docker/rmi", json={"id_or_name": f"{unique}-outside:v1"}, headers=operate)
+    assert refused.status_code == 403 and refused.json()["code"] == "not_managed"
+    # A rebuild of the service's own image is the same image (no label pass), and stays ours.
     (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {unique} > /made-here\n")
     first = (await build(client, operate, path=folder.name, tag=f"{unique}-own:v1")).json()["image_id"]
     again = (await build(client, operate, path=folder.name, tag=f"{unique}-own:v2")).json()["image_id"]
     assert first == again
+    assert not any(key.startswith("docker-manager.") for key in image_labels(f"{unique}-own:v2"))
     listed = {i["id"]: i for i in (await client.get("/docker/images", headers=read)).json()}
     assert listed[first]["managed"] is True
     for tag in ("from", "outside", "cached", "own"):

@@ -11,6 +11,7 @@ guards: Host check, authentication, request id, metrics and audit all still see 
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from starlette.routing import BaseRoute
@@ -18,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from docker_manager.auth import Principal
 from docker_manager.auth import Scope as TokenScope
-from docker_manager.errors import DockerManagerError
 
 STATUS_PREFIX = "/tasks/status/"
 STATUS_TEMPLATE = STATUS_PREFIX + "{task_id}"
@@ -36,11 +36,12 @@ class TaskStatusFastPath:
             task_id = scope["path"][len(STATUS_PREFIX) :]
             principal: Principal | None = scope.get("state", {}).get("principal")
             if principal is not None and principal.has(TokenScope.READ) and _TASK_ID.fullmatch(task_id):
-                try:
+                body = None
+                # Any failure (not found, no access, the database down...) is the route's to answer,
+                # with the app's one error mapping.
+                with contextlib.suppress(Exception):
                     body = await scope["app"].state.services.tasks.status_json(task_id, principal)
-                except DockerManagerError:
-                    pass  # the route answers it, with the app's one error mapping
-                else:
+                if body is not None:
                     scope["route"] = self.route
                     scope["path_params"] = {"task_id": task_id}
                     await send(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,21 +40,27 @@ class Images:
     @asynccontextmanager
     async def push(self, name: str, *, tag: str, auth: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Push `name:tag`; `auth` is the X-Registry-Auth value (never logged)."""
-        async with self._t.stream(
-            "POST", f"/images/{ref(name)}/push", params={"tag": tag}, headers={"X-Registry-Auth": auth}
-        ) as response:
-            yield json_progress(response.aiter_lines())
+        async with (
+            self._t.stream(
+                "POST", f"/images/{ref(name)}/push", params={"tag": tag}, headers={"X-Registry-Auth": auth}
+            ) as response,
+            contextlib.aclosing(json_progress(response.aiter_lines())) as progress,
+        ):
+            yield progress
 
     @asynccontextmanager
     async def pull(self, name: str, *, tag: str, auth: str) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
         """Pull `name:tag` explicitly (nothing else in this service ever pulls)."""
-        async with self._t.stream(
-            "POST",
-            "/images/create",
-            params={"fromImage": name, "tag": tag},
-            headers={"X-Registry-Auth": auth},
-        ) as response:
-            yield json_progress(response.aiter_lines())
+        async with (
+            self._t.stream(
+                "POST",
+                "/images/create",
+                params={"fromImage": name, "tag": tag},
+                headers={"X-Registry-Auth": auth},
+            ) as response,
+            contextlib.aclosing(json_progress(response.aiter_lines())) as progress,
+        ):
+            yield progress
 
     @asynccontextmanager
     async def load(self, archive: AsyncIterator[bytes]) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
@@ -61,14 +68,17 @@ class Images:
 
         An exception raised by `archive` aborts the request, so the engine loads nothing.
         """
-        async with self._t.stream(
-            "POST",
-            "/images/load",
-            params={"quiet": True},
-            content=archive,
-            headers={"Content-Type": "application/x-tar"},
-        ) as response:
-            yield json_progress(response.aiter_lines())
+        async with (
+            self._t.stream(
+                "POST",
+                "/images/load",
+                params={"quiet": True},
+                content=archive,
+                headers={"Content-Type": "application/x-tar"},
+            ) as response,
+            contextlib.aclosing(json_progress(response.aiter_lines())) as progress,
+        ):
+            yield progress
 
     @asynccontextmanager
     async def export(self, image: str) -> AsyncIterator[AsyncIterator[bytes]]:
@@ -101,14 +111,17 @@ class Images:
             "forcerm": True,
             "nocache": nocache,
         }
-        async with self._t.stream(
-            "POST",
-            "/build",
-            params=params,
-            content=context,
-            headers={"Content-Type": "application/x-tar"},
-        ) as response:
-            yield json_progress(response.aiter_lines())
+        async with (
+            self._t.stream(
+                "POST",
+                "/build",
+                params=params,
+                content=context,
+                headers={"Content-Type": "application/x-tar"},
+            ) as response,
+            contextlib.aclosing(json_progress(response.aiter_lines())) as progress,
+        ):
+            yield progress
 
 
 def deleted_ids(answer: JsonList) -> set[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from enum import IntEnum
 from typing import Any
 
@@ -36,7 +36,7 @@ def progress_error(record: dict[str, Any]) -> str | None:
     return None
 
 
-async def json_progress(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+async def json_progress(lines: AsyncIterator[str]) -> AsyncGenerator[dict[str, Any], None]:
     """Yield each JSON record; raise `ProgressError` on the first in-band error record.
 
     The error record is not yielded: callers see it as the exception, with the record attached.

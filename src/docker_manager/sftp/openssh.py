@@ -33,6 +33,7 @@ _SAFE_PATH = re.compile(r"/?[A-Za-z0-9._@+=,][A-Za-z0-9._/@+=,:-]*")
 _SAFE_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")
 _SAFE_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 _STDERR_KEPT = 4096
+MAX_BATCH_LINE = 1024
 PROGRESS_INTERVAL = 1.0
 
 
@@ -78,7 +79,13 @@ class OpenSshCopier:
 
     @staticmethod
     def can_copy(local: Path, remote: str) -> bool:
-        return bool(_SAFE_PATH.fullmatch(str(local)) and local.is_absolute() and _SAFE_PATH.fullmatch(remote))
+        # sftp reads its batch in lines of at most 2047 bytes: a longer one would be split in two.
+        return bool(
+            _SAFE_PATH.fullmatch(str(local))
+            and local.is_absolute()
+            and _SAFE_PATH.fullmatch(remote)
+            and len(_batch_line(local, remote)) < MAX_BATCH_LINE
+        )
 
     async def copy(self, local: Path, remote: str, on_copied: Callable[[int], None]) -> None:
         """Copy `local` to `remote` (replacing it); `on_copied(bytes)` as the copy goes on."""
@@ -133,7 +140,7 @@ class OpenSshCopier:
         )
         watcher = asyncio.create_task(_watch_progress(process.pid, local, on_copied))
         try:
-            _, stderr = await process.communicate(f"put {local} {remote}\n".encode())
+            _, stderr = await process.communicate(_batch_line(local, remote))
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -141,8 +148,7 @@ class OpenSshCopier:
             raise
         finally:
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await asyncio.wait([watcher])  # (a cancel aimed at this task is not swallowed here)
         if process.returncode != 0:
             message = stderr[-_STDERR_KEPT:].decode("utf-8", "replace").strip() or "no message"
             raise CopyFailed(f"sftp exited with {process.returncode}: {message}")
@@ -170,6 +176,10 @@ def _read_offset(pid: int, path: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def _batch_line(local: Path, remote: str) -> bytes:
+    return f"put {local} {remote}\n".encode()
 
 
 def _remove_folder(folder: Path) -> None:

@@ -21,7 +21,7 @@ import asyncssh
 
 from docker_manager import metrics
 from docker_manager.errors import UploadFailed
-from docker_manager.sftp.openssh import OpenSshCopier
+from docker_manager.sftp.openssh import CopyFailed, OpenSshCopier
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ async def upload(
                         for path in files:
                             if path.name in done:
                                 continue
-                            total += await _put(sftp, path, remote, progress, copier)
+                            total += await _put(sftp, path, remote, progress, copier, target.client == "auto")
                             done.append(path.name)
                     metrics.SFTP_BYTES.inc(total)
                     metrics.SFTP_DURATION.observe(time.monotonic() - started)
@@ -194,6 +194,7 @@ async def _put(
     remote: str,
     progress: Progress | None,
     copier: OpenSshCopier | None,
+    fall_back: bool,
 ) -> int:
     final = f"{remote}/{path.name}"
     part = final + ".part"
@@ -207,10 +208,19 @@ async def _put(
 
     reporter = asyncio.create_task(_report(path.name, state, reported, progress)) if progress else None
     try:
+        copied = False
         if copier is not None and copier.can_copy(path, part):
-            await copier.copy(path, part, on_copied)
-        else:
-            await sftp.put(str(path), part, progress_handler=lambda _s, _d, copied, _t: on_copied(copied))
+            try:
+                await copier.copy(path, part, on_copied)
+                copied = True
+            except CopyFailed as exc:
+                # OpenSSH refuses some things asyncssh takes (a key file others can read, PuTTY
+                # keys, servers offering only SHA-1 algorithms): `auto` goes on without it.
+                if not fall_back:
+                    raise
+                log.warning("OpenSSH's sftp could not copy %s (%s); asyncssh copies it", path.name, exc)
+        if not copied:
+            await sftp.put(str(path), part, progress_handler=lambda _s, _d, done, _t: on_copied(done))
         await sftp.posix_rename(part, final)  # atomic replace: a half file never has the real name
     except BaseException:
         with contextlib.suppress(Exception):
@@ -219,8 +229,7 @@ async def _put(
     finally:
         if reporter is not None:
             reporter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reporter
+            await asyncio.wait([reporter])  # (a cancel aimed at this task is not swallowed here)
     if progress is not None:
         await progress(path.name, size, size)
     return size

@@ -19,13 +19,12 @@ from typing import Any
 
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import Docker, ProgressError
-from docker_manager.docker.build_context import BuildContext
+from docker_manager.docker import Docker
 from docker_manager.errors import BuildFailed, Conflict
-from docker_manager.labels import managed_labels
 from docker_manager.ownership import Ownership
 from docker_manager.services.builds.claims import ImageClaims
-from docker_manager.services.builds.dockerfile import image_name_for, parse_dockerfile, with_labels
+from docker_manager.services.builds.dockerfile import image_name_for, parse_dockerfile
+from docker_manager.services.builds.engine import EngineJob, EnginePass
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.builds.plan import BuildPlan, BuildSource, plan_build, sftp_target
 from docker_manager.services.builds.shipping import export_image, upload_folder
@@ -43,7 +42,6 @@ from docker_manager.tasks import (
     new_task_id,
 )
 from docker_manager.tasks.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
-from docker_manager.util.clock import utcnow
 from docker_manager.util.files import tree_size, write_new_file
 
 log = logging.getLogger(__name__)
@@ -67,6 +65,7 @@ class BuildService:
         self._images = images
         self._ownership = ownership
         self._claims = ImageClaims(docker, ownership)
+        self._engine = EnginePass(docker, self._claims, settings)
         self._settings = settings
 
     # --- planning (all validation happens in `plan`, before anything starts) -------------------
@@ -318,56 +317,24 @@ class BuildService:
         appended only with DM_BUILD_LABELS, since the classic builder commits a LABEL as one more
         step and a task id label makes every rebuild a new image.
         """
-        output = BuildOutput()
-        sent = dockerfile_text
-        if self._settings.build_labels:
-            sent = with_labels(dockerfile_text, managed_labels(app_id=app_id, task_id=ctx.task_id))
-        context = BuildContext(
-            root, dockerfile, {dockerfile: sent.encode()}, self._settings.max_context_bytes, exclude
+        job = EngineJob(
+            root, dockerfile, dockerfile_text, tag, app_id, build_args, nocache, exclude, created_by
         )
-        limit = self._settings.build_timeout
-        started = utcnow()
-        try:
-            try:
-                async with asyncio.timeout(limit):
-                    await self._stream_engine(ctx, output, context, tag, build_args, nocache)
-            except BaseException:
-                # Failed, timed out or cancelled: the steps it completed stay as untagged images.
-                steps = self._claims.steps(
-                    output, started, app_id=app_id, task_id=ctx.task_id, created_by=created_by
-                )
-                await asyncio.shield(steps)
-                raise
-        except ProgressError as exc:
-            chunk = {"errorDetail": {"message": exc.message}, "error": exc.message}
-            await ctx.output([{"stream": "error", "text": exc.message, "chunk": chunk}])
-            raise BuildFailed(f"the build failed: {exc.message}", logs=list(output.tail)) from exc
-        except TimeoutError as exc:
-            # Leaving the block closed the engine request, which stops the build there too.
-            raise BuildFailed(f"the build took longer than {limit:.0f} s", logs=list(output.tail)) from exc
-        if output.image_id is None:
-            raise BuildFailed("the engine finished without reporting an image id", logs=list(output.tail))
-        await self._claims.final_image(
-            output.image_id, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+        output, started = await self._engine.run(ctx, job, labelled=self._settings.build_labels)
+        if await self._claims.final_image(
+            output, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+        ):
+            return output
+        # Every step came from a cache, or the Dockerfile is only FROM: the image existed before
+        # and may be anyone's. One more pass with the label step gives the build an image of its own.
+        await ctx.event(
+            "building",
+            "labelling",
+            message=f"build ended on {output.image_id}, which existed before it: a label step follows",
         )
+        output, started = await self._engine.run(ctx, job, labelled=True)
+        if not await self._claims.final_image(
+            output, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+        ):
+            log.warning("build %s: image %s is not recorded as this service's", ctx.task_id, output.image_id)
         return output
-
-    async def _stream_engine(
-        self,
-        ctx: TaskContext,
-        output: BuildOutput,
-        context: BuildContext,
-        tag: str | None,
-        build_args: dict[str, str] | None,
-        nocache: bool,
-    ) -> None:
-        build = self._docker.images.build(
-            context.stream(),
-            tag=tag,
-            dockerfile=context.dockerfile,
-            buildargs=build_args,
-            nocache=nocache,
-        )
-        async with build as progress:
-            async for record in progress:
-                await ctx.output(output.feed(record))
