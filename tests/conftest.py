@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
@@ -26,6 +27,7 @@ from tests.helpers import started_app
 from tests.services import TEST_FRONTS, is_session_front
 
 RUN_ID = secrets.token_hex(3)
+SESSION_STARTED = datetime.now(UTC)
 PREFIX = f"dmt{RUN_ID}"
 BASE_IMAGE = "dm-test-bb:latest"
 
@@ -210,25 +212,20 @@ def _remove_named(fragment: str) -> None:
     images = {ref for ref in listed if fragment in ref.rsplit("/", 1)[-1] and not ref.endswith(":<none>")}
     if images:
         docker_cli("rmi", *images, check=False)
-    # Untagged leftovers of this session's builds: earlier versions of a re-used tag (labelled),
-    # and the steps a cancelled or failed build completed (unlabelled: the service's label is the
-    # last step), known by the session's marker in the step's command.
+    # Untagged leftovers of this session's builds: earlier versions of a re-used tag, and the steps
+    # a cancelled or failed build completed. Built images carry no label, so: those made since the
+    # session began (an engine's other dangling images are older, or another session's leftovers).
     dangling = set(
         docker_cli("images", "-q", "--no-trunc", "--filter", "dangling=true", check=False).stdout.split()
     )
     if dangling:
         described = docker_cli(
-            "image",
-            "inspect",
-            "--format",
-            "{{.Id}} {{json .Config.Labels}} {{json .ContainerConfig.Cmd}}",
-            *dangling,
-            check=False,
+            "image", "inspect", "--format", "{{.Id}} {{.Created}}", *dangling, check=False
         ).stdout.splitlines()
         ours = [
-            line.split(" ", 1)[0]
-            for line in described
-            if "docker-manager.managed" in line or fragment in line.split(" ", 1)[-1]
+            image_id
+            for image_id, created in (line.split(" ", 1) for line in described if " " in line)
+            if _created_at(created) >= SESSION_STARTED
         ]
         if ours:
             docker_cli("rmi", *ours, check=False)
@@ -260,6 +257,13 @@ def _remove_switch_rules() -> Iterator[None]:
     subprocess.run(
         ["iptables-restore", "-w", "5", "--noflush"], input="\n".join(rules), text=True, check=False
     )
+
+
+def _created_at(stamp: str) -> datetime:
+    try:
+        return datetime.fromisoformat(stamp.strip())
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _dest(rule: str) -> str:

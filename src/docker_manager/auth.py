@@ -180,6 +180,12 @@ class TokenStore:
         if result.rowcount == 0:
             raise NotFound(f"no active token with id {token_id!r}")
 
+    async def close(self) -> None:
+        """Cancel the refreshes still in flight (at shutdown)."""
+        for refresh in list(self._refreshes):
+            refresh.cancel()
+        await asyncio.gather(*self._refreshes, return_exceptions=True)
+
     def _forget_all(self) -> None:
         self._cache.clear()
         self._generation += 1

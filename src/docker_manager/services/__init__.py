@@ -149,6 +149,7 @@ class Services:
         if self.outbox is not None:
             await self.outbox.stop()
         await self.docker.close()
+        await self.tokens.close()  # its background refreshes, before the database goes
         await self.db.close()
 
 

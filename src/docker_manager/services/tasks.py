@@ -144,6 +144,7 @@ class TaskService:
         self.check_access(record, principal)
         cached = self._final_json.get(task_id)
         if cached is not None and record.status.final and cached[0] == record.updated_at:
+            self._final_json.move_to_end(task_id)  # the polled ones stay
             return cached[1]
         status = await self.status(task_id, principal)
         body = status.model_dump_json().encode()
