@@ -15,10 +15,11 @@ from typing import Any
 import httpx2
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
 from tests.conftest import docker_cli
@@ -104,12 +105,25 @@ def log_in(browser: WebDriver, server: Server, token: str) -> None:
     wait_for(lambda: browser.current_url.rstrip("/").endswith("/ui"), what="the overview")
 
 
-def page_outcome(browser: WebDriver) -> str:
-    """What the page says after a form: its notice or the reason it was refused."""
+def submit(browser: WebDriver, button: WebElement) -> str:
+    """Click a form's button; what the next page says: its notice or the reason it was refused.
+    (Waits for the page to be replaced first: the previous page may carry a notice too.)"""
+    before = browser.find_element(By.TAG_NAME, "html")
+    button.click()
+    wait_for(lambda: _replaced(before), what="the next page")
     found = wait_for(
-        lambda: browser.find_elements(By.CSS_SELECTOR, ".notice, .refused"), what="the form's outcome"
+        lambda: [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".notice, .refused")],
+        what="the form's outcome",
     )
-    return str(found[0].text)
+    return str(found[0])
+
+
+def _replaced(element: WebElement) -> bool:
+    try:
+        element.tag_name  # noqa: B018 (touching it tells whether it is still on the page)
+    except StaleElementReferenceException:
+        return True
+    return False
 
 
 def session_cookie(browser: WebDriver) -> str:
@@ -364,8 +378,7 @@ def test_deploy_an_upload_then_give_it_a_site(
     form = browser.find_element(By.ID, "site-create")
     form.find_element(By.NAME, "domain").send_keys(domain)
     form.find_element(By.NAME, "port").send_keys(str(port))
-    form.find_element(By.CSS_SELECTOR, "button").click()
-    assert "now proxies" in page_outcome(browser)
+    assert "now proxies" in submit(browser, form.find_element(By.CSS_SELECTOR, "button"))
     through = httpx2.get(f"http://127.0.0.1:{server.nginx.port}/", headers={"Host": domain}, timeout=5)
     assert through.text.strip() == f"deployed-{unique}"
     history = browser.find_element(By.ID, "history").text
@@ -374,8 +387,7 @@ def test_deploy_an_upload_then_give_it_a_site(
     form = browser.find_element(By.ID, "site-create")
     form.find_element(By.NAME, "domain").send_keys("bad;domain")
     form.find_element(By.NAME, "port").send_keys(str(port))
-    form.find_element(By.CSS_SELECTOR, "button").click()
-    assert "domain" in page_outcome(browser)
+    assert "domain" in submit(browser, form.find_element(By.CSS_SELECTOR, "button"))
     assert not list(server.nginx.sites.glob("*bad*"))
 
 
@@ -394,8 +406,8 @@ def test_log_out_and_the_old_cookie_is_refused(browser: WebDriver, server: Serve
     assert again.status_code == 303 and again.headers["location"] == "/ui/login"
     # A wrong token at the login form: the form again, with the reason.
     browser.find_element(By.ID, "token").send_keys("dm_not-a-token")
-    browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
-    assert "unknown, expired or revoked token" in page_outcome(browser)
+    button = browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button")
+    assert "unknown, expired or revoked token" in submit(browser, button)
 
 
 def test_revoking_the_token_ends_its_sessions(browser: WebDriver, server: Server) -> None:
@@ -412,8 +424,8 @@ def test_the_dashboard_needs_a_read_token_and_shows_only_its_own_messages(
     log_in_page = f"{server.url}/ui/login"
     browser.get(log_in_page)
     browser.find_element(By.ID, "token").send_keys(make_token(server, "metrics")[1])
-    browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button").click()
-    assert "needs a token with the 'read' scope" in page_outcome(browser)
+    button = browser.find_element(By.CSS_SELECTOR, "form[action='/ui/login'] button")
+    assert "needs a token with the 'read' scope" in submit(browser, button)
     assert not [c for c in browser.get_cookies() if c["name"] == "dm_session"]
     # Text from a link made elsewhere is not put on the page.
     browser.get(f"{log_in_page}?error=Your+token+was+rotated&notice=paste+it+at+evil.example&m=forged")
