@@ -336,6 +336,25 @@ def test_a_containers_stats_followed_log_files_and_download(
     form.find_element(By.CSS_SELECTOR, "button").click()
     wait_for(lambda: browser.find_element(By.ID, "exit-code").text == "3", what="the exit code")
     assert browser.find_element(By.ID, "exec-output").text.strip() == "hi there 3"
+    # In a working directory; a relative one is refused with the reason, nothing run.
+    browser.get(f"{server.url}/ui/containers/{container}")
+    form = browser.find_element(By.ID, "exec")
+    form.find_element(By.NAME, "cmd").send_keys("pwd")
+    form.find_element(By.NAME, "workdir").send_keys("/srv/site")
+    form.find_element(By.CSS_SELECTOR, "button").click()
+    wait_for(lambda: browser.find_element(By.ID, "exit-code").text == "0", what="the exit code")
+    assert browser.find_element(By.ID, "exec-output").text.strip() == "/srv/site"
+    browser.get(f"{server.url}/ui/containers/{container}")
+    form = browser.find_element(By.ID, "exec")
+    form.find_element(By.NAME, "cmd").send_keys("touch made-by-a-relative-workdir")
+    form.find_element(By.NAME, "workdir").send_keys("../etc")
+    assert "workdir" in submit(browser, form.find_element(By.CSS_SELECTOR, "button"))
+    found = server.api(
+        "POST",
+        "/docker/exec",
+        json={"id_or_name": container, "cmd": ["find", "/", "-xdev", "-name", "made-by-a-relative-workdir"]},
+    )
+    assert found.status_code == 200 and found.json()["stdout"] == ""
 
 
 def test_deploy_an_upload_then_give_it_a_site(

@@ -54,19 +54,24 @@ async def exec_in_container(
     session: FormSession,
     container_id: ContainerRef,
     cmd: Annotated[str, Form(max_length=4096)],
+    workdir: Annotated[str, Form(max_length=4096)] = "",
 ) -> Response:
     """Run a command in the container (`exec` tokens): split into an argv list as a shell would
     quote it, but never run through a shell on the host; output and time capped as in the API."""
     path = f"/ui/containers/{container_id}"
     try:
         _require(session, Scope.EXEC)
-        body = ExecRequest(id_or_name=container_id, cmd=shlex.split(cmd))
+        body = ExecRequest(id_or_name=container_id, cmd=shlex.split(cmd), workdir=workdir.strip() or None)
         result = await services_of(request).containers.exec(
-            body.id_or_name, session.principal, cmd=list(body.cmd), workdir=None, timeout=None
+            body.id_or_name, session.principal, cmd=list(body.cmd), workdir=body.workdir, timeout=None
         )
     except DockerManagerError as exc:
         return back(request, path, error=exc)
-    except (ValueError, ValidationError) as exc:  # unbalanced quotes, an empty command
+    except ValidationError as exc:  # an empty command, a relative or hostile working directory
+        if any(problem["loc"][:1] == ("workdir",) for problem in exc.errors()):
+            return back(request, path, error="the working directory must be an absolute path (workdir)")
+        return back(request, path, error=f"not a command: {exc.errors()[0]['msg'][:200]}")
+    except ValueError as exc:  # unbalanced quotes
         return back(request, path, error=f"not a command: {str(exc).splitlines()[0][:200]}")
     return page(request, "exec.html", session, container_id=container_id, cmd=cmd, result=result)
 
