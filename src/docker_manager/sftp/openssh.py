@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import signal
 import tempfile
 from collections.abc import Callable, Sequence
@@ -89,14 +90,16 @@ class OpenSshCopier:
 
     async def copy(self, local: Path, remote: str, on_copied: Callable[[int], None]) -> None:
         """Copy `local` to `remote` (replacing it); `on_copied(bytes)` as the copy goes on."""
-        folder = await asyncio.to_thread(tempfile.mkdtemp, prefix="dm-sftp-")
+        # Named here, made in the try: a cancel while it is being made still removes it.
+        folder = Path(tempfile.gettempdir()) / f"dm-sftp-{secrets.token_hex(8)}"
         try:
-            known_hosts = Path(folder) / "known_hosts"
+            await asyncio.to_thread(folder.mkdir, mode=0o700)
+            known_hosts = folder / "known_hosts"
             name = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
             await asyncio.to_thread(known_hosts.write_text, f"{name} {self.host_key}\n")
             await self._run(known_hosts, local, remote, on_copied)
         finally:
-            await asyncio.to_thread(_remove_folder, Path(folder))
+            await asyncio.shield(asyncio.to_thread(_remove_folder, folder))
 
     def _argv(self, known_hosts: Path) -> list[str]:
         options = {
@@ -183,6 +186,8 @@ def _batch_line(local: Path, remote: str) -> bytes:
 
 
 def _remove_folder(folder: Path) -> None:
+    if not folder.is_dir() or folder.is_symlink():
+        return
     for child in folder.iterdir():
         child.unlink()
     folder.rmdir()
