@@ -31,6 +31,7 @@ from docker_manager.errors import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+HEADER_BYTES = 1024  # where the header must be: the start of the file
 _HEADER_RE = re.compile(
     r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
     r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: kind=(managed|host))?"
@@ -75,13 +76,17 @@ class SiteHeader:
 
 
 def read_header(path: Path) -> SiteHeader | None:
-    """The managed-site header of a file, or None if the file is not one of ours."""
+    """The managed-site header of a file, or None if the file is not one of ours. Blocking."""
     try:
         with path.open("r", encoding="utf-8", errors="replace") as handle:
-            head = handle.read(1024)
+            return parse_header(handle.read(HEADER_BYTES))
     except OSError:
         return None
-    match = _HEADER_RE.search(head)
+
+
+def parse_header(text: str) -> SiteHeader | None:
+    """The managed-site header at the start of a site file's text, or None."""
+    match = _HEADER_RE.search(text[:HEADER_BYTES])
     if match is None:
         return None
     port = int(match.group(3))

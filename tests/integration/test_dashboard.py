@@ -118,6 +118,18 @@ def submit(browser: WebDriver, button: WebElement) -> str:
     return str(found[0])
 
 
+def command_form(
+    browser: WebDriver, server: Server, container: str, cmd: str, workdir: str = ""
+) -> WebElement:
+    """The container page's "Run a command" form, filled in: its button."""
+    browser.get(f"{server.url}/ui/containers/{container}")
+    form = browser.find_element(By.ID, "exec")
+    form.find_element(By.NAME, "cmd").send_keys(cmd)
+    if workdir:
+        form.find_element(By.NAME, "workdir").send_keys(workdir)
+    return form.find_element(By.CSS_SELECTOR, "button")
+
+
 def _replaced(element: WebElement) -> bool:
     try:
         element.tag_name  # noqa: B018 (touching it tells whether it is still on the page)
@@ -330,25 +342,15 @@ def test_a_containers_stats_followed_log_files_and_download(
     assert got.status_code == 200 and got.content == b"<b>hello</b> files\n"
     assert got.headers["content-disposition"].startswith('attachment; filename="index.html"')
     # A command, quoted as in sh but run without a shell on the host; its exit code shown.
-    browser.get(f"{server.url}/ui/containers/{container}")
-    form = browser.find_element(By.ID, "exec")
-    form.find_element(By.NAME, "cmd").send_keys("""sh -c 'echo "hi there" $((1+2)); exit 3'""")
-    form.find_element(By.CSS_SELECTOR, "button").click()
+    command_form(browser, server, container, """sh -c 'echo "hi there" $((1+2)); exit 3'""").click()
     wait_for(lambda: browser.find_element(By.ID, "exit-code").text == "3", what="the exit code")
     assert browser.find_element(By.ID, "exec-output").text.strip() == "hi there 3"
     # In a working directory; a relative one is refused with the reason, nothing run.
-    browser.get(f"{server.url}/ui/containers/{container}")
-    form = browser.find_element(By.ID, "exec")
-    form.find_element(By.NAME, "cmd").send_keys("pwd")
-    form.find_element(By.NAME, "workdir").send_keys("/srv/site")
-    form.find_element(By.CSS_SELECTOR, "button").click()
+    command_form(browser, server, container, "pwd", workdir="/srv/site").click()
     wait_for(lambda: browser.find_element(By.ID, "exit-code").text == "0", what="the exit code")
     assert browser.find_element(By.ID, "exec-output").text.strip() == "/srv/site"
-    browser.get(f"{server.url}/ui/containers/{container}")
-    form = browser.find_element(By.ID, "exec")
-    form.find_element(By.NAME, "cmd").send_keys("touch made-by-a-relative-workdir")
-    form.find_element(By.NAME, "workdir").send_keys("../etc")
-    assert "workdir" in submit(browser, form.find_element(By.CSS_SELECTOR, "button"))
+    run = command_form(browser, server, container, "touch made-by-a-relative-workdir", workdir="../etc")
+    assert "workdir" in submit(browser, run)
     found = server.api(
         "POST",
         "/docker/exec",

@@ -46,7 +46,6 @@ ADMIN_ONLY_TYPES = frozenset({"generic_task"})
 CONTAINER_OUTPUT_KEYS = frozenset({"last_lines"})
 # What one /tasks/logs request reads at most: 4 files of up to 4 MiB each, whatever `tail` asks.
 TAIL_BYTES_PER_FILE = 4 << 20
-FINAL_STATUSES = frozenset(status.value for status in Status if status.final)
 FINAL_JSON_CACHE = 1024
 _SECRET_KEYS = frozenset({"env", "password", "sftp_password", "dockerhub_password", "build_args"})
 
@@ -146,9 +145,9 @@ class TaskService:
         if cached is not None and record.status.final and cached[0] == record.updated_at:
             self._final_json.move_to_end(task_id)  # the polled ones stay
             return cached[1]
-        status = await self.status(task_id, principal)
-        body = status.model_dump_json().encode()
-        if status.status in FINAL_STATUSES and status.updated_at == record.updated_at:
+        record = await self._runner.store.get(task_id)  # now with its steps
+        body = _status_of(record, self._runner.queue_position(task_id)).model_dump_json().encode()
+        if record.status.final:
             self._final_json[task_id] = (record.updated_at, body)
             while len(self._final_json) > FINAL_JSON_CACHE:
                 self._final_json.popitem(last=False)

@@ -22,6 +22,7 @@ from docker_manager.nginx import (
     SiteHeader,
     Upstream,
     managed_sites,
+    parse_header,
     read_header,
     same_configuration,
 )
@@ -143,7 +144,7 @@ class TrafficSwitch:
         reloaded only when the site file itself changes (a new site, another domain)."""
         assert self.netfilter is not None
         previous = await asyncio.to_thread(_read_text, target)
-        before = await asyncio.to_thread(read_header, target) if previous is not None else None
+        before = parse_header(previous) if previous is not None else None
         await self.netfilter.point(front, upstream.address)
         try:
             if previous is not None and same_configuration(previous, content):
