@@ -231,9 +231,19 @@ def is_session_front(address: str) -> bool:
 
 
 @contextmanager
-def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> Iterator[ServiceProcess]:
-    """The service as its users run it: `python -m docker_manager serve`, on a loopback port."""
+def service_process(
+    data_dir: Path, stderr: Path | None = None, *, open_files: int | None = None, **env: str
+) -> Iterator[ServiceProcess]:
+    """The service as its users run it: `python -m docker_manager serve`, on a loopback port.
+    `open_files`: the soft RLIMIT_NOFILE it starts with (Debian's default is 1,024)."""
+    import resource
     import sys
+
+    def limit() -> None:
+        if open_files is not None:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            )
 
     port = free_port()
     token = "dm_process_" + os.urandom(8).hex()
@@ -251,6 +261,7 @@ def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> I
         },
         stdout=subprocess.DEVNULL,
         stderr=stderr.open("wb") if stderr is not None else subprocess.DEVNULL,
+        preexec_fn=limit,
     )
     try:
         wait_for_port(port, process, timeout=30)
@@ -261,7 +272,7 @@ def service_process(data_dir: Path, stderr: Path | None = None, **env: str) -> I
 
 
 @contextmanager
-def service_with_nginx(root: Path) -> Iterator[tuple[ServiceProcess, NginxServer, Path]]:
+def service_with_nginx(root: Path, **env: str) -> Iterator[tuple[ServiceProcess, NginxServer, Path]]:
     """A server process with its own nginx and a build-context root (switches without a drain)."""
     contexts = root / "contexts"
     contexts.mkdir()
@@ -273,7 +284,7 @@ def service_with_nginx(root: Path) -> Iterator[tuple[ServiceProcess, NginxServer
             DM_CONTEXT_ROOTS=json.dumps([str(contexts)]),
             DM_SWITCH_DRAIN_SECONDS="0",
             DM_SWITCH_STOP_TIMEOUT="1",
-            **web.env(),
+            **{**web.env(), **env},
         ) as process,
     ):
         yield process, web, contexts

@@ -13,12 +13,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from docker_manager import __version__
+from docker_manager.api.connections import raise_open_files_limit
 from docker_manager.api.errors import install_error_handlers
 from docker_manager.api.hot import STATUS_TEMPLATE, TaskStatusFastPath
 from docker_manager.api.middleware import AuthGate, BodySizeLimit, FailureLimiter, TrustedHostGuard
 from docker_manager.api.observe import RequestObserver
 from docker_manager.api.routes import ROUTERS
 from docker_manager.api.routes.docs import router as docs_router
+from docker_manager.api.streaming import StreamSlots
 from docker_manager.config import Settings
 from docker_manager.services import Services
 from docker_manager.ui.setup import UI_ROUTERS, install_ui_handlers
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        raise_open_files_limit()  # `serve` did already; `uvicorn main:app` did not
         services = await Services.start(settings)
         app.state.services = services
         # Everything built so far lives as long as the process: keep it out of the collector's
@@ -58,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    # Whether the server hands the app the real peer address (`serve` sets it; see peer_of).
+    app.state.peer_verified = False
+    app.state.streams = StreamSlots(total=settings.max_streams, per_token=settings.max_streams_per_token)
     install_error_handlers(app)
     for router in ROUTERS:
         # The routes themselves, not the router: FastAPI walks nested routers on every request,

@@ -209,11 +209,15 @@ class AuditLog:
         app_id: str | None = None,
         outcome: str | None = None,
         routes: Sequence[str] = (),
+        authenticated: bool = False,
         limit: int = 100,
         cursor: str | None = None,
     ) -> tuple[list[AuditEntry], str | None]:
-        """Newest first; `token` matches a token's id or name; `routes` keeps those route templates."""
+        """Newest first; `token` matches a token's id or name; `routes` keeps those route templates;
+        `authenticated` keeps the requests a valid token (or session) made."""
         query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit + 1)
+        if authenticated:
+            query = query.where(audit_log.c.token_id.is_not(None))
         if routes:
             query = query.where(audit_log.c.route.in_(list(routes)))
         if since is not None:

@@ -38,15 +38,30 @@ def serve(
     """Serve the API (one worker: tasks live in this process)."""
     import uvicorn
 
+    from docker_manager.api.connections import ConnectionGuard, ConnectionLimits
     from docker_manager.app import create_app
 
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
     configure_logging(settings.log_format)
+    guard = ConnectionGuard(
+        ConnectionLimits.fitted(
+            max_connections=settings.max_connections,
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+        )
+    )
+    app = create_app(settings)
+    # uvicorn below believes X-Forwarded-For from the named proxies only (by default from any
+    # loopback peer): the client address the limiter and the audit see is the real one.
+    app.state.peer_verified = True
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
+        http=guard.protocol(),
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         workers=1,
         # With a stream open, uvicorn would otherwise never exit on SIGTERM (see docs/docker-adapter.md).
         timeout_graceful_shutdown=5,

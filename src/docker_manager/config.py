@@ -71,6 +71,24 @@ class Settings(BaseSettings):
     )
     auth_failure_window: float = Field(60.0, gt=0, description="That window, and the wait after it (s).")
     access_log: bool = Field(False, description="Log every request line (uvicorn's access log).")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of proxies whose X-Forwarded-For is believed (none: the peer address "
+        "is the client, whatever the headers say).",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=16,
+        le=1_000_000,
+        description="Open client connections at most (fewer when the open-files limit is low); past "
+        "it the one waiting longest for its request is closed.",
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds a connection has to send a request head (s)."
+    )
+    body_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds a request has to send its body.")
+    max_streams: int = Field(256, ge=1, description="Live streams (events, logs, build output) at once.")
+    max_streams_per_token: int = Field(32, ge=1, description="Live streams at once per token.")
     log_format: Literal["text", "json"] = Field(
         "text", description="Log lines as text, or one JSON object each."
     )
@@ -269,6 +287,13 @@ class Settings(BaseSettings):
             raise ValueError("switch_front_network must be a network inside 127.0.0.0/8 (/30 or larger)")
         if value.overlaps(ipaddress.IPv4Network("127.0.0.0/24")):
             raise ValueError("switch_front_network must not hold 127.0.0.1 (services listen there)")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # an address or a network, nothing else
         return value
 
     @field_validator("log_stream_endpoint")

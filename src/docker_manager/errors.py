@@ -22,7 +22,9 @@ so the status code and the machine-readable `code` never depend on where the err
     │   ├── UnhealthyContainer        409 unhealthy_container
     │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
-    ├── QueueFull                     429 queue_full
+    ├── Throttled                     429 too_many_requests
+    │   ├── QueueFull                 429 queue_full
+    │   └── TooManyStreams            429 too_many_streams
     ├── StorageError                  507 storage_error
     │   ├── InsufficientStorage       507 insufficient_storage
     │   └── DiskFull                  507 disk_full
@@ -142,11 +144,25 @@ class PayloadTooLarge(DockerManagerError):
     code = "payload_too_large"
 
 
-class QueueFull(DockerManagerError):
-    """Too many tasks are waiting already; try again later."""
+class Throttled(DockerManagerError):
+    """A cap on what one caller (or all) may hold at once is reached; retry after `retry_after` s."""
 
     status_code = 429
+    code = "too_many_requests"
+    retry_after: ClassVar[int] = 10
+
+
+class QueueFull(Throttled):
+    """Too many tasks are waiting already; try again later."""
+
     code = "queue_full"
+
+
+class TooManyStreams(Throttled):
+    """Too many live streams are open (for this token, or in all); close one or retry later."""
+
+    code = "too_many_streams"
+    retry_after = 5
 
 
 class StorageError(DockerManagerError):

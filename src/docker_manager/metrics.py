@@ -48,6 +48,17 @@ HTTP_DURATION = Histogram(
     registry=REGISTRY,
 )
 
+CONNECTIONS_CLOSED = Counter(
+    "dm_connections_closed",
+    "Client connections the listener closed: header_timeout, body_timeout, evicted (room for a "
+    "new one), full (no room).",
+    ["reason"],
+    registry=REGISTRY,
+)
+STREAMS_REFUSED = Counter(
+    "dm_streams_refused", "Live streams refused at a cap, by which cap.", ["cap"], registry=REGISTRY
+)
+
 # --- tasks -----------------------------------------------------------------------------------
 TASKS_CREATED = Counter("dm_tasks_created", "Tasks created, by type.", ["type"], registry=REGISTRY)
 TASKS_FINISHED = Counter(

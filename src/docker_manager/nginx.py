@@ -34,8 +34,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 HEADER_BYTES = 1024  # where the header must be: the start of the file
 _HEADER_RE = re.compile(
     r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
-    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: kind=(managed|host))?"
-    r"(?: front=([0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
+    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: published=([0-9]{1,5}/tcp))?"
+    r"(?: kind=(managed|host))?(?: front=([0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
 )
 
 
@@ -43,15 +43,20 @@ _HEADER_RE = re.compile(
 class Upstream:
     """Where a site sends its requests: a host port on loopback, or a container's bridge address.
 
-    `container` is set for the second kind: the address is the container's, and is rewritten if
-    the container comes back from a restart with another one.
+    `container` names the container the site follows: its bridge address (rewritten if the
+    container comes back from a restart with another one), or with `published` the host port the
+    engine publishes that container port on (rewritten when a restart publishes it elsewhere).
+    A host process an admin pointed a site at has no container.
     """
 
     host: str
     port: int
     container: str | None = None
-    # The container is not running: nginx answers 502 rather than send the traffic to whoever
-    # gets its address next.
+    # The container port (`80/tcp`) whose host port this is, for a site that follows a container
+    # through the host port it publishes.
+    published: str | None = None
+    # The container is not running: nginx answers 503 itself rather than send the traffic to
+    # whoever gets its address or its freed host port next.
     down: bool = False
     # "managed": a container of this service; "host": what only an admin may point a site at
     # (a process on the host, a container made by hand or with host-level options).
@@ -98,9 +103,14 @@ def parse_header(text: str) -> SiteHeader | None:
         domain=match.group(2),
         port=port,
         upstream=Upstream(
-            host=host, port=port, container=match.group(5), down=down, kind=match.group(6) or "managed"
+            host=host,
+            port=port,
+            container=match.group(5),
+            published=match.group(6),
+            down=down,
+            kind=match.group(7) or "managed",
         ),
-        front=match.group(7),
+        front=match.group(8),
     )
 
 
@@ -178,6 +188,8 @@ class Nginx:
             server=front or (f"{upstream.address} down" if upstream.down else upstream.address),
             front=front,
             container=upstream.container,
+            published=upstream.published,
+            down=upstream.down,
             kind=upstream.kind,
             app_id=app_id or "",
             listen=self._listen,

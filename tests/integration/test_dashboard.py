@@ -451,3 +451,20 @@ def test_the_dashboard_needs_a_read_token_and_shows_only_its_own_messages(
     # Text from a link made elsewhere is not put on the page.
     browser.get(f"{log_in_page}?error=Your+token+was+rotated&notice=paste+it+at+evil.example&m=forged")
     assert "rotated" not in browser.page_source and "evil.example" not in browser.page_source
+
+
+def test_the_api_docs_render_under_their_content_security_policy(browser: WebDriver, server: Server) -> None:
+    # /docs shares the dashboard's origin: it runs under a policy that allows only the vendored
+    # bundle and its one start-up script (by hash). The page must still work under it.
+    browser.get(f"{server.url}/docs")
+    title = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".swagger-ui .info .title").text, what="the docs"
+    )
+    assert "docker-manager" in title
+    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".opblock-tag"), what="the operations")
+    # An inline script the policy does not name does not run.
+    ran = browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
+        "document.body.appendChild(s); return window.injected === 1;"
+    )
+    assert ran is False

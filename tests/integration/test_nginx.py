@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -653,7 +654,7 @@ async def test_a_site_on_a_stopped_containers_address_sends_nothing_there(
             break
         await asyncio.sleep(0.1)
     assert "upstream=down" in (nginx_server.sites / "pin.conf").read_text()
-    assert (await through_nginx(nginx_server, "pin.example.com")).status_code == 502
+    assert (await through_nginx(nginx_server, "pin.example.com")).status_code == 503
     docker_cli("start", f"{unique}-pin")
     for _ in range(100):
         try:
@@ -664,3 +665,28 @@ async def test_a_site_on_a_stopped_containers_address_sends_nothing_there(
             break
         await asyncio.sleep(0.1)
     assert page.text.strip() == "pinned"
+
+
+async def test_a_site_an_earlier_version_wrote_follows_its_container_once_adopted(
+    app: httpx2.AsyncClient, nginx_server: NginxServer, unique: str
+) -> None:
+    container, port = await web(app, f"{unique}-old", "old", app_id="old")
+    made = await app.post(
+        "/nginx/site/create", json={"domain": "old.example.com", "port": port, "app_id": "old"}, headers=ADMIN
+    )
+    assert made.status_code == 200, made.text
+    path = nginx_server.sites / "old.conf"
+    # As an earlier version wrote it: the port, and no container.
+    path.write_text(re.sub(r" container=[0-9a-f]+ published=\S+", "", path.read_text(), count=1))
+    header = read_header(path)
+    assert header is not None and header.upstream.container is None
+    await app.services.sites.addresses.adopt_host_port_sites()  # type: ignore[attr-defined]  (what a start does)
+    header = read_header(path)
+    assert header is not None and header.upstream.container == container
+    assert header.upstream.published == "80/tcp"
+    docker_cli("stop", "-t", "0", f"{unique}-old")
+    for _ in range(100):
+        if (await through_nginx(nginx_server, "old.example.com")).status_code == 503:
+            break
+        await asyncio.sleep(0.1)
+    assert (await through_nginx(nginx_server, "old.example.com")).status_code == 503

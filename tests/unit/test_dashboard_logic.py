@@ -27,14 +27,19 @@ def test_an_event_is_one_sse_data_line_whatever_its_text() -> None:
         assert "<script>" not in html and "&lt;script&gt;" in html
 
 
-def test_page_messages_are_sealed() -> None:
+def test_page_messages_are_sealed_for_one_session_and_page() -> None:
     codec = SessionCodec(Fernet.generate_key(), cast(Any, None), max_age=60)
-    sealed = codec.seal_message("error", "insufficient_scope: this needs operate")
-    assert codec.open_message(sealed) == ("error", "insufficient_scope: this needs operate")
+    mine = {"session_id": "s1", "path": "/ui/containers"}
+    sealed = codec.seal_message("error", "insufficient_scope: this needs operate", **mine)
+    assert codec.open_message(sealed, **mine) == ("error", "insufficient_scope: this needs operate")
+    # A message another session made (a read session's refusal echoing what it typed) is not shown
+    # to the admin's session, nor on another page.
+    assert codec.open_message(sealed, session_id="admin", path="/ui/containers") is None
+    assert codec.open_message(sealed, session_id="s1", path="/ui/sites") is None
     # Words from a link made elsewhere are not shown.
-    assert codec.open_message("Your token was rotated: paste it at https://evil.example") is None
+    assert codec.open_message("Your token was rotated: paste it at https://evil.example", **mine) is None
     other = SessionCodec(Fernet.generate_key(), cast(Any, None), max_age=60)
-    assert codec.open_message(other.seal_message("notice", "hi")) is None
+    assert codec.open_message(other.seal_message("notice", "hi", **mine), **mine) is None
 
 
 def test_csrf_comparison_takes_any_text() -> None:

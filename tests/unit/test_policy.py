@@ -51,7 +51,7 @@ async def ownership(tmp_path: Path) -> AsyncIterator[Ownership]:
     await db.open()
     record = Ownership(db.engine)
     await record.load()
-    await record.record(Kind.VOLUME, "mine-data", name="mine-data", app_id="web")
+    await record.record(Kind.VOLUME, "mine-data", name="mine-data", app_id="web", created_by="o")
     await record.record(Kind.VOLUME, "other-app", name="other-app", app_id="billing")
     await record.record(Kind.VOLUME, "remade", name="remade", app_id="web")
     await record.record(Kind.NETWORK, "net-appnet", name="appnet")
@@ -126,6 +126,53 @@ async def test_ordinary_options_pass(ownership: Ownership) -> None:
     assert await policy(ownership).host_level(config) == []
     assert await policy(ownership).check(config, OPERATOR) is False
     assert await policy(ownership).host_level(body(network="a-new-net")) == []
+
+
+async def test_a_volume_is_mounted_by_the_token_that_made_it(ownership: Ownership) -> None:
+    # app_id is the caller's word: another operate token naming the app does not get its volume
+    # (a run with `detach: false` would print its secrets); an admin does, and so does a rollback
+    # or update-port, which make the app's own container again.
+    config = body(volumes={"mine-data": VolumeBind(bind="/data")})
+    other = Principal(token_id="x", name="x", scopes=frozenset({Scope.OPERATE}))
+    with pytest.raises(PolicyViolation, match="volume mine-data, which another token made"):
+        await policy(ownership).check(config, other)
+    assert await policy(ownership).check(config, other, recreated=True) is False
+    assert await policy(ownership).check(config, OPERATOR) is False
+    assert await policy(ownership).check(config, ADMIN) is False
+
+
+async def test_a_port_another_apps_site_reaches_is_not_published(
+    ownership: Ownership, tmp_path: Path
+) -> None:
+    from docker_manager.errors import PortInUse
+    from docker_manager.nginx import Nginx, NginxPaths, Upstream
+
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    paths = NginxPaths("nginx", None, None, tmp_path / "pid", tmp_path / "err")
+    render = Nginx(paths, listen="80", tls_listen="443", cert_dir=None).render
+    sites = {
+        "shop": (Upstream("127.0.0.1", 18081, container="a" * 64, published="80/tcp"), "shop"),
+        "admin": (Upstream("127.0.0.1", 18082, kind="host"), None),
+        "old": (Upstream("127.0.0.1", 18083, container="b" * 64, published="80/tcp", down=True), "blog"),
+    }
+    for name, (upstream, app_id) in sites.items():
+        text = render(ident=name, domain=f"{name}.example", upstream=upstream, app_id=app_id)
+        (conf / f"{name}.conf").write_text(text)
+    checked = policy(ownership, nginx_conf_dirs=[conf])
+
+    def published(port: int, app_id: str) -> dict[str, Any]:
+        spec = ContainerSpec.from_run_extended(
+            RunExtendedRequest(image="bb", app_id=app_id, ports={"80/tcp": port})
+        )
+        return create_config(spec, settings())
+
+    with pytest.raises(PortInUse, match=r"shop\.example"):
+        await checked.check(published(18081, "web"), OPERATOR)
+    with pytest.raises(PortInUse, match=r"admin\.example"):  # a host-level site: whoever asks
+        await checked.check(published(18082, "web"), ADMIN)
+    assert await checked.check(published(18081, "shop"), OPERATOR) is False  # its own app
+    assert await checked.check(published(18083, "web"), OPERATOR) is False  # a site that is down
 
 
 async def test_anything_not_on_the_allowlist_is_host_level(ownership: Ownership) -> None:

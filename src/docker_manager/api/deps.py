@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
+from docker_manager.api.streaming import StreamSlots
 from docker_manager.audit import AuditLog
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
@@ -106,3 +107,12 @@ RollbackDep = Annotated[RollbackService, Depends(_service("rollbacks"))]
 RetentionDep = Annotated[RetentionService, Depends(_service("retention"))]
 DiskDep = Annotated[DiskService, Depends(_service("disk"))]
 AuditDep = Annotated[AuditLog, Depends(_service("audit"))]
+
+
+async def get_streams(request: Request) -> StreamSlots:
+    """The live-stream slots (429 past a cap); a route takes one after its own checks."""
+    slots: StreamSlots = request.app.state.streams
+    return slots
+
+
+StreamsDep = Annotated[StreamSlots, Depends(get_streams)]

@@ -14,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docker_manager.db.engine import database_error
-from docker_manager.errors import DatabaseUnavailable, DockerManagerError, QueueFull
+from docker_manager.errors import DatabaseUnavailable, DockerManagerError, Throttled
 from docker_manager.util.requestctx import REQUEST_ID
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     headers = None
     if exc.status_code == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, QueueFull):
-        headers = {"Retry-After": "10"}
+    elif isinstance(exc, Throttled):
+        headers = {"Retry-After": str(exc.retry_after)}
     elif isinstance(exc, DatabaseUnavailable):
         headers = {"Retry-After": "2"}
     return error_response(exc.status_code, exc.to_dict(), headers)

@@ -123,8 +123,8 @@ class BodySizeLimit:
 
 class FailureLimiter:
     """Failed authentications per client address: past `limit` in `window` seconds, the address
-    is refused (429) for `window` seconds. The peer address only: X-Forwarded-For is never trusted
-    (a caller could rotate it to reset the count)."""
+    is refused (429) for `window` seconds. Keyed by `peer_of`: X-Forwarded-For only from a trusted
+    proxy (a caller could rotate it to reset the count)."""
 
     def __init__(self, *, limit: int, window: float, max_clients: int = 10_000) -> None:
         self._limit = limit
@@ -157,6 +157,32 @@ class FailureLimiter:
         if len(times) >= self._limit:
             self._blocked[client] = now + self._window
             times.clear()
+
+
+# Where a request came from when a forwarding header may have replaced the peer address and no
+# proxy was named as trusted: every such request shares this one key (rotating the header then
+# changes nothing), and the audit records it instead of an address the caller wrote.
+UNVERIFIED_PEER = "unverified-forwarded"
+_FORWARDING_HEADERS = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+
+
+def peer_of(scope: Scope) -> str:
+    """The client's address as this service may believe it.
+
+    `docker-manager serve` runs uvicorn with forwarding headers off unless DM_TRUSTED_PROXIES names
+    proxies (then uvicorn takes the client from those proxies' X-Forwarded-For only), and says so in
+    `app.state.peer_verified`. Under a server started otherwise (`uvicorn main:app`, whose default
+    believes X-Forwarded-For from any loopback peer) a request that carries a forwarding header
+    has an unknown origin.
+    """
+    client = scope.get("client")
+    address = str(client[0]) if client else "unknown"
+    state = getattr(scope.get("app"), "state", None)
+    if getattr(state, "peer_verified", False):
+        return address
+    if any(name in _FORWARDING_HEADERS for name, _ in scope.get("headers", [])):
+        return UNVERIFIED_PEER
+    return address
 
 
 @functools.lru_cache(maxsize=4096)
@@ -200,7 +226,7 @@ class AuthGate:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or self._is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
-        client = client_key((scope.get("client") or ("unknown", 0))[0])
+        client = client_key(peer_of(scope))
         header = ""
         for name, value in scope.get("headers", []):
             if name == b"authorization":

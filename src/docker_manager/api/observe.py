@@ -20,6 +20,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docker_manager import metrics
+from docker_manager.api.middleware import client_key, peer_of
 from docker_manager.audit import AuditEntry, AuditLog, targets_from
 from docker_manager.util.requestctx import REQUEST_ID, request_id_from
 
@@ -50,9 +51,9 @@ def route_template(scope: Scope) -> str:
 
 
 class DenialThrottle:
-    """Refused requests are audited one by one up to `limit` a minute per client address; beyond
-    that they are counted and the count goes into the next entry written (a flood of wrong tokens
-    must not fill the database)."""
+    """Refused requests, and every request without valid credentials whatever its answer, are
+    audited one by one up to `limit` a minute per client address; beyond that they are counted and
+    the count goes into the next entry written (a flood must not fill the database)."""
 
     def __init__(self, limit: int = 30, window: float = 60.0, max_clients: int = 10_000) -> None:
         self._limit, self._window, self._max = limit, window, max_clients
@@ -146,10 +147,10 @@ class RequestObserver:
         principal = state.get("principal")
         # A dashboard action refused on its page answers with a redirect: its own status counts.
         status, code = state.get("audit_status", status), state.get("audit_code", code)
-        client = scope.get("client")
+        client = peer_of(scope)
         skipped = 0
-        if status in DENIED:
-            admitted = self.denials.admit(client[0] if client else "unknown")
+        if status in DENIED or principal is None:
+            admitted = self.denials.admit(client_key(client))
             if admitted is None:
                 return
             skipped = admitted
@@ -162,10 +163,15 @@ class RequestObserver:
             token_id=getattr(principal, "token_id", None),
             token_name=getattr(principal, "name", None),
             scopes=",".join(sorted(s.value for s in principal.scopes)) if principal is not None else None,
-            client=client[0] if client else None,
+            client=client,
             error_code=code,
-            # The path names the object the route acts on: it wins over whatever the body says.
-            target=targets_from(body.fields() if body is not None else None, scope.get("path_params")),
+            # The path names the object the route acts on: it wins over whatever the body says. A
+            # caller without credentials names nothing: what it wrote would show as someone's app.
+            target=(
+                targets_from(body.fields() if body is not None else None, scope.get("path_params"))
+                if principal is not None
+                else {}
+            ),
         )
         if skipped:
             entry.target["denials_not_recorded"] = skipped

@@ -19,7 +19,7 @@ from docker_manager.ownership import Ownership
 from docker_manager.services.adoption import adopt_labelled_once
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands import CommandService
-from docker_manager.services.containers import ContainerFiles, ContainerService
+from docker_manager.services.containers import ContainerFiles, ContainerService, StopNotices
 from docker_manager.services.disk import DiskService
 from docker_manager.services.health import HealthChecker
 from docker_manager.services.images import ImageService
@@ -92,15 +92,15 @@ class Services:
         health = await _health(db, docker, probe)
         ownership = Ownership(db.engine)
         await ownership.load()
-        containers = ContainerService(docker, ownership, settings)
+        stop_notices = StopNotices()
+        containers = ContainerService(docker, ownership, settings, stop_notices=stop_notices)
         await _adopt(db, docker, ownership, containers)
         images = ImageService(docker, ownership, settings)
         disk = await _disk(docker, settings)
         builds = BuildService(docker, runner, images, ownership, disk, settings)
         sealer = await asyncio.to_thread(Sealer.from_key_file, settings.secret_key_path)
         releases = ReleaseService(ReleaseStore(db.engine), docker, containers, ownership, sealer, settings)
-        sites = SiteService(_nginx(settings), docker, containers, probe, releases, settings)
-        await sites.start()
+        sites = await _sites(docker, containers, probe, releases, settings, stop_notices)
         audit = AuditLog(db.engine, file=settings.audit_file)
         retention = await _retention(releases, docker, ownership, runner, settings, audit)
         return cls(
@@ -151,6 +151,21 @@ class Services:
         await self.docker.close()
         await self.tokens.close()  # its background refreshes, before the database goes
         await self.db.close()
+
+
+async def _sites(
+    docker: Docker,
+    containers: ContainerService,
+    probe: HttpProbe,
+    releases: ReleaseService,
+    settings: Settings,
+    stop_notices: StopNotices,
+) -> SiteService:
+    sites = SiteService(
+        _nginx(settings), docker, containers, probe, releases, settings, stop_notices=stop_notices
+    )
+    await sites.start()
+    return sites
 
 
 async def _health(db: Database, docker: Docker, probe: HttpProbe) -> HealthChecker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from docker_manager.tasks.files import (
     read_json,
 )
 from docker_manager.util.paths import plain_dir
-from docker_manager.util.tail import file_size, tail_lines
+from docker_manager.util.tail import TailSpan, read_span, tail_span
 
 Server = Literal["build", "runtime"]
 
@@ -48,22 +49,26 @@ CONTAINER_OUTPUT_KEYS = frozenset({"last_lines"})
 TAIL_BYTES_PER_FILE = 4 << 20
 FINAL_JSON_CACHE = 1024
 _SECRET_KEYS = frozenset({"env", "password", "sftp_password", "dockerhub_password", "build_args"})
+_COMMAND_KEYS = frozenset({"command"})
 
 
-def redact_summary(value: Any) -> Any:
-    """Hide values that may be secrets (environment values, passwords) in stored summaries."""
+def redact_summary(value: Any, *, with_command: bool = False) -> Any:
+    """Hide values that may be secrets (environment values, passwords) in stored summaries; a
+    container's command line too (`--password=...`) unless `with_command` (an exec token, which
+    sees it in the container's inspect as well)."""
+    hidden = _SECRET_KEYS if with_command else _SECRET_KEYS | _COMMAND_KEYS
     if isinstance(value, dict):
         result: dict[str, Any] = {}
         for key, item in value.items():
-            if key in _SECRET_KEYS and isinstance(item, dict):
+            if key in hidden and isinstance(item, dict):
                 result[key] = dict.fromkeys(item, "<redacted>")
-            elif key in _SECRET_KEYS and item not in (None, ""):
+            elif key in hidden and item not in (None, "", []):
                 result[key] = "<redacted>"
             else:
-                result[key] = redact_summary(item)
+                result[key] = redact_summary(item, with_command=with_command)
         return result
     if isinstance(value, list):
-        return [redact_summary(item) for item in value]
+        return [redact_summary(item, with_command=with_command) for item in value]
     return value
 
 
@@ -208,14 +213,44 @@ class TaskService:
         return find_task_dir(self._settings, task_id, server)
 
     async def logs(self, task_id: str, principal: Principal, *, server: Server | None, tail: int) -> TaskLogs:
+        """The whole answer at once (the dashboard's short tails)."""
+        document, spans = await self._logs_document(task_id, principal, server=server, tail=tail)
+        document["build_logs"] = await asyncio.to_thread(_collect, spans)
+        return TaskLogs.model_validate(document)
+
+    async def logs_json(
+        self, task_id: str, principal: Principal, *, server: Server | None, tail: int
+    ) -> AsyncIterator[bytes]:
+        """The same answer as JSON, made as it is sent: the log lines are read in blocks as the
+        client takes them, so a caller that reads slowly (or never) holds a block, not 16 MiB.
+        Checked (404, 403) before it returns: call it before a response starts."""
+        document, spans = await self._logs_document(task_id, principal, server=server, tail=tail)
+        document["build_logs"] = {}
+        return _json_with_logs(TaskLogs.model_validate(document).model_dump(mode="json"), spans)
+
+    async def _logs_document(
+        self, task_id: str, principal: Principal, *, server: Server | None, tail: int
+    ) -> tuple[dict[str, Any], list[tuple[str, TailSpan]]]:
         record = await self._runner.store.find(task_id)
         if record is not None:
             self.check_access(record, principal)
         folder = await asyncio.to_thread(self.task_dir, task_id, server)
-        body = await asyncio.to_thread(_read_folder, folder, tail, principal.has(Scope.EXEC))
-        if record is None and body is None:
+        if (
+            record is not None
+            and record.files_dir
+            and server is None
+            and not await asyncio.to_thread(folder.is_dir)
+        ):
+            # No folder named after it: the one it wrote into (a localrun writes into its
+            # artefact's folder, which is named after the build that made it).
+            folder = Path(record.files_dir)
+        found = await asyncio.to_thread(_read_folder, folder, tail, principal.has(Scope.EXEC))
+        if record is None and found is None:
             raise NotFound(f"no task {task_id!r} and no log folder for it")
-        body = body or {"build_logs": {}, "build_metadata": {}, "files_available": [], "warnings": []}
+        body, spans = found or (
+            {"build_logs": {}, "build_metadata": {}, "files_available": [], "warnings": []},
+            [],
+        )
         summary = body["build_metadata"].get("summary") or {}
         task_status = record.status.value if record else None
         result: dict[str, Any] = {
@@ -232,33 +267,35 @@ class TaskService:
         result.update(body)
         if record is None:
             result["warnings"].append("this task is not in this service's records; showing its files only")
-        return TaskLogs.model_validate(result)
+        return result, spans
 
 
-def _read_folder(folder: Path, tail: int, with_output: bool) -> dict[str, Any] | None:
+# build.log, events.log, error.log as text lines; build.jsonl as parsed objects ("structured").
+_LOG_FILES = (("raw", BUILD_LOG), ("events", EVENTS_LOG), ("error", ERROR_LOG), ("structured", BUILD_JSONL))
+
+
+def _read_folder(
+    folder: Path, tail: int, with_output: bool
+) -> tuple[dict[str, Any], list[tuple[str, TailSpan]]] | None:
+    """The folder's small files, and where the last `tail` lines of each log are. Blocking."""
     if not folder.is_dir() or folder.is_symlink():
         return None
-    logs: dict[str, Any] = {}
+    spans = []
+    for key, name in _LOG_FILES:
+        span = tail_span(folder / name, tail, max_bytes=TAIL_BYTES_PER_FILE)
+        if span is not None:
+            spans.append((key, span))
     warnings: list[str] = []
-    for key, name in (("raw", BUILD_LOG), ("events", EVENTS_LOG), ("error", ERROR_LOG)):
-        lines = tail_lines(folder / name, tail, max_bytes=TAIL_BYTES_PER_FILE)
-        if lines is not None:
-            logs[key] = lines
-            logs[f"{key}_bytes"] = file_size(folder / name)
-    structured = tail_lines(folder / BUILD_JSONL, tail, max_bytes=TAIL_BYTES_PER_FILE)
-    if structured is not None:
-        logs["structured"] = [_parse_json_line(line) for line in structured]
-        logs["structured_bytes"] = file_size(folder / BUILD_JSONL)
     summary = read_json(folder / INFO_JSON)
     if summary is None and (folder / INFO_JSON).exists():
         warnings.append(f"{INFO_JSON} is not valid JSON")
     if summary is not None and not with_output:
         # The container's own output (the health check's last lines) is for exec tokens.
         summary = {k: v for k, v in summary.items() if k not in CONTAINER_OUTPUT_KEYS}
-    return {
-        "build_logs": logs,
+    body = {
+        "build_logs": {},
         "build_metadata": {
-            "summary": redact_summary(summary) if summary is not None else None,
+            "summary": redact_summary(summary, with_command=with_output) if summary is not None else None,
             "dockerfile_parsed": read_json(folder / DOCKERFILE_PARSED),
         },
         "files_available": sorted(
@@ -268,6 +305,80 @@ def _read_folder(folder: Path, tail: int, with_output: bool) -> dict[str, Any] |
         ),
         "warnings": warnings,
     }
+    return body, spans
+
+
+def _as_item(key: str, line: str) -> Any:
+    return _parse_json_line(line) if key == "structured" else line
+
+
+def _collect(spans: list[tuple[str, TailSpan]]) -> dict[str, Any]:
+    """Every span's lines at once. Blocking."""
+    logs: dict[str, Any] = {}
+    for key, span in spans:
+        logs[key] = [_as_item(key, line) for batch in read_span(span) for line in batch]
+        logs[f"{key}_bytes"] = span.size
+    return logs
+
+
+class _SpanReader:
+    """A span's lines for a streamed answer, a small batch per thread hop. Closing it from the loop
+    while a read runs in its thread (the client went away) leaves the closing to that thread."""
+
+    BATCH = 16 << 10  # small pieces: a hundred slow readers each hold one, not a megabyte
+
+    def __init__(self, span: TailSpan) -> None:
+        self._batches = read_span(span, batch_bytes=self.BATCH, block=self.BATCH)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def next_batch(self) -> list[str] | None:
+        """Blocking: runs in a worker thread."""
+        with self._lock:
+            if self._closed:
+                return None
+            batch = next(self._batches, None)
+            if self._closed:
+                self._batches.close()
+            return batch
+
+    def close(self) -> None:
+        self._closed = True
+        if self._lock.acquire(blocking=False):
+            try:
+                self._batches.close()
+            finally:
+                self._lock.release()
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+
+
+async def _json_with_logs(
+    document: dict[str, Any], spans: list[tuple[str, TailSpan]]
+) -> AsyncIterator[bytes]:
+    """`document` as JSON, its `build_logs` filled from `spans` a batch of lines at a time."""
+    yield b"{"
+    for index, (name, value) in enumerate(document.items()):
+        yield (b"," if index else b"") + _dumps(name) + b":"
+        if name != "build_logs":
+            yield _dumps(value)
+            continue
+        yield b"{"
+        for number, (key, span) in enumerate(spans):
+            yield (b"," if number else b"") + _dumps(key) + b":["
+            lines = _SpanReader(span)
+            try:
+                first = True
+                while (batch := await asyncio.to_thread(lines.next_batch)) is not None:
+                    yield (b"" if first else b",") + b",".join(_dumps(_as_item(key, line)) for line in batch)
+                    first = False
+            finally:
+                lines.close()  # its file, whether or not the client read to the end
+            yield b"]," + _dumps(f"{key}_bytes") + b":" + _dumps(span.size)
+        yield b"}"
+    yield b"}"
 
 
 def _parse_json_line(line: str) -> Any:

@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,22 @@ DOCKERFILE_USED = "Dockerfile.used"
 MANIFEST = "build.manifest.json"
 _LOCK = ".build.info.lock"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Out of descriptors for a moment (the process's or the system's): worth a few short waits
+# rather than ending a build with half its log.
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE)
+_OPEN_ATTEMPTS = 6
+
+
+def _open_retrying(path: Path) -> int:
+    """A log file opened for appending (never through a symlink). Blocking: runs in a thread."""
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno not in _NO_DESCRIPTORS or attempt == _OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)  # 0.05 ... 0.8 s, 1.55 s in all
+    raise AssertionError("unreachable")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -127,7 +144,7 @@ class TaskFiles:
         if self.truncated:
             return
         try:
-            fd = os.open(self.path(name), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = _open_retrying(self.path(name))
             with os.fdopen(fd, "ab") as handle:
                 handle.write(text.encode("utf-8", "replace"))
         except OSError as exc:

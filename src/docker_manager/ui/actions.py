@@ -11,7 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from docker_manager.api.middleware import client_key
+from docker_manager.api.middleware import client_key, peer_of
 from docker_manager.auth import Scope, parse_scopes
 from docker_manager.errors import DockerManagerError, InsufficientScope
 from docker_manager.schemas.apps import RollbackRequest
@@ -43,7 +43,7 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
     check_form_origin(request)  # no login from another site's form (login CSRF)
     services = services_of(request)
     limiter = request.app.state.auth_failures
-    client = client_key(request.client.host if request.client else "unknown")
+    client = client_key(peer_of(request.scope))
     # As for the API: only failures are limited, so a valid token is never refused because others
     # behind the same address (a proxy, loopback) guessed wrong.
     principal = await services.tokens.authenticate(token.strip())
@@ -66,6 +66,9 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
             status_code=403,
             failure="the dashboard needs a token with the 'read' scope",
         )
+    # A browser holds one session: the one it had (another token's, or a stolen cookie's twin)
+    # ends here, so a login never leaves a live session behind.
+    await services.ui_sessions.end_cookie(request.cookies.get(COOKIE))
     cookie = await services.ui_sessions.issue(principal.token_id)
     request.scope.setdefault("state", {})["principal"] = principal
     response = RedirectResponse("/ui", status_code=303)

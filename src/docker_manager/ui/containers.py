@@ -82,7 +82,7 @@ async def container_action(
 ) -> Response:
     containers = services_of(request).containers
     if action not in ACTIONS:
-        return back(request, "/ui/containers", error=f"unknown action {action!r}")
+        return back(request, "/ui/containers", error="no such action on a container")
     try:
         _require(session, Scope.OPERATE)
         if action == "remove":

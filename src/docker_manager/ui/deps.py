@@ -37,8 +37,10 @@ async def ui_session(request: Request) -> Session:
     principal = await services.tokens.principal_by_id(token_id)
     if principal is None or not principal.has(Scope.READ):
         raise LoginRequired
-    # The audit entry of a dashboard action names the token behind the session.
-    request.scope.setdefault("state", {})["principal"] = principal
+    # The audit entry of a dashboard action names the token behind the session; the message an
+    # action leaves is sealed for this session.
+    state = request.scope.setdefault("state", {})
+    state["principal"], state["ui_session_id"] = principal, session_id
     return Session(session_id, principal, csrf)
 
 
@@ -51,7 +53,8 @@ def check_form_origin(request: Request) -> None:
     if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         raise CsrfRefused
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
+    # `null` is what a sandboxed frame or a data: page sends: never this site's own form.
+    if origin and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
         raise CsrfRefused
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
@@ -84,11 +87,15 @@ def back(
     """After an action: back to a page, saying what happened (or why it was refused). A refusal is
     audited with its own status and code, not as the redirect's 303."""
     codec = services_of(request).ui_sessions
+    state = request.scope.setdefault("state", {})
+    session_id = str(state.get("ui_session_id", ""))
     if error is not None:
         failure = error if isinstance(error, DockerManagerError) else InvalidInput(error)
-        state = request.scope.setdefault("state", {})
         state["audit_status"], state["audit_code"] = failure.status_code, failure.code
-        sealed = codec.seal_message("error", f"{failure.code}: {failure.detail}")
-        return RedirectResponse(f"{path}?m={quote(sealed)}", status_code=303)
-    suffix = f"?m={quote(codec.seal_message('notice', notice))}" if notice else ""
-    return RedirectResponse(f"{path}{suffix}", status_code=303)
+        text, kind = f"{failure.code}: {failure.detail}", "error"
+    elif notice:
+        text, kind = notice, "notice"
+    else:
+        return RedirectResponse(path, status_code=303)
+    sealed = codec.seal_message(kind, text, session_id=session_id, path=path)
+    return RedirectResponse(f"{path}?m={quote(sealed)}", status_code=303)

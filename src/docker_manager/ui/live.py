@@ -8,9 +8,9 @@ from html import escape
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
-from docker_manager.api.streaming import NO_BUFFERING
+from docker_manager.api.streaming import NO_BUFFERING, streaming
 from docker_manager.errors import DockerManagerError
 from docker_manager.services.tasks import EventView
 from docker_manager.ui.deps import TaskRef, UiSession, services_of
@@ -83,7 +83,8 @@ async def task_stream(
         views = await services_of(request).tasks.events(
             task_id, session.principal, after=max(after, last_event_id or 0)
         )
+        slot = request.app.state.streams.take(session.principal)
     except DockerManagerError as exc:
         return JSONResponse(exc.to_dict(), status_code=exc.status_code)
     headers: dict[str, Any] = {**NO_BUFFERING, **SECURITY_HEADERS}
-    return StreamingResponse(_sse(views), media_type="text/event-stream", headers=headers)
+    return streaming(_sse(views), "text/event-stream", slot, headers)

@@ -107,7 +107,10 @@ async def task_page(request: Request, session: UiSession, task_id: TaskRef) -> R
     logs_tail: dict[str, Any] = {}
     try:
         logs = await services.tasks.logs(task_id, session.principal, server=None, tail=FILE_TAIL_LINES)
-        summary = redact_summary(logs.build_metadata.get("summary") or {})
+        # (redacted for this token already; again here, in case the answer's shape changes)
+        summary = redact_summary(
+            logs.build_metadata.get("summary") or {}, with_command=session.principal.has(Scope.EXEC)
+        )
         files = logs.files_available
         logs_tail = logs.build_logs
     except DockerManagerError:
@@ -193,7 +196,8 @@ async def sites_page(request: Request, session: UiSession) -> Response:
     services = services_of(request)
     history = None
     if session.principal.is_admin:
-        history, _ = await services.audit.page(routes=SWITCH_ROUTES, limit=30)
+        # Only what a token did: a form posted without a session must not fill it.
+        history, _ = await services.audit.page(routes=SWITCH_ROUTES, authenticated=True, limit=30)
     return page(
         request,
         "sites.html",

@@ -21,7 +21,9 @@ SECURITY_HEADERS = {
         "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": with it a browser sends `Origin: null` on this site's own forms, and a
+    # null origin (a sandboxed frame, a data: page) must be refused. Other sites get no referrer.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -30,7 +32,11 @@ SECURITY_HEADERS = {
 def page(
     request: Request, template: str, session: Session | None, *, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
-    message = request.app.state.services.ui_sessions.open_message(request.query_params.get("m"))
+    message = None
+    if session is not None:
+        message = request.app.state.services.ui_sessions.open_message(
+            request.query_params.get("m"), session_id=session.id, path=request.url.path
+        )
     kind, text = message or ("", "")
     values = {
         "session": session,

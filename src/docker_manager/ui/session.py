@@ -86,18 +86,27 @@ class SessionCodec:
             return None
         return session_id, str(row.token_id), csrf
 
+    async def end_cookie(self, cookie: str | None) -> None:
+        """End the session a cookie names, if it names one (live or not)."""
+        sealed = self._open(cookie)
+        if sealed is not None:
+            await self.end(sealed[0])
+
     async def end(self, session_id: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 ui_sessions.update().where(ui_sessions.c.id == session_id).values(ended_at=utcnow())
             )
 
-    def seal_message(self, kind: str, text: str) -> str:
+    def seal_message(self, kind: str, text: str, *, session_id: str, path: str) -> str:
         """A page's one-off message (what an action did, or why it was refused), sealed so that a
-        link from elsewhere cannot put its own words on these pages."""
-        return self._fernet.encrypt(json.dumps({"k": kind, "t": text[:300]}).encode()).decode()
+        link from elsewhere cannot put its own words on these pages, and bound to the session that
+        acted and the page it returns to: a message one session made (its text may hold what its
+        caller typed) is shown to that session only, on that page only."""
+        data = {"k": kind, "t": text[:300], "s": session_id, "p": path}
+        return self._fernet.encrypt(json.dumps(data).encode()).decode()
 
-    def open_message(self, sealed: str | None) -> tuple[str, str] | None:
+    def open_message(self, sealed: str | None, *, session_id: str, path: str) -> tuple[str, str] | None:
         if not sealed or len(sealed) > 2048:
             return None
         try:
@@ -105,6 +114,8 @@ class SessionCodec:
         except (InvalidToken, ValueError):
             return None
         if not isinstance(data, dict) or data.get("k") not in ("notice", "error"):
+            return None
+        if data.get("s") != session_id or data.get("p") != path:
             return None
         return str(data["k"]), str(data.get("t", ""))
 

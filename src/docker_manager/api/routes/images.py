@@ -7,7 +7,14 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from docker_manager.api.deps import BuildsDep, ContainersDep, ImagesDep, OperateAccess, ReadAccess
+from docker_manager.api.deps import (
+    BuildsDep,
+    ContainersDep,
+    ImagesDep,
+    OperateAccess,
+    ReadAccess,
+    StreamsDep,
+)
 from docker_manager.api.streaming import json_document, live, wanted_stream
 from docker_manager.schemas.images import (
     BuildRequest,
@@ -79,6 +86,7 @@ async def build_stream(
     request: Request,
     builds: BuildsDep,
     who: OperateAccess,
+    streams: StreamsDep,
     format: Literal["ndjson", "sse", "json"] | None = None,
 ) -> StreamingResponse:
     """Build as a task. By default the answer is the original's document, sent when the build
@@ -89,11 +97,16 @@ async def build_stream(
     If the client goes away, the build goes on.
     """
     plan = await builds.plan(_source(body, tag=body.tag, export=False))
-    record = await builds.start(plan, who, task_id=body.task_id)
+    slot = streams.take(who)  # before the build starts: a refused stream starts nothing
+    try:
+        record = await builds.start(plan, who, task_id=body.task_id)
+    except BaseException:
+        slot.release()
+        raise
     kind = wanted_stream(request, format)
     if kind is None:
-        return json_document(builds.summary_when_done(record.id, plan))
-    return live(builds.stream_view(record.id, plan), kind)
+        return json_document(builds.summary_when_done(record.id, plan), slot)
+    return live(builds.stream_view(record.id, plan), kind, slot)
 
 
 @router.post("/build/start", response_model=TaskStarted)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from docker_manager.api.deps import OperateAccess, ReadAccess, TasksDep
+from docker_manager.api.deps import OperateAccess, ReadAccess, StreamsDep, TasksDep
 from docker_manager.api.streaming import ndjson, sse, wanted_stream
 from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
 from docker_manager.tasks import Status
@@ -56,9 +56,11 @@ async def task_logs(
     who: ReadAccess,
     server: Literal["build", "runtime"] | None = None,
     tail: Annotated[int, Query(ge=0, le=10_000, description="0: as many as allowed (10,000).")] = 200,
-) -> TaskLogs:
+) -> Response:
     """The last `tail` lines of build.log, build.jsonl, events.log and error.log, and the summary."""
-    return await tasks.logs(task_id, who, server=server, tail=tail or MAX_TAIL)
+    # Up to 16 MiB of lines: sent as they are read (a slow reader holds a block, not the answer).
+    body = await tasks.logs_json(task_id, who, server=server, tail=tail or MAX_TAIL)
+    return StreamingResponse(body, media_type="application/json")
 
 
 @router.get(
@@ -71,6 +73,7 @@ async def task_events(
     request: Request,
     tasks: TasksDep,
     who: ReadAccess,
+    streams: StreamsDep,
     after: Annotated[int, Query(ge=0, description="Only events with a larger sequence number.")] = 0,
     format: Literal["sse", "ndjson"] | None = None,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
@@ -79,16 +82,17 @@ async def task_events(
     with `Last-Event-ID`) by default, NDJSON with `?format=ndjson` or `Accept: application/x-ndjson`.
     """
     views = await tasks.events(task_id, who, after=max(after, last_event_id or 0))  # 404/403 first
+    slot = streams.take(who)
     if format == "ndjson" or (format is None and wanted_stream(request) == "ndjson"):
 
         async def as_dicts() -> AsyncIterator[dict[str, Any] | None]:
             async for view in views:
                 yield None if view is None else view.data  # None: a keep-alive line
 
-        return ndjson(as_dicts())
+        return ndjson(as_dicts(), slot)
 
     async def as_sse() -> AsyncIterator[tuple[int, str, dict[str, Any]] | None]:
         async for view in views:
             yield None if view is None else (view.seq, view.kind, view.data)
 
-    return sse(as_sse())
+    return sse(as_sse(), slot)

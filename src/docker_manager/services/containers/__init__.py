@@ -3,7 +3,7 @@ them (`service`), what comes out of them (`output`) and the files inside them (`
 
 from docker_manager.services.containers.files import ContainerFiles
 from docker_manager.services.containers.policy import ContainerPolicy
-from docker_manager.services.containers.service import ContainerService
+from docker_manager.services.containers.service import ContainerService, StopNotices
 from docker_manager.services.containers.spec import (
     KEPT_CONFIG,
     KEPT_HOST_CONFIG,
@@ -21,6 +21,7 @@ __all__ = [
     "ContainerPolicy",
     "ContainerService",
     "ContainerSpec",
+    "StopNotices",
     "check_host_port",
     "create_body_of",
     "create_config",

@@ -11,24 +11,31 @@ past it. A non-admin request may produce only what this service itself sets; eve
 - host config: published ports on `DM_PUBLISH_HOST_IP`, CPU/memory/pids limits, restart policy,
   read-only root, dropped capabilities, a log driver that keeps logs on this host, `ipc` private
   or shareable, and
-  - volumes: named ones only, and only this service's for the same app (or new ones, which the
-    service then creates with the local driver and no options, for that app);
+  - volumes: named ones only, and only this service's for the same app, made by the same token
+    (or new ones, which the service then creates with the local driver and no options, for that
+    app); recreating an app's own container (rollback, update-port) keeps its volumes;
   - networks: the built-in bridge/none, or one this service created (or a new one it creates).
 
 Everything not listed (privileged, capabilities added, devices, host or `container:` namespaces,
 bind mounts, tmpfs, extra hosts, another app's volume or network...) is host-level, including
 fields nobody has thought of yet.
+
+Whoever asks, a container may not publish a host port that a site of another app, or a site an
+admin pointed at the host, sends its traffic to (409): published there, it would answer for that
+domain.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
 from docker_manager.docker import Docker
-from docker_manager.errors import NotFound, PolicyViolation
+from docker_manager.errors import NotFound, PolicyViolation, PortInUse
 from docker_manager.labels import APP_ID
+from docker_manager.nginx import managed_sites
 from docker_manager.ownership import Kind, Ownership
 
 # Log drivers that keep logs on this host. Others (syslog, gelf, fluentd...) can ship a
@@ -89,9 +96,13 @@ class ContainerPolicy:
         self._ownership = ownership
         self._settings = settings
 
-    async def check(self, config: dict[str, Any], principal: Principal) -> bool:
-        """Refuse (403) what the caller may not create; True when the body is host-level (admin)."""
-        found = await self.host_level(config)
+    async def check(self, config: dict[str, Any], principal: Principal, *, recreated: bool = False) -> bool:
+        """Refuse (403) what the caller may not create, and (409) host ports another app's site
+        reaches; True when the body is host-level (admin). `recreated`: the body is an app's own
+        container made again (rollback, update-port), not one the caller composed."""
+        await self._check_site_ports(config)
+        token = None if recreated or principal.is_admin else principal.token_id
+        found = await self.host_level(config, token=token)
         if not found:
             return False
         if not principal.is_admin:
@@ -102,8 +113,9 @@ class ContainerPolicy:
             )
         return True
 
-    async def host_level(self, config: dict[str, Any]) -> list[str]:
-        """The parts of a create body that are not on the allowlist, in words."""
+    async def host_level(self, config: dict[str, Any], *, token: str | None = None) -> list[str]:
+        """The parts of a create body that are not on the allowlist, in words (with `token`: a
+        volume another token made is one of them)."""
         found = [key for key, value in config.items() if key not in _TOP_LEVEL and not _empty(value)]
         host = config.get("HostConfig") or {}
         found += [
@@ -118,7 +130,7 @@ class ContainerPolicy:
             found.append(f"log_driver={driver}")
         if host.get("IpcMode") not in _IPC_MODES and host.get("IpcMode") is not None:
             found.append(f"ipc_mode={host['IpcMode']}")
-        found += await self._volumes(host.get("Binds") or [], app_id)
+        found += await self._volumes(host.get("Binds") or [], app_id, token)
         found += await self._network(str(host.get("NetworkMode") or ""))
         return found
 
@@ -131,7 +143,28 @@ class ContainerPolicy:
             if binding.get("HostIp") not in allowed
         ]
 
-    async def _volumes(self, binds: list[str], app_id: str | None) -> list[str]:
+    async def _check_site_ports(self, config: dict[str, Any]) -> None:
+        wanted = {
+            int(binding["HostPort"])
+            for bindings in ((config.get("HostConfig") or {}).get("PortBindings") or {}).values()
+            for binding in bindings or []
+            if str(binding.get("HostPort") or "").isdigit()
+        }
+        if not wanted:
+            return
+        app_id = (config.get("Labels") or {}).get(APP_ID)
+        for _, header in await asyncio.to_thread(managed_sites, self._settings.nginx_conf_dirs):
+            upstream = header.upstream
+            if upstream.down or upstream.host != "127.0.0.1" or upstream.port not in wanted:
+                continue
+            if upstream.kind == "host" or header.app_id != app_id:
+                raise PortInUse(
+                    f"host port {upstream.port} is where the site for {header.domain} sends its "
+                    "traffic; a container of another app may not publish it",
+                    field="ports",
+                )
+
+    async def _volumes(self, binds: list[str], app_id: str | None, token: str | None) -> list[str]:
         found = []
         for bind in binds:
             source = bind.split(":", 1)[0]
@@ -147,6 +180,9 @@ class ContainerPolicy:
                 found.append(f"volume {source}, which this service did not create")
             elif owned.app_id != app_id:
                 found.append(f"volume {source} of another app")
+            elif token is not None and owned.created_by != token:
+                # app_id is the caller's word: the token that made the volume is not.
+                found.append(f"volume {source}, which another token made")
             elif volume.get("Driver") != "local" or volume.get("Options"):
                 # Removed and made again by hand under the same name (say, bound to a host path).
                 found.append(f"volume {source}, which is no longer the plain volume this service made")

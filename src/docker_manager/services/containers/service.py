@@ -8,12 +8,14 @@ create-body policy (`policy`) is checked and the container is recorded as this s
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
-from docker_manager.errors import Conflict, EngineTimeout, NotFound, NotManaged
+from docker_manager.errors import Conflict, DockerManagerError, EngineTimeout, NotFound, NotManaged
 from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID, managed_labels
 from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.containers import (
@@ -30,14 +32,39 @@ from docker_manager.services.containers.policy import BUILTIN_NETWORKS, Containe
 from docker_manager.services.containers.spec import ContainerSpec, check_limits, create_config
 from docker_manager.util.cache import SingleFlightCache
 
+# Actions after which a running container no longer answers on its ports.
+STOPPING_ACTIONS = frozenset({"stop", "kill", "restart"})
 SummaryList = list[ContainerSummary]
 StrList = list[str]
+StopListener = Callable[[str], Awaitable[None]]
+log = logging.getLogger(__name__)
+
+
+class StopNotices:
+    """Who must act before this service stops, kills or removes a container: a site that reaches it
+    through its host port answers 503 first, so the port is never free while nginx sends there."""
+
+    def __init__(self) -> None:
+        self._listeners: list[StopListener] = []
+
+    def subscribe(self, listener: StopListener) -> None:
+        self._listeners.append(listener)
+
+    async def before_stop(self, container_id: str) -> None:
+        for listener in self._listeners:
+            try:
+                await listener(container_id)
+            except DockerManagerError as exc:  # nginx is down: the engine's `die` event retries
+                log.warning("before stopping %s: %s", container_id[:12], exc.detail)
 
 
 class ContainerService:
-    def __init__(self, docker: Docker, ownership: Ownership, settings: Settings) -> None:
+    def __init__(
+        self, docker: Docker, ownership: Ownership, settings: Settings, *, stop_notices: StopNotices
+    ) -> None:
         self._docker = docker
         self._ownership = ownership
+        self._stop_notices = stop_notices
         self.policy = ContainerPolicy(docker, ownership, settings)
         self._settings = settings
         # Listing 100 containers costs the engine ~15 ms and it serialises them; dashboards poll.
@@ -72,14 +99,15 @@ class ContainerService:
         )
 
     async def create_and_start(
-        self, config: dict[str, Any], *, name: str | None, principal: Principal
+        self, config: dict[str, Any], *, name: str | None, principal: Principal, recreated: bool = False
     ) -> str:
         """The one place containers are created: the policy check, create, record, start.
 
         If the start fails (a port already taken leaves the container "Created"), the container is
-        removed, so a failed call changes nothing.
+        removed, so a failed call changes nothing. `recreated`: an app's own container made again
+        (see `ContainerPolicy.check`).
         """
-        host_level = await self.policy.check(config, principal)
+        host_level = await self.policy.check(config, principal, recreated=recreated)
         self._listings.clear()
         container_id = await self._docker.containers.create(config, name=name)
         labels = config.get("Labels") or {}
@@ -238,6 +266,8 @@ class ContainerService:
         """start / stop / restart / pause / unpause / kill, on a container the caller owns."""
         info = await self.owned(ref, principal)
         self._listings.clear()
+        if action in STOPPING_ACTIONS and info.running:
+            await self._stop_notices.before_stop(info.id)
         await getattr(self._docker.containers, action)(info.id, **kwargs)
         after = await self._docker.containers.info(info.id)
         return ActionResult(id=info.id, name=after.name, status=after.status)
@@ -245,6 +275,8 @@ class ContainerService:
     async def remove(self, ref: str, principal: Principal, *, force: bool, volumes: bool) -> RemoveResult:
         info = await self.owned(ref, principal)
         self._listings.clear()
+        if info.running:
+            await self._stop_notices.before_stop(info.id)
         await self._docker.containers.remove(info.id, force=force, volumes=volumes)
         await self._ownership.forget(Kind.CONTAINER, info.id)
         return RemoveResult(removed=True, id=info.id, name=info.name)

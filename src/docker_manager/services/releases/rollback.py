@@ -83,7 +83,7 @@ class RollbackService:
         plan = await self._plan(app_id, body.release)
         # Refused now (403), before anything stops: a release an admin made with host-level
         # options runs again for an admin only.
-        await self._containers.policy.check(plan.config, principal)
+        await self._containers.policy.check(plan.config, principal, recreated=True)
         task_id = new_task_id(ROLLBACK_TASK)
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
@@ -194,7 +194,9 @@ class RollbackService:
 
     async def _start(self, ctx: TaskContext, plan: Plan, name: str, principal: Principal) -> ContainerInfo:
         await ctx.event("starting", "starting", message=f"starting release {plan.target.number} as {name}")
-        new_id = await self._containers.create_and_start(plan.config, name=name, principal=principal)
+        new_id = await self._containers.create_and_start(
+            plan.config, name=name, principal=principal, recreated=True
+        )
         info = await self._docker.containers.info(new_id)
         await ctx.event(
             "starting",

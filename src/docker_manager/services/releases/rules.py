@@ -9,7 +9,7 @@ from docker_manager.errors import Conflict, NotFound
 from docker_manager.nginx import SiteHeader, Upstream
 from docker_manager.services.releases.service import EngineView
 from docker_manager.services.releases.store import Release
-from docker_manager.services.sites.upstreams import upstream_of
+from docker_manager.services.sites.upstreams import through_host_port, upstream_of
 
 
 def choose_target(items: list[Release], number: int | None, live: Release | None) -> Release:
@@ -57,10 +57,13 @@ def keep_host_ports(config: dict[str, Any], live: ContainerInfo) -> None:
 def upstream_for(header: SiteHeader, live: ContainerInfo | None, new: ContainerInfo) -> Upstream:
     """Where a site should send its requests in the new container: the same container port it
     reached in the live one (by its bridge address, or through the host port that published it)."""
-    if header.upstream.container:
-        return upstream_of(new, None, header.upstream.port)
+    recorded = header.upstream
+    if recorded.published and new.published_ports.get(recorded.published):
+        return through_host_port(new, recorded.published)
+    if recorded.container and not recorded.published:
+        return upstream_of(new, None, recorded.port)
     if live is not None:
         for key, port in live.published_ports.items():
-            if port == header.upstream.port and new.published_ports.get(key):
-                return Upstream("127.0.0.1", int(new.published_ports[key] or 0))
+            if port == recorded.port and new.published_ports.get(key):
+                return through_host_port(new, key)
     return upstream_of(new, None, None)

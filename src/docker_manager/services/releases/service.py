@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker_manager import metrics
@@ -44,6 +44,12 @@ class EngineView:
 
     states: dict[str, str]  # container id -> state word
     images: set[str]
+    # container id -> the host port it publishes now (over TCP): an engine-chosen one changes
+    # when the container restarts, and the release keeps the port it had when recorded.
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def host_port(self, release: Release) -> int | None:
+        return self.ports.get(release.container_id or "") or release.host_port
 
     def status_of(self, release: Release, live: int | None) -> str:
         if release.pruned_at is not None or release.image_id not in self.images:
@@ -177,7 +183,16 @@ class ReleaseService:
     async def engine_view(self) -> EngineView:
         containers = await self._containers.list(all=True)
         images = await self._docker.images.list()
-        return EngineView(states={c.id: c.state for c in containers}, images={str(i["Id"]) for i in images})
+        ports = {
+            c.id: port
+            for c in containers
+            if c.state == "running"
+            for port in [next((p for key, p in c.ports.items() if p and key.endswith("/tcp")), None)]
+            if port
+        }
+        return EngineView(
+            states={c.id: c.state for c in containers}, images={str(i["Id"]) for i in images}, ports=ports
+        )
 
     def view(self, release: Release, engine: EngineView, live: int | None) -> ReleaseView:
         return ReleaseView(
@@ -193,7 +208,7 @@ class ReleaseService:
             container_id=release.container_id,
             container_name=release.container_name,
             container_state=engine.states.get(release.container_id or ""),
-            host_port=release.host_port,
+            host_port=engine.host_port(release),
             restored_from=release.restored_from,
             deployed_by=release.deployed_by_name,
             deployed_by_token=release.deployed_by,
@@ -243,7 +258,7 @@ class ReleaseService:
             container_id=shown.container_id,
             container_name=shown.container_name,
             state=engine.states.get(shown.container_id or ""),
-            host_port=shown.host_port,
+            host_port=engine.host_port(shown),
             domains=domains,
             health=await self._health(shown),
             releases=len(items),

@@ -1,89 +1,120 @@
-"""Sites that reach a container on its own (bridge) address follow it.
+"""Sites follow the container they reach, on its bridge address or through its host port.
 
-The engine's `start`, `die` and `destroy` events are watched: when such a container comes back
-with another address the site is rewritten to it, and while it is stopped or gone the site
-answers 502 (its old address may go to the next container that starts). Each rewrite is the
-same transaction as any site change.
+The engine's `start`, `die` and `destroy` events are watched. When such a container comes back
+with another address, or publishes its port on another host port (an engine-chosen port changes
+on every restart), the site is pointed there; while it is stopped or gone the site answers 503
+from nginx itself: its address may go to the next container that starts, and its freed host port
+to any local user who binds it (who would then serve the domain, visitors' cookies included).
+Stops this service makes itself take the site down first (`before_stop`), so that the port is
+never free while nginx still sends there. Each change is the same transaction as any switch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import NotFound
-from docker_manager.nginx import Nginx, SiteHeader, Upstream, read_header
-from docker_manager.services.sites.upstreams import ident_of
+from docker_manager.nginx import SiteHeader, Upstream, managed_sites
+from docker_manager.services.containers import ContainerService
+from docker_manager.services.sites.switch import TrafficSwitch
+from docker_manager.services.sites.upstreams import port_owner
 
 log = logging.getLogger(__name__)
 
 
+def followed_upstream(header: SiteHeader, info: ContainerInfo | None) -> Upstream:
+    """Where a site that follows `header.upstream.container` should send its requests now."""
+    recorded = header.upstream
+    pinned, kind, key = recorded.container, recorded.kind, recorded.published
+    if info is not None and info.running:
+        if key is not None:
+            port = info.published_ports.get(key)
+            if port:
+                return Upstream("127.0.0.1", port, container=pinned, published=key, kind=kind)
+        elif info.bridge_address is not None:
+            return Upstream(info.bridge_address, recorded.port, container=pinned, kind=kind)
+    return Upstream("127.0.0.1", recorded.port, container=pinned, published=key, down=True, kind=kind)
+
+
 class AddressFollower:
-    def __init__(self, nginx: Nginx, docker: Docker, settings: Settings) -> None:
-        self._nginx = nginx
+    def __init__(
+        self, switch: TrafficSwitch, docker: Docker, containers: ContainerService, settings: Settings
+    ) -> None:
+        self._switch = switch
         self._docker = docker
+        self._containers = containers
         self._settings = settings
+
+    async def adopt_host_port_sites(self) -> None:
+        """Sites an earlier version pointed at a container's host port did not record the
+        container: record the managed container publishing that port now, so that the site follows
+        it (and answers 503 while it is stopped) from here on. Run at start."""
+        for path, header in await asyncio.to_thread(self._switch.sites):
+            upstream = header.upstream
+            if (
+                upstream.container
+                or upstream.down
+                or upstream.kind != "managed"
+                or upstream.host != "127.0.0.1"
+            ):
+                continue
+            owner = await port_owner(self._containers, upstream.port)
+            if owner is not None:
+                followed = replace(upstream, container=owner["id"], published=owner["key"])
+                await self._switch.follow(path, header, followed)
 
     async def watch(self) -> None:
         while True:
             try:
                 watched = {"type": ["container"], "event": ["start", "die", "destroy"]}
                 async with self._docker.system.events(watched) as events:
-                    await self.refresh_addresses()  # whatever started while nobody watched
+                    await self.refresh_addresses()  # whatever changed while nobody watched
                     async for event in events:
                         await self.refresh_addresses(str(event.get("id") or ""))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the engine went away, or nginx refused: try again later
-                log.warning("watching container addresses for sites failed: %s", exc)
+                log.warning("following containers for sites failed: %s", exc)
             await asyncio.sleep(5.0)
 
+    async def before_stop(self, container_id: str) -> None:
+        """A container this service is about to stop, kill or remove: its sites answer 503 first."""
+        for path, header in await asyncio.to_thread(self._following, container_id):
+            down = followed_upstream(header, None)
+            if down != header.upstream:
+                await self._point(path, header, down)
+
     async def refresh_addresses(self, container_id: str | None = None) -> int:
-        """Rewrite the sites whose container came back with another address; how many changed."""
+        """Point the sites whose container moved (or stopped, or came back); how many changed."""
         changed = 0
-        for path, header in await asyncio.to_thread(self._address_sites):
-            pinned = header.upstream.container
-            if pinned is None or (container_id and pinned != container_id):
-                continue
+        for path, header in await asyncio.to_thread(self._following, container_id):
+            pinned = str(header.upstream.container)
             try:
                 info: ContainerInfo | None = await self._docker.containers.info(pinned)
             except NotFound:
                 info = None
-            address = info.bridge_address if info is not None and info.running else None
-            kind = header.upstream.kind
-            if address is None:
-                # Stopped or gone: its address may go to the next container that starts, so nginx
-                # must not send this domain's traffic there.
-                upstream = Upstream("127.0.0.1", header.port, container=pinned, down=True, kind=kind)
-            else:
-                upstream = Upstream(address, header.port, container=pinned, kind=kind)
-            if upstream == header.upstream:
-                continue
-            content = await asyncio.to_thread(
-                self._nginx.render,
-                ident=ident_of(path),
-                domain=header.domain,
-                upstream=upstream,
-                app_id=header.app_id,
-            )
-            async with self._nginx.lock:
-                current = await asyncio.to_thread(read_header, path)
-                if current is None or current.upstream.container != pinned:
-                    continue  # switched elsewhere meanwhile: leave it
-                await self._nginx.apply(path, content)
-            where = "down (not running)" if upstream.down else upstream.address
-            log.info("site %s follows container %s: %s", header.domain, pinned[:12], where)
-            changed += 1
+            upstream = followed_upstream(header, info)
+            if upstream != header.upstream and await self._point(path, header, upstream):
+                changed += 1
         return changed
 
-    def _address_sites(self) -> list[tuple[Path, SiteHeader]]:
-        found = []
-        for directory in self._settings.nginx_conf_dirs:
-            for path in sorted(directory.glob("*.conf")):
-                header = read_header(path)
-                if header is not None and header.upstream.container is not None:
-                    found.append((path, header))
-        return found
+    async def _point(self, path: Path, header: SiteHeader, upstream: Upstream) -> bool:
+        if not await self._switch.follow(path, header, upstream):
+            return False  # switched elsewhere meanwhile: leave it
+        where = "503 (not running)" if upstream.down else upstream.address
+        log.info("site %s follows container %s: %s", header.domain, str(upstream.container)[:12], where)
+        return True
+
+    def _following(self, container_id: str | None) -> list[tuple[Path, SiteHeader]]:
+        """Sites that follow a container (that one, or any). Blocking."""
+        return [
+            (path, header)
+            for path, header in managed_sites(self._settings.nginx_conf_dirs)
+            if header.upstream.container is not None
+            and (not container_id or header.upstream.container == container_id)
+        ]

@@ -24,6 +24,7 @@ from docker_manager.config import Settings
 from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import (
     Conflict,
+    DockerManagerError,
     InvalidInput,
     NotFound,
     NotManaged,
@@ -42,13 +43,13 @@ from docker_manager.schemas.nginx import (
     UpdatePortRequest,
     UpdatePortResult,
 )
-from docker_manager.services.containers import ContainerService, check_host_port, recreate_config
+from docker_manager.services.containers import ContainerService, StopNotices, check_host_port, recreate_config
 from docker_manager.services.probe import HttpProbe
 from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.sites.addresses import AddressFollower
 from docker_manager.services.sites.moves import record_move
 from docker_manager.services.sites.switch import TrafficSwitch
-from docker_manager.services.sites.upstreams import outcome, upstream_of
+from docker_manager.services.sites.upstreams import outcome, port_owner, upstream_of
 from docker_manager.services.tasks import find_task_dir
 from docker_manager.tasks.files import TaskFiles
 from docker_manager.tasks.summary import Summary
@@ -65,6 +66,8 @@ class SiteService:
         probe: HttpProbe,
         releases: ReleaseService,
         settings: Settings,
+        *,
+        stop_notices: StopNotices,
     ) -> None:
         self._releases = releases
         self._nginx = nginx
@@ -72,7 +75,8 @@ class SiteService:
         self._containers = containers
         self._settings = settings
         self.switch = TrafficSwitch(nginx, probe, containers, settings)
-        self.addresses = AddressFollower(nginx, docker, settings)
+        self.addresses = AddressFollower(self.switch, docker, containers, settings)
+        stop_notices.subscribe(self.addresses.before_stop)  # this service's own stops
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -80,6 +84,10 @@ class SiteService:
         sites that have a front (after a reboot they are gone), and watch the engine: a site
         reaching a container on its address follows it across restarts."""
         await self.switch.start()
+        try:
+            await self.addresses.adopt_host_port_sites()
+        except DockerManagerError as exc:  # the engine or nginx is down: on a later start
+            log.warning("could not record the containers of earlier sites: %s", exc.detail)
         self._watcher = asyncio.create_task(self.addresses.watch(), name="site-addresses")
 
     async def close(self) -> None:
@@ -133,23 +141,13 @@ class SiteService:
             )
 
     # --- upstream checks -------------------------------------------------------------------------
-    async def _port_owner(self, port: int) -> dict[str, Any] | None:
-        """The running container of this service (without host-level options) that publishes host
-        `port` over TCP, if any. A UDP port of the same number could sit beside a host process's
-        TCP listener: it says nothing about who answers on TCP."""
-        for item in await self._containers.list(all=False, managed_only=True):
-            tcp = [host for key, host in item.ports.items() if key.endswith("/tcp")]
-            if port in tcp and self._containers.manageable(item.id):
-                return {"id": item.id, "name": item.name}
-        return None
-
     async def _upstream(self, port: int, principal: Principal) -> dict[str, Any] | None:
         """Check a site's upstream port: a managed container's, or (admin only) any free-to-use port.
 
         An operate token may only expose its own apps: not the API itself, a database, the engine.
         """
         check_host_port(port, self._settings, field="port")
-        owner = await self._port_owner(port)
+        owner = await port_owner(self._containers, port)
         if owner is None and not principal.is_admin:
             raise InvalidInput(
                 f"no running container of this service publishes host port {port} "
@@ -178,12 +176,15 @@ class SiteService:
         await self._nginx.check_running()
         owner = await self._upstream(body.port, principal)
         target = await self._target(conf_dir, domain=body.domain, app_id=body.app_id, principal=principal)
-        reload = await self.switch.point(
-            target,
-            domain=body.domain,
-            upstream=Upstream("127.0.0.1", body.port, kind="managed" if owner else "host"),
-            app_id=body.app_id,
+        # A container's port is followed (a restart may publish it elsewhere, a stop frees it);
+        # a host process an admin named is reached where it is.
+        upstream = (
+            # (the port key goes into the site's header; the answer names the container as before)
+            Upstream("127.0.0.1", body.port, container=owner["id"], published=owner.pop("key"))
+            if owner
+            else Upstream("127.0.0.1", body.port, kind="host")
         )
+        reload = await self.switch.point(target, domain=body.domain, upstream=upstream, app_id=body.app_id)
         return SiteResult.model_validate(
             {
                 "status": "created",
@@ -374,10 +375,10 @@ class SiteService:
             old, port_key=port_key, new_port=body.new_port, host_ip=self._settings.publish_host_ip
         )
         new_id = await self._containers.create_and_start(
-            config, name=f"{old.name}-next-{secrets.token_hex(3)}", principal=principal
+            config, name=f"{old.name}-next-{secrets.token_hex(3)}", principal=principal, recreated=True
         )
         kind = "managed" if self._containers.manageable(new_id) else "host"
-        upstream = Upstream("127.0.0.1", body.new_port, kind=kind)
+        upstream = Upstream("127.0.0.1", body.new_port, container=new_id, published=port_key, kind=kind)
         try:
             await self.switch.wait_healthy(upstream, body)
             reload = await self.switch.point(target, domain=body.domain, upstream=upstream, app_id=app_id)

@@ -100,27 +100,48 @@ class TrafficSwitch:
 
         async def apply() -> dict[str, Any]:
             async with self._nginx.lock:  # a new front is chosen under it: never two the same
-                front = await self._front_for(target, upstream)
-                content = await asyncio.to_thread(
-                    self._nginx.render,
-                    ident=ident_of(target),
-                    domain=domain,
-                    upstream=upstream,
-                    app_id=app_id,
-                    front=front,
-                )
-                if front is None or self.netfilter is None:
-                    nf = self.netfilter
-                    before = await asyncio.to_thread(read_header, target) if nf is not None else None
-                    result = await self._nginx.apply(target, content)
-                    if nf is not None and before is not None and nf.owns(before.front):
-                        await nf.remove(before.front)  # a bridge address now: nginx no longer sends there
-                    return {**result, "mechanism": "reload", "nginx_reloaded": True}
-                return await self._move(target, content, front, upstream)
+                return await self._point_locked(target, domain=domain, upstream=upstream, app_id=app_id)
 
         # Never cut half-way (a cancelled task): nginx would keep a configuration whose file was
         # put back. The change completes (or is undone) first, then the cancel takes effect.
         return await asyncio.shield(apply())
+
+    async def follow(self, target: Path, header: SiteHeader, upstream: Upstream) -> bool:
+        """Point a site that follows a container at where that container is now (or at a 503 while
+        it is not running), unless the site was switched to another container meanwhile."""
+
+        async def apply() -> bool:
+            async with self._nginx.lock:
+                current = await asyncio.to_thread(read_header, target)
+                if current is None or current.upstream.container != header.upstream.container:
+                    return False
+                await self._point_locked(
+                    target, domain=header.domain, upstream=upstream, app_id=header.app_id
+                )
+                return True
+
+        return await asyncio.shield(apply())
+
+    async def _point_locked(
+        self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None
+    ) -> dict[str, Any]:
+        front = await self._front_for(target, upstream)
+        content = await asyncio.to_thread(
+            self._nginx.render,
+            ident=ident_of(target),
+            domain=domain,
+            upstream=upstream,
+            app_id=app_id,
+            front=front,
+        )
+        if front is None or self.netfilter is None:
+            nf = self.netfilter
+            before = await asyncio.to_thread(read_header, target) if nf is not None else None
+            result = await self._nginx.apply(target, content)
+            if nf is not None and before is not None and nf.owns(before.front):
+                await nf.remove(before.front)  # no front now: nginx no longer sends there
+            return {**result, "mechanism": "reload", "nginx_reloaded": True}
+        return await self._move(target, content, front, upstream)
 
     async def _front_for(self, target: Path, upstream: Upstream) -> str | None:
         """The site's front: the one it has, else the first free one; None when the kernel
@@ -204,4 +225,4 @@ def _read_text(path: Path) -> str | None:
 
 def _movable(upstream: Upstream) -> bool:
     """A loopback port the kernel can send a front to (not a bridge address, not a stopped one)."""
-    return upstream.host == "127.0.0.1" and upstream.container is None and not upstream.down
+    return upstream.host == "127.0.0.1" and not upstream.down

@@ -10,6 +10,7 @@ from typing import Any
 from docker_manager.docker import ContainerInfo
 from docker_manager.errors import InvalidInput
 from docker_manager.nginx import Upstream
+from docker_manager.services.containers import ContainerService
 
 # nginx hashes variable names in 64-byte buckets: `$dm_connection_{ident}` must stay well short
 # of that, or `nginx -t` fails ("could not build variables_hash") for a long domain.
@@ -33,11 +34,11 @@ def upstream_of(container: ContainerInfo, port: int | None, internal_port: int |
     its bridge address, as the original reached a container by name). Without `port`: the first
     published port, else the port build.info.json recorded (`internal_port_key`), else 80.
     """
-    published = [p for key, p in container.published_ports.items() if p and key.endswith("/tcp")]
+    published = {p: key for key, p in container.published_ports.items() if p and key.endswith("/tcp")}
     if port is not None and port in published:
-        return Upstream("127.0.0.1", port)
+        return through_host_port(container, published[port])
     if port is None and published:
-        return Upstream("127.0.0.1", published[0])
+        return through_host_port(container, next(iter(published.values())))
     if port is None:
         port = internal_port or 80
     if container.host_config.get("NetworkMode") == "host":
@@ -58,3 +59,23 @@ def outcome(retired: dict[str, Any] | None, done: str) -> dict[str, Any] | None:
     if retired.get("status") == "error":
         return {"status": "error", "error": retired.get("error")}
     return {"status": done}
+
+
+def through_host_port(container: ContainerInfo, key: str) -> Upstream:
+    """The loopback host port `container` publishes its port `key` (`80/tcp`) on, followed: the site
+    records the container and the key, and moves when a restart publishes it on another port."""
+    port = container.published_ports.get(key)
+    if not port:
+        raise InvalidInput(f"the container does not publish its port {key}", field="port")
+    return Upstream("127.0.0.1", port, container=container.id, published=key)
+
+
+async def port_owner(containers: ContainerService, port: int) -> dict[str, Any] | None:
+    """The running container of this service (without host-level options) that publishes host
+    `port` over TCP, if any, with the container port (`key`). A UDP port of the same number could
+    sit beside a host process's TCP listener: it says nothing about who answers on TCP."""
+    for item in await containers.list(all=False, managed_only=True):
+        keys = [key for key, host in item.ports.items() if key.endswith("/tcp") and host == port]
+        if keys and containers.manageable(item.id):
+            return {"id": item.id, "name": item.name, "key": keys[0]}
+    return None
