@@ -5,7 +5,7 @@
 Builds an image holding `--mb` MiB of random data, saves it as .tar.lz4, then times:
 - POST /docker/localrun until the container runs (and the service's peak memory growth),
   against `lz4 -dc FILE | docker load` followed by `docker run -d`;
-- the service's SFTP upload code (docker_manager.sftp.upload; the bytes by OpenSSH's sftp, and its
+- the service's SFTP upload code (docker_manager.adapters.sftp.upload; the bytes by OpenSSH's sftp, and its
   asyncssh-only path) against `scp`, to a private sshd, alternating.
 """
 
@@ -27,7 +27,7 @@ from _common import ROOT, docker, ensure_base_image, row, service
 sys.path.insert(0, str(ROOT))
 from tests.services import sshd
 
-from docker_manager.sftp import SftpTarget, upload
+from docker_manager.adapters.sftp import SftpTarget, upload
 
 
 def make_artefact(folder: Path, mb: int, tag: str) -> Path:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from docker_manager.config import Settings
-from docker_manager.tasks import TaskContext, TaskSpec
+from docker_manager.runner import TaskContext, TaskSpec
 from tests.helpers import app_client
 
 

@@ -13,11 +13,11 @@ from typing import Any
 import psutil
 import pytest
 
+from docker_manager.adapters.sftp import SftpTarget, upload
+from docker_manager.adapters.sftp import openssh as openssh_module
+from docker_manager.adapters.sftp import transfer as upload_module
+from docker_manager.adapters.sftp.openssh import CopyFailed, OpenSshCopier
 from docker_manager.errors import UploadFailed
-from docker_manager.sftp import SftpTarget, upload
-from docker_manager.sftp import openssh as openssh_module
-from docker_manager.sftp import transfer as upload_module
-from docker_manager.sftp.openssh import CopyFailed, OpenSshCopier
 from tests.services import Sshd, sshd
 
 

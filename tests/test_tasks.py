@@ -14,9 +14,9 @@ import pytest
 
 from docker_manager.auth import Scope
 from docker_manager.errors import BuildFailed
+from docker_manager.runner import Status, TaskContext, TaskRunner, TaskSpec, TaskStore
+from docker_manager.runner.store import StateChange
 from docker_manager.services import Services
-from docker_manager.tasks import Status, TaskContext, TaskRunner, TaskSpec, TaskStore
-from docker_manager.tasks.store import StateChange
 from tests.conftest import Tokens
 from tests.helpers import wait_final
 

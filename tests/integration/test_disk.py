@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from docker_manager.config import Settings
-from docker_manager.tasks import TaskContext, TaskSpec
+from docker_manager.runner import TaskContext, TaskSpec
 from docker_manager.util.lz4file import compress_to_file
 from tests.conftest import docker_cli
 from tests.helpers import app_client, wait_final

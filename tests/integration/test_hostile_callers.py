@@ -349,8 +349,10 @@ def test_a_site_follows_its_container_to_a_new_port_and_never_to_a_freed_one(
         assert until(lambda: through_nginx(web.port, "shop.example.com").text.strip() == "shop")
         # /apps shows where it is now (the engine's listing is cached for a second).
         assert until(
-            lambda: httpx2.get(f"{service.url}/apps/shop", headers=operate, timeout=10).json()["host_port"]
-            == second
+            lambda: (
+                httpx2.get(f"{service.url}/apps/shop", headers=operate, timeout=10).json()["host_port"]
+                == second
+            )
         )
 
         # Stopped through the API: the site answers 503 before the port is free, and a local user

@@ -20,7 +20,7 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from docker_manager.tasks import TaskContext, TaskSpec
+from docker_manager.runner import TaskContext, TaskSpec
 from tests.helpers import app_client, wait_final
 from tests.services import free_port
 

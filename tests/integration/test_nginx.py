@@ -16,9 +16,9 @@ import httpx2
 import psutil
 import pytest
 
+from docker_manager.adapters.netfilter import chain_of
+from docker_manager.adapters.nginx import read_header
 from docker_manager.config import Settings
-from docker_manager.netfilter import chain_of
-from docker_manager.nginx import read_header
 from tests.conftest import docker_cli
 from tests.helpers import app_client
 from tests.services import NginxServer, free_port, nginx

@@ -15,8 +15,8 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
+from docker_manager.runner import TaskContext, TaskSpec
 from docker_manager.services import Services
-from docker_manager.tasks import TaskContext, TaskSpec
 from docker_manager.util.clock import utcnow
 from tests.conftest import docker_cli
 from tests.helpers import app_client, wait_final

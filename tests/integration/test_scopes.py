@@ -421,7 +421,7 @@ def test_a_directory_swapped_for_a_symlink_is_not_followed(tmp_path: Path) -> No
     import io
     import tarfile
 
-    from docker_manager.docker.build_context import DockerIgnore, _add_tree
+    from docker_manager.adapters.docker.build_context import DockerIgnore, _add_tree
 
     outside = tmp_path / "outside"
     outside.mkdir()

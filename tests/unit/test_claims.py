@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from docker_manager.ownership import Kind
 from docker_manager.services.builds.claims import ImageClaims
 from docker_manager.services.builds.output import BuildOutput
+from docker_manager.services.ownership.record import Kind
 
 STARTED = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 BEFORE = (STARTED - timedelta(hours=1)).isoformat()

@@ -10,8 +10,8 @@ from typing import Any, cast
 from cryptography.fernet import Fernet
 
 from docker_manager.config import Settings
-from docker_manager.services.localrun import list_uploads
-from docker_manager.services.tasks import EventView
+from docker_manager.services.deploys.localrun import list_uploads
+from docker_manager.services.tasks.service import EventView
 from docker_manager.ui.live import _fragment
 from docker_manager.ui.session import Session, SessionCodec
 

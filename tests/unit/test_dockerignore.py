@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from docker_manager.docker.build_context import DockerIgnore
+from docker_manager.adapters.docker.build_context import DockerIgnore
 
 
 def rules(text: str) -> DockerIgnore:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from docker_manager.adapters.git import check_repo_url, redact_credentials, shown_url
 from docker_manager.errors import InvalidInput, PathNotAllowed
-from docker_manager.git import check_repo_url, redact_credentials, shown_url
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
 from docker_manager.db import Database
 from docker_manager.errors import NotFound, PolicyViolation
-from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.containers import RunExtendedRequest, RunRequest, VolumeBind
 from docker_manager.services.containers import ContainerPolicy, ContainerSpec, create_config
+from docker_manager.services.ownership.record import Kind, Ownership
 
 OPERATOR = Principal(token_id="o", name="o", scopes=frozenset({Scope.OPERATE}))
 ADMIN = Principal(token_id="a", name="a", scopes=frozenset({Scope.ADMIN}))
@@ -144,8 +144,8 @@ async def test_a_volume_is_mounted_by_the_token_that_made_it(ownership: Ownershi
 async def test_a_port_another_apps_site_reaches_is_not_published(
     ownership: Ownership, tmp_path: Path
 ) -> None:
+    from docker_manager.adapters.nginx import Nginx, NginxPaths, Upstream
     from docker_manager.errors import PortInUse
-    from docker_manager.nginx import Nginx, NginxPaths, Upstream
 
     conf = tmp_path / "conf.d"
     conf.mkdir()

@@ -9,9 +9,9 @@ from pathlib import Path
 import lz4.frame
 import pytest
 
-from docker_manager.docker.types import ContainerInfo
+from docker_manager.adapters.docker.types import ContainerInfo
 from docker_manager.errors import Conflict, DiskFull, EngineError, NotFound
-from docker_manager.services.disk import engine_usage
+from docker_manager.services.host.disk import engine_usage
 from docker_manager.services.releases.rules import check_runnable, choose_target, keep_host_ports
 from docker_manager.services.releases.service import EngineView
 from docker_manager.services.releases.store import Release

@@ -174,7 +174,7 @@ def test_an_app_id_becomes_a_valid_image_name(app_id: str, image: str) -> None:
     ],
 )
 def test_registry_credentials_apply_only_where_listed(repo: str, allowed: list[str], applies: bool) -> None:
-    from docker_manager.services.pipeline import credentials_apply
+    from docker_manager.services.pipelines.service import credentials_apply
 
     assert credentials_apply(repo, allowed) is applies
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from docker_manager.docker.streams import ProgressError, StreamId, demux, json_progress
+from docker_manager.adapters.docker.streams import ProgressError, StreamId, demux, json_progress
 from docker_manager.errors import EngineError
 
 

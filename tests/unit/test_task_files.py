@@ -6,8 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
+from docker_manager.runner.files import LogBatch, TaskFiles, deep_merge
 from docker_manager.services.builds import artefact_name, parse_dockerfile
-from docker_manager.tasks.files import LogBatch, TaskFiles, deep_merge
 
 
 async def test_concurrent_merges_keep_every_writers_fields(tmp_path: Path) -> None:

@@ -13,21 +13,21 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 
 from docker_manager.api.streaming import StreamSlots
-from docker_manager.audit import AuditLog
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.services import Services
 from docker_manager.services.builds import BuildService
-from docker_manager.services.commands import CommandService
+from docker_manager.services.commands.service import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService
-from docker_manager.services.disk import DiskService
-from docker_manager.services.images import ImageService
-from docker_manager.services.localrun import LocalRunService
-from docker_manager.services.pipeline import PipelineService
+from docker_manager.services.deploys.localrun import LocalRunService
+from docker_manager.services.host.disk import DiskService
+from docker_manager.services.host.system import SystemService
+from docker_manager.services.images.service import ImageService
+from docker_manager.services.observability.audit import AuditLog
+from docker_manager.services.pipelines.service import PipelineService
 from docker_manager.services.releases import ReleaseService, RetentionService, RollbackService
 from docker_manager.services.sites import SiteService
-from docker_manager.services.system import SystemService
-from docker_manager.services.tasks import TaskService
+from docker_manager.services.tasks.service import TaskService
 
 
 async def get_services(request: Request) -> Services:

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docker_manager import metrics
 from docker_manager.api.middleware import client_key, peer_of
-from docker_manager.audit import AuditEntry, AuditLog, targets_from
+from docker_manager.services.observability.audit import AuditEntry, AuditLog, targets_from
 from docker_manager.util.requestctx import REQUEST_ID, request_id_from
 
 log = logging.getLogger(__name__)

@@ -8,25 +8,28 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from docker_manager.audit import AuditLog
+from docker_manager.adapters.docker import Docker
+from docker_manager.adapters.nginx import Nginx, NginxPaths
+from docker_manager.adapters.probe import HttpProbe
 from docker_manager.auth import TokenStore
 from docker_manager.config import Settings
 from docker_manager.db import Database
-from docker_manager.docker import Docker
 from docker_manager.errors import DockerManagerError
-from docker_manager.nginx import Nginx, NginxPaths
-from docker_manager.ownership import Ownership
-from docker_manager.services.adoption import adopt_labelled_once
+from docker_manager.runner import EventBus, TaskRunner, TaskStore
+from docker_manager.runner.outbox import OutboxDispatcher
 from docker_manager.services.builds import BuildService
-from docker_manager.services.commands import CommandService
+from docker_manager.services.commands.service import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService, StopNotices
-from docker_manager.services.disk import DiskService
-from docker_manager.services.health import HealthChecker
-from docker_manager.services.images import ImageService
-from docker_manager.services.localrun import LocalRunService
-from docker_manager.services.observers import Observers
-from docker_manager.services.pipeline import PipelineService
-from docker_manager.services.probe import HttpProbe
+from docker_manager.services.deploys.localrun import LocalRunService
+from docker_manager.services.healthchecks.checker import HealthChecker
+from docker_manager.services.host.disk import DiskService
+from docker_manager.services.host.system import HostSampler, SystemService
+from docker_manager.services.images.service import ImageService
+from docker_manager.services.observability.audit import AuditLog
+from docker_manager.services.observability.observers import Observers
+from docker_manager.services.ownership.adoption import adopt_labelled_once
+from docker_manager.services.ownership.record import Ownership
+from docker_manager.services.pipelines.service import PipelineService
 from docker_manager.services.releases import (
     ReleaseService,
     ReleaseStore,
@@ -34,10 +37,7 @@ from docker_manager.services.releases import (
     RollbackService,
 )
 from docker_manager.services.sites import SiteService
-from docker_manager.services.system import HostSampler, SystemService
-from docker_manager.services.tasks import TaskService
-from docker_manager.tasks import EventBus, TaskRunner, TaskStore
-from docker_manager.tasks.outbox import OutboxDispatcher
+from docker_manager.services.tasks.service import TaskService
 from docker_manager.ui.session import SessionCodec
 from docker_manager.util.sealing import Sealer
 

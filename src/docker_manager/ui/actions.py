@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from docker_manager.api.middleware import client_key, peer_of
 from docker_manager.auth import Scope, parse_scopes
 from docker_manager.errors import DockerManagerError, InsufficientScope
-from docker_manager.schemas.apps import RollbackRequest
-from docker_manager.schemas.deploy import LocalRunRequest
-from docker_manager.schemas.nginx import SiteCreateRequest, SiteDeleteRequest
-from docker_manager.services.localrun import list_uploads
+from docker_manager.schemas.deploys import LocalRunRequest
+from docker_manager.schemas.releases import RollbackRequest
+from docker_manager.schemas.sites import SiteCreateRequest, SiteDeleteRequest
+from docker_manager.services.deploys.localrun import list_uploads
 from docker_manager.ui.deps import (
     AppRef,
     FormSession,

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from docker_manager.api.streaming import NO_BUFFERING, streaming
 from docker_manager.errors import DockerManagerError
-from docker_manager.services.tasks import EventView
+from docker_manager.services.tasks.service import EventView
 from docker_manager.ui.deps import TaskRef, UiSession, services_of
 from docker_manager.ui.render import SECURITY_HEADERS
 

@@ -12,11 +12,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError
+from docker_manager.runner import Status
 from docker_manager.schemas.containers import ContainerSummary
 from docker_manager.schemas.tasks import TaskStatus
-from docker_manager.services.localrun import list_uploads
-from docker_manager.services.tasks import redact_summary
-from docker_manager.tasks import Status
+from docker_manager.services.deploys.localrun import list_uploads
+from docker_manager.services.tasks.service import redact_summary
 from docker_manager.ui.deps import AppRef, TaskRef, UiSession, services_of
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE

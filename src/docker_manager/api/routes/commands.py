@@ -1,4 +1,4 @@
-"""`/tasks/run-stream` (admin) and the html-site pipeline (operate)."""
+"""Host commands: `/tasks/run-stream` (admin)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from docker_manager.api.deps import AdminAccess, CommandsDep, OperateAccess, PipelineDep, StreamsDep
+from docker_manager.api.deps import AdminAccess, CommandsDep, StreamsDep
 from docker_manager.api.streaming import json_document, live, wanted_stream
-from docker_manager.schemas.commands import (
-    PipelineRequest,
-    PipelineStarted,
-    PipelineSummary,
-    RunStreamRequest,
-    RunStreamResult,
-)
-from docker_manager.services.pipeline import PipelinePlan, PipelineService
+from docker_manager.schemas.commands import RunStreamRequest, RunStreamResult
 
 router = APIRouter(tags=["commands"])
 
@@ -72,30 +65,3 @@ async def run_stream(
             yield item
 
     return live(lines(), kind, slot)
-
-
-def _plan(body: PipelineRequest, pipeline: PipelineService) -> PipelinePlan:
-    return pipeline.plan(
-        repo_url=body.repo_url,
-        dockerhub_repo=body.dockerhub_repo,
-        tag=body.tag,
-        host_port=body.host_port,
-        username=body.dockerhub_username,
-        password=body.dockerhub_password.get_secret_value() if body.dockerhub_password else None,
-        task_id=body.task_id,
-    )
-
-
-@router.post("/pipeline/html-site", response_model=PipelineSummary)
-async def html_site(body: PipelineRequest, pipeline: PipelineDep, who: OperateAccess) -> PipelineSummary:
-    """Clone → build → login → push → pull → run → probe, waiting for the end; returns the summary."""
-    return await pipeline.run(_plan(body, pipeline), who)
-
-
-@router.post("/pipeline/html-site/start", response_model=PipelineStarted)
-async def html_site_start(
-    body: PipelineRequest, pipeline: PipelineDep, who: OperateAccess
-) -> PipelineStarted:
-    """The same pipeline as a task: `{task_id, status: "started"}` at once; follow `/tasks/...`."""
-    record = await pipeline.start(_plan(body, pipeline), who, wait=False)
-    return PipelineStarted(task_id=record.id)

@@ -1,18 +1,37 @@
-"""Container routes: run, list, inspect, lifecycle, logs, exec, stats."""
+"""Container routes: run, list, inspect, lifecycle, logs, exec, stats; and `files`: a file browser
+inside containers, `/docker/container/fs/{list,read,write,mkdir,delete}` (scope exec)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from docker_manager.api.deps import ContainersDep, ExecAccess, OperateAccess, ReadAccess, ReleasesDep
+from docker_manager.api.deps import (
+    ContainerFilesDep,
+    ContainersDep,
+    ExecAccess,
+    OperateAccess,
+    ReadAccess,
+    ReleasesDep,
+)
 from docker_manager.schemas.containers import (
     ActionResult,
     ContainerRefRequest,
     ContainerSummary,
     ExecRequest,
     ExecResult,
+    FsDeleteRequest,
+    FsDeleteResult,
+    FsListRequest,
+    FsListResult,
+    FsMkdirRequest,
+    FsMkdirResult,
+    FsReadRequest,
+    FsReadResult,
+    FsWriteRequest,
+    FsWriteResult,
     KillRequest,
     LogsResult,
     RemoveRequest,
@@ -116,3 +135,63 @@ async def exec_(body: ExecRequest, containers: ContainersDep, who: ExecAccess) -
     return await containers.exec(
         body.id_or_name, who, cmd=body.cmd, workdir=body.workdir, timeout=body.timeout
     )
+
+
+# The files inside containers (scope exec), a router of its own (its prefix and tag).
+files = APIRouter(prefix="/docker/container/fs", tags=["container files"])
+
+
+@files.post("/list", response_model=FsListResult)
+async def list_dir(body: FsListRequest, files: ContainerFilesDep, who: ExecAccess) -> FsListResult:
+    """The entries of one directory (with `recursive`, of everything below it), sorted by name,
+    `limit` per page; `type` is dir or file as in the original, `kind` tells symlinks and the rest."""
+    return await files.list_dir(
+        body.id_or_name, who, path=body.path, limit=body.limit, cursor=body.cursor, recursive=body.recursive
+    )
+
+
+@files.post(
+    "/read",
+    response_model=FsReadResult,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def read_file(
+    body: FsReadRequest, request: Request, files: ContainerFilesDep, who: ExecAccess
+) -> Response:
+    """JSON: text when the bytes are UTF-8, else base64; above DM_FS_MAX_BYTES 413 (read a range).
+
+    With `Accept: application/octet-stream` the raw bytes are streamed instead, without the cap.
+    """
+    ref, path, offset, length = body.id_or_name, body.path, body.offset, body.length
+    if "application/octet-stream" in request.headers.get("accept", ""):
+        size, data = await files.stream_file(ref, who, path=path, offset=offset, length=length)
+        return StreamingResponse(
+            data, media_type="application/octet-stream", headers={"Content-Length": str(size)}
+        )
+    content = await files.read_file(ref, who, path=path, offset=offset, length=length)
+    # Rendered directly: a 10 MB file would otherwise be copied several times over by validation.
+    return Response(content.as_json(), media_type="application/json")
+
+
+@files.post("/write", response_model=FsWriteResult)
+async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAccess) -> FsWriteResult:
+    return await files.write_file(
+        body.id_or_name,
+        who,
+        path=body.path,
+        content=body.content,
+        is_base64=body.base64,
+        mode=body.mode,
+        parents=body.parents,
+    )
+
+
+@files.post("/mkdir", response_model=FsMkdirResult)
+async def make_dir(body: FsMkdirRequest, files: ContainerFilesDep, who: ExecAccess) -> FsMkdirResult:
+    return await files.make_dir(body.id_or_name, who, path=body.path, parents=body.parents)
+
+
+@files.post("/delete", response_model=FsDeleteResult)
+async def delete_path(body: FsDeleteRequest, files: ContainerFilesDep, who: ExecAccess) -> FsDeleteResult:
+    """Refuses /, /proc, /sys, /dev, mount points and their parents, and paths in host bind mounts."""
+    return await files.delete_path(body.id_or_name, who, path=body.path, recursive=body.recursive)

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from docker_manager import metrics
 from docker_manager.api.deps import AdminAccess, AuditDep, MetricsAccess, ServicesDep
-from docker_manager.schemas.audit import AuditPage, AuditRecord
+from docker_manager.schemas.observability import AuditPage, AuditRecord
 
 router = APIRouter(tags=["observability"])
 

@@ -10,8 +10,8 @@ from fastapi.responses import Response, StreamingResponse
 
 from docker_manager.api.deps import OperateAccess, ReadAccess, StreamsDep, TasksDep
 from docker_manager.api.streaming import ndjson, sse, wanted_stream
+from docker_manager.runner import Status
 from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
-from docker_manager.tasks import Status
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 MAX_TAIL = 10_000

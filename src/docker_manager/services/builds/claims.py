@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from docker_manager.docker import Docker
-from docker_manager.ownership import Kind, Ownership
+from docker_manager.adapters.docker import Docker
 from docker_manager.services.builds.output import BuildOutput
+from docker_manager.services.ownership.record import Kind, Ownership
 
 log = logging.getLogger(__name__)
 

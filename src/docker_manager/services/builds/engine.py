@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from docker_manager.adapters.docker import Docker, ProgressError
+from docker_manager.adapters.docker.build_context import BuildContext
 from docker_manager.config import Settings
-from docker_manager.docker import Docker, ProgressError
-from docker_manager.docker.build_context import BuildContext
 from docker_manager.errors import BuildFailed
 from docker_manager.labels import managed_labels
+from docker_manager.runner import TaskContext
 from docker_manager.services.builds.claims import ImageClaims
 from docker_manager.services.builds.dockerfile import with_labels
 from docker_manager.services.builds.output import BuildOutput
-from docker_manager.tasks import TaskContext
 from docker_manager.util.clock import utcnow
 
 

@@ -10,9 +10,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from docker_manager.adapters.sftp import SftpTarget
 from docker_manager.config import Settings
 from docker_manager.errors import InvalidInput
-from docker_manager.sftp import SftpTarget
 from docker_manager.util.paths import confine
 
 

@@ -17,21 +17,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from docker_manager.adapters.docker import Docker
+from docker_manager.adapters.sftp import SftpTarget
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import Docker
 from docker_manager.errors import BuildFailed, Conflict
-from docker_manager.ownership import Ownership
-from docker_manager.services.builds.claims import ImageClaims
-from docker_manager.services.builds.dockerfile import image_name_for, parse_dockerfile
-from docker_manager.services.builds.engine import EngineJob, EnginePass
-from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
-from docker_manager.services.builds.plan import BuildPlan, BuildSource, plan_build, sftp_target
-from docker_manager.services.builds.shipping import export_image, upload_folder
-from docker_manager.services.disk import DiskService
-from docker_manager.services.images import ImageService
-from docker_manager.sftp import SftpTarget
-from docker_manager.tasks import (
+from docker_manager.runner import (
     LOG,
     Status,
     TaskContext,
@@ -41,7 +32,16 @@ from docker_manager.tasks import (
     follow,
     new_task_id,
 )
-from docker_manager.tasks.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
+from docker_manager.runner.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogBatch
+from docker_manager.services.builds.claims import ImageClaims
+from docker_manager.services.builds.dockerfile import image_name_for, parse_dockerfile
+from docker_manager.services.builds.engine import EngineJob, EnginePass
+from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
+from docker_manager.services.builds.plan import BuildPlan, BuildSource, plan_build, sftp_target
+from docker_manager.services.builds.shipping import export_image, upload_folder
+from docker_manager.services.host.disk import DiskService
+from docker_manager.services.images.service import ImageService
+from docker_manager.services.ownership.record import Ownership
 from docker_manager.util.files import tree_size, write_new_file
 
 log = logging.getLogger(__name__)

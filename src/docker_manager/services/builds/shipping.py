@@ -12,14 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from docker_manager.adapters.docker import Docker
+from docker_manager.adapters.sftp import SftpTarget, Uploaded, upload
 from docker_manager.config import Settings
-from docker_manager.docker import Docker
 from docker_manager.errors import UploadFailed
-from docker_manager.services.builds.dockerfile import artefact_name
-from docker_manager.services.disk import DiskService
-from docker_manager.sftp import SftpTarget, Uploaded, upload
-from docker_manager.tasks import TaskContext
-from docker_manager.tasks.files import (
+from docker_manager.runner import TaskContext
+from docker_manager.runner.files import (
     BUILD_JSONL,
     BUILD_LOG,
     DOCKERFILE_PARSED,
@@ -29,6 +27,8 @@ from docker_manager.tasks.files import (
     INFO_JSON,
     MANIFEST,
 )
+from docker_manager.services.builds.dockerfile import artefact_name
+from docker_manager.services.host.disk import DiskService
 from docker_manager.util.lz4file import compress_to_file
 
 # What goes to the runtime host besides the artefact; build.info.json travels last.

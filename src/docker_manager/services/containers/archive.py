@@ -3,8 +3,8 @@ a caller can act on (a parent that is a file, a read-only filesystem) told apart
 
 from __future__ import annotations
 
-from docker_manager.docker import Docker
-from docker_manager.docker.containers import PathStat
+from docker_manager.adapters.docker import Docker
+from docker_manager.adapters.docker.containers import PathStat
 from docker_manager.errors import Conflict, EngineError, NotFound
 
 

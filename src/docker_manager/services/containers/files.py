@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from docker_manager.adapters.docker import Docker
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import Docker
 from docker_manager.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from docker_manager.schemas.container_fs import (
+from docker_manager.schemas.containers import (
     FsDeleteResult,
     FsEntry,
     FsListResult,

@@ -13,7 +13,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker_manager.docker import ContainerInfo, Docker, StreamId
+from docker_manager.adapters.docker import ContainerInfo, Docker, StreamId
 from docker_manager.schemas.containers import ExecResult, LogLine, LogsResult, StatsResult
 
 StrList = list[str]

@@ -30,13 +30,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from docker_manager.adapters.docker import Docker
+from docker_manager.adapters.nginx import managed_sites
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import Docker
 from docker_manager.errors import NotFound, PolicyViolation, PortInUse
 from docker_manager.labels import APP_ID
-from docker_manager.nginx import managed_sites
-from docker_manager.ownership import Kind, Ownership
+from docker_manager.services.ownership.record import Kind, Ownership
 
 # Log drivers that keep logs on this host. Others (syslog, gelf, fluentd...) can ship a
 # container's output to any address.

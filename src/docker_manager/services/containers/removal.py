@@ -9,9 +9,9 @@ import posixpath
 import secrets
 from typing import Any
 
+from docker_manager.adapters.docker import ContainerInfo, Docker, StreamId
+from docker_manager.adapters.docker.containers import PathStat
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo, Docker, StreamId
-from docker_manager.docker.containers import PathStat
 from docker_manager.errors import Conflict, EngineError, InvalidInput, Unsupported
 from docker_manager.services.containers.archive import Archive
 from docker_manager.util.tarbuild import dir_members, file_member, tar_bytes

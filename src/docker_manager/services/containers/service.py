@@ -12,12 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from docker_manager.adapters.docker import ContainerInfo, Docker
 from docker_manager.auth import Principal, Scope
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import Conflict, DockerManagerError, EngineTimeout, NotFound, NotManaged
 from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID, managed_labels
-from docker_manager.ownership import Kind, Ownership
 from docker_manager.schemas.containers import (
     ActionResult,
     ContainerSummary,
@@ -30,6 +29,7 @@ from docker_manager.schemas.containers import (
 from docker_manager.services.containers.output import collect_logs, redact_for_read, run_exec, stats_result
 from docker_manager.services.containers.policy import BUILTIN_NETWORKS, ContainerPolicy
 from docker_manager.services.containers.spec import ContainerSpec, check_limits, create_config
+from docker_manager.services.ownership.record import Kind, Ownership
 from docker_manager.util.cache import SingleFlightCache
 
 # Actions after which a running container no longer answers on its ports.

@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from docker_manager.adapters.docker import ContainerInfo
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo
 from docker_manager.errors import InvalidInput
 from docker_manager.labels import managed_labels
 from docker_manager.schemas.containers import RunExtendedRequest, RunRequest, VolumeBind
-from docker_manager.schemas.deploy import LocalRunRequest
+from docker_manager.schemas.deploys import LocalRunRequest
 
 
 @dataclass

@@ -27,17 +27,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from docker_manager import metrics
-from docker_manager.audit import AuditLog
+from docker_manager.adapters.docker import Docker
+from docker_manager.adapters.docker.images import deleted_ids
 from docker_manager.config import Settings
-from docker_manager.docker import Docker
-from docker_manager.docker.images import deleted_ids
 from docker_manager.errors import DockerManagerError, NotFound
-from docker_manager.ownership import Kind, Ownership
-from docker_manager.schemas.disk import GcReport
+from docker_manager.runner.store import TaskStore
+from docker_manager.runner.summary import Summary
+from docker_manager.schemas.host import GcReport
+from docker_manager.services.observability.audit import AuditLog
+from docker_manager.services.ownership.record import Kind, Ownership
 from docker_manager.services.releases.service import EngineView, ReleaseService
 from docker_manager.services.releases.store import Release
-from docker_manager.tasks.store import TaskStore
-from docker_manager.tasks.summary import Summary
 from docker_manager.util.clock import utcnow
 
 log = logging.getLogger(__name__)

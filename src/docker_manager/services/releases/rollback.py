@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager import metrics
+from docker_manager.adapters.docker import ContainerInfo, Docker
+from docker_manager.adapters.nginx import SiteHeader, Upstream
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import Conflict, DockerManagerError, NotFound, NotManaged, UnhealthyContainer
-from docker_manager.nginx import SiteHeader, Upstream
-from docker_manager.schemas.apps import RollbackRequest, RollbackStarted
+from docker_manager.runner import TaskContext, TaskRunner, TaskSpec
+from docker_manager.runner.runner import new_task_id
+from docker_manager.schemas.releases import RollbackRequest, RollbackStarted
 from docker_manager.services.containers import ContainerService, check_host_port
 from docker_manager.services.releases.rules import (
     check_runnable,
@@ -40,8 +42,6 @@ from docker_manager.services.releases.rules import (
 from docker_manager.services.releases.service import ReleaseService, host_port_of
 from docker_manager.services.releases.store import Release
 from docker_manager.services.sites.switch import TrafficSwitch
-from docker_manager.tasks import TaskContext, TaskRunner, TaskSpec
-from docker_manager.tasks.runner import new_task_id
 from docker_manager.util.sealing import SealError
 
 ROLLBACK_TASK = "rollback"

@@ -18,18 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docker_manager import metrics
+from docker_manager.adapters.docker import ContainerInfo, Docker
+from docker_manager.adapters.nginx import managed_sites
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import NotFound
-from docker_manager.nginx import managed_sites
-from docker_manager.ownership import Kind, Ownership
-from docker_manager.schemas.apps import AppDetail, AppView, ReleaseView
+from docker_manager.runner.summary import Summary
 from docker_manager.schemas.containers import RunResult
+from docker_manager.schemas.releases import AppDetail, AppView, ReleaseView
 from docker_manager.services.containers import ContainerService, ContainerSpec, create_body_of
+from docker_manager.services.ownership.record import Kind, Ownership
 from docker_manager.services.releases.store import Release, ReleaseStore
-from docker_manager.services.tasks import find_task_dir
-from docker_manager.tasks.summary import Summary
+from docker_manager.services.tasks.service import find_task_dir
 from docker_manager.util.locks import KeyedLocks
 from docker_manager.util.sealing import Sealer
 

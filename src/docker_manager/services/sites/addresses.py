@@ -16,10 +16,10 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from docker_manager.adapters.docker import ContainerInfo, Docker
+from docker_manager.adapters.nginx import SiteHeader, Upstream, managed_sites
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import NotFound
-from docker_manager.nginx import SiteHeader, Upstream, managed_sites
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.services.sites.upstreams import port_owner

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from docker_manager.schemas.nginx import UpdatePortRequest
-from docker_manager.tasks.files import TaskFiles
+from docker_manager.runner.files import TaskFiles
+from docker_manager.schemas.sites import UpdatePortRequest
 
 
 async def record_move(

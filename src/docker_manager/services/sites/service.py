@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager import metrics
+from docker_manager.adapters.docker import ContainerInfo, Docker
+from docker_manager.adapters.nginx import Nginx, SiteHeader, Upstream, read_header
+from docker_manager.adapters.probe import HttpProbe
 from docker_manager.auth import Principal
 from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo, Docker
 from docker_manager.errors import (
     Conflict,
     DockerManagerError,
@@ -31,8 +33,9 @@ from docker_manager.errors import (
     PathNotAllowed,
     UnhealthyContainer,
 )
-from docker_manager.nginx import Nginx, SiteHeader, Upstream, read_header
-from docker_manager.schemas.nginx import (
+from docker_manager.runner.files import TaskFiles
+from docker_manager.runner.summary import Summary
+from docker_manager.schemas.sites import (
     SignDomainRequest,
     SignDomainResult,
     SiteCreateRequest,
@@ -44,15 +47,12 @@ from docker_manager.schemas.nginx import (
     UpdatePortResult,
 )
 from docker_manager.services.containers import ContainerService, StopNotices, check_host_port, recreate_config
-from docker_manager.services.probe import HttpProbe
 from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.sites.addresses import AddressFollower
 from docker_manager.services.sites.moves import record_move
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.services.sites.upstreams import outcome, port_owner, upstream_of
-from docker_manager.services.tasks import find_task_dir
-from docker_manager.tasks.files import TaskFiles
-from docker_manager.tasks.summary import Summary
+from docker_manager.services.tasks.service import find_task_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from docker_manager.auth import Principal
-from docker_manager.config import Settings
-from docker_manager.docker import ContainerInfo
-from docker_manager.errors import DockerManagerError, SwitchFailed, UnhealthyContainer
-from docker_manager.netfilter import Netfilter, front_of
-from docker_manager.nginx import (
+from docker_manager.adapters.docker import ContainerInfo
+from docker_manager.adapters.netfilter import Netfilter, front_of
+from docker_manager.adapters.nginx import (
     Nginx,
     SiteHeader,
     Upstream,
@@ -26,9 +23,12 @@ from docker_manager.nginx import (
     read_header,
     same_configuration,
 )
-from docker_manager.schemas.nginx import HealthGate
+from docker_manager.adapters.probe import HttpProbe, NoGoodAnswer
+from docker_manager.auth import Principal
+from docker_manager.config import Settings
+from docker_manager.errors import DockerManagerError, SwitchFailed, UnhealthyContainer
+from docker_manager.schemas.sites import HealthGate
 from docker_manager.services.containers import ContainerService
-from docker_manager.services.probe import HttpProbe, NoGoodAnswer
 from docker_manager.services.sites.upstreams import ident_of
 from docker_manager.util.locks import KeyedLocks
 

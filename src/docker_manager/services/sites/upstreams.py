@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from docker_manager.docker import ContainerInfo
+from docker_manager.adapters.docker import ContainerInfo
+from docker_manager.adapters.nginx import Upstream
 from docker_manager.errors import InvalidInput
-from docker_manager.nginx import Upstream
 from docker_manager.services.containers import ContainerService
 
 # nginx hashes variable names in 64-byte buckets: `$dm_connection_{ident}` must stay well short

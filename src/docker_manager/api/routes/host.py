@@ -1,0 +1,57 @@
+"""The host: `/system/info`, `/system/usage`, `/system/top`, `/system/disk`, `/system/gc`, and
+`/healthz` (the one route without a token: whether the engine answers, nothing more)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from docker_manager.api.deps import AdminAccess, DiskDep, ReadAccess, RetentionDep, SystemDep
+from docker_manager.schemas.host import DiskReport, GcReport, HealthResult, SystemInfo, SystemUsage, TopResult
+
+router = APIRouter(prefix="/system", tags=["system"])
+# Listed apart from `router` only to keep /healthz where the API document always had it.
+liveness = APIRouter(tags=["system"])
+
+
+@router.get("/info", response_model=SystemInfo)
+async def info(system: SystemDep, _: ReadAccess) -> SystemInfo:
+    return await system.info()
+
+
+@router.get("/usage", response_model=SystemUsage)
+async def usage(system: SystemDep, _: ReadAccess) -> SystemUsage:
+    return await system.usage()
+
+
+@router.get("/top", response_model=TopResult)
+async def top(
+    system: SystemDep,
+    who: ReadAccess,
+    sort: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$", description="cpu; anything else: memory")] = "cpu",
+    limit: Annotated[int, Query(ge=1, le=500)] = 10,
+) -> TopResult:
+    """Top processes from the background sampler; command lines only for admin tokens."""
+    return system.top(sort=sort, limit=limit, with_cmdline=who.is_admin)
+
+
+@router.get("/disk", response_model=DiskReport)
+async def disk(disks: DiskDep, _: ReadAccess) -> DiskReport:
+    """Total and free space of the data, builds, upload and engine roots, and the engine's own
+    usage (images, containers, volumes, build cache: size and reclaimable)."""
+    return await disks.report()
+
+
+@router.post("/gc", response_model=GcReport)
+async def gc(retention: RetentionDep, _: AdminAccess) -> GcReport:
+    """Run the clean-up now: releases beyond DM_KEEP_RELEASES, tasks older than
+    DM_TASK_RETENTION_DAYS, dangling images of this service's builds. Answers what went."""
+    return await retention.collect()
+
+
+@liveness.get("/healthz", response_model=HealthResult)
+async def healthz(system: SystemDep) -> JSONResponse:
+    result = await system.health()
+    return JSONResponse(result, status_code=200 if result["status"] == "ok" else 503)

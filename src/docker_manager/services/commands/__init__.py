@@ -1,0 +1,1 @@
+"""Host commands (`/tasks/run-stream`): argv, a work root, a process group, a timeout."""

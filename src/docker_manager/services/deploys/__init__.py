@@ -1,0 +1,1 @@
+"""Deploys: running an image as an app's new version (localrun today)."""

@@ -1,0 +1,1 @@
+"""Health checks after a deploy: wait, probe the container, record the verdict."""

@@ -1,0 +1,1 @@
+"""The host: system information, usage, processes, disk space per root."""

@@ -1,0 +1,1 @@
+"""Images: list, remove, tag, prune, by this service's record."""

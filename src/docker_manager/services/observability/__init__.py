@@ -1,0 +1,1 @@
+"""What watches the service: the audit log, the metrics port, SIGHUP."""

@@ -1,0 +1,1 @@
+"""Which Docker objects this service created: the record, and the one-time adoption."""

@@ -1,0 +1,1 @@
+"""The html-site pipeline: clone, build, push, pull, run, probe."""

@@ -1,0 +1,1 @@
+"""Looking at tasks: status, pages, cancel, live events and log files."""
