@@ -22,7 +22,7 @@ from fastapi import FastAPI
 
 from docker_manager.auth import Scope
 from docker_manager.config import Settings
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from tests.helpers import started_app
 from tests.services import TEST_FRONTS, is_session_front
 
@@ -106,13 +106,13 @@ def settings(data_dir: Path, admin_token: str) -> Settings:
 @pytest.fixture(scope="session")
 async def services_app(
     settings: Settings,
-) -> AsyncIterator[tuple[Services, httpx2.AsyncClient, FastAPI]]:
+) -> AsyncIterator[tuple[Runtime, httpx2.AsyncClient, FastAPI]]:
     async with started_app(settings) as (app, client):
-        yield app.state.services, client, app
+        yield app.state.runtime, client, app
 
 
 @pytest.fixture(scope="session")
-async def live_url(services_app: tuple[Services, httpx2.AsyncClient, FastAPI]) -> AsyncIterator[str]:
+async def live_url(services_app: tuple[Runtime, httpx2.AsyncClient, FastAPI]) -> AsyncIterator[str]:
     """The same app served over real HTTP (uvicorn, in this event loop).
 
     httpx's ASGITransport buffers whole responses, so live streams and client disconnects can
@@ -145,12 +145,12 @@ async def live(live_url: str) -> AsyncIterator[httpx2.AsyncClient]:
 
 
 @pytest.fixture(scope="session")
-def services(services_app: tuple[Services, httpx2.AsyncClient, FastAPI]) -> Services:
+def services(services_app: tuple[Runtime, httpx2.AsyncClient, FastAPI]) -> Runtime:
     return services_app[0]
 
 
 @pytest.fixture(scope="session")
-def client(services_app: tuple[Services, httpx2.AsyncClient, FastAPI]) -> httpx2.AsyncClient:
+def client(services_app: tuple[Runtime, httpx2.AsyncClient, FastAPI]) -> httpx2.AsyncClient:
     return services_app[1]
 
 
@@ -166,7 +166,7 @@ class Tokens:
 
 
 @pytest.fixture(scope="session")
-async def tokens(services: Services, admin_token: str) -> Tokens:
+async def tokens(services: Runtime, admin_token: str) -> Tokens:
     result = Tokens(admin=admin_token)
     for scope in (Scope.READ, Scope.OPERATE, Scope.EXEC, Scope.METRICS):
         _, secret = await services.tokens.create(name=f"test-{scope.value}", scopes=frozenset({scope}))

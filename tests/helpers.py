@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from docker_manager.app import create_app
 from docker_manager.config import Settings
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 
 
 async def wait_final(
@@ -51,7 +51,7 @@ async def started_app(
 @asynccontextmanager
 async def app_client(
     settings: Settings, *, timeout: float = 120
-) -> AsyncIterator[tuple[Services, httpx2.AsyncClient]]:
+) -> AsyncIterator[tuple[Runtime, httpx2.AsyncClient]]:
     """A separate app with its own settings, started and stopped around the block."""
     async with started_app(settings, timeout=timeout) as (app, client):
-        yield app.state.services, client
+        yield app.state.runtime, client

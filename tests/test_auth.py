@@ -19,13 +19,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
 
-from docker_manager import auth
+from docker_manager.services.tokens import store as token_store
 from docker_manager.api.deps import RequireScope
 from docker_manager.app import create_app
-from docker_manager.auth import Scope, digest_of
+from docker_manager.auth import Scope
 from docker_manager.config import Settings
 from docker_manager.db.tables import api_tokens
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
+from docker_manager.services.tokens.store import digest_of
 from tests.conftest import Tokens
 from tests.helpers import app_client
 
@@ -180,7 +181,7 @@ async def test_token_lifecycle_through_the_api(client: httpx2.AsyncClient, admin
     assert (await client.delete(f"/auth/tokens/{token_id}", headers=admin)).status_code == 404
 
 
-async def test_tokens_are_stored_only_as_hashes(services: Services, tokens: Tokens) -> None:
+async def test_tokens_are_stored_only_as_hashes(services: Runtime, tokens: Tokens) -> None:
     secret = tokens.by_scope[Scope.READ]
     async with services.db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(api_tokens))).all()
@@ -201,7 +202,7 @@ async def test_tokens_are_stored_only_as_hashes(services: Services, tokens: Toke
     assert occurs(digest_of(secret))
 
 
-async def test_expired_token_is_refused(services: Services, client: httpx2.AsyncClient) -> None:
+async def test_expired_token_is_refused(services: Runtime, client: httpx2.AsyncClient) -> None:
     _, secret = await services.tokens.create(
         name="old", scopes=frozenset({Scope.READ}), expires_at=datetime.now(UTC) - timedelta(seconds=1)
     )
@@ -251,13 +252,13 @@ async def test_public_routes_need_no_token(client: httpx2.AsyncClient, public: s
 
 
 async def test_a_token_revoked_elsewhere_stops_within_the_cache_time_and_one_refresh(
-    services: Services, monkeypatch: pytest.MonkeyPatch
+    services: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past its cache time a token is refreshed by one look-up in the background while callers go
     on (all of them waiting on the database at once made the status route's slowest 1 %); the
     look-up's answer then holds. A revocation through the service holds at once."""
-    monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.2)
-    monkeypatch.setattr(auth, "AUTH_STALE_SECONDS", 5.0)
+    monkeypatch.setattr(token_store, "AUTH_CACHE_SECONDS", 0.2)
+    monkeypatch.setattr(token_store, "AUTH_STALE_SECONDS", 5.0)
     store = services.tokens
     info, secret = await store.create(name="cached", scopes=frozenset({Scope.READ}))
     assert await store.authenticate(secret) is not None
@@ -294,10 +295,10 @@ async def test_a_token_revoked_elsewhere_stops_within_the_cache_time_and_one_ref
 
 
 async def test_a_token_past_its_stale_time_is_checked_before_answering(
-    services: Services, monkeypatch: pytest.MonkeyPatch
+    services: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.1)
-    monkeypatch.setattr(auth, "AUTH_STALE_SECONDS", 0.1)
+    monkeypatch.setattr(token_store, "AUTH_CACHE_SECONDS", 0.1)
+    monkeypatch.setattr(token_store, "AUTH_STALE_SECONDS", 0.1)
     info, secret = await services.tokens.create(name="idle", scopes=frozenset({Scope.READ}))
     assert await services.tokens.authenticate(secret) is not None
     async with services.db.engine.begin() as conn:

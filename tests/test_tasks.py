@@ -14,16 +14,18 @@ import pytest
 
 from docker_manager.auth import Scope
 from docker_manager.errors import BuildFailed
-from docker_manager.runner import Status, TaskContext, TaskRunner, TaskSpec, TaskStore
+from docker_manager.runner import Status, TaskContext, TaskKind, TaskRunner, TaskSpec, TaskStore
 from docker_manager.runner.store import StateChange
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from tests.conftest import Tokens
 from tests.helpers import wait_final
 
 Work = Callable[[TaskContext], Awaitable[dict[str, Any] | None]]
 
+ALL_KINDS = dict.fromkeys(TaskKind, 4)
 
-async def submit(services: Services, work: Work, **kwargs: Any) -> str:
+
+async def submit(services: Runtime, work: Work, **kwargs: Any) -> str:
     record = await services.runner.submit(
         TaskSpec(task_type=kwargs.pop("task_type", "test_task"), work=work, **kwargs)
     )
@@ -31,7 +33,7 @@ async def submit(services: Services, work: Work, **kwargs: Any) -> str:
 
 
 async def test_completed_task_shows_its_steps_and_result(
-    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+    services: Runtime, client: httpx2.AsyncClient, read: dict[str, str]
 ) -> None:
     async def work(ctx: TaskContext) -> dict[str, Any]:
         await ctx.event("clone", "starting")
@@ -58,7 +60,7 @@ async def test_completed_task_shows_its_steps_and_result(
 
 
 async def test_a_failing_step_ends_as_error_never_completed(
-    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+    services: Runtime, client: httpx2.AsyncClient, read: dict[str, str]
 ) -> None:
     async def fails_cleanly(ctx: TaskContext) -> None:
         await ctx.event("build", "starting")
@@ -95,7 +97,7 @@ async def test_unknown_task_is_404_and_hostile_ids_are_422(
             assert response.status_code == expected, (path, response.status_code)
 
 
-async def test_caller_task_id_must_be_unused(services: Services) -> None:
+async def test_caller_task_id_must_be_unused(services: Runtime) -> None:
     async def work(ctx: TaskContext) -> None:
         return None
 
@@ -105,10 +107,14 @@ async def test_caller_task_id_must_be_unused(services: Services) -> None:
 
 
 async def test_build_slots_limit_concurrency_and_report_queue_positions(
-    tmp_path: Path, services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+    tmp_path: Path, services: Runtime, client: httpx2.AsyncClient, read: dict[str, str]
 ) -> None:
     runner = TaskRunner(
-        services.runner.store, services.runner.bus, limits={"build": 2}, max_queued=50, outbox_enabled=False
+        services.runner.store,
+        services.runner.bus,
+        limits={**ALL_KINDS, TaskKind.BUILD: 2},
+        max_queued=50,
+        outbox_enabled=False,
     )
     running = 0
     peak = 0
@@ -122,7 +128,8 @@ async def test_build_slots_limit_concurrency_and_report_queue_positions(
         running -= 1
 
     ids = [
-        (await runner.submit(TaskSpec(task_type="test_task", work=work, kind="build"))).id for _ in range(5)
+        (await runner.submit(TaskSpec(task_type="test_task", work=work, kind=TaskKind.BUILD))).id
+        for _ in range(5)
     ]
     await asyncio.sleep(0.2)
     assert running == 2
@@ -140,9 +147,13 @@ async def test_build_slots_limit_concurrency_and_report_queue_positions(
     assert finals == [Status.COMPLETED] * 5
 
 
-async def test_queue_cap_answers_429(services: Services) -> None:
+async def test_queue_cap_answers_429(services: Runtime) -> None:
     runner = TaskRunner(
-        services.runner.store, services.runner.bus, limits={"build": 1}, max_queued=2, outbox_enabled=False
+        services.runner.store,
+        services.runner.bus,
+        limits={**ALL_KINDS, TaskKind.BUILD: 1},
+        max_queued=2,
+        outbox_enabled=False,
     )
     gate = asyncio.Event()
 
@@ -150,16 +161,16 @@ async def test_queue_cap_answers_429(services: Services) -> None:
         await gate.wait()
 
     for _ in range(3):  # one runs, two wait
-        await runner.submit(TaskSpec(task_type="test_task", work=work, kind="build"))
+        await runner.submit(TaskSpec(task_type="test_task", work=work, kind=TaskKind.BUILD))
     await asyncio.sleep(0.05)
     with pytest.raises(Exception) as info:
-        await runner.submit(TaskSpec(task_type="test_task", work=work, kind="build"))
+        await runner.submit(TaskSpec(task_type="test_task", work=work, kind=TaskKind.BUILD))
     assert getattr(info.value, "status_code", None) == 429
     gate.set()
     await runner.shutdown()
 
 
-async def test_tasks_of_one_app_run_in_order_never_interleaved(services: Services) -> None:
+async def test_tasks_of_one_app_run_in_order_never_interleaved(services: Runtime) -> None:
     trace: list[str] = []
 
     def make(name: str) -> Work:
@@ -180,7 +191,7 @@ async def test_tasks_of_one_app_run_in_order_never_interleaved(services: Service
 
 
 async def test_cancel_stops_the_work_and_runs_its_cleanup(
-    services: Services, client: httpx2.AsyncClient, operate: dict[str, str], read: dict[str, str]
+    services: Runtime, client: httpx2.AsyncClient, operate: dict[str, str], read: dict[str, str]
 ) -> None:
     cleaned = asyncio.Event()
 
@@ -203,7 +214,7 @@ async def test_cancel_stops_the_work_and_runs_its_cleanup(
     assert (await client.post(f"/tasks/{task_id}/cancel", headers=read)).status_code == 403
 
 
-async def test_restart_marks_leftover_tasks_interrupted(services: Services, tmp_path: Path) -> None:
+async def test_restart_marks_leftover_tasks_interrupted(services: Runtime, tmp_path: Path) -> None:
     earlier = TaskStore(services.db.engine, boot_id="earlier-process")
     for status in (Status.QUEUED, Status.RUNNING):
         record = earlier.new_record(
@@ -227,7 +238,7 @@ async def test_restart_marks_leftover_tasks_interrupted(services: Services, tmp_
 
 
 async def test_list_filters_and_paginates(
-    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+    services: Runtime, client: httpx2.AsyncClient, read: dict[str, str]
 ) -> None:
     async def work(ctx: TaskContext) -> None:
         return None
@@ -257,7 +268,7 @@ async def test_list_filters_and_paginates(
 
 
 async def test_events_as_ndjson_and_sse_with_resume(
-    services: Services, client: httpx2.AsyncClient, read: dict[str, str]
+    services: Runtime, client: httpx2.AsyncClient, read: dict[str, str]
 ) -> None:
     gate = asyncio.Event()
 
@@ -318,7 +329,7 @@ async def test_events_as_ndjson_and_sse_with_resume(
 
 
 async def test_status_polls_answer_what_the_route_would_and_follow_the_task(
-    services: Services, client: httpx2.AsyncClient, tokens: Tokens
+    services: Runtime, client: httpx2.AsyncClient, tokens: Tokens
 ) -> None:
     """The status poll is answered below FastAPI's routing (api/hot.py) and a finished task's JSON
     is encoded once: the answer must still be the route's, move with the task, and every case the
@@ -361,7 +372,19 @@ async def test_status_polls_answer_what_the_route_would_and_follow_the_task(
     assert gone.status_code == 404 and gone.json()["code"] == "not_found"
 
 
-async def _principal(services: Services, tokens: Tokens) -> Any:
+async def _principal(services: Runtime, tokens: Tokens) -> Any:
     principal = await services.tokens.authenticate(tokens.by_scope[Scope.READ])
     assert principal is not None
     return principal
+
+
+def test_the_runner_refuses_a_task_kind_without_a_limit(services: Runtime) -> None:
+    # A kind without a limit would run unbounded: the runner does not start with one missing.
+    with pytest.raises(ValueError, match="rollback"):
+        TaskRunner(
+            services.runner.store,
+            services.runner.bus,
+            limits={k: 1 for k in TaskKind if k is not TaskKind.ROLLBACK},
+            max_queued=1,
+            outbox_enabled=False,
+        )

@@ -1,4 +1,5 @@
-"""The FastAPI application: middleware, error handlers, routes and the services' lifetime."""
+"""The FastAPI application: middleware, error handlers, routes, and the runtime's lifetime
+(`runtime.py` builds what the routes use)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from docker_manager.api.routes import ROUTERS
 from docker_manager.api.routes.docs import router as docs_router
 from docker_manager.api.streaming import StreamSlots
 from docker_manager.config import Settings
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from docker_manager.ui.setup import UI_ROUTERS, install_ui_handlers
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         raise_open_files_limit()  # `serve` did already; `uvicorn main:app` did not
-        services = await Services.start(settings)
-        app.state.services = services
+        runtime = await Runtime.start(settings)
+        app.state.runtime = runtime
         # Everything built so far lives as long as the process: keep it out of the collector's
         # full passes, which otherwise stall the event loop for tens of milliseconds.
         gc.collect()
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await services.stop()
+            await runtime.stop()
 
     docs = settings.public_docs
     app = FastAPI(

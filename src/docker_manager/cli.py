@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from docker_manager.auth import TokenStore, parse_scopes
+from docker_manager.auth import parse_scopes
 from docker_manager.client.commands import register
 from docker_manager.client.views import one_line
 from docker_manager.config import Settings
@@ -20,6 +20,7 @@ from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
 from docker_manager.logs import configure_logging
 from docker_manager.services.observability.audit import AuditEntry, AuditLog
+from docker_manager.services.tokens.store import TokenStore
 
 app = typer.Typer(help="docker-manager: the per-host Docker deployment agent.", no_args_is_help=True)
 token_app = typer.Typer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -356,6 +357,28 @@ class Settings(BaseSettings):
             *self.work_paths,
         ):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+@dataclass(frozen=True, slots=True)
+class Roots:
+    """Where the service keeps things: the folders every domain that reads or writes task folders,
+    artefacts or build contexts is given (`Settings` resolves them once)."""
+
+    data_dir: Path
+    builds_path: Path
+    upload_path: Path
+    context_paths: tuple[Path, ...]
+    work_paths: tuple[Path, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> Roots:
+        return cls(
+            data_dir=settings.data_dir,
+            builds_path=settings.builds_path,
+            upload_path=settings.upload_path,
+            context_paths=tuple(settings.context_paths),
+            work_paths=tuple(settings.work_paths),
+        )
 
 
 def _is_loopback(host: str) -> bool:

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from docker_manager.config import Settings
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from tests.conftest import docker_cli
 from tests.helpers import app_client, started_app, wait_final
 from tests.services import NginxServer, free_port, nginx, service_process
@@ -50,7 +50,7 @@ def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServ
 @pytest.fixture
 async def observed(
     tmp_path: Path, settings: Settings, nginx_server: NginxServer
-) -> AsyncIterator[tuple[Services, httpx2.AsyncClient, Settings]]:
+) -> AsyncIterator[tuple[Runtime, httpx2.AsyncClient, Settings]]:
     config = Settings(
         data_dir=tmp_path / "data",
         admin_token="obs-admin",  # type: ignore[arg-type]
@@ -79,7 +79,7 @@ async def scrape(client: httpx2.AsyncClient) -> Samples:
 
 
 async def test_metrics_move_by_exactly_what_was_done(
-    observed: tuple[Services, httpx2.AsyncClient, Settings], unique: str, base_image: str
+    observed: tuple[Runtime, httpx2.AsyncClient, Settings], unique: str, base_image: str
 ) -> None:
     _services, client, config = observed
     good = config.context_paths[0] / f"{unique}-good"
@@ -154,7 +154,7 @@ async def test_metrics_move_by_exactly_what_was_done(
 
 
 async def test_metrics_need_the_metrics_or_read_scope(
-    observed: tuple[Services, httpx2.AsyncClient, Settings],
+    observed: tuple[Runtime, httpx2.AsyncClient, Settings],
 ) -> None:
     _services, client, _config = observed
     scraper = await token(client, "metrics")
@@ -167,7 +167,7 @@ async def test_metrics_need_the_metrics_or_read_scope(
 
 
 async def test_the_audit_log_records_changes_and_refusals_without_secrets(
-    observed: tuple[Services, httpx2.AsyncClient, Settings], unique: str, base_image: str
+    observed: tuple[Runtime, httpx2.AsyncClient, Settings], unique: str, base_image: str
 ) -> None:
     services, client, config = observed
     reader = await token(client, "read")
@@ -247,7 +247,7 @@ async def test_the_audit_log_records_changes_and_refusals_without_secrets(
 
 
 async def test_a_request_id_ties_the_answer_its_task_and_its_audit_entry(
-    observed: tuple[Services, httpx2.AsyncClient, Settings], unique: str, base_image: str
+    observed: tuple[Runtime, httpx2.AsyncClient, Settings], unique: str, base_image: str
 ) -> None:
     _services, client, config = observed
     context = config.context_paths[0] / f"{unique}-tied"
@@ -302,12 +302,12 @@ async def test_an_unexpected_error_is_logged_once_and_answered_without_a_traceba
 ) -> None:
     config = Settings(data_dir=tmp_path / "data", admin_token="obs-admin")  # type: ignore[arg-type]
     async with started_app(config) as (app, _client):
-        services = app.state.services
+        services = app.state.runtime
 
         async def broken(*_args: Any, **_kwargs: Any) -> Any:
             raise RuntimeError("boom in the service")
 
-        monkeypatch.setattr(services.system, "info", broken)
+        monkeypatch.setattr(services.host, "info", broken)
         # As a server answers: the app's error becomes a 500, not an exception in the client.
         transport = httpx2.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
@@ -328,7 +328,7 @@ async def test_an_unexpected_error_is_logged_once_and_answered_without_a_traceba
 
 
 async def test_audit_targets_come_from_the_path_first_and_floods_are_summarised(
-    observed: tuple[Services, httpx2.AsyncClient, Settings], tmp_path: Path
+    observed: tuple[Runtime, httpx2.AsyncClient, Settings], tmp_path: Path
 ) -> None:
     _services, client, config = observed
     reader = await token(client, "read")

@@ -16,7 +16,7 @@ import pytest
 
 from docker_manager.config import Settings
 from docker_manager.runner import TaskContext, TaskSpec
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from docker_manager.util.clock import utcnow
 from tests.conftest import docker_cli
 from tests.helpers import app_client, wait_final
@@ -45,7 +45,7 @@ def nginx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServ
 @dataclass
 class App:
     client: httpx2.AsyncClient
-    services: Services
+    services: Runtime
     settings: Settings
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from docker_manager.auth import Scope
 from docker_manager.config import Settings
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from tests.conftest import BASE_IMAGE, docker_cli
 from tests.helpers import app_client, wait_final
 
@@ -34,7 +34,7 @@ async def run_ext(client: httpx2.AsyncClient, headers: dict[str, str], **body: A
     return await client.post("/docker/run-extended", json={"image": BASE_IMAGE, **body}, headers=headers)
 
 
-async def read_exec(services: Services) -> dict[str, str]:
+async def read_exec(services: Runtime) -> dict[str, str]:
     """A token with read and exec (a dashboard user who may look inside containers)."""
     _, secret = await services.tokens.create(name="read-exec", scopes=frozenset({Scope.READ, Scope.EXEC}))
     return {"Authorization": f"Bearer {secret}"}
@@ -124,7 +124,7 @@ async def test_networks_and_namespaces_of_others_cannot_be_joined(
 
 async def test_a_forged_label_does_not_make_a_container_ours(
     client: httpx2.AsyncClient,
-    services: Services,
+    services: Runtime,
     operate: dict[str, str],
     exec_: dict[str, str],
     read: dict[str, str],
@@ -473,7 +473,7 @@ async def test_host_commands_are_admins_to_see_and_cancel(
 
 
 async def test_container_output_in_a_summary_is_for_exec_tokens(
-    client: httpx2.AsyncClient, read: dict[str, str], services: Services, settings: Settings, unique: str
+    client: httpx2.AsyncClient, read: dict[str, str], services: Runtime, settings: Settings, unique: str
 ) -> None:
     folder = settings.builds_path / f"{unique}-health"
     folder.mkdir(parents=True)

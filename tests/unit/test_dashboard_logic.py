@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from cryptography.fernet import Fernet
 
-from docker_manager.config import Settings
+from docker_manager.config import Roots
 from docker_manager.services.deploys.localrun import list_uploads
 from docker_manager.services.tasks.service import EventView
 from docker_manager.ui.live import _fragment
@@ -49,7 +49,7 @@ def test_csrf_comparison_takes_any_text() -> None:
 
 
 def test_uploads_listed_from_task_folders_and_the_root_only(tmp_path: Path) -> None:
-    settings = cast(Settings, SimpleNamespace(upload_path=tmp_path))
+    roots = cast(Roots, SimpleNamespace(upload_path=tmp_path))
     (tmp_path / "build_1").mkdir()
     (tmp_path / "build_1" / "web_v1.tar.lz4").write_bytes(b"x")
     (tmp_path / "loose.tar.lz4").write_bytes(b"xy")
@@ -60,5 +60,5 @@ def test_uploads_listed_from_task_folders_and_the_root_only(tmp_path: Path) -> N
     (outside / "secret.tar.lz4").write_bytes(b"x")
     os.symlink(outside, tmp_path / "linked")
     os.symlink(outside / "secret.tar.lz4", tmp_path / "link.tar.lz4")
-    found = {u.path: u.task_id for u in list_uploads(settings)}
+    found = {u.path: u.task_id for u in list_uploads(roots)}
     assert found == {"build_1/web_v1.tar.lz4": "build_1", "loose.tar.lz4": None}

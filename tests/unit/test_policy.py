@@ -14,6 +14,7 @@ from docker_manager.db import Database
 from docker_manager.errors import NotFound, PolicyViolation
 from docker_manager.schemas.containers import RunExtendedRequest, RunRequest, VolumeBind
 from docker_manager.services.containers import ContainerPolicy, ContainerSpec, create_config
+from docker_manager.services.containers.options import ContainerOptions
 from docker_manager.services.ownership.record import Kind, Ownership
 
 OPERATOR = Principal(token_id="o", name="o", scopes=frozenset({Scope.OPERATE}))
@@ -60,12 +61,12 @@ async def ownership(tmp_path: Path) -> AsyncIterator[Ownership]:
 
 
 def policy(ownership: Ownership, **kwargs: object) -> ContainerPolicy:
-    return ContainerPolicy(FakeDocker(), ownership, settings(**kwargs))  # type: ignore[arg-type]
+    return ContainerPolicy(FakeDocker(), ownership, ContainerOptions.of(settings(**kwargs)))  # type: ignore[arg-type]
 
 
 def body(**fields: Any) -> dict[str, Any]:
     spec = ContainerSpec.from_run_extended(RunExtendedRequest(image="bb", app_id="web", **fields))
-    return create_config(spec, settings())
+    return create_config(spec, settings().publish_host_ip)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,7 @@ async def test_a_port_another_apps_site_reaches_is_not_published(
         spec = ContainerSpec.from_run_extended(
             RunExtendedRequest(image="bb", app_id=app_id, ports={"80/tcp": port})
         )
-        return create_config(spec, settings())
+        return create_config(spec, settings().publish_host_ip)
 
     with pytest.raises(PortInUse, match=r"shop\.example"):
         await checked.check(published(18081, "web"), OPERATOR)
@@ -216,7 +217,7 @@ def test_create_config_carries_limits_ports_labels_and_name_rule() -> None:
         )
     )
     assert spec.container_name == "web-docker_build-0123456789"
-    config = create_config(spec, settings())
+    config = create_config(spec, settings().publish_host_ip)
     host = config["HostConfig"]
     assert config["Cmd"] == ["httpd", "-f", "-p", "80"]
     assert config["Env"] == ["A=1"]

@@ -12,8 +12,8 @@ import pytest
 from docker_manager.adapters.docker.types import ContainerInfo
 from docker_manager.errors import Conflict, DiskFull, EngineError, NotFound
 from docker_manager.services.host.disk import engine_usage
+from docker_manager.services.releases.engine_view import EngineView
 from docker_manager.services.releases.rules import check_runnable, choose_target, keep_host_ports
-from docker_manager.services.releases.service import EngineView
 from docker_manager.services.releases.store import Release
 from docker_manager.util.clock import utcnow
 from docker_manager.util.lz4file import GROWTH_ESTIMATE, decompressed_size

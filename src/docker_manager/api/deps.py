@@ -1,13 +1,13 @@
-"""`Annotated` dependencies: who is calling (with which scope) and the services they reach.
+"""`Annotated` dependencies: who is calling (with which scope), and one typed getter per service.
 
-Dependencies read the services straight from the app: each level of dependency costs time on
-every request, and the status routes are polled hard.
+The getters read the runtime straight from the app: each level of dependency costs time on every
+request, and the status routes are polled hard. They are typed, so a service renamed in
+`runtime.py` fails in mypy, not at request time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -15,27 +15,27 @@ from fastapi.security import HTTPBearer
 from docker_manager.api.streaming import StreamSlots
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
-from docker_manager.services import Services
+from docker_manager.runtime import Runtime
 from docker_manager.services.builds import BuildService
 from docker_manager.services.commands.service import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService
 from docker_manager.services.deploys.localrun import LocalRunService
 from docker_manager.services.host.disk import DiskService
-from docker_manager.services.host.system import SystemService
+from docker_manager.services.host.system import HostService
 from docker_manager.services.images.service import ImageService
 from docker_manager.services.observability.audit import AuditLog
+from docker_manager.services.observability.observers import Observers
 from docker_manager.services.pipelines.service import PipelineService
 from docker_manager.services.releases import ReleaseService, RetentionService, RollbackService
 from docker_manager.services.sites import SiteService
 from docker_manager.services.tasks.service import TaskService
+from docker_manager.services.tokens import TokenStore
 
 
-async def get_services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-ServicesDep = Annotated[Services, Depends(get_services)]
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime (`runtime.py`), set by its lifespan."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 class RequireScope(HTTPBearer):
@@ -62,8 +62,7 @@ class RequireScope(HTTPBearer):
             token = token.strip()
             if scheme.lower() != "bearer" or not token:
                 raise Unauthorized("a bearer token is required")
-            services: Services = request.app.state.services
-            principal = await services.tokens.authenticate(token)
+            principal = await runtime_of(request).tokens.authenticate(token)
         if principal is None:
             raise Unauthorized("unknown, expired or revoked token")
         if not (principal.has(self.scope) or any(principal.has(scope) for scope in self.also)):
@@ -82,37 +81,97 @@ AnyAccess = Annotated[
 ]
 
 
-def _service(name: str) -> Callable[[Request], Awaitable[Any]]:
-    """A dependency handing out one of the services by its attribute name on `Services`."""
-
-    async def dependency(request: Request) -> Any:
-        return getattr(request.app.state.services, name)
-
-    dependency.__name__ = f"get_{name}"
-    return dependency
+# --- one getter per service ---------------------------------------------------------------------
+async def get_containers(request: Request) -> ContainerService:
+    return runtime_of(request).containers
 
 
-ContainersDep = Annotated[ContainerService, Depends(_service("containers"))]
-ContainerFilesDep = Annotated[ContainerFiles, Depends(_service("container_files"))]
-ImagesDep = Annotated[ImageService, Depends(_service("images"))]
-SystemDep = Annotated[SystemService, Depends(_service("system"))]
-BuildsDep = Annotated[BuildService, Depends(_service("builds"))]
-TasksDep = Annotated[TaskService, Depends(_service("tasks"))]
-LocalRunDep = Annotated[LocalRunService, Depends(_service("localrun"))]
-SitesDep = Annotated[SiteService, Depends(_service("sites"))]
-CommandsDep = Annotated[CommandService, Depends(_service("commands"))]
-PipelineDep = Annotated[PipelineService, Depends(_service("pipeline"))]
-ReleasesDep = Annotated[ReleaseService, Depends(_service("releases"))]
-RollbackDep = Annotated[RollbackService, Depends(_service("rollbacks"))]
-RetentionDep = Annotated[RetentionService, Depends(_service("retention"))]
-DiskDep = Annotated[DiskService, Depends(_service("disk"))]
-AuditDep = Annotated[AuditLog, Depends(_service("audit"))]
+async def get_container_files(request: Request) -> ContainerFiles:
+    return runtime_of(request).container_files
+
+
+async def get_images(request: Request) -> ImageService:
+    return runtime_of(request).images
+
+
+async def get_builds(request: Request) -> BuildService:
+    return runtime_of(request).builds
+
+
+async def get_localrun(request: Request) -> LocalRunService:
+    return runtime_of(request).localrun
+
+
+async def get_sites(request: Request) -> SiteService:
+    return runtime_of(request).sites
+
+
+async def get_releases(request: Request) -> ReleaseService:
+    return runtime_of(request).releases
+
+
+async def get_rollbacks(request: Request) -> RollbackService:
+    return runtime_of(request).rollbacks
+
+
+async def get_retention(request: Request) -> RetentionService:
+    return runtime_of(request).retention
+
+
+async def get_host(request: Request) -> HostService:
+    return runtime_of(request).host
+
+
+async def get_disk(request: Request) -> DiskService:
+    return runtime_of(request).disk
+
+
+async def get_tasks(request: Request) -> TaskService:
+    return runtime_of(request).tasks
+
+
+async def get_commands(request: Request) -> CommandService:
+    return runtime_of(request).commands
+
+
+async def get_pipelines(request: Request) -> PipelineService:
+    return runtime_of(request).pipelines
+
+
+async def get_tokens(request: Request) -> TokenStore:
+    return runtime_of(request).tokens
+
+
+async def get_audit(request: Request) -> AuditLog:
+    return runtime_of(request).audit
+
+
+async def get_observers(request: Request) -> Observers:
+    return runtime_of(request).observers
 
 
 async def get_streams(request: Request) -> StreamSlots:
-    """The live-stream slots (429 past a cap); a route takes one after its own checks."""
+    """The live-stream slots (429 past a cap); a route takes one after its own checks. (HTTP's,
+    not a service's: kept on the app.)"""
     slots: StreamSlots = request.app.state.streams
     return slots
 
 
+ContainersDep = Annotated[ContainerService, Depends(get_containers)]
+ContainerFilesDep = Annotated[ContainerFiles, Depends(get_container_files)]
+ImagesDep = Annotated[ImageService, Depends(get_images)]
+BuildsDep = Annotated[BuildService, Depends(get_builds)]
+LocalRunDep = Annotated[LocalRunService, Depends(get_localrun)]
+SitesDep = Annotated[SiteService, Depends(get_sites)]
+ReleasesDep = Annotated[ReleaseService, Depends(get_releases)]
+RollbackDep = Annotated[RollbackService, Depends(get_rollbacks)]
+RetentionDep = Annotated[RetentionService, Depends(get_retention)]
+HostDep = Annotated[HostService, Depends(get_host)]
+DiskDep = Annotated[DiskService, Depends(get_disk)]
+TasksDep = Annotated[TaskService, Depends(get_tasks)]
+CommandsDep = Annotated[CommandService, Depends(get_commands)]
+PipelineDep = Annotated[PipelineService, Depends(get_pipelines)]
+TokensDep = Annotated[TokenStore, Depends(get_tokens)]
+AuditDep = Annotated[AuditLog, Depends(get_audit)]
+ObserversDep = Annotated[Observers, Depends(get_observers)]
 StreamsDep = Annotated[StreamSlots, Depends(get_streams)]

@@ -40,7 +40,7 @@ class TaskStatusFastPath:
                 # Any failure (not found, no access, the database down...) is the route's to answer,
                 # with the app's one error mapping.
                 with contextlib.suppress(Exception):
-                    body = await scope["app"].state.services.tasks.status_json(task_id, principal)
+                    body = await scope["app"].state.runtime.tasks.status_json(task_id, principal)
                 if body is not None:
                     scope["route"] = self.route
                     scope["path_params"] = {"task_id": task_id}

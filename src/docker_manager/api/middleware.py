@@ -238,7 +238,7 @@ class AuthGate:
             await _send_error(send, 401, "unauthorized", "a bearer token is required", headers=_CHALLENGE)
             return
         try:
-            principal = await scope["app"].state.services.tokens.authenticate(token)
+            principal = await scope["app"].state.runtime.tokens.authenticate(token)
         except (DBAPIError, PoolTimeout, ConnectionError) as exc:
             error = database_error(exc)
             await _send_error(

@@ -139,8 +139,8 @@ class RequestObserver:
         body: _BodySniffer | None,
         code: str | None,
     ) -> None:
-        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
-        audit: AuditLog | None = getattr(services, "audit", None)
+        runtime = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+        audit: AuditLog | None = getattr(runtime, "audit", None)
         if audit is None:
             return
         state = scope.get("state", {})

@@ -7,7 +7,7 @@ from docker_manager.runner.bus import EventBus
 from docker_manager.runner.context import TaskContext
 from docker_manager.runner.files import TaskFiles
 from docker_manager.runner.follow import follow, is_final
-from docker_manager.runner.models import FINAL, LOG, Status, TaskEvent, TaskRecord
+from docker_manager.runner.models import FINAL, LOG, Status, TaskEvent, TaskKind, TaskRecord
 from docker_manager.runner.runner import TaskRunner, TaskSpec, new_task_id
 from docker_manager.runner.store import StateChange, TaskStore
 
@@ -20,6 +20,7 @@ __all__ = [
     "TaskContext",
     "TaskEvent",
     "TaskFiles",
+    "TaskKind",
     "TaskRecord",
     "TaskRunner",
     "TaskSpec",

@@ -23,6 +23,18 @@ class Status(StrEnum):
 
 FINAL = frozenset(s for s in Status if s.final)
 
+
+class TaskKind(StrEnum):
+    """Concurrency classes: tasks of a kind share its limit (`DM_MAX_CONCURRENT_*`). The runner is
+    given a limit for every kind, or refuses to start: a kind without one would run unbounded."""
+
+    BUILD = "build"
+    LOCALRUN = "localrun"
+    ROLLBACK = "rollback"
+    PIPELINE = "pipeline"
+    COMMAND = "command"
+
+
 # An event whose status is LOG carries output lines; every other event is a step of the task.
 LOG = "log"
 

@@ -26,7 +26,7 @@ from docker_manager.errors import Conflict, DiskFull, DockerManagerError, QueueF
 from docker_manager.runner.bus import EventBus
 from docker_manager.runner.context import TaskContext
 from docker_manager.runner.files import LogBatch, TaskFiles
-from docker_manager.runner.models import Status, TaskRecord
+from docker_manager.runner.models import Status, TaskKind, TaskRecord
 from docker_manager.runner.store import StateChange, TaskStore
 from docker_manager.util.locks import KeyedLocks
 from docker_manager.util.requestctx import REQUEST_ID, TASK_ID
@@ -52,8 +52,8 @@ class TaskSpec:
     app_id: str | None = None
     task_id: str | None = None
     files_dir: Path | None = None
-    # Concurrency class: tasks of a kind share its limit (e.g. "build"); None = no limit.
-    kind: str | None = None
+    # Concurrency class: tasks of a kind share its limit; None = no limit (work that only waits).
+    kind: TaskKind | None = None
     # Fields added to every payload sent to the external log stream (tag, cmd...).
     stream_fields: dict[str, Any] = field(default_factory=dict)
     # Fields for the final payload of the external log stream, from the final status and result
@@ -67,13 +67,16 @@ class TaskRunner:
         store: TaskStore,
         bus: EventBus,
         *,
-        limits: dict[str, int],
+        limits: dict[TaskKind, int],
         max_queued: int,
         outbox_enabled: bool,
         db_line_cap: int = 20_000,
     ) -> None:
         self.store = store
         self.bus = bus
+        unlimited = set(TaskKind) - set(limits)
+        if unlimited:
+            raise ValueError(f"no concurrency limit for task kinds {sorted(unlimited)}")
         self._slots = {kind: asyncio.Semaphore(limit) for kind, limit in limits.items()}
         self._max_queued = max_queued
         self._outbox = outbox_enabled
@@ -227,7 +230,7 @@ class TaskRunner:
         )
 
     @contextlib.asynccontextmanager
-    async def _slot(self, kind: str | None) -> AsyncIterator[None]:
+    async def _slot(self, kind: TaskKind | None) -> AsyncIterator[None]:
         semaphore = self._slots.get(kind) if kind else None
         if semaphore is None:
             yield

@@ -3,7 +3,6 @@ policy as the API, refused with the reason shown on the page."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Annotated
 
@@ -11,13 +10,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from docker_manager.api.deps import runtime_of
 from docker_manager.api.middleware import client_key, peer_of
 from docker_manager.auth import Scope, parse_scopes
 from docker_manager.errors import DockerManagerError, InsufficientScope
 from docker_manager.schemas.deploys import LocalRunRequest
 from docker_manager.schemas.releases import RollbackRequest
 from docker_manager.schemas.sites import SiteCreateRequest, SiteDeleteRequest
-from docker_manager.services.deploys.localrun import list_uploads
 from docker_manager.ui.deps import (
     AppRef,
     FormSession,
@@ -25,7 +24,6 @@ from docker_manager.ui.deps import (
     TokenRef,
     back,
     check_form_origin,
-    services_of,
 )
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE, Session
@@ -41,12 +39,12 @@ def _require(session: Session, scope: Scope) -> None:
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, token: Annotated[str, Form(max_length=512)] = "") -> Response:
     check_form_origin(request)  # no login from another site's form (login CSRF)
-    services = services_of(request)
+    runtime = runtime_of(request)
     limiter = request.app.state.auth_failures
     client = client_key(peer_of(request.scope))
     # As for the API: only failures are limited, so a valid token is never refused because others
     # behind the same address (a proxy, loopback) guessed wrong.
-    principal = await services.tokens.authenticate(token.strip())
+    principal = await runtime.tokens.authenticate(token.strip())
     if principal is None:
         limiter.failed(client)
         wait = limiter.retry_after(client)
@@ -68,14 +66,14 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
         )
     # A browser holds one session: the one it had (another token's, or a stolen cookie's twin)
     # ends here, so a login never leaves a live session behind.
-    await services.ui_sessions.end_cookie(request.cookies.get(COOKIE))
-    cookie = await services.ui_sessions.issue(principal.token_id)
+    await runtime.ui_sessions.end_cookie(request.cookies.get(COOKIE))
+    cookie = await runtime.ui_sessions.issue(principal.token_id)
     request.scope.setdefault("state", {})["principal"] = principal
     response = RedirectResponse("/ui", status_code=303)
     response.set_cookie(
         COOKIE,
         cookie,
-        max_age=services.ui_sessions.max_age,
+        max_age=runtime.ui_sessions.max_age,
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -86,7 +84,7 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
 
 @router.post("/logout")
 async def logout(request: Request, session: FormSession) -> Response:
-    await services_of(request).ui_sessions.end(session.id)  # the old cookie is refused from now on
+    await runtime_of(request).ui_sessions.end(session.id)  # the old cookie is refused from now on
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
@@ -97,7 +95,7 @@ async def cancel_task(request: Request, session: FormSession, task_id: TaskRef) 
     path = f"/ui/tasks/{task_id}"
     try:
         _require(session, Scope.OPERATE)
-        await services_of(request).tasks.cancel(task_id, session.principal)
+        await runtime_of(request).tasks.cancel(task_id, session.principal)
     except DockerManagerError as exc:
         return back(request, path, error=exc)
     return back(request, path, notice="cancelled")
@@ -112,7 +110,7 @@ async def rollback(
 ) -> Response:
     try:
         _require(session, Scope.OPERATE)
-        started = await services_of(request).rollbacks.start(
+        started = await runtime_of(request).rollbacks.start(
             app_id, RollbackRequest(release=release), session.principal
         )
     except DockerManagerError as exc:
@@ -131,7 +129,7 @@ async def create_site(
     try:
         _require(session, Scope.OPERATE)
         body = SiteCreateRequest(domain=domain, port=port, app_id=app_id or None)
-        await services_of(request).sites.create_site(body, session.principal)
+        await runtime_of(request).sites.create_site(body, session.principal)
     except DockerManagerError as exc:
         return back(request, "/ui/sites", error=exc)
     except ValidationError as exc:
@@ -149,10 +147,10 @@ async def deploy(
     host_port: Annotated[int | None, Form(ge=1, le=65535)] = None,
 ) -> Response:
     """Load and run an artefact of the upload root (a localrun task); off to its task page."""
-    services = services_of(request)
+    runtime = runtime_of(request)
     try:
         _require(session, Scope.OPERATE)
-        uploads = {u.path: u for u in await asyncio.to_thread(list_uploads, services.settings)}
+        uploads = {u.path: u for u in await runtime.localrun.uploads()}
         upload = uploads.get(artefact)
         if upload is None:
             return back(request, "/ui/apps", error="no such artefact in the upload root")
@@ -160,7 +158,7 @@ async def deploy(
         # A loose file gets a task folder of its own (never another task's).
         task_id = upload.task_id or f"upload-{secrets.token_hex(6)}"
         body = LocalRunRequest(lz4_path=upload.path, task_id=task_id, app_id=app_id or None, ports=ports)
-        task_id = await services.localrun.start(body, session.principal)
+        task_id = await runtime.localrun.start(body, session.principal)
     except DockerManagerError as exc:
         return back(request, "/ui/apps", error=exc)
     except ValidationError as exc:
@@ -180,7 +178,7 @@ async def delete_site(
 ) -> Response:
     try:
         _require(session, Scope.OPERATE)
-        await services_of(request).sites.delete_site(SiteDeleteRequest(domain=domain), session.principal)
+        await runtime_of(request).sites.delete_site(SiteDeleteRequest(domain=domain), session.principal)
     except DockerManagerError as exc:
         return back(request, "/ui/sites", error=exc)
     except ValidationError as exc:
@@ -197,7 +195,7 @@ async def create_token(
 ) -> Response:
     try:
         _require(session, Scope.ADMIN)
-        info, secret = await services_of(request).tokens.create(name=name, scopes=parse_scopes(scopes))
+        info, secret = await runtime_of(request).tokens.create(name=name, scopes=parse_scopes(scopes))
     except DockerManagerError as exc:
         return back(request, "/ui/tokens", error=exc)
     # Shown this once, in this answer only (never in a URL).
@@ -208,7 +206,7 @@ async def create_token(
 async def revoke_token(request: Request, session: FormSession, token_id: TokenRef) -> Response:
     try:
         _require(session, Scope.ADMIN)
-        await services_of(request).tokens.revoke(token_id)
+        await runtime_of(request).tokens.revoke(token_id)
     except DockerManagerError as exc:
         return back(request, "/ui/tokens", error=exc)
     return back(request, "/ui/tokens", notice=f"token {token_id} revoked")

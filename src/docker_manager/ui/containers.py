@@ -13,10 +13,11 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import ValidationError
 
+from docker_manager.api.deps import runtime_of
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError, InsufficientScope
 from docker_manager.schemas.containers import ExecRequest, LogsResult, StatsResult
-from docker_manager.ui.deps import ContainerRef, FormSession, UiSession, back, services_of
+from docker_manager.ui.deps import ContainerRef, FormSession, UiSession, back
 from docker_manager.ui.render import SECURITY_HEADERS, page
 from docker_manager.ui.session import Session
 
@@ -34,8 +35,8 @@ def _require(session: Session, scope: Scope) -> None:
 
 @router.get("/containers", response_class=HTMLResponse)
 async def containers_page(request: Request, session: UiSession) -> Response:
-    services = services_of(request)
-    containers = await services.containers.list(all=True)
+    runtime = runtime_of(request)
+    containers = await runtime.containers.list(all=True)
     return page(
         request,
         "containers.html",
@@ -43,7 +44,7 @@ async def containers_page(request: Request, session: UiSession) -> Response:
         containers=containers,
         can_act=session.principal.has(Scope.OPERATE),
         is_admin=session.principal.is_admin,
-        manageable={c.id for c in containers if services.containers.manageable(c.id)},
+        manageable={c.id for c in containers if runtime.containers.manageable(c.id)},
     )
 
 
@@ -62,7 +63,7 @@ async def exec_in_container(
     try:
         _require(session, Scope.EXEC)
         body = ExecRequest(id_or_name=container_id, cmd=shlex.split(cmd), workdir=workdir.strip() or None)
-        result = await services_of(request).containers.exec(
+        result = await runtime_of(request).containers.exec(
             body.id_or_name, session.principal, cmd=list(body.cmd), workdir=body.workdir, timeout=None
         )
     except DockerManagerError as exc:
@@ -80,7 +81,7 @@ async def exec_in_container(
 async def container_action(
     request: Request, session: FormSession, container_id: ContainerRef, action: str
 ) -> Response:
-    containers = services_of(request).containers
+    containers = runtime_of(request).containers
     if action not in ACTIONS:
         return back(request, "/ui/containers", error="no such action on a container")
     try:
@@ -103,21 +104,21 @@ async def container_page(
     file: Annotated[str | None, Query(max_length=4096)] = None,
 ) -> Response:
     """Inspect summary and stats; for `exec` tokens the log tail and the file browser."""
-    services = services_of(request)
+    runtime = runtime_of(request)
     can_exec = session.principal.has(Scope.EXEC)
     stats: StatsResult | None = None
     try:
-        info = await services.containers.owned(container_id, session.principal)
+        info = await runtime.containers.owned(container_id, session.principal)
         if info.status == "running":
-            stats = await services.containers.stats(info.id)
+            stats = await runtime.containers.stats(info.id)
         logs = listing = content = None
         if can_exec:
-            logs = await services.containers.logs(info.id, session.principal, tail=LOG_TAIL, timestamps=False)
-            listing = await services.container_files.list_dir(
+            logs = await runtime.containers.logs(info.id, session.principal, tail=LOG_TAIL, timestamps=False)
+            listing = await runtime.container_files.list_dir(
                 info.id, session.principal, path=path, limit=500, cursor=None
             )
             if file:
-                read = await services.container_files.read_file(
+                read = await runtime.container_files.read_file(
                     info.id, session.principal, path=file, offset=0, length=64 << 10
                 )
                 content = read.data.decode("utf-8", "replace") if read.encoding == "utf-8" else None
@@ -150,7 +151,7 @@ async def container_log(request: Request, session: UiSession, container_id: Cont
     """The log's last lines as an HTML fragment: the page polls it while "Follow" is on."""
     try:
         _require(session, Scope.EXEC)
-        logs = await services_of(request).containers.logs(
+        logs = await runtime_of(request).containers.logs(
             container_id, session.principal, tail=LOG_TAIL, timestamps=False
         )
     except DockerManagerError as exc:
@@ -165,7 +166,7 @@ async def download(
     """A file from inside the container, streamed (no size cap, flat memory)."""
     try:
         _require(session, Scope.EXEC)
-        size, body = await services_of(request).container_files.stream_file(
+        size, body = await runtime_of(request).container_files.stream_file(
             container_id, session.principal, path=file, offset=0, length=None
         )
     except DockerManagerError as exc:

@@ -8,9 +8,9 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Form, Path, Request
 from fastapi.responses import RedirectResponse
 
+from docker_manager.api.deps import runtime_of
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError, InvalidInput
-from docker_manager.services import Services
 from docker_manager.ui.session import COOKIE, Session
 
 # The dashboard's path parameters, as strict as the API's (no `.`/`..` reaches the engine's URLs).
@@ -29,12 +29,12 @@ class CsrfRefused(Exception):
 
 
 async def ui_session(request: Request) -> Session:
-    services: Services = request.app.state.services
-    found = await services.ui_sessions.read(request.cookies.get(COOKIE))
+    runtime = runtime_of(request)
+    found = await runtime.ui_sessions.read(request.cookies.get(COOKIE))
     if found is None:
         raise LoginRequired
     session_id, token_id, csrf = found
-    principal = await services.tokens.principal_by_id(token_id)
+    principal = await runtime.tokens.principal_by_id(token_id)
     if principal is None or not principal.has(Scope.READ):
         raise LoginRequired
     # The audit entry of a dashboard action names the token behind the session; the message an
@@ -72,11 +72,6 @@ async def form_session(request: Request, session: UiSession, csrf: Annotated[str
 FormSession = Annotated[Session, Depends(form_session)]
 
 
-def services_of(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
 def back(
     request: Request,
     path: str,
@@ -86,7 +81,7 @@ def back(
 ) -> RedirectResponse:
     """After an action: back to a page, saying what happened (or why it was refused). A refusal is
     audited with its own status and code, not as the redirect's 303."""
-    codec = services_of(request).ui_sessions
+    codec = runtime_of(request).ui_sessions
     state = request.scope.setdefault("state", {})
     session_id = str(state.get("ui_session_id", ""))
     if error is not None:

@@ -10,10 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from docker_manager.api.deps import runtime_of
 from docker_manager.api.streaming import NO_BUFFERING, streaming
 from docker_manager.errors import DockerManagerError
 from docker_manager.services.tasks.service import EventView
-from docker_manager.ui.deps import TaskRef, UiSession, services_of
+from docker_manager.ui.deps import TaskRef, UiSession
 from docker_manager.ui.render import SECURITY_HEADERS
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/ui", include_in_schema=False)
 @router.get("/usage.json")
 async def usage_history(request: Request, _session: UiSession) -> Response:
     """Columns for uPlot: unix seconds, CPU %, memory %, disk %, network bytes/s in and out."""
-    history = list(services_of(request).sampler.history)
+    history = list(runtime_of(request).sampler.history)
     body = {
         "ts": [round(p.ts, 1) for p in history],
         "cpu": [round(p.cpu_percent, 1) for p in history],
@@ -80,7 +81,7 @@ async def task_stream(
 ) -> Response:
     """Events after the page's last one (or the browser's Last-Event-ID after a reconnect)."""
     try:
-        views = await services_of(request).tasks.events(
+        views = await runtime_of(request).tasks.events(
             task_id, session.principal, after=max(after, last_event_id or 0)
         )
         slot = request.app.state.streams.take(session.principal)

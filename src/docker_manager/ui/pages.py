@@ -3,21 +3,20 @@ session's principal: what a token may not see or do is not shown or offered."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from docker_manager.api.deps import runtime_of
 from docker_manager.auth import Scope
 from docker_manager.errors import DockerManagerError
 from docker_manager.runner import Status
 from docker_manager.schemas.containers import ContainerSummary
 from docker_manager.schemas.tasks import TaskStatus
-from docker_manager.services.deploys.localrun import list_uploads
 from docker_manager.services.tasks.service import redact_summary
-from docker_manager.ui.deps import AppRef, TaskRef, UiSession, services_of
+from docker_manager.ui.deps import AppRef, TaskRef, UiSession
 from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE
 
@@ -31,25 +30,25 @@ TASK_TYPES = ("docker_build", "localrun", "rollback", "html_site_pipeline", "gen
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request) -> Response:
-    if request.cookies.get(COOKIE) and await services_of(request).ui_sessions.read(request.cookies[COOKIE]):
+    if request.cookies.get(COOKIE) and await runtime_of(request).ui_sessions.read(request.cookies[COOKIE]):
         return RedirectResponse("/ui", status_code=303)
     return page(request, "login.html", None)
 
 
 @router.get("", response_class=HTMLResponse)
 async def overview(request: Request, session: UiSession) -> Response:
-    services = services_of(request)
-    disk = await services.disk.report()
+    runtime = runtime_of(request)
+    disk = await runtime.disk.report()
     filesystems = [
         {**fs.model_dump(), "low": fs.free_bytes < 2 * fs.min_free_bytes + fs.total_bytes // 20}
         for fs in disk.filesystems
     ]
-    containers = await services.containers.list(all=False)
-    apps = await services.releases.apps()
-    latest = await services.tasks.page(
+    containers = await runtime.containers.list(all=False)
+    apps = await runtime.releases.apps()
+    latest = await runtime.tasks.page(
         status=None, task_type=None, app_id=None, limit=8, cursor=None, principal=session.principal
     )
-    engine = services.docker.transport.engine_version or {}
+    engine = runtime.docker.transport.engine_version or {}
     return page(
         request,
         "overview.html",
@@ -57,7 +56,7 @@ async def overview(request: Request, session: UiSession) -> Response:
         filesystems=filesystems,
         engine_usage=disk.engine,
         engine_version=engine.get("Version", "unknown"),
-        running_tasks=services.runner.running_count(),
+        running_tasks=runtime.runner.running_count(),
         apps=len(apps),
         containers=len(containers),
         tasks=latest.tasks,
@@ -73,8 +72,8 @@ async def tasks_page(
     app_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] = None,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    services = services_of(request)
-    found = await services.tasks.page(
+    runtime = runtime_of(request)
+    found = await runtime.tasks.page(
         status=status,
         task_type=task_type,
         app_id=app_id,
@@ -97,16 +96,16 @@ async def tasks_page(
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 async def task_page(request: Request, session: UiSession, task_id: TaskRef) -> Response:
-    services = services_of(request)
+    runtime = runtime_of(request)
     try:
-        status: TaskStatus = await services.tasks.status(task_id, session.principal)
+        status: TaskStatus = await runtime.tasks.status(task_id, session.principal)
     except DockerManagerError as exc:
         return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
     summary: dict[str, Any] = {}
     files: list[str] = []
     logs_tail: dict[str, Any] = {}
     try:
-        logs = await services.tasks.logs(task_id, session.principal, server=None, tail=FILE_TAIL_LINES)
+        logs = await runtime.tasks.logs(task_id, session.principal, server=None, tail=FILE_TAIL_LINES)
         # (redacted for this token already; again here, in case the answer's shape changes)
         summary = redact_summary(
             logs.build_metadata.get("summary") or {}, with_command=session.principal.has(Scope.EXEC)
@@ -138,15 +137,15 @@ async def task_page(request: Request, session: UiSession, task_id: TaskRef) -> R
 @router.get("/apps", response_class=HTMLResponse)
 async def apps_page(request: Request, session: UiSession) -> Response:
     """Apps with releases; the other containers grouped by their `app_id`; the deploy form."""
-    services = services_of(request)
-    apps = await services.releases.apps()
+    runtime = runtime_of(request)
+    apps = await runtime.releases.apps()
     with_releases = {a.app_id for a in apps}
     groups: dict[str, list[ContainerSummary]] = {}
-    for container in await services.containers.list(all=True):
+    for container in await runtime.containers.list(all=True):
         if container.app_id and container.app_id not in with_releases:
             groups.setdefault(container.app_id, []).append(container)
     can_deploy = session.principal.has(Scope.OPERATE)
-    uploads = await asyncio.to_thread(list_uploads, services.settings) if can_deploy else []
+    uploads = await runtime.localrun.uploads() if can_deploy else []
     return page(
         request,
         "apps.html",
@@ -160,10 +159,10 @@ async def apps_page(request: Request, session: UiSession) -> Response:
 
 @router.get("/apps/{app_id}", response_class=HTMLResponse)
 async def app_page(request: Request, session: UiSession, app_id: AppRef) -> Response:
-    services = services_of(request)
+    runtime = runtime_of(request)
     try:
-        app = await services.releases.app(app_id)
-        releases = await services.releases.releases(app_id, limit=50)
+        app = await runtime.releases.app(app_id)
+        releases = await runtime.releases.releases(app_id, limit=50)
     except DockerManagerError as exc:
         return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
     return page(
@@ -193,16 +192,16 @@ SWITCH_ROUTES = (
 async def sites_page(request: Request, session: UiSession) -> Response:
     """Sites, the create form, and for admins the switch history (from the audit log, which the
     API shows to admins only)."""
-    services = services_of(request)
+    runtime = runtime_of(request)
     history = None
     if session.principal.is_admin:
         # Only what a token did: a form posted without a session must not fill it.
-        history, _ = await services.audit.page(routes=SWITCH_ROUTES, authenticated=True, limit=30)
+        history, _ = await runtime.audit.page(routes=SWITCH_ROUTES, authenticated=True, limit=30)
     return page(
         request,
         "sites.html",
         session,
-        sites=await services.sites.list_sites(),
+        sites=await runtime.sites.list_sites(),
         history=history,
         can_act=session.principal.has(Scope.OPERATE),
     )
@@ -222,6 +221,6 @@ async def tokens_page(request: Request, session: UiSession) -> Response:
         request,
         "tokens.html",
         session,
-        tokens=await services_of(request).tokens.list(),
+        tokens=await runtime_of(request).tokens.list(),
         scopes=[s.value for s in Scope],
     )

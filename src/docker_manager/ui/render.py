@@ -34,7 +34,7 @@ def page(
 ) -> HTMLResponse:
     message = None
     if session is not None:
-        message = request.app.state.services.ui_sessions.open_message(
+        message = request.app.state.runtime.ui_sessions.open_message(
             request.query_params.get("m"), session_id=session.id, path=request.url.path
         )
     kind, text = message or ("", "")

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from docker_manager.api.deps import AdminAccess, DiskDep, ReadAccess, RetentionDep, SystemDep
+from docker_manager.api.deps import AdminAccess, DiskDep, HostDep, ReadAccess, RetentionDep
 from docker_manager.schemas.host import DiskReport, GcReport, HealthResult, SystemInfo, SystemUsage, TopResult
 
 router = APIRouter(prefix="/system", tags=["system"])
@@ -17,24 +17,24 @@ liveness = APIRouter(tags=["system"])
 
 
 @router.get("/info", response_model=SystemInfo)
-async def info(system: SystemDep, _: ReadAccess) -> SystemInfo:
-    return await system.info()
+async def info(host: HostDep, _: ReadAccess) -> SystemInfo:
+    return await host.info()
 
 
 @router.get("/usage", response_model=SystemUsage)
-async def usage(system: SystemDep, _: ReadAccess) -> SystemUsage:
-    return await system.usage()
+async def usage(host: HostDep, _: ReadAccess) -> SystemUsage:
+    return await host.usage()
 
 
 @router.get("/top", response_model=TopResult)
 async def top(
-    system: SystemDep,
+    host: HostDep,
     who: ReadAccess,
     sort: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$", description="cpu; anything else: memory")] = "cpu",
     limit: Annotated[int, Query(ge=1, le=500)] = 10,
 ) -> TopResult:
     """Top processes from the background sampler; command lines only for admin tokens."""
-    return system.top(sort=sort, limit=limit, with_cmdline=who.is_admin)
+    return host.top(sort=sort, limit=limit, with_cmdline=who.is_admin)
 
 
 @router.get("/disk", response_model=DiskReport)
@@ -52,6 +52,6 @@ async def gc(retention: RetentionDep, _: AdminAccess) -> GcReport:
 
 
 @liveness.get("/healthz", response_model=HealthResult)
-async def healthz(system: SystemDep) -> JSONResponse:
-    result = await system.health()
+async def healthz(host: HostDep) -> JSONResponse:
+    result = await host.health()
     return JSONResponse(result, status_code=200 if result["status"] == "ok" else 503)

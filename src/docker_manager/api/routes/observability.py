@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from docker_manager import metrics
-from docker_manager.api.deps import AdminAccess, AuditDep, MetricsAccess, ServicesDep
+from docker_manager.api.deps import AdminAccess, AuditDep, MetricsAccess, ObserversDep
 from docker_manager.schemas.observability import AuditPage, AuditRecord
 
 router = APIRouter(tags=["observability"])
@@ -21,12 +21,10 @@ router = APIRouter(tags=["observability"])
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
-async def prometheus_metrics(services: ServicesDep, _: MetricsAccess) -> Response:
+async def prometheus_metrics(observers: ObserversDep, _: MetricsAccess) -> Response:
     """Prometheus text format; a token with the `metrics` (or `read`) scope."""
     # Scrapers in a loop share one rendering a second (it costs milliseconds of CPU).
-    body = await services.observers.exposition.get(
-        "all", lambda: asyncio.to_thread(generate_latest, metrics.REGISTRY)
-    )
+    body = await observers.exposition.get("all", lambda: asyncio.to_thread(generate_latest, metrics.REGISTRY))
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

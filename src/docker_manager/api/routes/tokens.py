@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from docker_manager.api.deps import AdminAccess, AnyAccess, ServicesDep
+from docker_manager.api.deps import AdminAccess, AnyAccess, TokensDep
 from docker_manager.schemas.tokens import CreatedToken, CreateTokenRequest, TokenView, WhoAmI
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -22,21 +22,19 @@ async def whoami(who: AnyAccess) -> WhoAmI:
 
 
 @router.get("/tokens", response_model=list[TokenView])
-async def list_tokens(services: ServicesDep, _: AdminAccess) -> list[TokenView]:
-    return [TokenView(**asdict(t)) for t in await services.tokens.list()]
+async def list_tokens(tokens: TokensDep, _: AdminAccess) -> list[TokenView]:
+    return [TokenView(**asdict(t)) for t in await tokens.list()]
 
 
 @router.post("/tokens", response_model=CreatedToken, status_code=201)
-async def create_token(body: CreateTokenRequest, services: ServicesDep, _: AdminAccess) -> CreatedToken:
+async def create_token(body: CreateTokenRequest, tokens: TokensDep, _: AdminAccess) -> CreatedToken:
     expires = datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days else None
-    info, secret = await services.tokens.create(
-        name=body.name, scopes=frozenset(body.scopes), expires_at=expires
-    )
+    info, secret = await tokens.create(name=body.name, scopes=frozenset(body.scopes), expires_at=expires)
     return CreatedToken(**asdict(info), token=secret)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 async def revoke_token(
-    token_id: Annotated[str, Path(pattern=r"^[a-f0-9]{16}$")], services: ServicesDep, _: AdminAccess
+    token_id: Annotated[str, Path(pattern=r"^[a-f0-9]{16}$")], tokens: TokensDep, _: AdminAccess
 ) -> None:
-    await services.tokens.revoke(token_id)
+    await tokens.revoke(token_id)

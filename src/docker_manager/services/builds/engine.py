@@ -10,12 +10,12 @@ from pathlib import Path
 
 from docker_manager.adapters.docker import Docker, ProgressError
 from docker_manager.adapters.docker.build_context import BuildContext
-from docker_manager.config import Settings
 from docker_manager.errors import BuildFailed
 from docker_manager.labels import managed_labels
 from docker_manager.runner import TaskContext
 from docker_manager.services.builds.claims import ImageClaims
 from docker_manager.services.builds.dockerfile import with_labels
+from docker_manager.services.builds.options import BuildOptions
 from docker_manager.services.builds.output import BuildOutput
 from docker_manager.util.clock import utcnow
 
@@ -39,10 +39,10 @@ _CLEANUPS: set[asyncio.Task[None]] = set()
 
 
 class EnginePass:
-    def __init__(self, docker: Docker, claims: ImageClaims, settings: Settings) -> None:
+    def __init__(self, docker: Docker, claims: ImageClaims, options: BuildOptions) -> None:
         self._docker = docker
         self._claims = claims
-        self._settings = settings
+        self._options = options
 
     async def run(self, ctx: TaskContext, job: EngineJob, *, labelled: bool) -> tuple[BuildOutput, datetime]:
         """One build request to the engine; the output (image id included) and when it started."""
@@ -54,10 +54,10 @@ class EnginePass:
             root=job.root,
             dockerfile=job.dockerfile,
             inline_files={job.dockerfile: sent.encode()},
-            max_bytes=self._settings.max_context_bytes,
+            max_bytes=self._options.max_context_bytes,
             exclude=job.exclude,
         )
-        limit = self._settings.build_timeout
+        limit = self._options.build_timeout
         started = utcnow()
         try:
             try:

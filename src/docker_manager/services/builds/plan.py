@@ -7,12 +7,13 @@ Dockerfile (inline, or a file of the context up to 1 MiB), where a kept inline D
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from docker_manager.adapters.sftp import SftpTarget
-from docker_manager.config import Settings
 from docker_manager.errors import InvalidInput
+from docker_manager.services.builds.options import SftpOptions
 from docker_manager.util.paths import confine
 
 
@@ -52,12 +53,12 @@ class BuildPlan:
     created_by: str | None = None  # the token that asked (the image is recorded as its)
 
 
-def plan_build(source: BuildSource, settings: Settings) -> BuildPlan:
+def plan_build(source: BuildSource, context_paths: Sequence[Path]) -> BuildPlan:
     """Check everything a build request asks for before anything starts (blocking: a thread)."""
     context_dir: Path | None = None
     keep: Path | None = None
     if source.context_path is not None:
-        context_dir = confine(source.context_path, settings.context_paths, field="context_path")
+        context_dir = confine(source.context_path, list(context_paths), field="context_path")
         if source.dockerfile_content is not None and not source.cleanup:
             keep = context_dir / source.dockerfile_name
         if not context_dir.is_dir():
@@ -96,27 +97,27 @@ def plan_build(source: BuildSource, settings: Settings) -> BuildPlan:
 
 
 def sftp_target(
-    settings: Settings, *, host: str | None, port: int | None, username: str | None, password: str | None
+    sftp: SftpOptions, *, host: str | None, port: int | None, username: str | None, password: str | None
 ) -> SftpTarget | None:
     """Where build/start uploads to: the request's fields over the `DM_SFTP_*` settings."""
-    host = host or settings.sftp_host
+    host = host or sftp.host
     if host is None:
         return None
-    username = username or settings.sftp_username
+    username = username or sftp.username
     if username is None:
         raise InvalidInput(
             "an SFTP upload needs a username (sftp_username or DM_SFTP_USERNAME)", field="sftp_username"
         )
-    if password is None and settings.sftp_key_file is None:
+    if password is None and sftp.key_file is None:
         raise InvalidInput("an SFTP upload needs sftp_password or DM_SFTP_KEY_FILE", field="sftp_password")
     return SftpTarget(
         host=host,
-        port=port or settings.sftp_port,
+        port=port or sftp.port,
         username=username,
-        remote_dir=settings.sftp_remote_dir,
+        remote_dir=sftp.remote_dir,
         password=password,
-        key_file=settings.sftp_key_file,
-        known_hosts=settings.sftp_known_hosts,
-        accept_unknown_hosts=settings.sftp_accept_unknown_hosts,
-        client=settings.sftp_client,
+        key_file=sftp.key_file,
+        known_hosts=sftp.known_hosts,
+        accept_unknown_hosts=sftp.accept_unknown_hosts,
+        client=sftp.client,
     )

@@ -20,12 +20,12 @@ from typing import Any
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.sftp import SftpTarget
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import BuildFailed, Conflict
 from docker_manager.runner import (
     LOG,
     Status,
     TaskContext,
+    TaskKind,
     TaskRecord,
     TaskRunner,
     TaskSpec,
@@ -36,6 +36,7 @@ from docker_manager.runner.files import DOCKERFILE_PARSED, DOCKERFILE_USED, LogB
 from docker_manager.services.builds.claims import ImageClaims
 from docker_manager.services.builds.dockerfile import image_name_for, parse_dockerfile
 from docker_manager.services.builds.engine import EngineJob, EnginePass
+from docker_manager.services.builds.options import BuildOptions
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.builds.plan import BuildPlan, BuildSource, plan_build, sftp_target
 from docker_manager.services.builds.shipping import export_image, upload_folder
@@ -52,12 +53,13 @@ BUILD_TASK = "docker_build"
 class BuildService:
     def __init__(
         self,
+        *,
         docker: Docker,
         runner: TaskRunner,
         images: ImageService,
         ownership: Ownership,
         disk: DiskService,
-        settings: Settings,
+        options: BuildOptions,
     ) -> None:
         self._docker = docker
         self._disk = disk
@@ -65,23 +67,23 @@ class BuildService:
         self._images = images
         self._ownership = ownership
         self._claims = ImageClaims(docker, ownership)
-        self._engine = EnginePass(docker, self._claims, settings)
-        self._settings = settings
+        self._engine = EnginePass(docker, self._claims, options)
+        self._options = options
 
     # --- planning (all validation happens in `plan`, before anything starts) -------------------
     async def plan(self, source: BuildSource) -> BuildPlan:
-        return await asyncio.to_thread(plan_build, source, self._settings)
+        return await asyncio.to_thread(plan_build, source, self._options.context_paths)
 
     def sftp_target(
         self, *, host: str | None, port: int | None, username: str | None, password: str | None
     ) -> SftpTarget | None:
         """Where build/start uploads to: the request's fields over the `DM_SFTP_*` settings."""
-        return sftp_target(self._settings, host=host, port=port, username=username, password=password)
+        return sftp_target(self._options.sftp, host=host, port=port, username=username, password=password)
 
     # --- starting ------------------------------------------------------------------------------
     async def start(self, plan: BuildPlan, principal: Principal, *, task_id: str | None) -> TaskRecord:
         task_id = task_id or new_task_id(BUILD_TASK)
-        files_dir = self._settings.builds_path / task_id
+        files_dir = self._options.builds_path / task_id
         if await asyncio.to_thread(files_dir.exists):
             raise Conflict(f"task id {task_id!r} is already in use", field="task_id")
         if plan.export and plan.tag is None:
@@ -99,7 +101,7 @@ class BuildService:
                 app_id=plan.app_id,
                 task_id=task_id,
                 files_dir=files_dir,
-                kind="build",
+                kind=TaskKind.BUILD,
                 stream_fields={
                     "tag": plan.tag,
                     "context_path": str(plan.context_dir) if plan.context_dir else None,
@@ -183,12 +185,12 @@ class BuildService:
         """Refuse (507) a build the disks cannot take: the context's size, in the engine's root
         (the image) and in the builds root (the artefact)."""
         if plan.context_dir is not None:
-            size = await asyncio.to_thread(tree_size, plan.context_dir, self._settings.max_context_bytes)
+            size = await asyncio.to_thread(tree_size, plan.context_dir, self._options.max_context_bytes)
         else:
             size = len(plan.dockerfile_text)
         await self._disk.require_engine(size, what="the build")
         if plan.export:
-            await self._disk.require(self._settings.builds_path, size, what="the build's artefact")
+            await self._disk.require(self._options.builds_path, size, what="the build's artefact")
 
     async def _build(self, ctx: TaskContext, plan: BuildPlan) -> dict[str, Any]:
         started = time.monotonic()
@@ -233,7 +235,7 @@ class BuildService:
         await ctx.event("building", "completed", message="build completed", **summary)
         if plan.upload is not None and plan.export:
             summary["sftp_deployment"] = await upload_folder(
-                ctx, plan.upload, summary, self._settings, self._disk
+                ctx, plan.upload, summary, self._options.sftp, self._disk
             )
         return {
             "status": "ok",
@@ -320,7 +322,7 @@ class BuildService:
         job = EngineJob(
             root, dockerfile, dockerfile_text, tag, app_id, build_args, nocache, exclude, created_by
         )
-        output, started = await self._engine.run(ctx, job, labelled=self._settings.build_labels)
+        output, started = await self._engine.run(ctx, job, labelled=self._options.build_labels)
         if await self._claims.final_image(
             output, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
         ):

@@ -14,7 +14,6 @@ from typing import Any
 
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.sftp import SftpTarget, Uploaded, upload
-from docker_manager.config import Settings
 from docker_manager.errors import UploadFailed
 from docker_manager.runner import TaskContext
 from docker_manager.runner.files import (
@@ -28,6 +27,7 @@ from docker_manager.runner.files import (
     MANIFEST,
 )
 from docker_manager.services.builds.dockerfile import artefact_name
+from docker_manager.services.builds.options import SftpOptions
 from docker_manager.services.host.disk import DiskService
 from docker_manager.util.lz4file import compress_to_file
 
@@ -44,7 +44,7 @@ UPLOADED_FILES = (
 
 
 async def upload_folder(
-    ctx: TaskContext, target: SftpTarget, summary: dict[str, Any], settings: Settings, disk: DiskService
+    ctx: TaskContext, target: SftpTarget, summary: dict[str, Any], sftp: SftpOptions, disk: DiskService
 ) -> dict[str, Any]:
     """Ship the task folder to `{remote_dir}/{task_id}/`; build.info.json goes last, complete."""
     assert ctx.files is not None
@@ -78,7 +78,7 @@ async def upload_folder(
     names = [artefact.name, *UPLOADED_FILES]
     paths = [files.path(n) for n in names if await asyncio.to_thread(files.path(n).is_file)]
     try:
-        first = await _send(settings, target, ctx.task_id, paths, progress, disk)
+        first = await _send(sftp, target, ctx.task_id, paths, progress, disk)
         deployment: dict[str, Any] = {
             "status": "success",
             "remote_path": first.remote_path,
@@ -87,7 +87,7 @@ async def upload_folder(
             **target.describe(),
         }
         await ctx.merge_summary({"status": "building", "stage": "uploading", "sftp_deployment": deployment})
-        last = await _send(settings, target, ctx.task_id, [files.path(INFO_JSON)], None, None)
+        last = await _send(sftp, target, ctx.task_id, [files.path(INFO_JSON)], None, None)
     except UploadFailed as exc:
         await ctx.merge_summary(
             {"sftp_deployment": {"status": "error", "error": exc.detail, **target.describe()}}
@@ -102,7 +102,7 @@ async def upload_folder(
 
 
 async def _send(
-    settings: Settings,
+    sftp: SftpOptions,
     target: SftpTarget,
     task_id: str,
     paths: list[Path],
@@ -118,8 +118,8 @@ async def _send(
         task_id,
         paths,
         progress=progress,
-        attempts=settings.sftp_attempts,
-        deadline=settings.sftp_deadline,
+        attempts=sftp.attempts,
+        deadline=sftp.deadline,
         check_space=check_space if disk is not None else None,
     )
 

@@ -16,18 +16,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from docker_manager.config import Settings
 from docker_manager.errors import CommandFailed, InvalidInput
 from docker_manager.runner import (
     LOG,
     Status,
     TaskContext,
+    TaskKind,
     TaskRecord,
     TaskRunner,
     TaskSpec,
     follow,
     new_task_id,
 )
+from docker_manager.services.commands.options import CommandOptions
 from docker_manager.util.argv import split_words
 from docker_manager.util.paths import confine
 from docker_manager.util.proc import ProcessRunner
@@ -69,19 +70,19 @@ def final_payload(status: Status, result: dict[str, Any] | None) -> dict[str, An
 
 
 class CommandService:
-    def __init__(self, runner: TaskRunner, settings: Settings) -> None:
+    def __init__(self, *, runner: TaskRunner, options: CommandOptions) -> None:
         self._runner = runner
-        self._settings = settings
+        self._options = options
 
     def _cwd(self, raw: str | None) -> Path:
-        roots = self._settings.work_paths
+        roots = self._options.roots.work_paths
         path = confine(raw or str(roots[0]), roots, field="cwd")
         if not path.is_dir():
             raise InvalidInput("cwd is not a directory", field="cwd")
         return path
 
     def argv(self, cmd: str | list[str]) -> list[str]:
-        return split_argv(cmd, shell=self._settings.run_allow_shell)
+        return split_argv(cmd, shell=self._options.allow_shell)
 
     async def start(
         self,
@@ -95,7 +96,7 @@ class CommandService:
         argv = self.argv(cmd)
         directory = await asyncio.to_thread(self._cwd, cwd)
         environment = command_env(env)
-        limit = min(timeout or self._settings.run_timeout, self._settings.run_timeout)
+        limit = min(timeout or self._options.timeout, self._options.timeout)
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
             return await self._run(ctx, argv, directory, environment, limit)
@@ -106,8 +107,8 @@ class CommandService:
                 task_type=GENERIC_TASK,
                 work=work,
                 task_id=task_id,
-                files_dir=self._settings.builds_path / task_id,
-                kind="command",
+                files_dir=self._options.roots.builds_path / task_id,
+                kind=TaskKind.COMMAND,
                 stream_fields={"cmd": cmd if isinstance(cmd, str) else shlex.join(argv)},
                 final_payload=final_payload,
             )
@@ -118,7 +119,7 @@ class CommandService:
     ) -> dict[str, Any]:
         await ctx.event("run", "starting", argv=argv, cwd=str(cwd))
         process = ProcessRunner(
-            max_line=self._settings.run_max_line_bytes, max_output=self._settings.run_max_output_bytes
+            max_line=self._options.max_line_bytes, max_output=self._options.max_output_bytes
         )
 
         async def on_line(stream: str, text: str, cut: bool) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 from docker_manager.adapters.docker import Docker
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from docker_manager.schemas.containers import (
     FsDeleteResult,
@@ -31,6 +30,7 @@ from docker_manager.schemas.containers import (
     FsWriteResult,
 )
 from docker_manager.services.containers.archive import Archive
+from docker_manager.services.containers.options import ContainerOptions
 from docker_manager.services.containers.removal import Remover, kind_of, normalise
 from docker_manager.services.containers.service import ContainerService
 from docker_manager.util.tarbuild import dir_members, file_member, tar_bytes
@@ -84,12 +84,12 @@ class _Page:
 
 
 class ContainerFiles:
-    def __init__(self, docker: Docker, containers: ContainerService, settings: Settings) -> None:
+    def __init__(self, *, docker: Docker, containers: ContainerService, options: ContainerOptions) -> None:
         self._docker = docker
         self._containers = containers
-        self._settings = settings
+        self._options = options
         self._archive = Archive(docker)
-        self._remover = Remover(docker, self._archive, settings)
+        self._remover = Remover(docker, self._archive, options.fs_helper_binary)
 
     async def delete_path(
         self, ref: str, principal: Principal, *, path: str, recursive: bool
@@ -154,7 +154,7 @@ class ContainerFiles:
         stat = await self._archive.stat(data.id, path)
         if stat.is_dir:
             raise Conflict(f"{path} is a directory; list it instead", field="path")
-        cap = self._settings.fs_max_bytes
+        cap = self._options.fs_max_bytes
         wanted = max(stat.size - offset, 0) if length is None else min(length, max(stat.size - offset, 0))
         if wanted > cap:
             raise PayloadTooLarge(
@@ -232,8 +232,8 @@ class ContainerFiles:
                 raise InvalidInput("content is not valid base64", field="content") from exc
         else:
             payload = content.encode("utf-8")
-        if len(payload) > self._settings.fs_max_bytes:
-            raise PayloadTooLarge(f"content is over {self._settings.fs_max_bytes} bytes", field="content")
+        if len(payload) > self._options.fs_max_bytes:
+            raise PayloadTooLarge(f"content is over {self._options.fs_max_bytes} bytes", field="content")
         existing = await self._archive.stat_or_none(data.id, path)
         if existing is not None and existing.is_dir:
             raise Conflict(f"{path} is a directory", field="path")

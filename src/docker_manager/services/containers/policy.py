@@ -33,9 +33,9 @@ from typing import Any
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.nginx import managed_sites
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import NotFound, PolicyViolation, PortInUse
 from docker_manager.labels import APP_ID
+from docker_manager.services.containers.options import ContainerOptions
 from docker_manager.services.ownership.record import Kind, Ownership
 
 # Log drivers that keep logs on this host. Others (syslog, gelf, fluentd...) can ship a
@@ -91,10 +91,10 @@ def _empty(value: Any) -> bool:
 
 
 class ContainerPolicy:
-    def __init__(self, docker: Docker, ownership: Ownership, settings: Settings) -> None:
+    def __init__(self, docker: Docker, ownership: Ownership, options: ContainerOptions) -> None:
         self._docker = docker
         self._ownership = ownership
-        self._settings = settings
+        self._options = options
 
     async def check(self, config: dict[str, Any], principal: Principal, *, recreated: bool = False) -> bool:
         """Refuse (403) what the caller may not create, and (409) host ports another app's site
@@ -107,7 +107,7 @@ class ContainerPolicy:
             return False
         if not principal.is_admin:
             raise PolicyViolation(f"these options need an admin token: {', '.join(found)}")
-        if not self._settings.allow_privileged_options:
+        if not self._options.allow_privileged_options:
             raise PolicyViolation(
                 f"these options are disabled on this host (DM_ALLOW_PRIVILEGED_OPTIONS): {', '.join(found)}"
             )
@@ -135,7 +135,7 @@ class ContainerPolicy:
         return found
 
     def _ports(self, bindings: dict[str, Any]) -> list[str]:
-        allowed = {self._settings.publish_host_ip}
+        allowed = {self._options.publish_host_ip}
         return [
             f"ports published on {binding.get('HostIp') or 'every address'}"
             for port_bindings in bindings.values()
@@ -153,7 +153,7 @@ class ContainerPolicy:
         if not wanted:
             return
         app_id = (config.get("Labels") or {}).get(APP_ID)
-        for _, header in await asyncio.to_thread(managed_sites, self._settings.nginx_conf_dirs):
+        for _, header in await asyncio.to_thread(managed_sites, list(self._options.nginx_conf_dirs)):
             upstream = header.upstream
             if upstream.down or upstream.host != "127.0.0.1" or upstream.port not in wanted:
                 continue

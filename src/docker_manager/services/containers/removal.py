@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import posixpath
 import secrets
+from pathlib import Path
 from typing import Any
 
 from docker_manager.adapters.docker import ContainerInfo, Docker, StreamId
 from docker_manager.adapters.docker.containers import PathStat
-from docker_manager.config import Settings
 from docker_manager.errors import Conflict, EngineError, InvalidInput, Unsupported
 from docker_manager.services.containers.archive import Archive
 from docker_manager.util.tarbuild import dir_members, file_member, tar_bytes
@@ -40,10 +40,10 @@ def kind_of(stat: PathStat) -> str:
 
 
 class Remover:
-    def __init__(self, docker: Docker, archive: Archive, settings: Settings) -> None:
+    def __init__(self, docker: Docker, archive: Archive, helper_binary: Path) -> None:
         self._docker = docker
         self._archive = archive
-        self._settings = settings
+        self._helper_path = helper_binary  # a static busybox, for containers without `rm`
         self._helper: bytes | None = None
 
     async def delete(self, data: ContainerInfo, path: str, *, recursive: bool) -> dict[str, Any]:
@@ -93,7 +93,7 @@ class Remover:
 
     async def _helper_binary(self) -> bytes:
         if self._helper is None:
-            path = self._settings.fs_helper_binary
+            path = self._helper_path
             try:
                 self._helper = await asyncio.to_thread(path.read_bytes)
             except OSError as exc:

@@ -14,7 +14,6 @@ from typing import Any
 
 from docker_manager.adapters.docker import ContainerInfo, Docker
 from docker_manager.auth import Principal, Scope
-from docker_manager.config import Settings
 from docker_manager.errors import Conflict, DockerManagerError, EngineTimeout, NotFound, NotManaged
 from docker_manager.labels import APP_ID, MANAGED_FILTER, TASK_ID, managed_labels
 from docker_manager.schemas.containers import (
@@ -26,6 +25,7 @@ from docker_manager.schemas.containers import (
     RunResult,
     StatsResult,
 )
+from docker_manager.services.containers.options import ContainerOptions
 from docker_manager.services.containers.output import collect_logs, redact_for_read, run_exec, stats_result
 from docker_manager.services.containers.policy import BUILTIN_NETWORKS, ContainerPolicy
 from docker_manager.services.containers.spec import ContainerSpec, check_limits, create_config
@@ -60,13 +60,13 @@ class StopNotices:
 
 class ContainerService:
     def __init__(
-        self, docker: Docker, ownership: Ownership, settings: Settings, *, stop_notices: StopNotices
+        self, *, docker: Docker, ownership: Ownership, options: ContainerOptions, stop_notices: StopNotices
     ) -> None:
         self._docker = docker
         self._ownership = ownership
         self._stop_notices = stop_notices
-        self.policy = ContainerPolicy(docker, ownership, settings)
-        self._settings = settings
+        self.policy = ContainerPolicy(docker, ownership, options)
+        self._options = options
         # Listing 100 containers costs the engine ~15 ms and it serialises them; dashboards poll.
         # One engine call per second at most, shared by everyone; our own changes clear it.
         self._listings: SingleFlightCache[list[Any]] = SingleFlightCache(ttl=1.0)
@@ -74,8 +74,8 @@ class ContainerService:
     # --- creating ------------------------------------------------------------------------
     async def run(self, spec: ContainerSpec, principal: Principal, *, detach: bool = True) -> RunResult:
         """Create and start a container; on any failure nothing is left behind."""
-        check_limits(spec, self._settings)
-        config = create_config(spec, self._settings)
+        check_limits(spec, self._options.forbidden_host_ports)
+        config = create_config(spec, self._options.publish_host_ip)
         # Checked here too so that a refused request creates nothing (no network, no volume);
         # create_and_start checks again because every other path goes through it alone.
         await self.policy.check(config, principal)
@@ -179,7 +179,7 @@ class ContainerService:
 
     async def _wait_for_exit(self, container_id: str) -> tuple[int | None, str]:
         try:
-            result = await self._docker.containers.wait(container_id, timeout=self._settings.exec_timeout)
+            result = await self._docker.containers.wait(container_id, timeout=self._options.exec_timeout)
             exit_code: int | None = int(result.get("StatusCode", -1))
         except EngineTimeout:
             exit_code = None  # still running after the wait limit; it is left running
@@ -189,7 +189,7 @@ class ContainerService:
             tty=False,
             tail=None,
             timestamps=False,
-            limit=self._settings.exec_max_output_bytes,
+            limit=self._options.exec_max_output_bytes,
         )
         return exit_code, logs.logs
 
@@ -307,7 +307,7 @@ class ContainerService:
             tty=info.tty,
             tail=tail,
             timestamps=timestamps,
-            limit=self._settings.exec_max_output_bytes,
+            limit=self._options.exec_max_output_bytes,
         )
         result.name = info.name
         return result
@@ -330,8 +330,8 @@ class ContainerService:
             info.id,
             cmd,
             workdir=workdir,
-            timeout=min(timeout or self._settings.exec_timeout, self._settings.exec_timeout),
-            limit=self._settings.exec_max_output_bytes,
+            timeout=min(timeout or self._options.exec_timeout, self._options.exec_timeout),
+            limit=self._options.exec_max_output_bytes,
         )
 
     async def stats(self, ref: str) -> StatsResult:

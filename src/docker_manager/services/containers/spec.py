@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from docker_manager.adapters.docker import ContainerInfo
-from docker_manager.config import Settings
 from docker_manager.errors import InvalidInput
 from docker_manager.labels import managed_labels
 from docker_manager.schemas.containers import RunExtendedRequest, RunRequest, VolumeBind
@@ -137,13 +136,13 @@ class ContainerSpec:
         return None
 
 
-def check_host_port(port: int, settings: Settings, *, field: str) -> None:
+def check_host_port(port: int, forbidden: frozenset[int], *, field: str) -> None:
     """A host port no container may publish and no site may reach: SSH, the engine, this API."""
-    if port in settings.forbidden_host_ports:
+    if port in forbidden:
         raise InvalidInput(f"host port {port} is reserved on this host", field=field)
 
 
-def check_limits(spec: ContainerSpec, settings: Settings) -> None:
+def check_limits(spec: ContainerSpec, forbidden_host_ports: frozenset[int]) -> None:
     cpus = os.cpu_count() or 1
     if spec.nano_cpus is not None and not 10_000_000 <= spec.nano_cpus <= cpus * 1_000_000_000:
         raise InvalidInput(f"cpu must be between 0.01 and {cpus} on this host", field="cpu")
@@ -154,14 +153,14 @@ def check_limits(spec: ContainerSpec, settings: Settings) -> None:
         raise InvalidInput("memswap_limit must not be below mem_limit", field="memswap_limit")
     for container_port, host_port in spec.ports.items():
         if host_port is not None:
-            check_host_port(host_port, settings, field=f"ports.{container_port}")
+            check_host_port(host_port, forbidden_host_ports, field=f"ports.{container_port}")
 
 
-def create_config(spec: ContainerSpec, settings: Settings) -> dict[str, Any]:
+def create_config(spec: ContainerSpec, publish_host_ip: str) -> dict[str, Any]:
     """The engine's create body for a spec (validated and policy-checked before)."""
     host: dict[str, Any] = {
         "PortBindings": {
-            port: [{"HostIp": settings.publish_host_ip, "HostPort": str(host_port or "")}]
+            port: [{"HostIp": publish_host_ip, "HostPort": str(host_port or "")}]
             for port, host_port in spec.ports.items()
         },
     }

@@ -17,15 +17,16 @@ from typing import Any
 
 from docker_manager.adapters.docker import Docker, ProgressError
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
+from docker_manager.config import Roots
 from docker_manager.errors import InvalidInput, NotManaged
-from docker_manager.runner import TaskContext, TaskRunner, TaskSpec
+from docker_manager.runner import TaskContext, TaskKind, TaskRunner, TaskSpec
 from docker_manager.runner.files import MANIFEST, read_json
 from docker_manager.runner.summary import Summary
 from docker_manager.schemas.common import APP_ID_RE
 from docker_manager.schemas.containers import RunResult
 from docker_manager.schemas.deploys import LocalRunRequest, LocalRunResult
 from docker_manager.services.containers import ContainerService, ContainerSpec
+from docker_manager.services.deploys.options import DeployOptions
 from docker_manager.services.healthchecks.checker import HealthChecker
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.images.service import ImageService
@@ -49,9 +50,9 @@ class Artefact:
     summary: Summary
 
 
-def _artefact_path(body: LocalRunRequest, settings: Settings) -> Path:
+def _artefact_path(body: LocalRunRequest, roots: Roots) -> Path:
     """The artefact: a regular file inside the upload or builds root (blocking)."""
-    path = confine(body.lz4_path, [settings.upload_path, settings.builds_path], field="lz4_path")
+    path = confine(body.lz4_path, [roots.upload_path, roots.builds_path], field="lz4_path")
     try:
         info = os.stat(path)
     except FileNotFoundError as exc:
@@ -61,11 +62,11 @@ def _artefact_path(body: LocalRunRequest, settings: Settings) -> Path:
     return path
 
 
-def _locate(body: LocalRunRequest, path: Path, settings: Settings) -> Artefact:
+def _locate(body: LocalRunRequest, path: Path, roots: Roots) -> Artefact:
     """Find (or make) the task folder the run's files go to (blocking: run in a thread)."""
-    folder = find_task_dir(settings, body.task_id)
-    if folder.parent == settings.builds_path and not folder.is_dir():
-        folder = settings.upload_path / body.task_id  # a new runtime folder, the README's first choice
+    folder = find_task_dir(roots, body.task_id)
+    if folder.parent == roots.builds_path and not folder.is_dir():
+        folder = roots.upload_path / body.task_id  # a new runtime folder, the README's first choice
     plain_dir(folder, create=True)  # never a symlink: the task's files are written in it
     manifest = read_json(folder / MANIFEST) or {}
     expected = manifest.get("sha256") if manifest.get("artefact") == path.name else None
@@ -84,10 +85,10 @@ class Upload:
     mtime: float
 
 
-def list_uploads(settings: Settings, limit: int = 100) -> list[Upload]:
+def list_uploads(roots: Roots, limit: int = 100) -> list[Upload]:
     """`*.tar.lz4` regular files in the upload root and in its task folders (named as task ids,
     never through a symlink), newest first (blocking)."""
-    root = settings.upload_path
+    root = roots.upload_path
     found: list[Upload] = []
     if not root.is_dir():
         return found
@@ -121,6 +122,7 @@ def _app_id(body: LocalRunRequest, summary: Summary) -> str | None:
 class LocalRunService:
     def __init__(
         self,
+        *,
         docker: Docker,
         runner: TaskRunner,
         containers: ContainerService,
@@ -129,7 +131,7 @@ class LocalRunService:
         health: HealthChecker,
         releases: ReleaseService,
         disk: DiskService,
-        settings: Settings,
+        options: DeployOptions,
     ) -> None:
         self._releases = releases
         self._disk = disk
@@ -139,7 +141,7 @@ class LocalRunService:
         self._images = images
         self._ownership = ownership
         self._health = health
-        self._settings = settings
+        self._options = options
 
     async def run(self, body: LocalRunRequest, principal: Principal) -> LocalRunResult:
         """Load and run, answering when the task has ended (`POST /docker/localrun`)."""
@@ -151,11 +153,15 @@ class LocalRunService:
         record = await self._runner.submit(await self._task(body, principal))
         return record.id
 
+    async def uploads(self) -> list[Upload]:
+        """The artefacts waiting in the upload root (the dashboard's deploy form offers them)."""
+        return await asyncio.to_thread(list_uploads, self._options.roots)
+
     async def _task(self, body: LocalRunRequest, principal: Principal) -> TaskSpec:
-        path = await asyncio.to_thread(_artefact_path, body, self._settings)
+        path = await asyncio.to_thread(_artefact_path, body, self._options.roots)
         needed = await asyncio.to_thread(decompressed_size, path)
         await self._disk.require_engine(needed, what="loading the image")  # 507 before anything is made
-        artefact = await asyncio.to_thread(_locate, body, path, self._settings)
+        artefact = await asyncio.to_thread(_locate, body, path, self._options.roots)
         app_id = _app_id(body, artefact.summary)
 
         async def work(ctx: TaskContext) -> dict[str, Any]:
@@ -166,7 +172,7 @@ class LocalRunService:
             work=work,
             app_id=app_id,
             files_dir=artefact.folder,
-            kind="localrun",
+            kind=TaskKind.LOCALRUN,
             stream_fields={"build_task_id": body.task_id, "lz4_path": str(artefact.path)},
         )
 
@@ -188,7 +194,7 @@ class LocalRunService:
             container_id=run.id,
             host_port=host_port,
             path=body.healthcheck_path,
-            after=body.healthcheck_time or self._settings.healthcheck_time,
+            after=body.healthcheck_time or self._options.healthcheck_time,
         )
         section = _localrun_section(body, artefact, app_id, image_id, tag, run)
         release = None
@@ -280,7 +286,7 @@ class LocalRunService:
     ) -> tuple[str, str | None]:
         before = await self._images.tag_map()
         archive = decompress_file(
-            artefact.path, expected_sha256=artefact.expected_sha256, max_bytes=self._settings.max_image_bytes
+            artefact.path, expected_sha256=artefact.expected_sha256, max_bytes=self._options.max_image_bytes
         )
         loaded: list[str] = []
         try:

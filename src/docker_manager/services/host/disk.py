@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager.adapters.docker import Docker
-from docker_manager.config import Settings
 from docker_manager.errors import InsufficientStorage
 from docker_manager.schemas.host import DiskReport, EngineUsage, FilesystemUsage
+from docker_manager.services.host.options import HostOptions
 from docker_manager.util.cache import SingleFlightCache
 
 DEFAULT_MIN_FREE = 2 << 30  # 2 GiB, or 5 % of the filesystem when that is less
@@ -19,17 +19,17 @@ DEFAULT_MIN_FREE_SHARE = 0.05
 
 
 class DiskService:
-    def __init__(self, docker: Docker, settings: Settings) -> None:
+    def __init__(self, docker: Docker, options: HostOptions) -> None:
         self._docker = docker
-        self._settings = settings
+        self._options = options
         self._engine_root: Path | None = None
         # The engine sizes every volume and layer for /system/df (seconds on a big host): one
         # call per 30 s at most, shared by every reader.
         self._df: SingleFlightCache[dict[str, Any]] = SingleFlightCache(ttl=30.0)
 
     def min_free(self, total: int) -> int:
-        if self._settings.min_free_bytes is not None:
-            return self._settings.min_free_bytes
+        if self._options.min_free_bytes is not None:
+            return self._options.min_free_bytes
         return min(DEFAULT_MIN_FREE, int(total * DEFAULT_MIN_FREE_SHARE))
 
     @property
@@ -80,9 +80,9 @@ class DiskService:
 
     async def report(self) -> DiskReport:
         roots = [
-            ("data", self._settings.data_dir),
-            ("builds", self._settings.builds_path),
-            ("upload", self._settings.upload_path),
+            ("data", self._options.roots.data_dir),
+            ("builds", self._options.roots.builds_path),
+            ("upload", self._options.roots.upload_path),
         ]
         engine_root = await self.engine_root()
         if engine_root is not None:

@@ -22,9 +22,9 @@ from typing import Any
 import psutil
 
 from docker_manager.adapters.docker import Docker
-from docker_manager.config import Settings
 from docker_manager.errors import DockerManagerError
 from docker_manager.schemas.host import ProcessInfo, SystemInfo, SystemUsage, TopResult
+from docker_manager.services.host.options import HostOptions
 
 log = logging.getLogger(__name__)
 
@@ -209,11 +209,11 @@ def _host_info() -> dict[str, Any]:
     }
 
 
-class SystemService:
-    def __init__(self, docker: Docker, sampler: HostSampler, settings: Settings) -> None:
+class HostService:
+    def __init__(self, *, docker: Docker, sampler: HostSampler, options: HostOptions) -> None:
         self._docker = docker
         self._sampler = sampler
-        self._settings = settings
+        self._options = options
 
     async def info(self) -> SystemInfo:
         result = await asyncio.to_thread(_host_info)
@@ -245,7 +245,7 @@ class SystemService:
         swap = psutil.swap_memory()
         net = psutil.net_io_counters()
         root = _disk(Path("/"))
-        disks = [d for d in (root, _disk(self._settings.data_dir)) if d]
+        disks = [d for d in (root, _disk(self._options.roots.data_dir)) if d]
         return {
             # The original's fields, as its dashboards read them.
             "cpu_percent": self._sampler.cpu_percent,

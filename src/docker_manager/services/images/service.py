@@ -16,7 +16,6 @@ from typing import Any
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.docker.images import deleted_ids
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import Conflict, NotFound, NotManaged
 from docker_manager.schemas.images import ImageSummary, PruneResult, RemoveImageResult
 from docker_manager.services.ownership.record import Kind, Ownership
@@ -33,10 +32,9 @@ def full_tag(tag: str) -> str:
 
 
 class ImageService:
-    def __init__(self, docker: Docker, ownership: Ownership, settings: Settings) -> None:
+    def __init__(self, docker: Docker, ownership: Ownership) -> None:
         self._docker = docker
         self._ownership = ownership
-        self._settings = settings
         # Held by whatever loads archives whose tags must be checked against the state before.
         self.load_lock = asyncio.Lock()
 

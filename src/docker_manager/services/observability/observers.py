@@ -15,10 +15,10 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from docker_manager import metrics
-from docker_manager.config import Settings
 from docker_manager.runner.outbox import OutboxDispatcher
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.observability.audit import AuditLog
+from docker_manager.services.observability.options import ObservabilityOptions
 from docker_manager.util.cache import SingleFlightCache
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,18 @@ class Observers:
 
     @classmethod
     def start(
-        cls, settings: Settings, *, disk: DiskService, outbox: OutboxDispatcher | None, audit: AuditLog
+        cls,
+        options: ObservabilityOptions,
+        *,
+        disk: DiskService,
+        outbox: OutboxDispatcher | None,
+        audit: AuditLog,
     ) -> Observers:
         def roots() -> Iterable[tuple[str, Path]]:
             yield from (
-                ("data", settings.data_dir),
-                ("builds", settings.builds_path),
-                ("upload", settings.upload_path),
+                ("data", options.roots.data_dir),
+                ("builds", options.roots.builds_path),
+                ("upload", options.roots.upload_path),
             )
             if disk.known_engine_root is not None:
                 yield "engine", disk.known_engine_root
@@ -48,12 +53,12 @@ class Observers:
         collector = metrics.StateCollector(roots, outbox.backlog if outbox is not None else None)
         metrics.watch_state(collector)
         observers = cls(collector)
-        if settings.metrics_port is not None:
+        if options.metrics_port is not None:
             # Loopback only, no token: for a scraper on this host. A thread of prometheus-client's.
             observers.server, _thread = start_http_server(
-                settings.metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY
+                options.metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY
             )
-        if settings.audit_file is not None:
+        if options.audit_file is not None:
             observers.hup_installed = _on_sighup(audit.reopen)
         return observers
 

@@ -25,15 +25,15 @@ from docker_manager.adapters.docker import Docker, ProgressError
 from docker_manager.adapters.git import check_repo_url, clone, redact_credentials, shown_url, url_secrets
 from docker_manager.adapters.probe import HttpProbe, NoGoodAnswer
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
-from docker_manager.runner import TaskContext, TaskRecord, TaskRunner, TaskSpec, new_task_id
+from docker_manager.runner import TaskContext, TaskKind, TaskRecord, TaskRunner, TaskSpec, new_task_id
 from docker_manager.schemas.pipelines import PipelineSummary
 from docker_manager.services.builds import BuildService
 from docker_manager.services.containers import ContainerService, ContainerSpec, check_host_port
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.images.service import ImageService
 from docker_manager.services.ownership.record import Ownership
+from docker_manager.services.pipelines.options import PipelineOptions
 from docker_manager.services.releases.service import ReleaseService
 
 PIPELINE_TASK = "html_site_pipeline"
@@ -108,6 +108,7 @@ def credentials_apply(repo: str, allowed: list[str]) -> bool:
 class PipelineService:
     def __init__(
         self,
+        *,
         docker: Docker,
         runner: TaskRunner,
         builds: BuildService,
@@ -117,7 +118,7 @@ class PipelineService:
         probe: HttpProbe,
         releases: ReleaseService,
         disk: DiskService,
-        settings: Settings,
+        options: PipelineOptions,
     ) -> None:
         self._probe_http = probe
         self._releases = releases
@@ -128,7 +129,7 @@ class PipelineService:
         self._containers = containers
         self._images = images
         self._ownership = ownership
-        self._settings = settings
+        self._options = options
 
     def plan(
         self,
@@ -142,9 +143,11 @@ class PipelineService:
         task_id: str | None = None,
     ) -> PipelinePlan:
         url, scheme = check_repo_url(
-            repo_url, schemes=self._settings.git_allowed_schemes, local_roots=self._settings.git_local_roots
+            repo_url,
+            schemes=list(self._options.git_allowed_schemes),
+            local_roots=list(self._options.git_local_roots),
         )
-        check_host_port(host_port, self._settings, field="host_port")
+        check_host_port(host_port, self._options.forbidden_host_ports, field="host_port")
         username, password = self._credentials(dockerhub_repo, username, password)
         name = re.sub(r"[^a-z0-9-]", "-", dockerhub_repo.rsplit("/", 1)[-1])[:40].strip("-") or "site"
         return PipelinePlan(
@@ -179,7 +182,7 @@ class PipelineService:
                 "DOCKERHUB_USERNAME/DOCKERHUB_PASSWORD environment of the service)",
                 field="dockerhub_username",
             )
-        if not credentials_apply(repo, self._settings.registry_credentials_for):
+        if not credentials_apply(repo, list(self._options.registry_credentials_for)):
             raise InvalidInput(
                 f"the service's registry credentials are not for {registry_of(repo)!r} "
                 "(DM_REGISTRY_CREDENTIALS_FOR); give dockerhub_username and dockerhub_password",
@@ -204,8 +207,8 @@ class PipelineService:
             work=work,
             task_id=task_id,
             app_id=plan.app_id,
-            files_dir=self._settings.builds_path / task_id,
-            kind="pipeline",
+            files_dir=self._options.roots.builds_path / task_id,
+            kind=TaskKind.PIPELINE,
             stream_fields={"repo_url": plan.shown_url, "repo_tag": plan.repo_tag},
         )
         if wait:
@@ -215,7 +218,7 @@ class PipelineService:
     # --- the stages ----------------------------------------------------------------------------
     async def _pipeline(self, ctx: TaskContext, plan: PipelinePlan, principal: Principal) -> dict[str, Any]:
         # Room for the largest clone allowed, and for the image built from it, before anything starts.
-        limit = self._settings.git_max_bytes
+        limit = self._options.git_max_bytes
         await self._disk.require(Path(tempfile.gettempdir()), limit, what="the clone")
         await self._disk.require_engine(limit, what="the build")
         workdir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"{ctx.task_id}-"))
@@ -290,8 +293,8 @@ class PipelineService:
             plan.repo_url,
             plan.scheme,
             workdir / "repo",
-            timeout=self._settings.git_timeout,
-            max_bytes=self._settings.git_max_bytes,
+            timeout=self._options.git_timeout,
+            max_bytes=self._options.git_max_bytes,
             on_line=on_line,
         )
         return {
@@ -307,8 +310,8 @@ class PipelineService:
         if own is not None:
             text, generated = own, False
         else:
-            html = self._settings.pipeline_html_dir
-            text = f"FROM {self._settings.pipeline_base_image}\nCOPY . {html}\n"
+            html = self._options.html_dir
+            text = f"FROM {self._options.base_image}\nCOPY . {html}\n"
             generated = True
         output = await self._builds.engine_build(
             ctx,
@@ -377,7 +380,7 @@ class PipelineService:
 
     async def _probe(self, plan: PipelinePlan) -> dict[str, Any]:
         url = f"http://127.0.0.1:{plan.host_port}/"
-        within = self._settings.pipeline_probe_timeout
+        within = self._options.probe_timeout
         try:
             answer = await self._probe_http.wait(url, within=within, interval=0.5)
         except NoGoodAnswer as exc:

@@ -29,15 +29,16 @@ from pathlib import Path
 from docker_manager import metrics
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.docker.images import deleted_ids
-from docker_manager.config import Settings
 from docker_manager.errors import DockerManagerError, NotFound
 from docker_manager.runner.store import TaskStore
 from docker_manager.runner.summary import Summary
 from docker_manager.schemas.host import GcReport
+from docker_manager.services.containers import ContainerService
 from docker_manager.services.observability.audit import AuditLog
 from docker_manager.services.ownership.record import Kind, Ownership
-from docker_manager.services.releases.service import EngineView, ReleaseService
-from docker_manager.services.releases.store import Release
+from docker_manager.services.releases.engine_view import EngineView, read_engine_view
+from docker_manager.services.releases.options import ReleaseOptions
+from docker_manager.services.releases.store import Release, ReleaseStore
 from docker_manager.util.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -63,21 +64,23 @@ class Kept:
 class RetentionService:
     def __init__(
         self,
-        releases: ReleaseService,
+        *,
+        store: ReleaseStore,
+        containers: ContainerService,
         docker: Docker,
         ownership: Ownership,
         tasks: TaskStore,
-        settings: Settings,
-        *,
+        options: ReleaseOptions,
         audit: AuditLog | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._audit = audit
-        self._releases = releases
+        self._store = store
+        self._containers = containers
         self._docker = docker
         self._ownership = ownership
         self._tasks = tasks
-        self._settings = settings
+        self._options = options
         self._clock = clock
         self._lock = asyncio.Lock()  # one clean-up at a time
         self._background: set[asyncio.Task[None]] = set()
@@ -94,7 +97,7 @@ class RetentionService:
         try:
             async with self._lock:
                 report = GcReport()
-                await self._prune_app(app_id, report, await self._releases.engine_view())
+                await self._prune_app(app_id, report, await read_engine_view(self._containers, self._docker))
                 metrics.GC_RECLAIMED.inc(report.bytes_reclaimed)
         except Exception:
             log.exception("retention of app %s failed", app_id)
@@ -112,7 +115,7 @@ class RetentionService:
 
     async def _every_interval(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.gc_interval)
+            await asyncio.sleep(self._options.gc_interval)
             try:
                 report = await self.collect()
                 log.info("clean-up: %d bytes reclaimed", report.bytes_reclaimed)
@@ -125,15 +128,15 @@ class RetentionService:
         now = now or self._clock()
         report = GcReport()
         async with self._lock:
-            engine = await self._releases.engine_view()
-            apps = sorted({r.app_id for r in await self._releases.store.list()})
+            engine = await read_engine_view(self._containers, self._docker)
+            apps = sorted({r.app_id for r in await self._store.list()})
             for app_id in apps:
                 await self._prune_app(app_id, report, engine)
             kept = await self._kept()
             await self._old_tasks(now, kept, report)
             await self._dangling_images(kept, report)
             if self._audit is not None:
-                cutoff = now - timedelta(days=self._settings.audit_retention_days)
+                cutoff = now - timedelta(days=self._options.audit_retention_days)
                 report.audit_entries = await self._audit.prune(cutoff)
         metrics.GC_RECLAIMED.inc(report.bytes_reclaimed)
         return report
@@ -142,15 +145,15 @@ class RetentionService:
         """What every release of every app that stays still needs (all apps: two apps may share an
         image or an artefact)."""
         kept = Kept()
-        for release in await self._releases.store.list():
+        for release in await self._store.list():
             if release.pruned_at is None and (release.app_id, release.number) not in pruning:
                 kept.add(release)
         return kept
 
     async def _prune_app(self, app_id: str, report: GcReport, engine: EngineView) -> None:
-        items = await self._releases.store.list(app_id)  # newest first
+        items = await self._store.list(app_id)  # newest first
         live = engine.live_of(items)
-        keep = self._settings.keep_releases
+        keep = self._options.keep_releases
         old = [
             r
             for r in items[keep:]
@@ -172,7 +175,7 @@ class RetentionService:
                 await self._remove_image(release.image_id, {release.tag} if release.tag else set(), report)
             if len(report.errors) > before:
                 continue  # not marked: the next clean-up tries again
-            await self._releases.store.update(app_id, release.number, pruned_at=self._clock())
+            await self._store.update(app_id, release.number, pruned_at=self._clock())
             report.releases_pruned.append(f"{app_id}#{release.number}")
             log.info("retention: app %s release %d pruned", app_id, release.number)
 
@@ -230,7 +233,7 @@ class RetentionService:
         folder's summary says it is this app's. Never any other file."""
         if not release.artefact or release.artefact in kept.artefacts:
             return
-        roots = [self._settings.builds_path, self._settings.upload_path]
+        roots = [self._options.roots.builds_path, self._options.roots.upload_path]
         path = Path(release.artefact)
         if path.parent.name in kept.tasks or not await asyncio.to_thread(
             _app_artefact, path, release.app_id, roots
@@ -243,8 +246,8 @@ class RetentionService:
             log.info("retention: removed artefact %s (%d bytes)", path, size)
 
     async def _old_tasks(self, now: datetime, kept: Kept, report: GcReport) -> None:
-        cutoff = now - timedelta(days=self._settings.task_retention_days)
-        roots = [self._settings.builds_path, self._settings.upload_path]
+        cutoff = now - timedelta(days=self._options.task_retention_days)
+        roots = [self._options.roots.builds_path, self._options.roots.upload_path]
         while old := await self._tasks.final_before(cutoff, exclude={*kept.tasks, *report.tasks}):
             ids = [r.id for r in old]
             # A folder another task still uses (a localrun writes into its build's) stays.

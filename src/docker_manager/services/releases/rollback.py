@@ -27,19 +27,20 @@ from docker_manager import metrics
 from docker_manager.adapters.docker import ContainerInfo, Docker
 from docker_manager.adapters.nginx import SiteHeader, Upstream
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import Conflict, DockerManagerError, NotFound, NotManaged, UnhealthyContainer
-from docker_manager.runner import TaskContext, TaskRunner, TaskSpec
+from docker_manager.runner import TaskContext, TaskKind, TaskRunner, TaskSpec
 from docker_manager.runner.runner import new_task_id
 from docker_manager.schemas.releases import RollbackRequest, RollbackStarted
 from docker_manager.services.containers import ContainerService, check_host_port
+from docker_manager.services.releases.engine_view import host_port_of
+from docker_manager.services.releases.options import ReleaseOptions
 from docker_manager.services.releases.rules import (
     check_runnable,
     choose_target,
     keep_host_ports,
     upstream_for,
 )
-from docker_manager.services.releases.service import ReleaseService, host_port_of
+from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.releases.store import Release
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.util.sealing import SealError
@@ -65,19 +66,20 @@ class Plan:
 class RollbackService:
     def __init__(
         self,
+        *,
         releases: ReleaseService,
         containers: ContainerService,
         docker: Docker,
         switch: TrafficSwitch,
         runner: TaskRunner,
-        settings: Settings,
+        options: ReleaseOptions,
     ) -> None:
         self._releases = releases
         self._containers = containers
         self._docker = docker
         self._switch = switch
         self._runner = runner
-        self._settings = settings
+        self._options = options
 
     async def start(self, app_id: str, body: RollbackRequest, principal: Principal) -> RollbackStarted:
         plan = await self._plan(app_id, body.release)
@@ -99,8 +101,8 @@ class RollbackService:
                 work=work,
                 app_id=app_id,
                 task_id=task_id,
-                files_dir=self._settings.builds_path / task_id,
-                kind="rollback",
+                files_dir=self._options.roots.builds_path / task_id,
+                kind=TaskKind.ROLLBACK,
                 stream_fields={"app_id": app_id, "release": plan.target.number},
             )
         )
@@ -241,7 +243,7 @@ class RollbackService:
         """With a site: start beside the live one on free ports, check, point every site at it."""
         host = dict(plan.config.get("HostConfig") or {})
         host["PortBindings"] = {
-            key: [{"HostIp": self._settings.publish_host_ip, "HostPort": ""}]
+            key: [{"HostIp": self._options.publish_host_ip, "HostPort": ""}]
             for key in (host.get("PortBindings") or {})
         }
         plan.config["HostConfig"] = host
@@ -305,13 +307,15 @@ class RollbackService:
         for bindings in (plan.config.get("HostConfig") or {}).get("PortBindings", {}).values():
             for binding in bindings or []:
                 if binding.get("HostPort"):
-                    check_host_port(int(binding["HostPort"]), self._settings, field="release")
+                    check_host_port(
+                        int(binding["HostPort"]), self._options.forbidden_host_ports, field="release"
+                    )
         new: ContainerInfo | None = None
         try:
             if live_info is not None:
                 await ctx.event("stopping", "starting", message=f"stopping {live_info.name}")
                 await self._containers.act(
-                    live_info.id, principal, "stop", timeout=self._settings.switch_stop_timeout
+                    live_info.id, principal, "stop", timeout=self._options.switch_stop_timeout
                 )
                 await ctx.event("stopping", "completed", message=f"stopped {live_info.name}")
             new = await self._start(ctx, plan, name, principal)

@@ -7,7 +7,7 @@ from typing import Any
 from docker_manager.adapters.docker import ContainerInfo
 from docker_manager.adapters.nginx import SiteHeader, Upstream
 from docker_manager.errors import Conflict, NotFound
-from docker_manager.services.releases.service import EngineView
+from docker_manager.services.releases.engine_view import EngineView
 from docker_manager.services.releases.store import Release
 from docker_manager.services.sites.upstreams import through_host_port, upstream_of
 

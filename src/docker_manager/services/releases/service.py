@@ -13,21 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from docker_manager import metrics
-from docker_manager.adapters.docker import ContainerInfo, Docker
+from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.nginx import managed_sites
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import NotFound
 from docker_manager.runner.summary import Summary
 from docker_manager.schemas.containers import RunResult
 from docker_manager.schemas.releases import AppDetail, AppView, ReleaseView
 from docker_manager.services.containers import ContainerService, ContainerSpec, create_body_of
 from docker_manager.services.ownership.record import Kind, Ownership
+from docker_manager.services.releases.engine_view import EngineView, host_port_of, read_engine_view
+from docker_manager.services.releases.options import ReleaseOptions
+from docker_manager.services.releases.retention import RetentionService
 from docker_manager.services.releases.store import Release, ReleaseStore
 from docker_manager.services.tasks.service import find_task_dir
 from docker_manager.util.locks import KeyedLocks
@@ -38,55 +38,26 @@ log = logging.getLogger(__name__)
 IMPORTED_KEY = "releases_imported"
 
 
-@dataclass(frozen=True)
-class EngineView:
-    """What the engine says now about containers and images, read once per answer."""
-
-    states: dict[str, str]  # container id -> state word
-    images: set[str]
-    # container id -> the host port it publishes now (over TCP): an engine-chosen one changes
-    # when the container restarts, and the release keeps the port it had when recorded.
-    ports: dict[str, int] = field(default_factory=dict)
-
-    def host_port(self, release: Release) -> int | None:
-        return self.ports.get(release.container_id or "") or release.host_port
-
-    def status_of(self, release: Release, live: int | None) -> str:
-        if release.pruned_at is not None or release.image_id not in self.images:
-            return "gone"
-        return "live" if release.number == live else "retained"
-
-    def live_of(self, app_releases: list[Release]) -> Release | None:
-        """The newest release whose container runs (`app_releases` newest first)."""
-        for release in app_releases:
-            if release.container_id and self.states.get(release.container_id) == "running":
-                return release
-        return None
-
-
-def host_port_of(info: ContainerInfo) -> int | None:
-    return next((p for key, p in info.published_ports.items() if p and key.endswith("/tcp")), None)
-
-
 class ReleaseService:
     def __init__(
         self,
+        *,
         store: ReleaseStore,
         docker: Docker,
         containers: ContainerService,
         ownership: Ownership,
         sealer: Sealer,
-        settings: Settings,
+        retention: RetentionService,
+        options: ReleaseOptions,
     ) -> None:
         self.store = store
         self._docker = docker
         self._containers = containers
         self._ownership = ownership
         self.sealer = sealer
-        self._settings = settings
+        self._retention = retention  # told after each new release: it keeps the last N
+        self._options = options
         self._locks = KeyedLocks()
-        # Called with the app id after each new release (retention keeps the last N).
-        self.on_recorded: Callable[[str], None] | None = None
 
     # --- recording ---------------------------------------------------------------------------
     async def record(
@@ -130,8 +101,7 @@ class ReleaseService:
             stored = await self.store.add(release)
         metrics.RELEASES.labels(source=source).inc()
         log.info("app %s: release %d recorded (%s, container %s)", app_id, stored.number, source, info.name)
-        if self.on_recorded is not None:
-            self.on_recorded(app_id)
+        self._retention.after_deploy(app_id)
         return stored
 
     async def record_deploy(self, container_id: str, **fields: Any) -> Release | None:
@@ -181,18 +151,7 @@ class ReleaseService:
 
     # --- reading -----------------------------------------------------------------------------
     async def engine_view(self) -> EngineView:
-        containers = await self._containers.list(all=True)
-        images = await self._docker.images.list()
-        ports = {
-            c.id: port
-            for c in containers
-            if c.state == "running"
-            for port in [next((p for key, p in c.ports.items() if p and key.endswith("/tcp")), None)]
-            if port
-        }
-        return EngineView(
-            states={c.id: c.state for c in containers}, images={str(i["Id"]) for i in images}, ports=ports
-        )
+        return await read_engine_view(self._containers, self._docker)
 
     def view(self, release: Release, engine: EngineView, live: int | None) -> ReleaseView:
         return ReleaseView(
@@ -267,7 +226,7 @@ class ReleaseService:
 
     async def _domains(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
-        for _, header in await asyncio.to_thread(managed_sites, self._settings.nginx_conf_dirs):
+        for _, header in await asyncio.to_thread(managed_sites, list(self._options.nginx_conf_dirs)):
             if header.app_id:
                 found.setdefault(header.app_id, []).append(header.domain)
         return found
@@ -276,7 +235,7 @@ class ReleaseService:
         """The latest health verdict in the deploy's build.info.json, else what the deploy recorded."""
         folder_task = release.origin_task_id or release.task_id
         if folder_task:
-            folder = await asyncio.to_thread(find_task_dir, self._settings, folder_task)
+            folder = await asyncio.to_thread(find_task_dir, self._options.roots, folder_task)
             summary = await asyncio.to_thread(Summary.read, folder)
             extra = summary.model_extra if summary is not None else None
             if extra and "healthchecksstatus" in extra:

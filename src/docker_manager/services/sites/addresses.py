@@ -17,8 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from docker_manager.adapters.docker import ContainerInfo, Docker
-from docker_manager.adapters.nginx import SiteHeader, Upstream, managed_sites
-from docker_manager.config import Settings
+from docker_manager.adapters.nginx import SiteHeader, Upstream
 from docker_manager.errors import NotFound
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.sites.switch import TrafficSwitch
@@ -42,13 +41,10 @@ def followed_upstream(header: SiteHeader, info: ContainerInfo | None) -> Upstrea
 
 
 class AddressFollower:
-    def __init__(
-        self, switch: TrafficSwitch, docker: Docker, containers: ContainerService, settings: Settings
-    ) -> None:
+    def __init__(self, switch: TrafficSwitch, docker: Docker, containers: ContainerService) -> None:
         self._switch = switch
         self._docker = docker
         self._containers = containers
-        self._settings = settings
 
     async def adopt_host_port_sites(self) -> None:
         """Sites an earlier version pointed at a container's host port did not record the
@@ -114,7 +110,7 @@ class AddressFollower:
         """Sites that follow a container (that one, or any). Blocking."""
         return [
             (path, header)
-            for path, header in managed_sites(self._settings.nginx_conf_dirs)
+            for path, header in self._switch.sites()
             if header.upstream.container is not None
             and (not container_id or header.upstream.container == container_id)
         ]

@@ -23,7 +23,6 @@ from docker_manager.adapters.docker import ContainerInfo, Docker
 from docker_manager.adapters.nginx import Nginx, SiteHeader, Upstream, read_header
 from docker_manager.adapters.probe import HttpProbe
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import (
     Conflict,
     DockerManagerError,
@@ -50,6 +49,7 @@ from docker_manager.services.containers import ContainerService, StopNotices, ch
 from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.sites.addresses import AddressFollower
 from docker_manager.services.sites.moves import record_move
+from docker_manager.services.sites.options import SwitchOptions
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.services.sites.upstreams import outcome, port_owner, upstream_of
 from docker_manager.services.tasks.service import find_task_dir
@@ -60,22 +60,22 @@ log = logging.getLogger(__name__)
 class SiteService:
     def __init__(
         self,
+        *,
         nginx: Nginx,
         docker: Docker,
         containers: ContainerService,
         probe: HttpProbe,
         releases: ReleaseService,
-        settings: Settings,
-        *,
+        options: SwitchOptions,
         stop_notices: StopNotices,
     ) -> None:
         self._releases = releases
         self._nginx = nginx
         self._docker = docker
         self._containers = containers
-        self._settings = settings
-        self.switch = TrafficSwitch(nginx, probe, containers, settings)
-        self.addresses = AddressFollower(self.switch, docker, containers, settings)
+        self._options = options
+        self.switch = TrafficSwitch(nginx, probe, containers, options)
+        self.addresses = AddressFollower(self.switch, docker, containers)
         stop_notices.subscribe(self.addresses.before_stop)  # this service's own stops
         self._watcher: asyncio.Task[None] | None = None
 
@@ -99,7 +99,7 @@ class SiteService:
     # --- where files go ------------------------------------------------------------------------
     def conf_dir(self, raw: str | None) -> Path:
         """A configured conf dir (the request's must be exactly one of them, symlinks resolved)."""
-        allowed = [path.resolve() for path in self._settings.nginx_conf_dirs]
+        allowed = [path.resolve() for path in self._options.nginx_conf_dirs]
         if raw is None:
             return allowed[0]
         if "\x00" in raw:
@@ -146,7 +146,7 @@ class SiteService:
 
         An operate token may only expose its own apps: not the API itself, a database, the engine.
         """
-        check_host_port(port, self._settings, field="port")
+        check_host_port(port, self._options.forbidden_host_ports, field="port")
         owner = await port_owner(self._containers, port)
         if owner is None and not principal.is_admin:
             raise InvalidInput(
@@ -281,7 +281,7 @@ class SiteService:
         """A task's folder and build.info.json (404 when it has none); nothing without a task id."""
         if not task_id:
             return None, Summary()
-        folder = await asyncio.to_thread(find_task_dir, self._settings, task_id)
+        folder = await asyncio.to_thread(find_task_dir, self._options.roots, task_id)
         summary = await asyncio.to_thread(Summary.read, folder)
         if summary is None:
             raise NotFound(f"no build.info.json for task {task_id}", field=field)
@@ -308,7 +308,7 @@ class SiteService:
     async def update_port(self, body: UpdatePortRequest, principal: Principal) -> UpdatePortResult:
         conf_dir = self.conf_dir(body.conf_dir)
         await self._nginx.check_running()
-        check_host_port(body.new_port, self._settings, field="new_port")
+        check_host_port(body.new_port, self._options.forbidden_host_ports, field="new_port")
         folder, summary = await self._task_summary(body.task_id, field="task_id")
         if folder is None or not summary.container:
             raise NotFound(f"build.info.json of {body.task_id} records no container", field="task_id")
@@ -372,7 +372,7 @@ class SiteService:
         """A copy of `old` on the new port, beside it (the old keeps serving), healthy, switched to.
         On any failure the copy is removed and nothing else has changed."""
         config = recreate_config(
-            old, port_key=port_key, new_port=body.new_port, host_ip=self._settings.publish_host_ip
+            old, port_key=port_key, new_port=body.new_port, host_ip=self._options.publish_host_ip
         )
         new_id = await self._containers.create_and_start(
             config, name=f"{old.name}-next-{secrets.token_hex(3)}", principal=principal, recreated=True

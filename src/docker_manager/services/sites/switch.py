@@ -25,10 +25,10 @@ from docker_manager.adapters.nginx import (
 )
 from docker_manager.adapters.probe import HttpProbe, NoGoodAnswer
 from docker_manager.auth import Principal
-from docker_manager.config import Settings
 from docker_manager.errors import DockerManagerError, SwitchFailed, UnhealthyContainer
 from docker_manager.schemas.sites import HealthGate
 from docker_manager.services.containers import ContainerService
+from docker_manager.services.sites.options import SwitchOptions
 from docker_manager.services.sites.upstreams import ident_of
 from docker_manager.util.locks import KeyedLocks
 
@@ -37,21 +37,21 @@ log = logging.getLogger(__name__)
 
 class TrafficSwitch:
     def __init__(
-        self, nginx: Nginx, probe: HttpProbe, containers: ContainerService, settings: Settings
+        self, nginx: Nginx, probe: HttpProbe, containers: ContainerService, options: SwitchOptions
     ) -> None:
         self._nginx = nginx
         self._probe = probe
         self._containers = containers
-        self._settings = settings
+        self._options = options
         # One switch per app at a time, whichever route asks for it.
         self.app_locks = KeyedLocks()
         # Set at start when this host can move sites by the kernel (DM_SWITCH_MODE).
         self.netfilter: Netfilter | None = None
 
     async def start(self) -> None:
-        mode = self._settings.switch_mode
+        mode = self._options.mode
         if mode != "reload":
-            netfilter = Netfilter(self._settings.switch_front_network)
+            netfilter = Netfilter(self._options.front_network)
             if await netfilter.available():
                 self.netfilter = netfilter
             elif mode == "nat":
@@ -197,11 +197,11 @@ class TrafficSwitch:
         """Stop (and maybe remove) the old container after a drain; report, never raise."""
         if old is None:
             return None
-        drain = gate.drain_seconds if gate.drain_seconds is not None else self._settings.switch_drain_seconds
+        drain = gate.drain_seconds if gate.drain_seconds is not None else self._options.drain_seconds
         await asyncio.sleep(drain)
         try:
             stopped = await self._containers.act(
-                old.id, principal, "stop", timeout=self._settings.switch_stop_timeout
+                old.id, principal, "stop", timeout=self._options.stop_timeout
             )
             result: dict[str, Any] = {"status": stopped.status, "id": old.id, "drained_seconds": drain}
             if remove:
@@ -213,7 +213,7 @@ class TrafficSwitch:
 
     def sites(self) -> list[tuple[Path, SiteHeader]]:
         """Every managed site file in the configured directories, with its header. Blocking."""
-        return managed_sites(self._settings.nginx_conf_dirs)
+        return managed_sites(list(self._options.nginx_conf_dirs))
 
 
 def _read_text(path: Path) -> str | None:

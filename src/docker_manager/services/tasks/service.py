@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from docker_manager.auth import Principal, Scope
-from docker_manager.config import Settings
+from docker_manager.config import Roots
 from docker_manager.errors import InsufficientScope, NotFound
 from docker_manager.runner import LOG, Status, TaskEvent, TaskRecord, TaskRunner, follow
 from docker_manager.runner.files import (
@@ -86,22 +86,22 @@ class EventView:
         return cls(event.seq, kind, {"task_id": event.task_id, **event.as_dict()})
 
 
-def find_task_dir(settings: Settings, task_id: str, server: Server | None = None) -> Path:
+def find_task_dir(roots: Roots, task_id: str, server: Server | None = None) -> Path:
     """The folder holding a task: the runtime (upload) root first, the README's order, then builds.
 
     Without `server`, the first root that has this task; if none has it, the last candidate.
     Blocking (it stats the filesystem).
     """
-    roots = {"build": [settings.builds_path], "runtime": [settings.upload_path]}.get(
-        server or "", [settings.upload_path, settings.builds_path]
+    candidates = {"build": [roots.builds_path], "runtime": [roots.upload_path]}.get(
+        server or "", [roots.upload_path, roots.builds_path]
     )
-    for root in roots:
+    for root in candidates:
         candidate = root / task_id
         # A task folder is a real directory, never a symlink planted into a shared root.
         if candidate.is_dir() and not candidate.is_symlink():
             return candidate
     # None has it: the last candidate, which must not be a symlink either (it may get written).
-    return plain_dir(roots[-1] / task_id, create=False)
+    return plain_dir(candidates[-1] / task_id, create=False)
 
 
 def _status_of(record: TaskRecord, position: int | None) -> TaskStatus:
@@ -124,9 +124,9 @@ def _status_of(record: TaskRecord, position: int | None) -> TaskStatus:
 
 
 class TaskService:
-    def __init__(self, runner: TaskRunner, settings: Settings) -> None:
+    def __init__(self, *, runner: TaskRunner, roots: Roots) -> None:
         self._runner = runner
-        self._settings = settings
+        self._roots = roots
         # A finished task's status never changes: its JSON is encoded once (polled hard by
         # control planes). Keyed by id, checked against the record's last update.
         self._final_json: OrderedDict[str, tuple[datetime, bytes]] = OrderedDict()
@@ -210,7 +210,7 @@ class TaskService:
 
     # --- log files -------------------------------------------------------------------------
     def task_dir(self, task_id: str, server: Server | None) -> Path:
-        return find_task_dir(self._settings, task_id, server)
+        return find_task_dir(self._roots, task_id, server)
 
     async def logs(self, task_id: str, principal: Principal, *, server: Server | None, tail: int) -> TaskLogs:
         """The whole answer at once (the dashboard's short tails)."""
@@ -261,7 +261,7 @@ class TaskService:
             "task_status": task_status,
             "build_status": summary.get("status"),
             "stage": summary.get("stage") or (record.stage if record else None),
-            "server": server or ("runtime" if folder.parent == self._settings.upload_path else "build"),
+            "server": server or ("runtime" if folder.parent == self._roots.upload_path else "build"),
         }
         result.update({key: summary[key] for key in HEALTH_FIELDS if key in summary})
         result.update(body)
