@@ -19,13 +19,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
 
-from docker_manager.services.tokens import store as token_store
 from docker_manager.api.deps import RequireScope
 from docker_manager.app import create_app
 from docker_manager.auth import Scope
 from docker_manager.config import Settings
 from docker_manager.db.tables import api_tokens
 from docker_manager.runtime import Runtime
+from docker_manager.services.tokens import store as token_store
 from docker_manager.services.tokens.store import digest_of
 from tests.conftest import Tokens
 from tests.helpers import app_client

@@ -7,12 +7,16 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx2
 import pytest
+from fastapi import Path as FastPath
 
+from docker_manager.api.deps import OperateAccess
+from docker_manager.app import create_app
 from docker_manager.auth import Scope
+from docker_manager.config import Settings
 from docker_manager.errors import BuildFailed
 from docker_manager.runner import Status, TaskContext, TaskKind, TaskRunner, TaskSpec, TaskStore
 from docker_manager.runner.store import StateChange
@@ -388,3 +392,41 @@ def test_the_runner_refuses_a_task_kind_without_a_limit(services: Runtime) -> No
             max_queued=1,
             outbox_enabled=False,
         )
+
+
+def test_the_fast_path_reads_what_it_matches_and_requires_from_the_route(tmp_path: Path) -> None:
+    """api/fastpath.py shadows the status route: its prefix, its id pattern and its scope come from
+    the route object, so a change to the route reaches it."""
+    from fastapi import APIRouter
+    from fastapi.routing import APIRoute
+
+    from docker_manager.api.fastpath import StatusShape
+    from docker_manager.api.routes.tasks import task_status
+
+    route = next(
+        r
+        for r in create_app(Settings(data_dir=tmp_path)).router.routes
+        if getattr(r, "endpoint", None) is task_status
+    )
+    assert isinstance(route, APIRoute)
+    shape = StatusShape(route)
+    assert (shape.prefix, shape.param, shape.guard.scope) == ("/tasks/status/", "task_id", Scope.READ)
+    assert shape.value_of("/tasks/status/build_1-a") == "build_1-a"
+    for path in (
+        "/tasks/status/a\n",
+        "/tasks/status/a/b",
+        "/tasks/status/" + "a" * 65,
+        "/tasks/x",
+        "/tasks/status/",
+    ):
+        assert shape.value_of(path) is None, path
+    # Another route (another pattern, another scope): another shape.
+    other = APIRouter()
+
+    @other.get("/jobs/{job}")
+    async def job(job: Annotated[str, FastPath(pattern=r"^[0-9]{3}$")], _: OperateAccess) -> None:
+        return None
+
+    shaped = StatusShape(other.routes[0])  # type: ignore[arg-type]
+    assert shaped.value_of("/jobs/123") == "123" and shaped.value_of("/jobs/12a") is None
+    assert shaped.guard.scope is Scope.OPERATE

@@ -11,15 +11,16 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from docker_manager import __version__
 from docker_manager.api.connections import raise_open_files_limit
 from docker_manager.api.errors import install_error_handlers
-from docker_manager.api.hot import STATUS_TEMPLATE, TaskStatusFastPath
+from docker_manager.api.fastpath import TaskStatusFastPath
 from docker_manager.api.middleware import AuthGate, BodySizeLimit, FailureLimiter, TrustedHostGuard
 from docker_manager.api.observe import RequestObserver
-from docker_manager.api.routes import ROUTERS
+from docker_manager.api.routes import ROUTERS, tasks
 from docker_manager.api.routes.docs import router as docs_router
 from docker_manager.api.streaming import StreamSlots
 from docker_manager.config import Settings
@@ -88,10 +89,9 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     refused before anything else looks)."""
     # A file written into a container may be DM_FS_MAX_BYTES, base64-encoded (4/3) in JSON.
     fs_write_body = settings.fs_max_bytes * 4 // 3 + (64 << 10)
-    status_routes = [r for r in app.router.routes if getattr(r, "path", None) == STATUS_TEMPLATE]
-    if len(status_routes) != 1:
-        raise RuntimeError(f"the fast path needs exactly one {STATUS_TEMPLATE} route")
-    status_route = status_routes[0]
+    status_route = next(
+        r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is tasks.task_status
+    )
     app.add_middleware(TaskStatusFastPath, route=status_route)
     app.add_middleware(
         BodySizeLimit,
