@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -16,12 +13,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the tests' harness, which starts the service for the benchmarks too
+from tests.harness import ServiceProcess, service_process  # noqa: E402
+
 BASE_IMAGE = "dm-test-bb:latest"
 
 
@@ -43,60 +42,19 @@ def ensure_base_image() -> str:
     return BASE_IMAGE
 
 
-@dataclass
-class Service:
-    url: str
-    token: str
-    process: subprocess.Popen[bytes]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
-
-    def peak_rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return 0
+Service = ServiceProcess
 
 
 @contextmanager
-def service(**env: str) -> Iterator[Service]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    token = "dm_bench_" + secrets.token_urlsafe(16)
-    data_dir = tempfile.mkdtemp(prefix="dm-bench-")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "docker_manager", "serve"],
-        env={
-            **os.environ,
-            "DM_DATA_DIR": data_dir,
-            "DM_PORT": str(port),
-            "DM_ADMIN_TOKEN": token,
-            **env,
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+def service(**env: str) -> Iterator[ServiceProcess]:
+    """The service as a process, started the one way the tests start it (`tests/harness.py`):
+    `DM_*` variables of this shell stripped, no config.json. A temporary data folder unless
+    `DM_DATA_DIR` is given."""
+    data_dir = env.pop("DM_DATA_DIR", None) or tempfile.mkdtemp(prefix="dm-bench-")
     try:
-        for _ in range(200):
-            try:
-                httpx2.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx2.TransportError:
-                time.sleep(0.05)
-        yield Service(url=url, token=token, process=process)
+        with service_process(Path(data_dir), **env) as running:
+            yield running
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -26,7 +26,7 @@ import httpx2
 from _common import ROOT, docker, ensure_base_image, service
 
 sys.path.insert(0, str(ROOT))
-from tests.services import free_port, nginx
+from tests.harness import free_port, nginx
 
 
 def start_web(name: str, text: str, port: int) -> None:

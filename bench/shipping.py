@@ -25,7 +25,7 @@ import httpx2
 from _common import ROOT, docker, ensure_base_image, row, service
 
 sys.path.insert(0, str(ROOT))
-from tests.services import sshd
+from tests.harness import sshd
 
 from docker_manager.adapters.sftp import SftpTarget, upload
 

@@ -24,6 +24,5 @@ if [ $# -eq 0 ]; then
   # The task engine and tokens once more, on PostgreSQL (DM_DATABASE_URL=postgresql+asyncpg://...).
   echo "==> pytest (task store on PostgreSQL)"
   start_postgres
-  TEST_DATABASE_URL="$TEST_PG_URL" "$VENV/bin/pytest" -q tests/test_tasks.py tests/test_auth.py \
-    tests/integration/test_log_stream.py tests/integration/test_builds.py tests/test_database_faults.py
+  TEST_DATABASE_URL="$TEST_PG_URL" "$VENV/bin/pytest" -q -m postgres
 fi

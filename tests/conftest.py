@@ -23,25 +23,15 @@ from fastapi import FastAPI
 from docker_manager.auth import Scope
 from docker_manager.config import Settings
 from docker_manager.runtime import Runtime
-from tests.helpers import started_app
-from tests.services import TEST_FRONTS, is_session_front
-
-RUN_ID = secrets.token_hex(3)
-SESSION_STARTED = datetime.now(UTC)
-PREFIX = f"dmt{RUN_ID}"
-BASE_IMAGE = "dm-test-bb:latest"
-
-
-def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The docker CLI: an oracle independent of the code under test."""
-    return subprocess.run(
-        ["docker", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=timeout,
-        env={**os.environ, "DOCKER_BUILDKIT": "0"},
-    )
+from tests.harness import (
+    BASE_IMAGE,
+    PREFIX,
+    SESSION_STARTED,
+    TEST_FRONTS,
+    docker_cli,
+    is_session_front,
+    started_app,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

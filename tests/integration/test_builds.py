@@ -15,10 +15,9 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from tests.conftest import docker_cli
-from tests.helpers import app_client, wait_final
+from tests.harness import app_client, docker_cli, wait_final
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 
 
 async def no_container_runs(command: str) -> bool:

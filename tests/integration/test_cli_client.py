@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.services import NginxServer, ServiceProcess, service_with_nginx
+from tests.harness import NginxServer, ServiceProcess, service_with_nginx
 
 pytestmark = pytest.mark.docker
 

@@ -13,7 +13,7 @@ import httpx2
 import psutil
 
 from docker_manager.config import Settings
-from tests.helpers import app_client, wait_final
+from tests.harness import app_client, wait_final
 
 
 async def run_stream(

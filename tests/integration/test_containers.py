@@ -12,8 +12,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.conftest import docker_cli
-from tests.services import free_port
+from tests.harness import docker_cli, free_port
 
 pytestmark = pytest.mark.docker
 

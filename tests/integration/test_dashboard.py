@@ -22,8 +22,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from tests.conftest import docker_cli
-from tests.services import NginxServer, ServiceProcess, free_port, service_with_nginx
+from tests.harness import NginxServer, ServiceProcess, docker_cli, free_port, service_with_nginx
 
 pytestmark = pytest.mark.docker
 

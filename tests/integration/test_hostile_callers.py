@@ -24,8 +24,14 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.conftest import BASE_IMAGE, docker_cli
-from tests.services import ServiceProcess, free_port, service_process, service_with_nginx
+from tests.harness import (
+    BASE_IMAGE,
+    ServiceProcess,
+    docker_cli,
+    free_port,
+    service_process,
+    service_with_nginx,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -219,7 +225,7 @@ def test_a_rotating_forwarded_for_does_not_reset_the_limiter(tmp_path: Path, how
         stderr=subprocess.DEVNULL,
     )
     try:
-        from tests.services import wait_for_port
+        from tests.harness import wait_for_port
 
         wait_for_port(port, process, timeout=30)
         check_limiter(

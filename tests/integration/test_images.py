@@ -11,7 +11,7 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from tests.conftest import docker_cli
+from tests.harness import docker_cli
 
 pytestmark = pytest.mark.docker
 

@@ -21,10 +21,9 @@ import pytest
 
 from docker_manager.config import Settings
 from docker_manager.runner import TaskContext, TaskSpec
-from tests.helpers import app_client, wait_final
-from tests.services import free_port
+from tests.harness import app_client, free_port, wait_final
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.postgres]
 
 
 class Sink:

@@ -19,9 +19,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from docker_manager.config import Settings
 from docker_manager.runtime import Runtime
-from tests.conftest import docker_cli
-from tests.helpers import app_client, started_app, wait_final
-from tests.services import NginxServer, free_port, nginx, service_process
+from tests.harness import (
+    NginxServer,
+    app_client,
+    docker_cli,
+    free_port,
+    nginx,
+    service_process,
+    started_app,
+    wait_final,
+)
 
 pytestmark = pytest.mark.docker
 ADMIN = {"Authorization": "Bearer obs-admin"}

@@ -20,8 +20,16 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.conftest import PREFIX, docker_cli
-from tests.services import LogReceiver, NginxServer, ServiceProcess, free_port, nginx, service_process
+from tests.harness import (
+    PREFIX,
+    LogReceiver,
+    NginxServer,
+    ServiceProcess,
+    docker_cli,
+    free_port,
+    nginx,
+    service_process,
+)
 
 pytestmark = pytest.mark.docker
 

@@ -18,9 +18,7 @@ from docker_manager.config import Settings
 from docker_manager.runner import TaskContext, TaskSpec
 from docker_manager.runtime import Runtime
 from docker_manager.util.clock import utcnow
-from tests.conftest import docker_cli
-from tests.helpers import app_client, wait_final
-from tests.services import NginxServer, free_port, nginx
+from tests.harness import NginxServer, app_client, docker_cli, free_port, nginx, wait_final
 
 pytestmark = pytest.mark.docker
 ADMIN = {"Authorization": "Bearer rel-admin"}

@@ -24,8 +24,7 @@ import pytest
 from docker_manager.auth import Scope
 from docker_manager.config import Settings
 from docker_manager.runtime import Runtime
-from tests.conftest import BASE_IMAGE, docker_cli
-from tests.helpers import app_client, wait_final
+from tests.harness import BASE_IMAGE, app_client, docker_cli, wait_final
 
 pytestmark = pytest.mark.docker
 

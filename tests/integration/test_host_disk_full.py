@@ -13,7 +13,7 @@ import pytest
 
 from docker_manager.config import Settings
 from docker_manager.runner import TaskContext, TaskSpec
-from tests.helpers import app_client
+from tests.harness import app_client
 
 
 @pytest.fixture

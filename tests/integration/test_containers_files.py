@@ -14,7 +14,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.conftest import docker_cli
+from tests.harness import docker_cli
 
 pytestmark = pytest.mark.docker
 

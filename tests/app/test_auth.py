@@ -28,7 +28,10 @@ from docker_manager.runtime import Runtime
 from docker_manager.services.tokens import store as token_store
 from docker_manager.services.tokens.store import digest_of
 from tests.conftest import Tokens
-from tests.helpers import app_client
+from tests.harness import app_client
+
+# Also run against PostgreSQL by scripts/test.sh (`-m postgres`).
+pytestmark = pytest.mark.postgres
 
 # Routes that answer without a token, and why.
 PUBLIC = {

@@ -16,9 +16,7 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from tests.conftest import PREFIX, docker_cli
-from tests.helpers import app_client, wait_final
-from tests.services import Sshd, free_port, sshd
+from tests.harness import PREFIX, Sshd, app_client, docker_cli, free_port, sshd, wait_final
 
 pytestmark = pytest.mark.docker
 ADMIN = {"Authorization": "Bearer ship-admin"}

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from tests.helpers import app_client
+from tests.harness import app_client
 
 pytestmark = pytest.mark.docker
 

@@ -13,9 +13,7 @@ import httpx2
 import pytest
 
 from docker_manager.config import Settings
-from tests.conftest import docker_cli
-from tests.helpers import app_client, wait_final
-from tests.services import Registry, free_port, registry
+from tests.harness import Registry, app_client, docker_cli, free_port, registry, wait_final
 
 pytestmark = pytest.mark.docker
 ADMIN = {"Authorization": "Bearer pipeline-admin"}

@@ -1,21 +1,35 @@
-"""Real services the tests start on loopback (OpenSSH, nginx, a registry, the service), and tmpfs disks."""
+"""The test harness: the service as its users run it (a process, or the app in-process), the daemons
+it talks to (nginx, sshd, a registry, a log receiver) on loopback ports, and the names and helpers
+every tier shares. `bench/` starts the service through it too.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx2
+import pytest
+from fastapi import FastAPI
+
+from docker_manager.app import create_app
+from docker_manager.config import Settings
+from docker_manager.runtime import Runtime
 
 
 def free_port() -> int:
@@ -40,7 +54,6 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 @contextmanager
 def tmpfs(mount: Path, size: str) -> Iterator[Path]:
     """A small real filesystem at `mount` (a tmpfs of `size`, e.g. "1m"), to fill up on purpose."""
-    import pytest
 
     mount.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
@@ -215,6 +228,23 @@ class ServiceProcess:
     headers: dict[str, str]
     process: subprocess.Popen[bytes]
 
+    @property
+    def token(self) -> str:
+        return self.headers["Authorization"].split(" ", 1)[1]
+
+    def rss_kib(self) -> int:
+        """Its resident memory now (/proc), in KiB."""
+        return self._status_kib("VmRSS:")
+
+    def peak_rss_kib(self) -> int:
+        return self._status_kib("VmHWM:")
+
+    def _status_kib(self, field: str) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+        return 0
+
 
 # Site fronts (netfilter.py) of this test session: its own third octet, so that two sessions on
 # one host never share a kernel rule, nor remove each other's at their end. In-process services
@@ -330,3 +360,68 @@ class LogReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def wait_final(
+    client: httpx2.AsyncClient, headers: dict[str, str], task_id: str, *, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Poll `/tasks/status/{task_id}` until the task is in a final state; its status document."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = (await client.get(f"/tasks/status/{task_id}", headers=headers)).json()
+        if body["status"] not in ("queued", "running"):
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} is still {body['status']} after {timeout:.0f} s")
+        await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def started_app(
+    settings: Settings, *, timeout: float = 120
+) -> AsyncIterator[tuple[FastAPI, httpx2.AsyncClient]]:
+    """The app with these settings, its lifespan started, and a client speaking to it in-process.
+
+    The one way tests start an app (httpx's ASGITransport buffers whole responses: live streams
+    and disconnects need the real server of the `live` fixture instead).
+    """
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1", timeout=timeout
+        ) as client:
+            yield app, client
+
+
+@asynccontextmanager
+async def app_client(
+    settings: Settings, *, timeout: float = 120
+) -> AsyncIterator[tuple[Runtime, httpx2.AsyncClient]]:
+    """A separate app with its own settings, started and stopped around the block."""
+    async with started_app(settings, timeout=timeout) as (app, client):
+        yield app.state.runtime, client
+
+
+RUN_ID = secrets.token_hex(3)
+
+
+SESSION_STARTED = datetime.now(UTC)
+
+
+PREFIX = f"dmt{RUN_ID}"
+
+
+BASE_IMAGE = "dm-test-bb:latest"
+
+
+def docker_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The docker CLI: an oracle independent of the code under test."""
+    return subprocess.run(
+        ["docker", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=timeout,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 from docker_manager.config import Settings
-from tests.helpers import app_client
+from tests.harness import app_client
+
+# Also run against PostgreSQL by scripts/test.sh (`-m postgres`).
+pytestmark = pytest.mark.postgres
 
 ADMIN = {"Authorization": "Bearer db-admin"}
 

@@ -19,9 +19,7 @@ import pytest
 from docker_manager.adapters.netfilter import chain_of
 from docker_manager.adapters.nginx import read_header
 from docker_manager.config import Settings
-from tests.conftest import docker_cli
-from tests.helpers import app_client
-from tests.services import NginxServer, free_port, nginx
+from tests.harness import NginxServer, app_client, docker_cli, free_port, nginx
 
 pytestmark = pytest.mark.docker
 ADMIN = {"Authorization": "Bearer nginx-admin"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.services import free_port
+from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

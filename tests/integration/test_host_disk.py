@@ -15,9 +15,7 @@ import pytest
 from docker_manager.config import Settings
 from docker_manager.runner import TaskContext, TaskSpec
 from docker_manager.util.lz4file import compress_to_file
-from tests.conftest import docker_cli
-from tests.helpers import app_client, wait_final
-from tests.services import Sshd, sshd, tmpfs
+from tests.harness import Sshd, app_client, docker_cli, sshd, tmpfs, wait_final
 
 pytestmark = pytest.mark.docker
 ADMIN = {"Authorization": "Bearer disk-admin"}

@@ -22,7 +22,10 @@ from docker_manager.runner import Status, TaskContext, TaskKind, TaskRunner, Tas
 from docker_manager.runner.store import StateChange
 from docker_manager.runtime import Runtime
 from tests.conftest import Tokens
-from tests.helpers import wait_final
+from tests.harness import wait_final
+
+# Also run against PostgreSQL by scripts/test.sh (`-m postgres`).
+pytestmark = pytest.mark.postgres
 
 Work = Callable[[TaskContext], Awaitable[dict[str, Any] | None]]
 

@@ -18,7 +18,7 @@ from docker_manager.adapters.sftp import openssh as openssh_module
 from docker_manager.adapters.sftp import transfer as upload_module
 from docker_manager.adapters.sftp.openssh import CopyFailed, OpenSshCopier
 from docker_manager.errors import UploadFailed
-from tests.services import Sshd, sshd
+from tests.harness import Sshd, sshd
 
 
 @pytest.fixture(scope="module")
