@@ -50,6 +50,7 @@ def serve(
             max_connections=settings.max_connections,
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
+            send_timeout=settings.send_timeout,
         )
     )
     app = create_app(settings)
@@ -61,6 +62,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         http=guard.protocol(),
+        ws="none",  # no WebSocket routes: an upgrade is not a way around the guard
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=settings.trusted_proxies or None,
         workers=1,

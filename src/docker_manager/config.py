@@ -88,6 +88,9 @@ class Settings(BaseSettings):
         10.0, gt=0, le=300, description="Seconds a connection has to send a request head (s)."
     )
     body_timeout: float = Field(60.0, gt=0, le=3600, description="Seconds a request has to send its body.")
+    send_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds an answer may wait for the client to read (then closed)."
+    )
     max_streams: int = Field(256, ge=1, description="Live streams (events, logs, build output) at once.")
     max_streams_per_token: int = Field(32, ge=1, description="Live streams at once per token.")
     log_format: Literal["text", "json"] = Field(
@@ -288,6 +291,19 @@ class Settings(BaseSettings):
             raise ValueError("switch_front_network must be a network inside 127.0.0.0/8 (/30 or larger)")
         if value.overlaps(ipaddress.IPv4Network("127.0.0.0/24")):
             raise ValueError("switch_front_network must not hold 127.0.0.1 (services listen there)")
+        return value
+
+    @field_validator("publish_host_ip")
+    @classmethod
+    def _sites_reach_published_ports(cls, value: str) -> str:
+        # Sites reach a container's published port on 127.0.0.1: published on another address
+        # only, that port on loopback would be free for any local user to bind and serve the site.
+        address = ipaddress.ip_address(value)
+        if not (address.is_loopback or address.is_unspecified):
+            raise ValueError(
+                "publish_host_ip must be a loopback address or 0.0.0.0 (sites reach published ports on "
+                "127.0.0.1)"
+            )
         return value
 
     @field_validator("trusted_proxies")

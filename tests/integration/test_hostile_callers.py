@@ -159,6 +159,28 @@ def test_a_flood_of_unfinished_requests_stops_nothing(tmp_path: Path, unique: st
         docker_cli("rmi", f"{unique}:latest", check=False)
 
 
+def test_answers_nobody_reads_do_not_hold_the_listener(tmp_path: Path) -> None:
+    # Pipelined requests for a big public file, never read: the answers stall (the socket buffers
+    # full) and neither deadline applies. Stalled answers are closed for room, and after
+    # DM_SEND_TIMEOUT without progress.
+    with service_process(tmp_path, DM_MAX_CONNECTIONS="16", DM_SEND_TIMEOUT="3") as service:
+        pid = service.process.pid
+        baseline = descriptors(pid)
+        bundle = "/static/vendor/swagger-ui-5.35.0/swagger-ui-bundle.js"
+        request = f"GET {bundle} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() * 4
+        stuck = open_raw(port_of(service), 16, request, receive_buffer=4096)
+        try:
+            time.sleep(1)
+            for _ in range(5):
+                began = time.monotonic()
+                assert httpx2.get(f"{service.url}/healthz", timeout=5).status_code == 200
+                assert time.monotonic() - began < 1.0
+            time.sleep(5)  # past the send timeout: the rest are closed too
+            assert descriptors(pid) < baseline + 10
+        finally:
+            close_all(stuck)
+
+
 def test_live_streams_are_capped_per_token_and_give_their_slot_back(tmp_path: Path, unique: str) -> None:
     with service_with_nginx(tmp_path, DM_MAX_STREAMS_PER_TOKEN="8", DM_MAX_STREAMS="12") as (
         service,
@@ -376,6 +398,20 @@ def test_a_site_follows_its_container_to_a_new_port_and_never_to_a_freed_one(
                 assert answer.status_code == 503 and b"HIJACKED" not in answer.content, answer.text
                 time.sleep(0.05)
             assert "container is not running" in answer.text
+        # A signal that does not end the process leaves the site serving (it is looked at again
+        # after the action, whatever it did).
+        docker_cli("start", f"{unique}-shop")
+        assert until(lambda: through_nginx(web.port, "shop.example.com").status_code == 200)
+        hup = httpx2.post(
+            f"{service.url}/docker/kill",
+            json={"id_or_name": f"{unique}-shop", "signal": "SIGWINCH"},
+            headers=operate,
+            timeout=30,
+        )
+        assert hup.status_code == 200, hup.text
+        assert through_nginx(web.port, "shop.example.com").status_code == 200
+        docker_cli("stop", "-t", "0", f"{unique}-shop")
+        assert until(lambda: through_nginx(web.port, "shop.example.com").status_code == 503)
         # Stopped from outside (the engine's event): the same.
         docker_cli("start", f"{unique}-shop")
         assert until(lambda: through_nginx(web.port, "shop.example.com").status_code == 200)
@@ -545,6 +581,37 @@ def test_another_tokens_volume_of_the_same_app_is_refused(tmp_path: Path, unique
         assert docker_cli("ps", "-aq", "--filter", f"name={unique}-thief").stdout.strip() == ""
         mine = run(owner, f"{unique}-again", ["cat", "/v/key"], False)
         assert mine.status_code == 200 and "s3cret" in mine.json()["output"]
+        # Squatting: a name another token made first is refused to an admin's deploy too (what the
+        # app wrote there would be the squatter's to read).
+        squat = run(thief, f"{unique}-squat", ["true"], True)
+        assert squat.status_code == 403  # (the owner's volume, still)
+        squatted = f"{unique}-squatted"
+        made = httpx2.post(
+            f"{service.url}/docker/run-extended",
+            json={
+                "image": BASE_IMAGE,
+                "name": f"{unique}-sq",
+                "app_id": "billing",
+                "command": ["true"],
+                "volumes": {squatted: {"bind": "/v"}},
+            },
+            headers=thief,
+            timeout=60,
+        )
+        assert made.status_code == 200, made.text
+        deploy = httpx2.post(
+            f"{service.url}/docker/run-extended",
+            json={
+                "image": BASE_IMAGE,
+                "name": f"{unique}-billing",
+                "app_id": "billing",
+                "command": ["sh", "-c", "echo ledger > /v/ledger"],
+                "volumes": {squatted: {"bind": "/v"}},
+            },
+            headers=service.headers,
+            timeout=60,
+        )
+        assert deploy.status_code == 403 and "another token made" in deploy.json()["detail"], deploy.text
 
 
 # --- 8. the dashboard's messages, origins and sessions ---------------------------------------

@@ -53,3 +53,12 @@ def test_derived_paths_and_reserved_ports(tmp_path: Path, monkeypatch: pytest.Mo
     assert settings.context_paths == [tmp_path / "contexts"]
     assert 8123 in settings.forbidden_host_ports
     assert settings.sqlalchemy_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_published_ports_must_be_reachable_on_loopback(tmp_path: Path) -> None:
+    # Sites reach published ports on 127.0.0.1: a port published on a LAN address only would be
+    # free on loopback for any local user to bind.
+    with pytest.raises(ValueError, match="loopback"):
+        Settings(data_dir=tmp_path, publish_host_ip="10.0.0.5")
+    for address in ("127.0.0.1", "0.0.0.0", "::1"):
+        assert Settings(data_dir=tmp_path, publish_host_ip=address).publish_host_ip == address

@@ -19,7 +19,9 @@ class Connection:
 
 
 def guard_of(max_connections: int) -> ConnectionGuard:
-    return ConnectionGuard(ConnectionLimits(max_connections, header_timeout=1.0, body_timeout=2.0))
+    return ConnectionGuard(
+        ConnectionLimits(max_connections, header_timeout=1.0, body_timeout=2.0, send_timeout=3.0)
+    )
 
 
 async def test_room_is_made_by_closing_the_one_waiting_longest_never_one_being_answered() -> None:
@@ -37,8 +39,14 @@ async def test_room_is_made_by_closing_the_one_waiting_longest_never_one_being_a
     assert guard.admit(cast(Any, Connection(guard, loop))) and newcomer.closed  # heads go first
     assert guard.admit(cast(Any, Connection(guard, loop))) and slow_body.closed
     assert guard.open == 3
+    # An answer its peer does not read (writing paused) is closed for room before any body.
+    guard.stalled(cast(Any, served), loop.time())
+    assert guard.admit(cast(Any, Connection(guard, loop))) and served.closed
     # Every place taken by requests being answered: the newcomer is the one refused.
-    assert not guard.admit(cast(Any, Connection(guard, loop))) and not served.closed
+    busy = list(guard._heads) + list(guard._bodies)
+    for connection in busy:
+        guard.served(connection)
+    assert not guard.admit(cast(Any, Connection(guard, loop)))
 
 
 async def test_a_deadline_counts_from_when_waiting_began_whatever_arrives_since() -> None:
@@ -56,3 +64,6 @@ async def test_a_deadline_counts_from_when_waiting_began_whatever_arrives_since(
     guard._bodies[cast(Any, body)] = now - 2.5
     guard._sweep(loop)
     assert body.closed and not answered.closed and guard.open == 1
+    guard.stalled(cast(Any, answered), now - 3.5)  # nobody read its answer for 3.5 s (limit 3)
+    guard._sweep(loop)
+    assert answered.closed and guard.open == 0

@@ -8,11 +8,14 @@ log files failed with "Too many open files". Here, per connection:
 - its request head must be complete within `header_timeout` of the connection opening or of the
   previous response ending (bytes that trickle in do not extend it), and its body within
   `body_timeout` of the head;
-- at most `max_connections` are open. Past that, the connection that has waited longest for its
-  own request (a head or body not yet complete, or idle between requests) is closed to make room:
-  a caller whose request arrives at once is never the one closed, so `/healthz` and admin calls get
-  through a flood. A connection whose request the app is answering is never closed (live streams
-  are capped per token instead: `streams.py`).
+- an answer the peer does not read (the socket's buffers full, writing paused) is given up after
+  `send_timeout` without progress, like nginx's `send_timeout` (pipelined requests behind an
+  unread answer, or a stream nobody reads, hold nothing for longer);
+- at most `max_connections` are open. Past that, a waiting connection is closed to make room: the
+  one that has waited longest for its own request head, else the longest stalled answer, else the
+  newest unfinished body. A caller whose request arrives at once is never the one closed, so
+  `/healthz` and admin calls get through a flood; an answer that is being read is never closed
+  (live streams are capped per token instead: `streaming.py`).
 
 It is a subclass of uvicorn's httptools protocol (the one uvicorn picks when httptools is
 installed, as the lock files pin it), hooking the parser's callbacks.
@@ -33,8 +36,9 @@ from docker_manager import metrics
 log = logging.getLogger(__name__)
 
 # Descriptors kept for everything but client connections: task logs, the engine's socket,
-# the database, nginx and git children, SFTP.
+# the database, nginx and git children, SFTP. A connection may hold two (an open file it sends).
 RESERVED_DESCRIPTORS = 512
+DESCRIPTORS_PER_CONNECTION = 2
 
 
 def raise_open_files_limit() -> int:
@@ -55,12 +59,15 @@ class ConnectionLimits:
     max_connections: int
     header_timeout: float
     body_timeout: float
+    send_timeout: float
 
     @classmethod
-    def fitted(cls, *, max_connections: int, header_timeout: float, body_timeout: float) -> ConnectionLimits:
+    def fitted(
+        cls, *, max_connections: int, header_timeout: float, body_timeout: float, send_timeout: float
+    ) -> ConnectionLimits:
         """The limits, with connections kept below the open-files limit (raised first)."""
         open_files = raise_open_files_limit()
-        room = max(open_files - RESERVED_DESCRIPTORS, open_files // 2)
+        room = max(open_files - RESERVED_DESCRIPTORS, open_files // 2) // DESCRIPTORS_PER_CONNECTION
         if room < max_connections:
             log.warning(
                 "the open-files limit (%d) allows %d client connections, not DM_MAX_CONNECTIONS=%d",
@@ -68,7 +75,7 @@ class ConnectionLimits:
                 room,
                 max_connections,
             )
-        return cls(min(max_connections, room), header_timeout, body_timeout)
+        return cls(min(max_connections, room), header_timeout, body_timeout, send_timeout)
 
 
 class ConnectionGuard:
@@ -88,6 +95,7 @@ class ConnectionGuard:
         # is the one to close for room and the first whose deadline passes.
         self._heads: dict[GuardedProtocol, float] = {}
         self._bodies: dict[GuardedProtocol, float] = {}
+        self._stalled: dict[GuardedProtocol, float] = {}  # answers whose writing is paused
         self._sweeping: asyncio.TimerHandle | None = None
 
     def admit(self, connection: GuardedProtocol) -> bool:
@@ -95,7 +103,12 @@ class ConnectionGuard:
         if self._sweeping is None:
             self._sweeping = connection.loop.call_later(self.SWEEP, self._sweep, connection.loop)
         if self.open >= self.limits.max_connections:
-            victim = next(iter(self._heads), None) or next(iter(self._bodies), None)
+            victim = (
+                next(iter(self._heads), None)
+                or next(iter(self._stalled), None)
+                # The newest body: a flood of trickled bodies closes its own, not an older upload.
+                or next(reversed(self._bodies), None)
+            )
             if victim is None:
                 metrics.CONNECTIONS_CLOSED.labels(reason="full").inc()
                 return False
@@ -117,8 +130,15 @@ class ConnectionGuard:
         self._heads.pop(connection, None)
         self._bodies.pop(connection, None)
 
+    def stalled(self, connection: GuardedProtocol, now: float) -> None:
+        self._stalled.setdefault(connection, now)
+
+    def flowing(self, connection: GuardedProtocol) -> None:
+        self._stalled.pop(connection, None)
+
     def gone(self, connection: GuardedProtocol) -> None:
         self.served(connection)
+        self.flowing(connection)
         self.open -= 1
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -126,6 +146,7 @@ class ConnectionGuard:
         for waiting, timeout, reason in (
             (self._heads, self.limits.header_timeout, "header_timeout"),
             (self._bodies, self.limits.body_timeout, "body_timeout"),
+            (self._stalled, self.limits.send_timeout, "send_timeout"),
         ):
             expired = []
             for connection, since in waiting.items():
@@ -197,6 +218,15 @@ class GuardedProtocol(HttpToolsProtocol):
         if answered:
             return  # the rest of a body nobody read (a refusal answered early): still waiting
         self.guard.served(self)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._counted:
+            self.guard.stalled(self, self.loop.time())
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.guard.flowing(self)
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)

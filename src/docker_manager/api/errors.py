@@ -33,8 +33,24 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def error_headers(exc: DockerManagerError) -> dict[str, str]:
+    """What an error's answer says besides its body: the auth challenge, when to retry."""
+    if exc.status_code == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, Throttled):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, DatabaseUnavailable):
+        return {"Retry-After": "2"}
+    return {}
+
+
+def error_response(exc: DockerManagerError) -> JSONResponse:
+    """The one JSON answer of an error: `{code, detail, field?, ...}` with its status and headers."""
+    return _json(exc.status_code, exc.to_dict(), error_headers(exc) or None)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -53,14 +69,7 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DockerManagerError)
     if exc.status_code >= 500:
         log.warning("%s: %s", exc.code, exc.detail)
-    headers = None
-    if exc.status_code == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    elif isinstance(exc, Throttled):
-        headers = {"Retry-After": str(exc.retry_after)}
-    elif isinstance(exc, DatabaseUnavailable):
-        headers = {"Retry-After": "2"}
-    return error_response(exc.status_code, exc.to_dict(), headers)
+    return error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -75,15 +84,13 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     }
     if field:
         body["field"] = field
-    return error_response(422, body)
+    return _json(422, body)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return error_response(
-        exc.status_code, {"code": code, "detail": str(exc.detail)}, getattr(exc, "headers", None)
-    )
+    return _json(exc.status_code, {"code": code, "detail": str(exc.detail)}, getattr(exc, "headers", None))
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -96,7 +103,7 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     # Logged once, with its traceback and the request id; the answer never has the traceback.
     incident = REQUEST_ID.get() or uuid.uuid4().hex[:12]
     log.exception("unexpected error (request %s)", incident, exc_info=exc)
-    return error_response(
+    return _json(
         500,
         {
             "code": "internal_error",

@@ -1,8 +1,9 @@
 """Streaming responses: NDJSON, Server-Sent Events, and one JSON document kept alive while it is made.
 
-None of them is buffered by a proxy (`X-Accel-Buffering: no`). Each holds a connection for as
-long as the work lasts, so each takes a slot (`StreamSlots`): a token, and all callers together,
-may hold only so many at once.
+None of them is buffered by a proxy (`X-Accel-Buffering: no`). A reader's stream (a task's events,
+its log files, the dashboard's live log) holds a connection for as long as it likes, so it takes a
+slot (`StreamSlots`): a token, and all readers together, may hold only so many at once. The answer
+of the work itself (build-stream, run-stream) takes none: the task queue bounds those.
 """
 
 from __future__ import annotations
@@ -144,7 +145,9 @@ def sse(
     return streaming(body(), "text/event-stream", slot)
 
 
-def live(items: AsyncIterator[dict[str, Any]], kind: StreamFormat, slot: StreamSlot) -> StreamingResponse:
+def live(
+    items: AsyncIterator[dict[str, Any]], kind: StreamFormat, slot: StreamSlot | None
+) -> StreamingResponse:
     """`items` as NDJSON, or as SSE numbered in order (`end` for the last, `line` for the rest)."""
     if kind == "ndjson":
         return ndjson(items, slot)
@@ -158,7 +161,7 @@ def live(items: AsyncIterator[dict[str, Any]], kind: StreamFormat, slot: StreamS
     return sse(numbered(), slot)
 
 
-def json_document(result: Awaitable[dict[str, Any]], slot: StreamSlot) -> StreamingResponse:
+def json_document(result: Awaitable[dict[str, Any]], slot: StreamSlot | None) -> StreamingResponse:
     """One JSON document, sent when `result` is ready; whitespace keeps the connection alive
     meanwhile. A client that goes away cancels `result`."""
 

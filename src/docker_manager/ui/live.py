@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from docker_manager.api.deps import runtime_of
+from docker_manager.api.errors import error_response
 from docker_manager.api.streaming import NO_BUFFERING, streaming
 from docker_manager.errors import DockerManagerError
 from docker_manager.services.tasks.service import EventView
@@ -86,6 +87,6 @@ async def task_stream(
         )
         slot = request.app.state.streams.take(session.principal)
     except DockerManagerError as exc:
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+        return error_response(exc)
     headers: dict[str, Any] = {**NO_BUFFERING, **SECURITY_HEADERS}
     return streaming(_sse(views), "text/event-stream", slot, headers)

@@ -195,8 +195,10 @@ async def sites_page(request: Request, session: UiSession) -> Response:
     runtime = runtime_of(request)
     history = None
     if session.principal.is_admin:
-        # Only what a token did: a form posted without a session must not fill it.
-        history, _ = await runtime.audit.page(routes=SWITCH_ROUTES, authenticated=True, limit=30)
+        # Only switches that happened: a form posted without a session, or refused, must not fill it.
+        history, _ = await runtime.audit.page(
+            routes=SWITCH_ROUTES, authenticated=True, outcome="ok", limit=30
+        )
     return page(
         request,
         "sites.html",

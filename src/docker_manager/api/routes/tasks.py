@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from docker_manager.api.deps import OperateAccess, ReadAccess, StreamsDep, TasksDep
-from docker_manager.api.streaming import ndjson, sse, wanted_stream
+from docker_manager.api.streaming import ndjson, sse, streaming, wanted_stream
 from docker_manager.runner import Status
 from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
 
@@ -54,13 +54,14 @@ async def task_logs(
     task_id: TaskIdPath,
     tasks: TasksDep,
     who: ReadAccess,
+    streams: StreamsDep,
     server: Literal["build", "runtime"] | None = None,
     tail: Annotated[int, Query(ge=0, le=10_000, description="0: as many as allowed (10,000).")] = 200,
 ) -> Response:
     """The last `tail` lines of build.log, build.jsonl, events.log and error.log, and the summary."""
     # Up to 16 MiB of lines: sent as they are read (a slow reader holds a block, not the answer).
     body = await tasks.logs_json(task_id, who, server=server, tail=tail or MAX_TAIL)
-    return StreamingResponse(body, media_type="application/json")
+    return streaming(body, "application/json", streams.take(who), headers={})
 
 
 @router.get(

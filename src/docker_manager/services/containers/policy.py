@@ -101,8 +101,8 @@ class ContainerPolicy:
         reaches; True when the body is host-level (admin). `recreated`: the body is an app's own
         container made again (rollback, update-port), not one the caller composed."""
         await self._check_site_ports(config)
-        token = None if recreated or principal.is_admin else principal.token_id
-        found = await self.host_level(config, token=token)
+        token = None if recreated else principal.token_id
+        found = await self.host_level(config, token=token, admin=principal.is_admin)
         if not found:
             return False
         if not principal.is_admin:
@@ -113,9 +113,13 @@ class ContainerPolicy:
             )
         return True
 
-    async def host_level(self, config: dict[str, Any], *, token: str | None = None) -> list[str]:
+    async def host_level(
+        self, config: dict[str, Any], *, token: str | None = None, admin: bool = False
+    ) -> list[str]:
         """The parts of a create body that are not on the allowlist, in words (with `token`: a
-        volume another token made is one of them)."""
+        volume another token made is one of them, for an admin too: a volume a token made before
+        the app's deploy would give that token what the app writes; an admin may take over one that
+        predates per-token volumes)."""
         found = [key for key, value in config.items() if key not in _TOP_LEVEL and not _empty(value)]
         host = config.get("HostConfig") or {}
         found += [
@@ -130,7 +134,7 @@ class ContainerPolicy:
             found.append(f"log_driver={driver}")
         if host.get("IpcMode") not in _IPC_MODES and host.get("IpcMode") is not None:
             found.append(f"ipc_mode={host['IpcMode']}")
-        found += await self._volumes(host.get("Binds") or [], app_id, token)
+        found += await self._volumes(host.get("Binds") or [], app_id, token, admin)
         found += await self._network(str(host.get("NetworkMode") or ""))
         return found
 
@@ -164,7 +168,9 @@ class ContainerPolicy:
                     field="ports",
                 )
 
-    async def _volumes(self, binds: list[str], app_id: str | None, token: str | None) -> list[str]:
+    async def _volumes(
+        self, binds: list[str], app_id: str | None, token: str | None, admin: bool
+    ) -> list[str]:
         found = []
         for bind in binds:
             source = bind.split(":", 1)[0]
@@ -180,9 +186,11 @@ class ContainerPolicy:
                 found.append(f"volume {source}, which this service did not create")
             elif owned.app_id != app_id:
                 found.append(f"volume {source} of another app")
-            elif token is not None and owned.created_by != token:
+            elif token is not None and owned.created_by != token and not (admin and owned.created_by is None):
                 # app_id is the caller's word: the token that made the volume is not.
-                found.append(f"volume {source}, which another token made")
+                found.append(
+                    f"volume {source}, which another token made ({owned.created_by or 'before tokens'})"
+                )
             elif volume.get("Driver") != "local" or volume.get("Options"):
                 # Removed and made again by hand under the same name (say, bound to a host path).
                 found.append(f"volume {source}, which is no longer the plain volume this service made")

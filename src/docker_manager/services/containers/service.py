@@ -7,6 +7,7 @@ create-body policy (`policy`) is checked and the container is recorded as this s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -32,8 +33,17 @@ from docker_manager.services.containers.spec import ContainerSpec, check_limits,
 from docker_manager.services.ownership.record import Kind, Ownership
 from docker_manager.util.cache import SingleFlightCache
 
-# Actions after which a running container no longer answers on its ports.
-STOPPING_ACTIONS = frozenset({"stop", "kill", "restart"})
+# Actions after which a running container no longer answers on its ports (kill: by its signal).
+STOPPING_ACTIONS = frozenset({"stop", "restart"})
+# Signals whose default action ends a process (a container's main process may handle some).
+ENDING_SIGNALS = frozenset({"KILL", "TERM", "INT", "QUIT", "9", "15", "2", "3"})
+
+
+def _ends_process(action: str, kwargs: dict[str, Any]) -> bool:
+    signal = str(kwargs.get("signal") or "KILL").upper().removeprefix("SIG")
+    return action == "kill" and signal in ENDING_SIGNALS
+
+
 SummaryList = list[ContainerSummary]
 StrList = list[str]
 StopListener = Callable[[str], Awaitable[None]]
@@ -41,21 +51,32 @@ log = logging.getLogger(__name__)
 
 
 class StopNotices:
-    """Who must act before this service stops, kills or removes a container: a site that reaches it
-    through its host port answers 503 first, so the port is never free while nginx sends there."""
+    """Who must act around this service's stops, kills and removals of a container: a site that
+    reaches it through its host port answers 503 first (so the port is never free while nginx sends
+    there), and after the action, whatever its outcome, looks again (a stop that failed, a signal
+    that did not end the process: the container still serves)."""
 
     def __init__(self) -> None:
-        self._listeners: list[StopListener] = []
+        self._before: list[StopListener] = []
+        self._after: list[StopListener] = []
 
-    def subscribe(self, listener: StopListener) -> None:
-        self._listeners.append(listener)
+    def subscribe(self, *, before: StopListener, after: StopListener) -> None:
+        self._before.append(before)
+        self._after.append(after)
 
     async def before_stop(self, container_id: str) -> None:
-        for listener in self._listeners:
+        await self._tell(self._before, container_id)
+
+    async def after_stop(self, container_id: str) -> None:
+        await self._tell(self._after, container_id)
+
+    @staticmethod
+    async def _tell(listeners: list[StopListener], container_id: str) -> None:
+        for listener in listeners:
             try:
                 await listener(container_id)
-            except DockerManagerError as exc:  # nginx is down: the engine's `die` event retries
-                log.warning("before stopping %s: %s", container_id[:12], exc.detail)
+            except DockerManagerError as exc:  # nginx is down: the engine's events retry
+                log.warning("around stopping %s: %s", container_id[:12], exc.detail)
 
 
 class ContainerService:
@@ -65,6 +86,7 @@ class ContainerService:
         self._docker = docker
         self._ownership = ownership
         self._stop_notices = stop_notices
+        self._volumes_lock = asyncio.Lock()
         self.policy = ContainerPolicy(docker, ownership, options)
         self._options = options
         # Listing 100 containers costs the engine ~15 ms and it serialises them; dashboards poll.
@@ -158,8 +180,12 @@ class ContainerService:
             )
 
     async def _ensure_volumes(self, spec: ContainerSpec, principal: Principal) -> None:
+        async with self._volumes_lock:  # two runs naming one new volume: the first makes it theirs
+            await self._make_volumes(spec, principal)
+
+    async def _make_volumes(self, spec: ContainerSpec, principal: Principal) -> None:
         for source in spec.volumes:
-            if source.startswith("/"):
+            if source.startswith("/") or self._ownership.owns(Kind.VOLUME, source):
                 continue
             try:
                 await self._docker.volumes.inspect(source)
@@ -266,9 +292,14 @@ class ContainerService:
         """start / stop / restart / pause / unpause / kill, on a container the caller owns."""
         info = await self.owned(ref, principal)
         self._listings.clear()
-        if action in STOPPING_ACTIONS and info.running:
+        stopping = info.running and (action in STOPPING_ACTIONS or _ends_process(action, kwargs))
+        if stopping:
             await self._stop_notices.before_stop(info.id)
-        await getattr(self._docker.containers, action)(info.id, **kwargs)
+        try:
+            await getattr(self._docker.containers, action)(info.id, **kwargs)
+        finally:
+            if stopping:
+                await self._stop_notices.after_stop(info.id)
         after = await self._docker.containers.info(info.id)
         return ActionResult(id=info.id, name=after.name, status=after.status)
 
@@ -277,7 +308,11 @@ class ContainerService:
         self._listings.clear()
         if info.running:
             await self._stop_notices.before_stop(info.id)
-        await self._docker.containers.remove(info.id, force=force, volumes=volumes)
+        try:
+            await self._docker.containers.remove(info.id, force=force, volumes=volumes)
+        finally:
+            if info.running:
+                await self._stop_notices.after_stop(info.id)
         await self._ownership.forget(Kind.CONTAINER, info.id)
         return RemoveResult(removed=True, id=info.id, name=info.name)
 

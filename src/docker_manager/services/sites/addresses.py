@@ -12,6 +12,7 @@ never free while nginx still sends there. Each change is the same transaction as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +46,9 @@ class AddressFollower:
         self._switch = switch
         self._docker = docker
         self._containers = containers
+        # One look at a time: a refresh that read a container before a stop must not re-point its
+        # site after `before_stop` took it down.
+        self._lock = asyncio.Lock()
 
     async def adopt_host_port_sites(self) -> None:
         """Sites an earlier version pointed at a container's host port did not record the
@@ -76,17 +80,44 @@ class AddressFollower:
                 raise
             except Exception as exc:  # the engine went away, or nginx refused: try again later
                 log.warning("following containers for sites failed: %s", exc)
+                await self._down_if_engine_gone()
             await asyncio.sleep(5.0)
+
+    async def _down_if_engine_gone(self) -> None:
+        """The engine does not answer: its containers' ports are free (or soon will be), and no event
+        will say so. Every site that follows a container answers 503 until the engine is back (the
+        next watch's first refresh points them again)."""
+        try:
+            await self._docker.system.ping()
+            return
+        except Exception:  # noqa: S110 (unreachable is the case handled below)
+            pass
+        async with self._lock:
+            for path, header in await asyncio.to_thread(self._following, None):
+                down = followed_upstream(header, None)
+                if down != header.upstream:
+                    with contextlib.suppress(Exception):
+                        await self._point(path, header, down)
 
     async def before_stop(self, container_id: str) -> None:
         """A container this service is about to stop, kill or remove: its sites answer 503 first."""
-        for path, header in await asyncio.to_thread(self._following, container_id):
-            down = followed_upstream(header, None)
-            if down != header.upstream:
-                await self._point(path, header, down)
+        async with self._lock:
+            for path, header in await asyncio.to_thread(self._following, container_id):
+                down = followed_upstream(header, None)
+                if down != header.upstream:
+                    await self._point(path, header, down)
+
+    async def after_stop(self, container_id: str) -> None:
+        """After that action, whatever came of it: where the container is now (still running, if
+        the stop failed or its signal did not end it)."""
+        await self.refresh_addresses(container_id)
 
     async def refresh_addresses(self, container_id: str | None = None) -> int:
         """Point the sites whose container moved (or stopped, or came back); how many changed."""
+        async with self._lock:
+            return await self._refresh(container_id)
+
+    async def _refresh(self, container_id: str | None) -> int:
         changed = 0
         for path, header in await asyncio.to_thread(self._following, container_id):
             pinned = str(header.upstream.container)

@@ -76,7 +76,8 @@ class SiteService:
         self._options = options
         self.switch = TrafficSwitch(nginx, probe, containers, options)
         self.addresses = AddressFollower(self.switch, docker, containers)
-        stop_notices.subscribe(self.addresses.before_stop)  # this service's own stops
+        # This service's own stops: the site answers 503 first, and is looked at again after.
+        stop_notices.subscribe(before=self.addresses.before_stop, after=self.addresses.after_stop)
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
