@@ -14,7 +14,7 @@ import pytest
 
 from tests.harness import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes]) -> httpx2.Response:

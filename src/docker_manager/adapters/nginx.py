@@ -179,7 +179,7 @@ class Nginx:
         return self._env.get_template("site.conf.j2").render(
             # nginx >= 1.27.4 can keep idle keep-alive connections open briefly while old workers
             # wind down after a reload; older ones close them, and a client that reuses one at that
-            # moment sees a reset (browsers retry; see README).
+            # moment sees a reset (browsers retry; see docs/sites.md).
             keepalive_min_timeout=(self.version or (0,)) >= (1, 27, 4),
             ident=ident,
             domain=domain,

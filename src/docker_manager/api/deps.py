@@ -42,7 +42,7 @@ class RequireScope(HTTPBearer):
     """Dependency: a valid bearer token holding `scope` (401 without one, 403 without the scope).
 
     It is the security scheme itself, so OpenAPI marks every operation as needing the token.
-    Every route of the app declares one of these; `tests/app/test_auth.py` walks the routes to check.
+    Every route of the app declares one of these; `tests/app/test_tokens.py` walks the routes to check.
     """
 
     def __init__(self, scope: Scope, *, also: tuple[Scope, ...] = ()) -> None:

@@ -1,7 +1,7 @@
 """HTTP transport to the Docker Engine API over its unix socket (or TCP), on httpx2.
 
-Why our own client rather than aiodocker or docker-py: see `docs/docker-adapter.md` and the
-README. In short: request bodies can be async streams (build contexts, image loads), response
+Why our own client rather than aiodocker or docker-py: see `docs/docker-adapter.md` and
+`docs/design.md`. In short: request bodies can be async streams (build contexts, image loads), response
 streams keep stdout and stderr apart, errors raised inside a body generator come through unchanged,
 and every default (timeouts, version) is ours.
 """
