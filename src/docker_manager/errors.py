@@ -4,7 +4,10 @@ Every failure the service reports is one of these; `api.errors` maps them to HTT
 so the status code and the machine-readable `code` never depend on where the error was raised.
 
     DockerManagerError                500 internal_error
+    ├── BadRequest                    400 bad_request
+    │   └── InvalidHost               400 invalid_host
     ├── InvalidInput                  422 invalid_input
+    │   ├── ValidationFailed          422 validation_error
     │   ├── BuildFailed               422 build_failed
     │   ├── CommandFailed             422 command_failed
     │   ├── CloneFailed               422 clone_failed
@@ -17,14 +20,17 @@ so the status code and the machine-readable `code` never depend on where the err
     │   ├── PathNotAllowed            403 path_not_allowed
     │   └── PolicyViolation           403 policy_violation
     ├── NotFound                      404 not_found
+    ├── MethodNotAllowed              405 method_not_allowed
     ├── Conflict                      409 conflict
     │   ├── PortInUse                 409 port_in_use
     │   ├── UnhealthyContainer        409 unhealthy_container
     │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
     ├── Throttled                     429 too_many_requests
     │   ├── QueueFull                 429 queue_full
-    │   └── TooManyStreams            429 too_many_streams
+    │   ├── TooManyStreams            429 too_many_streams
+    │   └── TooManyFailures           429 too_many_failures
     ├── StorageError                  507 storage_error
     │   ├── InsufficientStorage       507 insufficient_storage
     │   └── DiskFull                  507 disk_full
@@ -66,11 +72,44 @@ class DockerManagerError(Exception):
         return body
 
 
+class BadRequest(DockerManagerError):
+    """The request itself is malformed (its framing, a header)."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class InvalidHost(BadRequest):
+    """The `Host` header is not one this service answers to (DNS rebinding)."""
+
+    code = "invalid_host"
+
+
 class InvalidInput(DockerManagerError):
     """The request is well-formed JSON but asks for something impossible or unsafe."""
 
     status_code = 422
     code = "invalid_input"
+
+
+class ValidationFailed(InvalidInput):
+    """The body, a path or a query parameter does not match its schema (`errors` says where)."""
+
+    code = "validation_error"
+
+
+class MethodNotAllowed(DockerManagerError):
+    """The route exists, not with this method."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(DockerManagerError):
+    """The body's media type is not one the route reads."""
+
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class BuildFailed(InvalidInput):
@@ -149,7 +188,12 @@ class Throttled(DockerManagerError):
 
     status_code = 429
     code = "too_many_requests"
-    retry_after: ClassVar[int] = 10
+    retry_after: int = 10
+
+    def __init__(self, detail: str, *, retry_after: int | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class QueueFull(Throttled):
@@ -163,6 +207,12 @@ class TooManyStreams(Throttled):
 
     code = "too_many_streams"
     retry_after = 5
+
+
+class TooManyFailures(Throttled):
+    """Too many failed authentications from this address: it waits `retry_after` seconds."""
+
+    code = "too_many_failures"
 
 
 class StorageError(DockerManagerError):

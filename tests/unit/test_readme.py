@@ -35,7 +35,9 @@ def test_the_layout_names_every_top_level_module_and_package() -> None:
         if named in ("unit/", "app/", "integration/", "harness.py"):
             assert (ROOT / "tests" / named).exists(), named
         else:
-            assert (PACKAGE / named).exists() or (ROOT / named).exists(), f"README names {named}, which is gone"
+            assert (PACKAGE / named).exists() or (ROOT / named).exists(), (
+                f"README names {named}, which is gone"
+            )
 
 
 def test_the_layout_lists_the_domains_and_adapters_there_are() -> None:
@@ -43,7 +45,11 @@ def test_the_layout_lists_the_domains_and_adapters_there_are() -> None:
     services = sorted(p.name for p in (PACKAGE / "services").iterdir() if (p / "__init__.py").exists())
     listed = block.split("with its options:", 1)[1].split("adapters/", 1)[0]
     assert sorted(re.findall(r"[a-z_]+", listed)) == services
-    adapters = sorted(p.stem for p in (PACKAGE / "adapters").iterdir() if p.name != "__init__.py" and p.name != "__pycache__")
+    adapters = sorted(
+        p.stem
+        for p in (PACKAGE / "adapters").iterdir()
+        if p.name != "__init__.py" and p.name != "__pycache__"
+    )
     shown = block.split("one module each:", 1)[1].split("runner/", 1)[0]
     assert sorted(re.sub(r"\(.*?\)", "", item).strip(" /") for item in shown.split(",")) == adapters
 

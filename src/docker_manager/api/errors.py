@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from typing import Any
@@ -12,24 +13,39 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from docker_manager.db.engine import database_error
-from docker_manager.errors import DatabaseUnavailable, DockerManagerError, Throttled
+from docker_manager.errors import (
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    DockerManagerError,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Throttled,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from docker_manager.util.requestctx import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "validation_error",
-    429: "too_many_requests",
+# Starlette's own HTTP errors (no route, a wrong method...) as the tree's classes.
+HTTP_ERRORS: dict[int, type[DockerManagerError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: ValidationFailed,
+    429: Throttled,
 }
 
 
@@ -51,6 +67,24 @@ def error_headers(exc: DockerManagerError) -> dict[str, str]:
 def error_response(exc: DockerManagerError) -> JSONResponse:
     """The one JSON answer of an error: `{code, detail, field?, ...}` with its status and headers."""
     return _json(exc.status_code, exc.to_dict(), error_headers(exc) or None)
+
+
+async def send_error(send: Send, exc: DockerManagerError) -> None:
+    """The same answer from a pure-ASGI guard (before any route or handler runs)."""
+    body = json.dumps(exc.to_dict()).encode()
+    headers = [(name.lower().encode(), value.encode()) for name, value in error_headers(exc).items()]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -77,20 +111,17 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = _validation_errors(exc)
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     field = ".".join(p for p in first["loc"] if p not in ("body", "query", "path"))
-    body: dict[str, Any] = {
-        "code": "validation_error",
-        "detail": f"{field or 'request'}: {first['msg']}",
-        "errors": errors,
-    }
-    if field:
-        body["field"] = field
-    return _json(422, body)
+    return error_response(
+        ValidationFailed(f"{field or 'request'}: {first['msg']}", field=field or None, errors=errors)
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return _json(exc.status_code, {"code": code, "detail": str(exc.detail)}, getattr(exc, "headers", None))
+    kind = HTTP_ERRORS.get(exc.status_code) or (BadRequest if exc.status_code < 500 else DockerManagerError)
+    response = error_response(kind(str(exc.detail)))
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -103,13 +134,8 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     # Logged once, with its traceback and the request id; the answer never has the traceback.
     incident = REQUEST_ID.get() or uuid.uuid4().hex[:12]
     log.exception("unexpected error (request %s)", incident, exc_info=exc)
-    return _json(
-        500,
-        {
-            "code": "internal_error",
-            "detail": f"internal error; the service log has request {incident}",
-            "request_id": incident,
-        },
+    return error_response(
+        DockerManagerError(f"internal error; the service log has request {incident}", request_id=incident)
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -14,25 +13,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from docker_manager.api.errors import send_error
 from docker_manager.db.engine import database_error
-
-
-async def _send_error(
-    send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    body = json.dumps({"code": code, "detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+from docker_manager.errors import InvalidHost, PayloadTooLarge, TooManyFailures, Unauthorized
 
 
 def _host_only(value: str) -> str:
@@ -60,7 +43,7 @@ class TrustedHostGuard:
                 host = _host_only(value.decode("latin-1"))
                 break
         if host not in self.allowed:
-            await _send_error(send, 400, "invalid_host", "the Host header is not one this service answers to")
+            await send_error(send, InvalidHost("the Host header is not one this service answers to"))
             return
         await self.app(scope, receive, send)
 
@@ -94,7 +77,7 @@ class BodySizeLimit:
         limit = self.per_path.get(scope.get("path", ""), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
-                await _send_error(send, 413, "payload_too_large", f"request body is over {limit} bytes")
+                await send_error(send, PayloadTooLarge(f"request body is over {limit} bytes"))
                 return
         seen = 0
         started = False
@@ -118,7 +101,7 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _send_error(send, 413, "payload_too_large", f"request body is over {limit} bytes")
+                await send_error(send, PayloadTooLarge(f"request body is over {limit} bytes"))
 
 
 class FailureLimiter:
@@ -235,15 +218,12 @@ class AuthGate:
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            await _send_error(send, 401, "unauthorized", "a bearer token is required", headers=_CHALLENGE)
+            await send_error(send, Unauthorized("a bearer token is required"))
             return
         try:
             principal = await scope["app"].state.runtime.tokens.authenticate(token)
         except (DBAPIError, PoolTimeout, ConnectionError) as exc:
-            error = database_error(exc)
-            await _send_error(
-                send, error.status_code, error.code, error.detail, headers=[(b"retry-after", b"2")]
-            )
+            await send_error(send, database_error(exc))
             return
         if principal is None:
             # Only failures are limited: a valid token is never refused because others behind the
@@ -251,20 +231,10 @@ class AuthGate:
             self.limiter.failed(client)
             wait = self.limiter.retry_after(client)
             if wait is not None:
-                await _send_error(
-                    send,
-                    429,
-                    "too_many_failures",
-                    "too many failed authentications from this address; wait and retry",
-                    headers=[(b"retry-after", str(wait).encode())],
-                )
+                failures = "too many failed authentications from this address; wait and retry"
+                await send_error(send, TooManyFailures(failures, retry_after=wait))
                 return
-            await _send_error(
-                send, 401, "unauthorized", "unknown, expired or revoked token", headers=_CHALLENGE
-            )
+            await send_error(send, Unauthorized("unknown, expired or revoked token"))
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
-
-
-_CHALLENGE = [(b"www-authenticate", b"Bearer")]

@@ -21,6 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docker_manager import metrics
 from docker_manager.api.middleware import client_key, peer_of
+from docker_manager.errors import (
+    DockerManagerError,
+    Forbidden,
+    PayloadTooLarge,
+    TooManyFailures,
+    Unauthorized,
+)
 from docker_manager.services.observability.audit import AuditEntry, AuditLog, targets_from
 from docker_manager.util.requestctx import REQUEST_ID, request_id_from
 
@@ -31,7 +38,12 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DE
 DENIED = frozenset({401, 403, 429})
 MAX_SNIFFED_BODY = 64 << 10
 # Answers whose code is not in a JSON body the observer can wait for.
-_DEFAULT_CODES = {401: "unauthorized", 403: "forbidden", 413: "payload_too_large", 429: "too_many_failures"}
+_DEFAULT_CODES = {
+    401: Unauthorized.code,
+    403: Forbidden.code,
+    413: PayloadTooLarge.code,
+    429: TooManyFailures.code,
+}
 
 
 UNMATCHED = "unmatched"
@@ -127,7 +139,7 @@ class RequestObserver:
                 metrics.HTTP_REQUESTS.labels(method=method, route=route, status="500").inc()
                 metrics.HTTP_DURATION.labels(method=method, route=route).observe(elapsed)
                 if _audited(method, 500):
-                    await self._audit(scope, 500, route, elapsed, body, "internal_error")
+                    await self._audit(scope, 500, route, elapsed, body, DockerManagerError.code)
             raise
 
     async def _audit(
