@@ -21,7 +21,7 @@ defaults. The environment wins. Lists and objects are JSON in the environment:
 `DM_CONTEXT_ROOTS='["/srv/apps"]'`. Each domain is given only its own settings (as a small options
 object, `services/<domain>/options.py`).
 
-This page is generated from `src/docker_manager/config.py` (`python -m docker_manager.config_docs`).
+This page is generated from `src/docker_manager/config/` (`python -m docker_manager.config_docs`).
 
 | setting | default | meaning |
 |---|---|---|
