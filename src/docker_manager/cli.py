@@ -12,7 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from docker_manager.auth import parse_scopes
+from docker_manager.auth import parse_apps, parse_scopes
 from docker_manager.client.commands import register
 from docker_manager.client.views import one_line
 from docker_manager.config import Settings
@@ -114,13 +114,21 @@ def token_create(
     ],
     name: Annotated[str, typer.Option(help="A label to recognise the token by.")] = "cli",
     expires: Annotated[str | None, typer.Option(help="Lifetime such as 12h, 30d, 8w; none = never.")] = None,
+    app: Annotated[
+        list[str] | None, typer.Option("--app", help="Limit it to this app (or prefix*); repeatable.")
+    ] = None,
 ) -> None:
     """Create a token and print its secret (shown this once)."""
     scopes = parse_scopes([part for value in scope for part in value.split(",")])
+    apps = parse_apps([part for value in app or [] for part in value.split(",")])
     expires_at = datetime.now(UTC) + _parse_duration(expires) if expires else None
-    info, secret = _with_store(lambda store: store.create(name=name, scopes=scopes, expires_at=expires_at))
+    info, secret = _with_store(
+        lambda store: store.create(name=name, scopes=scopes, expires_at=expires_at, apps=apps)
+    )
+    limited = f"  apps: {','.join(info.apps)}" if info.apps else ""
     typer.echo(
-        f"id: {info.id}  scopes: {','.join(info.scopes)}  expires: {info.expires_at or 'never'}", err=True
+        f"id: {info.id}  scopes: {','.join(info.scopes)}  expires: {info.expires_at or 'never'}{limited}",
+        err=True,
     )
     typer.echo(secret)
 
@@ -133,6 +141,7 @@ def token_list() -> None:
         typer.echo(
             f"{info.id}  {info.prefix}…  {','.join(info.scopes):<24} {state:<8} "
             f"expires={info.expires_at.isoformat() if info.expires_at else 'never'}  {info.name}"
+            + (f"  apps={','.join(info.apps)}" if info.apps else "")
         )
 
 

@@ -16,12 +16,14 @@ so the status code and the machine-readable `code` never depend on where the err
     ├── Unauthorized                  401 unauthorized
     ├── Forbidden                     403 forbidden
     │   ├── InsufficientScope         403 insufficient_scope
+    │   ├── AppNotAllowed             403 app_not_allowed
     │   ├── NotManaged                403 not_managed
     │   ├── PathNotAllowed            403 path_not_allowed
     │   └── PolicyViolation           403 policy_violation
     ├── NotFound                      404 not_found
     ├── MethodNotAllowed              405 method_not_allowed
     ├── Conflict                      409 conflict
+    │   ├── DeployInProgress          409 deploy_in_progress
     │   ├── PortInUse                 409 port_in_use
     │   ├── UnhealthyContainer        409 unhealthy_container
     │   └── Unsupported               409 unsupported
@@ -138,6 +140,12 @@ class InsufficientScope(Forbidden):
     code = "insufficient_scope"
 
 
+class AppNotAllowed(Forbidden):
+    """The token is limited to some apps, and this route or object is of another (or of none)."""
+
+    code = "app_not_allowed"
+
+
 class NotManaged(Forbidden):
     """The Docker object was not created by this service; touching it needs `admin`."""
 
@@ -162,6 +170,12 @@ class Conflict(DockerManagerError):
 
     status_code = 409
     code = "conflict"
+
+
+class DeployInProgress(Conflict):
+    """A deploy of this app is queued or running, and DM_DEPLOY_QUEUE says not to wait."""
+
+    code = "deploy_in_progress"
 
 
 class PortInUse(Conflict):

@@ -31,6 +31,7 @@ from docker_manager.services.containers import ContainerFiles, ContainerService,
 from docker_manager.services.containers.options import ContainerOptions
 from docker_manager.services.deploys.localrun import LocalRunService
 from docker_manager.services.deploys.options import DeployOptions
+from docker_manager.services.deploys.service import DeployService
 from docker_manager.services.healthchecks.checker import HealthChecker
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.host.options import HostOptions
@@ -80,6 +81,7 @@ class Runtime:
     retention: RetentionService
     releases: ReleaseService
     localrun: LocalRunService
+    deploys: DeployService
     sites: SiteService
     rollbacks: RollbackService
     commands: CommandService
@@ -123,6 +125,10 @@ class Runtime:
         sites = SiteService(nginx=_nginx(settings), docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
+        deploy_options = DeployOptions.of(settings)
+        localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
+                                   ownership=ownership, health=healthchecks, releases=releases, disk=disk,
+                                   options=deploy_options)
         return cls(
             settings=settings, db=db, docker=docker, probe=probe, runner=runner, outbox=outbox, tokens=tokens,
             ownership=ownership, sampler=sampler, disk=disk, containers=containers, images=images,
@@ -130,9 +136,10 @@ class Runtime:
             audit=audit,
             host=HostService(docker=docker, sampler=sampler, options=host_options),
             container_files=ContainerFiles(docker=docker, containers=containers, options=container_options),
-            localrun=LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
-                                     ownership=ownership, health=healthchecks, releases=releases, disk=disk,
-                                     options=DeployOptions.of(settings)),
+            localrun=localrun,
+            deploys=DeployService(docker=docker, runner=runner, builds=builds, localrun=localrun,
+                                  containers=containers, sites=sites, releases=releases, disk=disk,
+                                  options=deploy_options),
             rollbacks=RollbackService(releases=releases, containers=containers, docker=docker,
                                       switch=sites.switch, runner=runner, options=release_options),
             commands=CommandService(runner=runner, options=CommandOptions.of(settings)),
@@ -174,6 +181,7 @@ async def _runner(db: Database, settings: Settings) -> TaskRunner:
             TaskKind.ROLLBACK: settings.max_concurrent_rollbacks,
             TaskKind.PIPELINE: settings.max_concurrent_pipelines,
             TaskKind.COMMAND: settings.max_concurrent_commands,
+            TaskKind.DEPLOY: settings.max_concurrent_deploys,
         },
         max_queued=settings.max_queued_tasks,
         outbox_enabled=settings.log_stream_endpoint is not None,

@@ -136,8 +136,8 @@ def test_deploy_with_a_domain_then_roll_back(
     releases = json.loads(cli(home, "releases", unique, "--json").stdout)
     assert [(r["release"], r["source"]) for r in releases] == [
         (3, "rollback"),
-        (2, "localrun"),
-        (1, "localrun"),
+        (2, "deploy"),
+        (1, "deploy"),
     ]
     apps = json.loads(cli(home, "apps", "--json").stdout)
     assert next(a for a in apps if a["app_id"] == unique)["domains"] == [domain]
@@ -146,7 +146,7 @@ def test_deploy_with_a_domain_then_roll_back(
     containers = json.loads(cli(home, "ps", "--all", "--json").stdout)
     assert any(c["app_id"] == unique for c in containers)
     tasks = json.loads(cli(home, "tasks", "--app", unique, "--json").stdout)
-    assert {t["task_type"] for t in tasks} >= {"docker_build", "localrun", "rollback"}
+    assert {t["task_type"] for t in tasks} == {"deploy", "rollback"}
     table = cli(home, "releases", unique).stdout
     assert table.splitlines()[0].split()[:3] == ["RELEASE", "STATUS", "SOURCE"]
 
@@ -194,6 +194,7 @@ def test_the_terminal_view_updates_in_place(home: Path, server: Server, unique: 
     (folder / "Dockerfile").write_text(
         f"FROM {base_image}\nRUN echo {unique}\n"  # never from the cache: the steps must run
         "RUN for i in $(seq 1 20); do echo step-$i; sleep 0.1; done\nRUN echo done\n"
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/"]\n'  # a deploy needs a container that keeps running
     )
     main, child = pty.openpty()
     process = subprocess.Popen(
@@ -225,3 +226,39 @@ def test_the_terminal_view_updates_in_place(home: Path, server: Server, unique: 
     # The block is redrawn in place (cursor up, erase line), many times, then the result line.
     assert text.count("\x1b[2K") > 10 and "\x1b[1A" in text
     assert "build" in text and f"{unique}: release 1" in text
+
+
+def test_a_deploy_goes_on_when_the_terminal_leaves(
+    home: Path, server: Server, unique: str, base_image: str
+) -> None:
+    """The deploy runs on the server: Ctrl-C detaches (saying how to follow again), a killed client
+    changes nothing, and `logs -f` follows the same task to its end."""
+    folder = server.contexts / f"{unique}-leave"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo {unique}\nRUN for i in $(seq 1 15); do echo step-$i; sleep 0.2; done\n"
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/"]\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "docker_manager", "deploy", folder.name, "--app", unique],
+        env=cli_env(home),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while "step-" not in (line := process.stdout.readline()):  # the build runs
+        assert line and time.monotonic() < deadline, "the build never started"
+    process.send_signal(2)  # Ctrl-C, not at a terminal: detach
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    task_id = err.split("docker-manager logs ", 1)[1].split()[0]
+    followed = cli(home, "logs", task_id, "-f")
+    assert followed.returncode == 0, followed.stderr
+    assert "step-15" in followed.stdout
+    status = json.loads(cli(home, "task", task_id, "--json").stdout)
+    assert status["status"] == "completed", status
+    releases = json.loads(cli(home, "releases", unique, "--json").stdout)
+    assert [(r["release"], r["task_id"]) for r in releases] == [(1, task_id)]

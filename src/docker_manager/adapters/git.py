@@ -10,9 +10,11 @@ URL, hooks pointed at /dev/null, no system or global config, and `GIT_TERMINAL_P
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import shutil
+import stat
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -121,14 +123,16 @@ def _git_env(home: Path, scheme: str) -> dict[str, str]:
     }
 
 
-def _clone_argv(url: str, scheme: str, dest: Path) -> list[str]:
+def _clone_argv(url: str, scheme: str, dest: Path, ref: str | None = None) -> list[str]:
+    # A ref is validated by its schema (no leading `-`); `--branch=` keeps it one argument anyway.
+    branch = [f"--branch={ref}"] if ref else []
     return [
         shutil.which("git") or "git",
         "-c", "protocol.allow=never",
         "-c", f"protocol.{scheme}.allow=always",
         "-c", "core.hooksPath=/dev/null",
         "-c", "submodule.recurse=false",
-        "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--quiet",
+        "clone", "--depth", "1", "--single-branch", "--no-recurse-submodules", "--quiet", *branch,
         "--", url, str(dest),
     ]  # fmt: skip
 
@@ -141,8 +145,9 @@ async def clone(
     timeout: float,
     max_bytes: int,
     on_line: Callable[[str, str], Awaitable[None]],
+    ref: str | None = None,
 ) -> str:
-    """`git clone --depth 1` into `dest`; returns the commit cloned."""
+    """`git clone --depth 1` (of `ref`, a branch or tag, when given) into `dest`; the commit cloned."""
     home = dest.parent / ".git-home"
     home.mkdir(parents=True, exist_ok=True)
     env = _git_env(home, scheme)
@@ -161,7 +166,7 @@ async def clone(
     watchdog = asyncio.create_task(watch_size())
     try:
         result = await runner.run(
-            _clone_argv(url, scheme, dest), cwd=dest.parent, env=env, on_line=forward, timeout=timeout
+            _clone_argv(url, scheme, dest, ref), cwd=dest.parent, env=env, on_line=forward, timeout=timeout
         )
     finally:
         watchdog.cancel()
@@ -188,3 +193,26 @@ async def _head(dest: Path, env: dict[str, str]) -> str:
     )
     out, _ = await process.communicate()
     return out.decode().strip()
+
+
+MAX_DOCKERFILE_BYTES = 1 << 20
+
+
+def read_repo_dockerfile(path: Path) -> str | None:
+    """The repository's own Dockerfile, or None when it has none. A symlink (which could point
+    anywhere on the host) or an oversized file is refused, never read. Blocking."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidInput("the repository's Dockerfile is a symbolic link", field="repo_url") from exc
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise InvalidInput("the repository's Dockerfile is not a regular file", field="repo_url")
+        data = handle.read(MAX_DOCKERFILE_BYTES + 1)
+    if len(data) > MAX_DOCKERFILE_BYTES:
+        raise InvalidInput("the repository's Dockerfile is larger than 1 MiB", field="repo_url")
+    return data.decode("utf-8", "replace")

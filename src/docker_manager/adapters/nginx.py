@@ -170,12 +170,7 @@ class Nginx:
         """The site file for validated values (domain, upstream and ids are checked by the caller).
         With `front`, nginx sends to that fixed address and the kernel moves it (no keep-alive pool
         to the upstream, so that every request follows the current rule)."""
-        tls = None
-        if self._cert_dir is not None:
-            cert = self._cert_dir / f"{domain.replace('*', '_')}.crt"
-            key = self._cert_dir / f"{domain.replace('*', '_')}.key"
-            if cert.is_file() and key.is_file():
-                tls = {"cert": str(cert), "key": str(key)}
+        tls = self.certificate_of(domain)
         return self._env.get_template("site.conf.j2").render(
             # nginx >= 1.27.4 can keep idle keep-alive connections open briefly while old workers
             # wind down after a reload; older ones close them, and a client that reuses one at that
@@ -196,6 +191,14 @@ class Nginx:
             tls_listen=self._tls_listen,
             tls=tls,
         )
+
+    def certificate_of(self, domain: str) -> dict[str, str] | None:
+        """The certificate and key files of `domain` in the cert dir, when both exist. Blocking."""
+        if self._cert_dir is None:
+            return None
+        cert = self._cert_dir / f"{domain.replace('*', '_')}.crt"
+        key = self._cert_dir / f"{domain.replace('*', '_')}.key"
+        return {"cert": str(cert), "key": str(key)} if cert.is_file() and key.is_file() else None
 
     # --- state ---------------------------------------------------------------------------------
     def _master(self) -> psutil.Process:

@@ -20,6 +20,7 @@ from docker_manager.services.builds import BuildService
 from docker_manager.services.commands.service import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService
 from docker_manager.services.deploys.localrun import LocalRunService
+from docker_manager.services.deploys.service import DeployService
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.host.system import HostService
 from docker_manager.services.images.service import ImageService
@@ -45,7 +46,7 @@ class RequireScope(HTTPBearer):
     Every route of the app declares one of these; `tests/app/test_tokens.py` walks the routes to check.
     """
 
-    def __init__(self, scope: Scope, *, also: tuple[Scope, ...] = ()) -> None:
+    def __init__(self, scope: Scope, *, also: tuple[Scope, ...] = (), apps: bool = False) -> None:
         super().__init__(
             auto_error=False,
             scheme_name="bearer",
@@ -53,6 +54,9 @@ class RequireScope(HTTPBearer):
         )
         self.scope = scope
         self.also = also  # other scopes that are enough too
+        # A route that names an app (or an object of one): a token limited to apps may call it
+        # (the route checks the app). Every other route is host-level: 403 app_not_allowed.
+        self.apps = apps
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         # The AuthGate middleware has checked the token already, before the body was read.
@@ -67,6 +71,8 @@ class RequireScope(HTTPBearer):
             raise Unauthorized("unknown, expired or revoked token")
         if not (principal.has(self.scope) or any(principal.has(scope) for scope in self.also)):
             raise InsufficientScope(f"this needs a token with the {self.scope.value!r} scope")
+        if principal.apps is not None and not self.apps:
+            principal.require_app(None, "this route")
         return principal
 
 
@@ -77,8 +83,14 @@ AdminAccess = Annotated[Principal, Depends(RequireScope(Scope.ADMIN))]
 MetricsAccess = Annotated[Principal, Depends(RequireScope(Scope.METRICS, also=(Scope.READ,)))]
 # Any valid token (whoami): every scope is enough.
 AnyAccess = Annotated[
-    Principal, Depends(RequireScope(Scope.READ, also=(Scope.OPERATE, Scope.EXEC, Scope.METRICS)))
+    Principal,
+    Depends(RequireScope(Scope.READ, also=(Scope.OPERATE, Scope.EXEC, Scope.METRICS), apps=True)),
 ]
+# Routes that name an app or an object of one: tokens limited to apps may call them, and the
+# route (or its service) checks the app.
+AppReadAccess = Annotated[Principal, Depends(RequireScope(Scope.READ, apps=True))]
+AppOperateAccess = Annotated[Principal, Depends(RequireScope(Scope.OPERATE, apps=True))]
+AppExecAccess = Annotated[Principal, Depends(RequireScope(Scope.EXEC, apps=True))]
 
 
 # --- one getter per service ---------------------------------------------------------------------
@@ -100,6 +112,10 @@ async def get_builds(request: Request) -> BuildService:
 
 async def get_localrun(request: Request) -> LocalRunService:
     return runtime_of(request).localrun
+
+
+async def get_deploys(request: Request) -> DeployService:
+    return runtime_of(request).deploys
 
 
 async def get_sites(request: Request) -> SiteService:
@@ -162,6 +178,7 @@ ContainerFilesDep = Annotated[ContainerFiles, Depends(get_container_files)]
 ImagesDep = Annotated[ImageService, Depends(get_images)]
 BuildsDep = Annotated[BuildService, Depends(get_builds)]
 LocalRunDep = Annotated[LocalRunService, Depends(get_localrun)]
+DeploysDep = Annotated[DeployService, Depends(get_deploys)]
 SitesDep = Annotated[SiteService, Depends(get_sites)]
 ReleasesDep = Annotated[ReleaseService, Depends(get_releases)]
 RollbackDep = Annotated[RollbackService, Depends(get_rollbacks)]

@@ -54,6 +54,8 @@ class StatusShape:
         return value if self.pattern.fullmatch(value) else None
 
     def allows(self, principal: Principal) -> bool:
+        if principal.apps is not None and not self.guard.apps:
+            return False  # the route's own answer says why
         return principal.has(self.guard.scope) or any(principal.has(s) for s in self.guard.also)
 
 

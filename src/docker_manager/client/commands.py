@@ -130,6 +130,9 @@ def deploy(
     path: Annotated[str | None, typer.Argument(help="Context folder as the server sees it.")] = None,
     app_id: Annotated[str, typer.Option("--app", help="The app (its releases, its site).")] = ...,  # type: ignore[assignment]
     image: Annotated[str | None, typer.Option(help="Run this image instead of building PATH.")] = None,
+    git: Annotated[str | None, typer.Option(help="Clone this repository and build it instead.")] = None,
+    ref: Annotated[str | None, typer.Option(help="The branch or tag of --git.")] = None,
+    artefact: Annotated[str | None, typer.Option(help="Load this .tar.lz4 (server-side path).")] = None,
     tag: Annotated[str | None, typer.Option(help="Image tag (default {app}:latest).")] = None,
     port: Annotated[int | None, typer.Option(help="Host port to publish the container port on.")] = None,
     container_port: Annotated[int, typer.Option(help="The port the app listens on.")] = 80,
@@ -138,13 +141,15 @@ def deploy(
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpu: Annotated[float | None, typer.Option(help="CPUs, e.g. 0.5.")] = None,
     health_path: Annotated[str, typer.Option(help="What the new container must answer.")] = "/",
+    export: Annotated[bool, typer.Option(help="Also save the image as an artefact.")] = False,
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Build PATH on the server (or take --image), run it, and with --domain switch the domain
-    to it once it answers. Progress is shown live on a terminal."""
-    if (path is None) == (image is None):
-        typer.echo("error: give a context PATH or --image (one of them)", err=True)
+    """Deploy on the server, as one task: build PATH (or clone --git, or take --image or
+    --artefact), run it, check it, switch its sites (and --domain) to it once it answers, retire
+    the previous container. Progress is shown live on a terminal."""
+    if sum(source is not None for source in (path, image, git, artefact)) != 1:
+        typer.echo("error: give one source: a context PATH, --git, --image or --artefact", err=True)
         raise typer.Exit(EXIT_USAGE)
     try:
         variables = dict(item.split("=", 1) for item in env or [])
@@ -155,6 +160,9 @@ def deploy(
         app_id=app_id,
         path=path,
         image=image,
+        git=git,
+        ref=ref,
+        artefact=artefact,
         tag=tag,
         port=port,
         container_port=container_port,
@@ -163,6 +171,7 @@ def deploy(
         memory=memory,
         cpu=cpu,
         health_path=health_path,
+        export=export,
     )
     with _api(context) as api:
         result = deploy_app(

@@ -21,6 +21,17 @@ class WorkFields(BaseModel):
         2, ge=1, le=64, description="Rollbacks that run at once (one per app at a time in any case)"
     )
     max_concurrent_pipelines: int = Field(1, ge=1, le=64, description="Html-site pipelines that run at once.")
+    max_concurrent_deploys: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Deploys (`POST /apps/{app_id}/deploy`) that run at once, of different apps.",
+    )
+    deploy_queue: Literal["wait", "refuse"] = Field(
+        "wait",
+        description="A deploy of an app that has one queued or running: waits its turn (`wait`), or is "
+        "refused with 409 `deploy_in_progress` (`refuse`).",
+    )
     max_concurrent_commands: int = Field(
         4, ge=1, le=256, description="Host commands (run-stream) that run at once."
     )

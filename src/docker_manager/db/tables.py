@@ -19,6 +19,8 @@ api_tokens = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    # The apps the token is limited to, comma-separated (`shop,shop-*`); NULL: not limited.
+    sa.Column("apps", sa.String(2000), nullable=True),
 )
 
 tasks = sa.Table(
@@ -114,7 +116,7 @@ releases = sa.Table(
     sa.Column("app_id", sa.String(64), primary_key=True),
     sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    # localrun, run, pipeline, update_port, rollback, imported
+    # deploy, localrun, run, pipeline, update_port, rollback, imported
     sa.Column("source", sa.String(16), nullable=False),
     sa.Column("task_id", sa.String(64), nullable=True),
     # The build (or other) task whose folder holds the artefact, when not `task_id` itself.

@@ -33,6 +33,7 @@ class TaskKind(StrEnum):
     ROLLBACK = "rollback"
     PIPELINE = "pipeline"
     COMMAND = "command"
+    DEPLOY = "deploy"
 
 
 # An event whose status is LOG carries output lines; every other event is a step of the task.

@@ -216,3 +216,6 @@ Argv = Annotated[
 
 _CPUSET_RE = re.compile(r"^\d{1,4}(?:-\d{1,4})?(?:,\d{1,4}(?:-\d{1,4})?)*$")
 CpuSet = Annotated[str, StringConstraints(pattern=_CPUSET_RE.pattern), Field(examples=["0-1"])]
+
+# A path an HTTP probe may ask for (a health check's).
+HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]{0,511}$")]

@@ -6,12 +6,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
+from docker_manager.schemas.builds import BuildArgName, DockerfileName
 from docker_manager.schemas.common import (
     AppId,
     Argv,
     ContainerName,
     CpuSet,
     EnvMap,
+    HttpPath,
+    ImageRef,
+    ImageTag,
     MemorySize,
     PortMap,
     ResponseModel,
@@ -19,8 +23,7 @@ from docker_manager.schemas.common import (
     TaskId,
 )
 from docker_manager.schemas.containers import ContainerPath, NamedVolume
-
-HttpPath = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]{0,511}$")]
+from docker_manager.schemas.sites import Domain
 
 
 class LocalRunRequest(StrictModel):
@@ -80,3 +83,72 @@ class LocalRunResult(ResponseModel):
     healthcheck_time: int
     start_check_time: str
     end_check_time: str
+
+
+# --- the deploy operation (`POST /apps/{app_id}/deploy`) -----------------------------------------
+
+GitRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")]
+
+
+class GitSource(StrictModel):
+    url: str = Field(max_length=2048, description="Under the pipeline's rules (DM_GIT_ALLOWED_SCHEMES...).")
+    ref: GitRef | None = Field(None, description="A branch or tag (default: the remote's HEAD).")
+
+
+class DeployHealth(StrictModel):
+    """When the new version counts as serving: an HTTP answer on `path` before the switch."""
+
+    path: HttpPath = "/"
+    expected_status: int | None = Field(None, ge=100, le=599, description="Default: any status below 500.")
+    interval: float = Field(0.5, ge=0.05, le=30, description="Seconds between probes.")
+    timeout: float = Field(30.0, ge=0.5, le=600, description="Seconds the answer may take to come, in all.")
+    start_period: float = Field(0.0, ge=0, le=600, description="Seconds given to start before probing.")
+
+
+class DeployRequest(StrictModel):
+    """Exactly one source: a context folder, a git repository, an image, or an artefact."""
+
+    context: str | None = Field(None, max_length=4096, description="A folder inside DM_CONTEXT_ROOTS.")
+    dockerfile: DockerfileName | None = Field(None, description="Its Dockerfile's name (default Dockerfile).")
+    build_args: dict[BuildArgName, Annotated[str, StringConstraints(max_length=32768)]] = Field(
+        default_factory=dict, max_length=100
+    )
+    nocache: bool = False
+    tag: ImageTag | None = Field(
+        None, description="The built or loaded image's tag (default `{app}:latest`)."
+    )
+    git: GitSource | None = None
+    image: ImageRef | None = Field(None, description="An image on the engine (this service never pulls).")
+    artefact: str | None = Field(
+        None, max_length=4096, description="A .tar.lz4 in the upload or builds root."
+    )
+    container_port: int = Field(80, ge=1, le=65535, description="The port the app listens on inside.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="A host port to publish it on (default: one the engine chooses)."
+    )
+    env: EnvMap = Field(default_factory=dict)
+    memory: MemorySize | None = None
+    cpus: float | None = Field(None, gt=0)
+    domain: Domain | None = Field(None, description="Serve this domain (its site made if missing).")
+    tls: bool = Field(False, description="Serve the domain over TLS (its certificate must exist).")
+    health: DeployHealth = Field(default_factory=DeployHealth)
+    drain_seconds: float | None = Field(None, ge=0, le=300, description="Before the previous one stops.")
+    export: bool = Field(False, description="Also save the image as a .tar.lz4 in the task's folder.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeployRequest:
+        given = [name for name in ("context", "git", "image", "artefact") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one source: context, git, image or artefact"
+                + (f" (given: {', '.join(given)})" if given else "")
+            )
+        if (self.dockerfile or self.build_args or self.nocache) and not (self.context or self.git):
+            raise ValueError("dockerfile, build_args and nocache go with a context or git source")
+        return self
+
+
+class DeployStarted(ResponseModel):
+    task_id: str
+    status: str = Field("started", description="started")
+    app_id: str

@@ -16,7 +16,7 @@ class ReleaseView(BaseModel):
     app_id: str
     release: int = Field(description="Numbered per app, from 1.")
     created_at: datetime
-    source: str = Field(description="localrun, run, pipeline, update_port, rollback or imported.")
+    source: str = Field(description="deploy, localrun, run, pipeline, update_port, rollback or imported.")
     status: ReleaseStatus = Field(
         description="live: its container serves the app; retained: it can be rolled back to; "
         "gone: its image (or its record) was removed."

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
-from docker_manager.schemas.common import AppId, ContainerRef, ResponseModel, StrictModel, TaskId
-from docker_manager.schemas.deploys import HttpPath
+from docker_manager.schemas.common import AppId, ContainerRef, HttpPath, ResponseModel, StrictModel, TaskId
 
 # A lower-case RFC 1123 name with at least two labels; a wildcard only as the whole first label.
 _DOMAIN_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -3,7 +3,6 @@ policy as the API, refused with the reason shown on the page."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -12,9 +11,9 @@ from pydantic import ValidationError
 
 from docker_manager.api.deps import runtime_of
 from docker_manager.api.middleware import client_key, peer_of
-from docker_manager.auth import Scope, parse_scopes
+from docker_manager.auth import Scope, parse_apps, parse_scopes
 from docker_manager.errors import DockerManagerError, InsufficientScope
-from docker_manager.schemas.deploys import LocalRunRequest
+from docker_manager.schemas.deploys import DeployRequest
 from docker_manager.schemas.releases import RollbackRequest
 from docker_manager.schemas.sites import SiteCreateRequest, SiteDeleteRequest
 from docker_manager.ui.deps import (
@@ -56,13 +55,13 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
             status_code=status,
             failure=failure or "unknown, expired or revoked token",
         )
-    if not principal.has(Scope.READ):
+    if not principal.has(Scope.READ) or principal.apps is not None:
         return page(
             request,
             "login.html",
             None,
             status_code=403,
-            failure="the dashboard needs a token with the 'read' scope",
+            failure="the dashboard needs a token with the 'read' scope, not limited to apps",
         )
     # A browser holds one session: the one it had (another token's, or a stolen cookie's twin)
     # ends here, so a login never leaves a live session behind.
@@ -145,8 +144,10 @@ async def deploy(
     app_id: Annotated[str, Form(max_length=64)] = "",
     container_port: Annotated[str, Form(max_length=20)] = "",
     host_port: Annotated[int | None, Form(ge=1, le=65535)] = None,
+    domain: Annotated[str, Form(max_length=253)] = "",
 ) -> Response:
-    """Load and run an artefact of the upload root (a localrun task); off to its task page."""
+    """Deploy an artefact of the upload root (the deploy operation, as the API's); off to its task
+    page."""
     runtime = runtime_of(request)
     try:
         _require(session, Scope.OPERATE)
@@ -154,11 +155,18 @@ async def deploy(
         upload = uploads.get(artefact)
         if upload is None:
             return back(request, "/ui/apps", error="no such artefact in the upload root")
-        ports = {container_port.strip(): host_port} if container_port.strip() else {}
-        # A loose file gets a task folder of its own (never another task's).
-        task_id = upload.task_id or f"upload-{secrets.token_hex(6)}"
-        body = LocalRunRequest(lz4_path=upload.path, task_id=task_id, app_id=app_id or None, ports=ports)
-        task_id = await runtime.localrun.start(body, session.principal)
+        if not app_id.strip():
+            return back(request, "/ui/apps", error="an app id is needed")
+        port_text = container_port.strip().removesuffix("/tcp") or "80"
+        if not port_text.isdigit():
+            return back(request, "/ui/apps", error="container_port: a TCP port, such as 80 or 80/tcp")
+        body = DeployRequest(
+            artefact=str(runtime.settings.upload_path / upload.path),
+            container_port=int(port_text),
+            port=host_port,
+            domain=domain.strip() or None,
+        )
+        task_id = (await runtime.deploys.start(app_id.strip(), body, session.principal)).id
     except DockerManagerError as exc:
         return back(request, "/ui/apps", error=exc)
     except ValidationError as exc:
@@ -192,10 +200,14 @@ async def create_token(
     session: FormSession,
     name: Annotated[str, Form(pattern=r"^[A-Za-z0-9_.@-]{1,100}$")],
     scopes: Annotated[list[str], Form()],
+    apps: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     try:
         _require(session, Scope.ADMIN)
-        info, secret = await runtime_of(request).tokens.create(name=name, scopes=parse_scopes(scopes))
+        limited = parse_apps(apps.replace(",", " ").split())
+        info, secret = await runtime_of(request).tokens.create(
+            name=name, scopes=parse_scopes(scopes), apps=limited
+        )
     except DockerManagerError as exc:
         return back(request, "/ui/tokens", error=exc)
     # Shown this once, in this answer only (never in a URL).

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from docker_manager.api.deps import (
+    AppExecAccess,
+    AppOperateAccess,
+    AppReadAccess,
     ContainerFilesDep,
     ContainersDep,
-    ExecAccess,
     OperateAccess,
     ReadAccess,
     ReleasesDep,
@@ -72,7 +74,7 @@ async def list_containers(
 
 
 @router.get("/containers/{id_or_name}")
-async def inspect(id_or_name: RefPath, containers: ContainersDep, who: ReadAccess) -> dict[str, Any]:
+async def inspect(id_or_name: RefPath, containers: ContainersDep, who: AppReadAccess) -> dict[str, Any]:
     """The engine's inspect document; environment values are hidden unless the token has `exec`."""
     return await containers.inspect(id_or_name.lstrip("/"), who)
 
@@ -83,37 +85,39 @@ async def stats(id_or_name: RefPath, containers: ContainersDep, _: ReadAccess) -
 
 
 @router.post("/stop", response_model=ActionResult)
-async def stop(body: StopRequest, containers: ContainersDep, who: OperateAccess) -> ActionResult:
+async def stop(body: StopRequest, containers: ContainersDep, who: AppOperateAccess) -> ActionResult:
     return await containers.act(body.id_or_name, who, "stop", timeout=body.timeout)
 
 
 @router.post("/start", response_model=ActionResult)
-async def start(body: ContainerRefRequest, containers: ContainersDep, who: OperateAccess) -> ActionResult:
+async def start(body: ContainerRefRequest, containers: ContainersDep, who: AppOperateAccess) -> ActionResult:
     return await containers.act(body.id_or_name, who, "start")
 
 
 @router.post("/restart", response_model=ActionResult)
-async def restart(body: StopRequest, containers: ContainersDep, who: OperateAccess) -> ActionResult:
+async def restart(body: StopRequest, containers: ContainersDep, who: AppOperateAccess) -> ActionResult:
     return await containers.act(body.id_or_name, who, "restart", timeout=body.timeout)
 
 
 @router.post("/pause", response_model=ActionResult)
-async def pause(body: ContainerRefRequest, containers: ContainersDep, who: OperateAccess) -> ActionResult:
+async def pause(body: ContainerRefRequest, containers: ContainersDep, who: AppOperateAccess) -> ActionResult:
     return await containers.act(body.id_or_name, who, "pause")
 
 
 @router.post("/unpause", response_model=ActionResult)
-async def unpause(body: ContainerRefRequest, containers: ContainersDep, who: OperateAccess) -> ActionResult:
+async def unpause(
+    body: ContainerRefRequest, containers: ContainersDep, who: AppOperateAccess
+) -> ActionResult:
     return await containers.act(body.id_or_name, who, "unpause")
 
 
 @router.post("/kill", response_model=ActionResult)
-async def kill(body: KillRequest, containers: ContainersDep, who: OperateAccess) -> ActionResult:
+async def kill(body: KillRequest, containers: ContainersDep, who: AppOperateAccess) -> ActionResult:
     return await containers.act(body.id_or_name, who, "kill", signal=body.signal)
 
 
 @router.post("/rm", response_model=RemoveResult)
-async def remove(body: RemoveRequest, containers: ContainersDep, who: OperateAccess) -> RemoveResult:
+async def remove(body: RemoveRequest, containers: ContainersDep, who: AppOperateAccess) -> RemoveResult:
     return await containers.remove(body.id_or_name, who, force=body.force, volumes=body.volumes)
 
 
@@ -121,7 +125,7 @@ async def remove(body: RemoveRequest, containers: ContainersDep, who: OperateAcc
 async def logs(
     id_or_name: RefPath,
     containers: ContainersDep,
-    who: ExecAccess,
+    who: AppExecAccess,
     tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
     timestamps: bool = False,
 ) -> LogsResult:
@@ -130,7 +134,7 @@ async def logs(
 
 
 @router.post("/exec", response_model=ExecResult)
-async def exec_(body: ExecRequest, containers: ContainersDep, who: ExecAccess) -> ExecResult:
+async def exec_(body: ExecRequest, containers: ContainersDep, who: AppExecAccess) -> ExecResult:
     """Run a command inside the container (never through a host shell); output and time capped."""
     return await containers.exec(
         body.id_or_name, who, cmd=body.cmd, workdir=body.workdir, timeout=body.timeout
@@ -142,7 +146,7 @@ files = APIRouter(prefix="/docker/container/fs", tags=["container files"])
 
 
 @files.post("/list", response_model=FsListResult)
-async def list_dir(body: FsListRequest, files: ContainerFilesDep, who: ExecAccess) -> FsListResult:
+async def list_dir(body: FsListRequest, files: ContainerFilesDep, who: AppExecAccess) -> FsListResult:
     """The entries of one directory (with `recursive`, of everything below it), sorted by name,
     `limit` per page; `type` is dir or file as in the original, `kind` tells symlinks and the rest."""
     return await files.list_dir(
@@ -156,7 +160,7 @@ async def list_dir(body: FsListRequest, files: ContainerFilesDep, who: ExecAcces
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 async def read_file(
-    body: FsReadRequest, request: Request, files: ContainerFilesDep, who: ExecAccess
+    body: FsReadRequest, request: Request, files: ContainerFilesDep, who: AppExecAccess
 ) -> Response:
     """JSON: text when the bytes are UTF-8, else base64; above DM_FS_MAX_BYTES 413 (read a range).
 
@@ -174,7 +178,7 @@ async def read_file(
 
 
 @files.post("/write", response_model=FsWriteResult)
-async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAccess) -> FsWriteResult:
+async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: AppExecAccess) -> FsWriteResult:
     return await files.write_file(
         body.id_or_name,
         who,
@@ -187,11 +191,11 @@ async def write_file(body: FsWriteRequest, files: ContainerFilesDep, who: ExecAc
 
 
 @files.post("/mkdir", response_model=FsMkdirResult)
-async def make_dir(body: FsMkdirRequest, files: ContainerFilesDep, who: ExecAccess) -> FsMkdirResult:
+async def make_dir(body: FsMkdirRequest, files: ContainerFilesDep, who: AppExecAccess) -> FsMkdirResult:
     return await files.make_dir(body.id_or_name, who, path=body.path, parents=body.parents)
 
 
 @files.post("/delete", response_model=FsDeleteResult)
-async def delete_path(body: FsDeleteRequest, files: ContainerFilesDep, who: ExecAccess) -> FsDeleteResult:
+async def delete_path(body: FsDeleteRequest, files: ContainerFilesDep, who: AppExecAccess) -> FsDeleteResult:
     """Refuses /, /proc, /sys, /dev, mount points and their parents, and paths in host bind mounts."""
     return await files.delete_path(body.id_or_name, who, path=body.path, recursive=body.recursive)

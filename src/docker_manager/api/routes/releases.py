@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from docker_manager.api.deps import OperateAccess, ReadAccess, ReleasesDep, RollbackDep
+from docker_manager.api.deps import AppOperateAccess, AppReadAccess, ReadAccess, ReleasesDep, RollbackDep
 from docker_manager.schemas.releases import AppDetail, AppView, ReleaseView, RollbackRequest, RollbackStarted
 
 router = APIRouter(prefix="/apps", tags=["apps"])
@@ -21,7 +21,8 @@ async def list_apps(releases: ReleasesDep, _: ReadAccess) -> list[AppView]:
 
 
 @router.get("/{app_id}", response_model=AppDetail)
-async def get_app(app_id: AppPath, releases: ReleasesDep, _: ReadAccess) -> AppDetail:
+async def get_app(app_id: AppPath, releases: ReleasesDep, who: AppReadAccess) -> AppDetail:
+    who.require_app(app_id, "this app")
     return await releases.app(app_id)
 
 
@@ -29,17 +30,19 @@ async def get_app(app_id: AppPath, releases: ReleasesDep, _: ReadAccess) -> AppD
 async def list_releases(
     app_id: AppPath,
     releases: ReleasesDep,
-    _: ReadAccess,
+    who: AppReadAccess,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[ReleaseView]:
     """Newest first."""
+    who.require_app(app_id, "this app")
     return await releases.releases(app_id, limit=limit)
 
 
 @router.post("/{app_id}/rollback", response_model=RollbackStarted)
 async def rollback(
-    app_id: AppPath, body: RollbackRequest, rollbacks: RollbackDep, who: OperateAccess
+    app_id: AppPath, body: RollbackRequest, rollbacks: RollbackDep, who: AppOperateAccess
 ) -> RollbackStarted:
     """Run an earlier release again (default: the newest one before the live one), health-gated;
     a task of type `rollback` (follow it on `/tasks/{task_id}`)."""
+    who.require_app(app_id, "this app")
     return await rollbacks.start(app_id, body, who)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from docker_manager.api.deps import OperateAccess, ReadAccess, StreamsDep, TasksDep
+from docker_manager.api.deps import AppOperateAccess, AppReadAccess, StreamsDep, TasksDep
 from docker_manager.api.streaming import ndjson, sse, streaming, wanted_stream
 from docker_manager.runner import Status
 from docker_manager.schemas.tasks import TaskLogs, TaskPage, TaskStatus
@@ -22,7 +22,7 @@ TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 @router.get("", response_model=TaskPage)
 async def list_tasks(
     tasks: TasksDep,
-    who: ReadAccess,
+    who: AppReadAccess,
     status: Status | None = None,
     type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,40}$")] = None,
     app_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
@@ -36,7 +36,7 @@ async def list_tasks(
 
 
 @router.get("/status/{task_id}", response_model=TaskStatus)
-async def task_status(task_id: TaskIdPath, tasks: TasksDep, who: ReadAccess) -> Response:
+async def task_status(task_id: TaskIdPath, tasks: TasksDep, who: AppReadAccess) -> Response:
     """A task's state and steps (a host command's: admin only)."""
     # The busiest route (callers poll it): encoded once, by the model itself, rather than checked
     # and encoded again by the framework.
@@ -44,7 +44,7 @@ async def task_status(task_id: TaskIdPath, tasks: TasksDep, who: ReadAccess) -> 
 
 
 @router.post("/{task_id}/cancel", response_model=TaskStatus)
-async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, who: OperateAccess) -> TaskStatus:
+async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, who: AppOperateAccess) -> TaskStatus:
     """Stop the work (the engine request, the process group) and clean up partial files."""
     return await tasks.cancel(task_id, who)
 
@@ -53,7 +53,7 @@ async def cancel_task(task_id: TaskIdPath, tasks: TasksDep, who: OperateAccess) 
 async def task_logs(
     task_id: TaskIdPath,
     tasks: TasksDep,
-    who: ReadAccess,
+    who: AppReadAccess,
     streams: StreamsDep,
     server: Literal["build", "runtime"] | None = None,
     tail: Annotated[int, Query(ge=0, le=10_000, description="0: as many as allowed (10,000).")] = 200,
@@ -73,7 +73,7 @@ async def task_events(
     task_id: TaskIdPath,
     request: Request,
     tasks: TasksDep,
-    who: ReadAccess,
+    who: AppReadAccess,
     streams: StreamsDep,
     after: Annotated[int, Query(ge=0, description="Only events with a larger sequence number.")] = 0,
     format: Literal["sse", "ndjson"] | None = None,

@@ -192,6 +192,12 @@ class BuildService:
         if plan.export:
             await self._disk.require(self._options.builds_path, size, what="the build's artefact")
 
+    async def build_in(self, ctx: TaskContext, plan: BuildPlan, principal: Principal) -> dict[str, Any]:
+        """The build as a step of another task (a deploy): the same checks, events and files."""
+        await self._images.check_tag(plan.tag, principal)
+        plan.created_by = principal.token_id
+        return await self._build(ctx, plan)
+
     async def _build(self, ctx: TaskContext, plan: BuildPlan) -> dict[str, Any]:
         started = time.monotonic()
         await self.preflight(plan)  # a /start route's task ends at once with the reason

@@ -264,6 +264,7 @@ class ContainerService:
 
     async def inspect(self, ref: str, principal: Principal) -> dict[str, Any]:
         info = await self._docker.containers.info(ref)
+        self._check_app(info, principal, ref)
         # Environment values are secrets: shown to exec tokens for this service's containers only.
         if not (principal.is_admin or (principal.has(Scope.EXEC) and self._may_touch(info, principal))):
             redact_for_read(info.raw)
@@ -285,7 +286,15 @@ class ContainerService:
             owned = self._ownership.get(Kind.CONTAINER, info.id)
             reason = "has host-level options" if owned is not None else "was not created by this service"
             raise NotManaged(f"container {ref!r} {reason}; that needs an admin token")
+        self._check_app(info, principal, ref)
         return info
+
+    def _check_app(self, info: ContainerInfo, principal: Principal, ref: str) -> None:
+        """A token limited to apps reaches the containers of those apps only (by this service's
+        record of the container, never by its label)."""
+        if principal.apps is not None:
+            owned = self._ownership.get(Kind.CONTAINER, info.id)
+            principal.require_app(owned.app_id if owned else None, f"container {ref!r}")
 
     # --- lifecycle -----------------------------------------------------------------------
     async def act(self, ref: str, principal: Principal, action: str, **kwargs: Any) -> ActionResult:

@@ -50,15 +50,15 @@ class Artefact:
     summary: Summary
 
 
-def _artefact_path(body: LocalRunRequest, roots: Roots) -> Path:
-    """The artefact: a regular file inside the upload or builds root (blocking)."""
-    path = confine(body.lz4_path, [roots.upload_path, roots.builds_path], field="lz4_path")
+def artefact_file(raw: str, roots: Roots, *, field: str = "lz4_path") -> Path:
+    """An artefact: a regular file inside the upload or builds root (blocking)."""
+    path = confine(raw, [roots.upload_path, roots.builds_path], field=field)
     try:
         info = os.stat(path)
     except FileNotFoundError as exc:
-        raise InvalidInput("the lz4 file does not exist", field="lz4_path") from exc
+        raise InvalidInput("the lz4 file does not exist", field=field) from exc
     if not stat.S_ISREG(info.st_mode):
-        raise InvalidInput("lz4_path is not a regular file", field="lz4_path")
+        raise InvalidInput(f"{field} is not a regular file", field=field)
     return path
 
 
@@ -153,12 +153,28 @@ class LocalRunService:
         record = await self._runner.submit(await self._task(body, principal))
         return record.id
 
+    async def load_in(
+        self, ctx: TaskContext, lz4_path: str, app_id: str, principal: Principal
+    ) -> tuple[str, str | None]:
+        """Load an artefact as a step of another task (a deploy): its checksum checked when its
+        folder's manifest names it; the image id and tag."""
+        path = await asyncio.to_thread(
+            confine,
+            lz4_path,
+            [self._options.roots.upload_path, self._options.roots.builds_path],
+            field="artefact",
+        )
+        manifest = await asyncio.to_thread(read_json, path.parent / MANIFEST) or {}
+        expected = manifest.get("sha256") if manifest.get("artefact") == path.name else None
+        artefact = Artefact(path=path, folder=path.parent, expected_sha256=expected, summary=Summary())
+        return await self._decompile(ctx, artefact, app_id, principal)
+
     async def uploads(self) -> list[Upload]:
         """The artefacts waiting in the upload root (the dashboard's deploy form offers them)."""
         return await asyncio.to_thread(list_uploads, self._options.roots)
 
     async def _task(self, body: LocalRunRequest, principal: Principal) -> TaskSpec:
-        path = await asyncio.to_thread(_artefact_path, body, self._options.roots)
+        path = await asyncio.to_thread(artefact_file, body.lz4_path, self._options.roots)
         needed = await asyncio.to_thread(decompressed_size, path)
         await self._disk.require_engine(needed, what="loading the image")  # 507 before anything is made
         artefact = await asyncio.to_thread(_locate, body, path, self._options.roots)

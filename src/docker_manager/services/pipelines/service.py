@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import json
 import os
 import re
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from docker_manager.adapters.docker import Docker, ProgressError
-from docker_manager.adapters.git import check_repo_url, clone, redact_credentials, shown_url, url_secrets
+from docker_manager.adapters.git import (
+    check_repo_url,
+    clone,
+    read_repo_dockerfile,
+    redact_credentials,
+    shown_url,
+    url_secrets,
+)
 from docker_manager.adapters.probe import HttpProbe, NoGoodAnswer
 from docker_manager.auth import Principal
 from docker_manager.errors import DockerManagerError, InvalidInput, NotFound, StageFailed, UpstreamError
@@ -72,29 +77,6 @@ def registry_of(repo: str) -> str:
     if rest and ("." in first or ":" in first or first == "localhost"):
         return first
     return DOCKER_HUB
-
-
-MAX_DOCKERFILE_BYTES = 1 << 20
-
-
-def read_repo_dockerfile(path: Path) -> str | None:
-    """The repository's own Dockerfile, or None when it has none. A symlink (which could point
-    anywhere on the host) or an oversized file is refused, never read. Blocking."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise InvalidInput("the repository's Dockerfile is a symbolic link", field="repo_url") from exc
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise InvalidInput("the repository's Dockerfile is not a regular file", field="repo_url")
-        data = handle.read(MAX_DOCKERFILE_BYTES + 1)
-    if len(data) > MAX_DOCKERFILE_BYTES:
-        raise InvalidInput("the repository's Dockerfile is larger than 1 MiB", field="repo_url")
-    return data.decode("utf-8", "replace")
 
 
 def credentials_apply(repo: str, allowed: list[str]) -> bool:

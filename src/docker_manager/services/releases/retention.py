@@ -253,6 +253,7 @@ class RetentionService:
             # A folder another task still uses (a localrun writes into its build's) stays.
             in_use = {Path(f) for f in await self._tasks.folders_in_use(excluding=ids)}
             await self._tasks.purge(ids)
+            await self._leftover_containers(set(ids), kept, report)
             for record in old:
                 report.tasks.append(record.id)
                 folders = {Path(record.files_dir)} if record.files_dir else set()
@@ -265,6 +266,27 @@ class RetentionService:
                         report.task_folders.append(str(folder))
                         report.bytes_reclaimed += size
                 log.info("retention: removed task %s (ended %s)", record.id, record.finished_at)
+
+    async def _leftover_containers(self, tasks: set[str], kept: Kept, report: GcReport) -> None:
+        """The stopped containers these tasks made that no release names: what a failed or
+        cancelled deploy kept for inspection goes with its task."""
+        named = {r.container_id for r in await self._store.list() if r.container_id}
+        for ref in self._ownership.refs(Kind.CONTAINER):
+            owned = self._ownership.get(Kind.CONTAINER, ref)
+            if owned is None or owned.task_id not in tasks or ref in named or owned.task_id in kept.tasks:
+                continue
+            try:
+                info = await self._docker.containers.info(ref)
+                if info.running:
+                    continue
+                await self._docker.containers.remove(ref)
+            except NotFound:
+                pass
+            except DockerManagerError as exc:
+                report.errors.append(f"container {ref[:12]}: {exc.detail}")
+                continue
+            await self._ownership.forget(Kind.CONTAINER, ref)
+            report.containers.append(owned.name or ref[:12])
 
     async def _dangling_images(self, kept: Kept, report: GcReport) -> None:
         dangling = await self._docker.images.list(filters={"dangling": ["true"]})

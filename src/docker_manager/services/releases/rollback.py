@@ -169,6 +169,9 @@ class RollbackService:
         )
         if sites:
             details["old_container"] = await self._retire(ctx, live_info, gate, principal)
+        # Never two containers of the app running: one an earlier deploy left (the release's own
+        # original, say, when it was never retired) stops too.
+        details["also_stopped"] = await self._stop_others(plan.app_id, new.id, live_info, principal)
         result = {
             "status": "ok",
             "app_id": plan.app_id,
@@ -285,6 +288,20 @@ class RollbackService:
         retired = await self._switch.retire(live_info, principal, gate, remove=False)
         await ctx.event("retiring", "completed", message="previous container retired", old_container=retired)
         return retired
+
+    async def _stop_others(
+        self, app_id: str, new_id: str, live_info: ContainerInfo | None, principal: Principal
+    ) -> list[str]:
+        stopped = []
+        for container_id in await self._releases.running_besides(app_id, new_id):
+            if live_info is not None and container_id == live_info.id:
+                continue  # (retired above, after its drain)
+            with contextlib.suppress(DockerManagerError):
+                await self._containers.act(
+                    container_id, principal, "stop", timeout=self._options.switch_stop_timeout
+                )
+                stopped.append(container_id)
+        return stopped
 
     async def _undo_switch(self, switched: list[tuple[Site, dict[str, Any]]], app_id: str) -> None:
         for (path, header), _ in reversed(switched):

@@ -150,6 +150,20 @@ class ReleaseService:
         return imported
 
     # --- reading -----------------------------------------------------------------------------
+    async def running_besides(self, app_id: str, container_id: str) -> list[str]:
+        """The app's releases' containers that run, other than `container_id` (after a switch,
+        what must stop: never two containers of one app serving)."""
+        engine = await self.engine_view()
+        return sorted(
+            {
+                release.container_id
+                for release in await self.store.list(app_id)
+                if release.container_id
+                and release.container_id != container_id
+                and engine.states.get(release.container_id) == "running"
+            }
+        )
+
     async def engine_view(self) -> EngineView:
         return await read_engine_view(self._containers, self._docker)
 

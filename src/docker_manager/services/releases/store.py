@@ -17,7 +17,7 @@ from docker_manager.util.clock import as_utc, utcnow
 class Release:
     app_id: str
     number: int
-    source: str  # localrun, run, pipeline, update_port, rollback, imported
+    source: str  # deploy, localrun, run, pipeline, update_port, rollback, imported
     image_id: str
     config: dict[str, Any]  # the engine create body, without env values
     created_at: datetime = field(default_factory=utcnow)

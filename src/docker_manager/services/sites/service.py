@@ -114,6 +114,18 @@ class SiteService:
         """Managed site files (in every conf dir) that serve `domain`, with their headers."""
         return [(path, header) for path, header in self.switch.sites() if header.domain == domain]
 
+    async def require_nginx(self) -> None:
+        """503 now when nginx does not run (before a deploy that needs a site starts)."""
+        await self._nginx.check_running()
+
+    def has_certificate(self, domain: str) -> bool:
+        return self._nginx.certificate_of(domain) is not None
+
+    async def target_for(self, domain: str, *, app_id: str, principal: Principal) -> Path:
+        """The site file that will serve `domain` for `app_id` in the first conf dir: 409 when a site
+        of another app serves it, 403 when it is an admin's and the caller is not."""
+        return await self._target(self.conf_dir(None), domain=domain, app_id=app_id, principal=principal)
+
     async def _target(self, conf_dir: Path, *, domain: str, app_id: str | None, principal: Principal) -> Path:
         name = app_id or domain.replace("*", "_wildcard_")
         target = conf_dir / f"{name}.conf"
@@ -209,13 +221,7 @@ class SiteService:
         for _, header in sites:
             self._check_site_owner(header, principal)
         files = [path for path, _ in sites]
-        netfilter = self.switch.netfilter
-        reloads = []
-        async with self._nginx.lock:
-            for path, header in sites:
-                reloads.append(await self._nginx.apply(path, None))
-                if netfilter is not None and netfilter.owns(header.front):
-                    await netfilter.remove(header.front)  # nginx no longer sends there
+        reloads = [await self.switch.remove(path, header) for path, header in sites]
         return SiteDeleted.model_validate(
             {
                 "status": "deleted",

@@ -74,7 +74,7 @@ class TrafficSwitch:
                 log.warning("could not restore the site for %s: %s", header.domain, exc)
         log.info("traffic switches: %s", "kernel (DNAT per site)" if self.netfilter else "nginx reloads")
 
-    async def wait_healthy(self, upstream: Upstream, gate: HealthGate) -> int:
+    async def wait_healthy(self, upstream: Upstream, gate: HealthGate, *, interval: float = 0.2) -> int:
         """Poll the new upstream until it answers as required, or raise UnhealthyContainer."""
         expected = gate.expected_status
 
@@ -83,7 +83,10 @@ class TrafficSwitch:
 
         try:
             answer = await self._probe.wait(
-                f"http://{upstream.address}{gate.health_path}", within=gate.health_timeout, accept=good
+                f"http://{upstream.address}{gate.health_path}",
+                within=gate.health_timeout,
+                interval=interval,
+                accept=good,
             )
         except NoGoodAnswer as exc:
             raise UnhealthyContainer(
@@ -104,6 +107,18 @@ class TrafficSwitch:
 
         # Never cut half-way (a cancelled task): nginx would keep a configuration whose file was
         # put back. The change completes (or is undone) first, then the cancel takes effect.
+        return await asyncio.shield(apply())
+
+    async def remove(self, target: Path, header: SiteHeader | None) -> dict[str, Any]:
+        """Delete a site file (nginx reloaded without it) and its kernel rule."""
+
+        async def apply() -> dict[str, Any]:
+            async with self._nginx.lock:
+                result = await self._nginx.apply(target, None)
+                if self.netfilter is not None and header is not None and self.netfilter.owns(header.front):
+                    await self.netfilter.remove(header.front)  # nginx no longer sends there
+                return result
+
         return await asyncio.shield(apply())
 
     async def follow(self, target: Path, header: SiteHeader, upstream: Upstream) -> bool:

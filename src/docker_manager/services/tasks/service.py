@@ -133,9 +133,11 @@ class TaskService:
 
     @staticmethod
     def check_access(record: TaskRecord, principal: Principal) -> None:
-        """A host command's argv and output are admin's: other tokens cannot see or stop it."""
+        """A host command's argv and output are admin's: other tokens cannot see or stop it; a token
+        limited to apps sees the tasks of those apps only."""
         if record.type in ADMIN_ONLY_TYPES and not principal.is_admin:
             raise InsufficientScope(f"task {record.id!r} is a host command: it needs an admin token")
+        principal.require_app(record.app_id, f"task {record.id!r}")
 
     async def status(self, task_id: str, principal: Principal) -> TaskStatus:
         record = await self._runner.store.get(task_id)
@@ -186,6 +188,8 @@ class TaskService:
         records, next_cursor = await self._runner.store.page(
             status=status, task_type=task_type, app_id=app_id, limit=limit, cursor=cursor, hidden_types=hidden
         )
+        if principal.apps is not None:  # (a limited token's page may hold fewer than `limit`)
+            records = [r for r in records if principal.allows_app(r.app_id)]
         return TaskPage(
             tasks=[
                 TaskSummary(
@@ -234,6 +238,8 @@ class TaskService:
         record = await self._runner.store.find(task_id)
         if record is not None:
             self.check_access(record, principal)
+        else:
+            principal.require_app(None, f"the folder of {task_id!r}")  # (files of no known task)
         folder = await asyncio.to_thread(self.task_dir, task_id, server)
         if (
             record is not None

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from docker_manager.auth import Principal, Scope
 from docker_manager.db.tables import api_tokens
-from docker_manager.errors import NotFound
+from docker_manager.errors import InvalidInput, NotFound
 from docker_manager.util.clock import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class TokenInfo:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    apps: list[str] | None = None  # the apps it is limited to; None: not limited
 
 
 def digest_of(token: str) -> str:
@@ -79,14 +80,29 @@ class TokenStore:
         self._refreshes: set[asyncio.Task[Principal | None]] = set()
 
     async def create(
-        self, *, name: str, scopes: frozenset[Scope], expires_at: datetime | None = None
+        self,
+        *,
+        name: str,
+        scopes: frozenset[Scope],
+        expires_at: datetime | None = None,
+        apps: tuple[str, ...] | None = None,
     ) -> tuple[TokenInfo, str]:
-        """Store a new token; returns its info and the secret, which is never available again."""
+        """Store a new token; returns its info and the secret, which is never available again.
+        `apps`: the apps it is limited to (an admin token cannot be: it reaches the host)."""
+        if apps is not None and Scope.ADMIN in scopes:
+            raise InvalidInput("an admin token reaches the host: it cannot be limited to apps", field="apps")
         token = new_token()
-        return await self._insert(name=name, scopes=scopes, token=token, expires_at=expires_at), token
+        info = await self._insert(name=name, scopes=scopes, token=token, expires_at=expires_at, apps=apps)
+        return info, token
 
     async def _insert(
-        self, *, name: str, scopes: frozenset[Scope], token: str, expires_at: datetime | None
+        self,
+        *,
+        name: str,
+        scopes: frozenset[Scope],
+        token: str,
+        expires_at: datetime | None,
+        apps: tuple[str, ...] | None = None,
     ) -> TokenInfo:
         info = TokenInfo(
             id=secrets.token_hex(8),
@@ -96,6 +112,7 @@ class TokenStore:
             created_at=utcnow(),
             expires_at=expires_at,
             revoked_at=None,
+            apps=list(apps) if apps is not None else None,
         )
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -107,6 +124,7 @@ class TokenStore:
                     scopes=",".join(info.scopes),
                     created_at=info.created_at,
                     expires_at=expires_at,
+                    apps=",".join(apps) if apps is not None else None,
                 )
             )
         return info
@@ -123,6 +141,7 @@ class TokenStore:
                 created_at=as_utc(r.created_at) or utcnow(),
                 expires_at=as_utc(r.expires_at),
                 revoked_at=as_utc(r.revoked_at),
+                apps=r.apps.split(",") if r.apps else None,
             )
             for r in rows
         ]
@@ -159,9 +178,7 @@ class TokenStore:
         expires_at = as_utc(row.expires_at)
         if expires_at is not None and expires_at <= utcnow():
             return None
-        return Principal(
-            token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
-        )
+        return _principal(row)
 
     async def authenticate(self, token: str) -> Principal | None:
         """The principal for a presented token, or None if it is unknown, expired or revoked."""
@@ -255,5 +272,8 @@ class TokenStore:
 
 def _principal(row: Any) -> Principal:
     return Principal(
-        token_id=row.id, name=row.name, scopes=frozenset(Scope(s) for s in row.scopes.split(","))
+        token_id=row.id,
+        name=row.name,
+        scopes=frozenset(Scope(s) for s in row.scopes.split(",")),
+        apps=tuple(row.apps.split(",")) if row.apps else None,
     )

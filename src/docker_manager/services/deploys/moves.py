@@ -1,0 +1,79 @@
+"""The deploy's `switch` stage: which sites move to the new container, moving them all, and putting
+them back as they were when one refuses or the deploy fails later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from docker_manager.adapters.docker import ContainerInfo
+from docker_manager.adapters.nginx import SiteHeader, Upstream
+from docker_manager.auth import Principal
+from docker_manager.services.sites import SiteService
+from docker_manager.services.sites.upstreams import through_host_port, upstream_of
+
+
+@dataclass(frozen=True)
+class SiteMove:
+    """A site the deploy points at the new container: its file, the domain it serves from now on,
+    and what it was (None: a site this deploy makes), to put back if the switch fails."""
+
+    path: Path
+    domain: str
+    before: SiteHeader | None
+
+
+async def sites_to_move(
+    sites: SiteService, app_id: str, domain: str | None, principal: Principal
+) -> list[SiteMove]:
+    """Every site of the app, and `domain` when no site of the app serves it yet (in the app's
+    site file, as sign-domain does)."""
+    moves = [
+        SiteMove(path, header.domain, header)
+        for path, header in await asyncio.to_thread(sites.switch.sites)
+        if header.app_id == app_id
+    ]
+    if domain is None or any(move.domain == domain for move in moves):
+        return moves
+    target = await sites.target_for(domain, app_id=app_id, principal=principal)
+    before = next((move.before for move in moves if move.path == target), None)
+    return [move for move in moves if move.path != target] + [SiteMove(target, domain, before)]
+
+
+async def move_sites(
+    sites: SiteService, moves: list[SiteMove], upstream: Upstream, app_id: str
+) -> list[SiteMove]:
+    """Point every site at `upstream`; if one refuses, the ones already moved go back."""
+    switched: list[SiteMove] = []
+    try:
+        for move in moves:
+            await sites.switch.point(move.path, domain=move.domain, upstream=upstream, app_id=app_id)
+            switched.append(move)
+    except BaseException:
+        await put_back(sites, switched, app_id)
+        raise
+    return switched
+
+
+async def put_back(sites: SiteService, switched: list[SiteMove], app_id: str) -> None:
+    """Best effort, newest first: a site this deploy made goes, the others serve what they did."""
+    for move in reversed(switched):
+        with contextlib.suppress(Exception):
+            if move.before is None:
+                await sites.switch.remove(move.path, None)
+            else:
+                before = move.before
+                await sites.switch.point(
+                    move.path, domain=before.domain, upstream=before.upstream, app_id=app_id
+                )
+
+
+def upstream_for(container: ContainerInfo, container_port: int) -> Upstream:
+    """Where the container answers: the host port it publishes `container_port` on, else its own
+    address."""
+    key = f"{container_port}/tcp"
+    if container.published_ports.get(key):
+        return through_host_port(container, key)
+    return upstream_of(container, None, container_port)

@@ -1,0 +1,426 @@
+"""`POST /apps/{app_id}/deploy` against a real server process, its own nginx and the real engine:
+a deploy under a request loop, every way one can fail or be cancelled, concurrent deploys of one
+app, the sources, and the same-host path that neither exports nor loads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.harness import (
+    BASE_IMAGE,
+    NginxServer,
+    ServiceProcess,
+    docker_cli,
+    service_with_nginx,
+)
+
+pytestmark = pytest.mark.docker
+
+
+@dataclass
+class Lab:
+    service: ServiceProcess
+    nginx: NginxServer
+    contexts: Path
+    root: Path
+
+    def deploy(self, app_id: str, body: dict[str, Any], *, wait: bool = True) -> dict[str, Any]:
+        started = httpx2.post(
+            f"{self.service.url}/apps/{app_id}/deploy", json=body, headers=self.service.headers, timeout=60
+        )
+        assert started.status_code == 202, started.text
+        task_id = str(started.json()["task_id"])
+        return self.final(task_id) if wait else {"task_id": task_id}
+
+    def final(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status: dict[str, Any] = httpx2.get(
+                f"{self.service.url}/tasks/status/{task_id}", headers=self.service.headers, timeout=30
+            ).json()
+            if status["status"] not in ("queued", "running"):
+                return status
+            assert time.monotonic() < deadline, f"task {task_id} still {status['status']}"
+            time.sleep(0.1)
+
+    def at_stage(self, task_id: str, stage: str) -> dict[str, Any] | None:
+        """The task's status once it runs `stage` (a build's own steps say `building`), else None."""
+        status: dict[str, Any] = httpx2.get(
+            f"{self.service.url}/tasks/status/{task_id}", headers=self.service.headers, timeout=30
+        ).json()
+        here = status["stage"] in (stage, "building" if stage == "build" else stage)
+        return status if status["status"] == "running" and here else None
+
+    def app(self, app_id: str) -> dict[str, Any]:
+        answer = httpx2.get(f"{self.service.url}/apps/{app_id}", headers=self.service.headers, timeout=30)
+        return dict(answer.json()) if answer.status_code == 200 else {}
+
+    def releases(self, app_id: str) -> list[dict[str, Any]]:
+        answer = httpx2.get(
+            f"{self.service.url}/apps/{app_id}/releases", headers=self.service.headers, timeout=30
+        )
+        return list(answer.json()) if answer.status_code == 200 else []
+
+    def site(self, domain: str) -> httpx2.Response:
+        return httpx2.get(f"http://127.0.0.1:{self.nginx.port}/", headers={"Host": domain}, timeout=10)
+
+    def context(self, name: str, text: str, *, extra: str = "") -> str:
+        folder = self.contexts / name
+        folder.mkdir(exist_ok=True)
+        (folder / "Dockerfile").write_text(
+            f"FROM {BASE_IMAGE}\n{extra}RUN mkdir -p /www && echo {text} > /www/index.html\n"
+            'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n'
+        )
+        return name
+
+
+def stages(status: dict[str, Any]) -> list[str]:
+    """The deploy's own stages, in the order they started."""
+    known = ("build", "pull", "load", "run", "health", "switch", "retire", "export")
+    return [e["stage"] for e in status["events"] if e["status"] == "starting" and e["stage"] in known]
+
+
+def running_of(app_id: str) -> list[str]:
+    listed = docker_cli(
+        "ps", "-q", "--filter", f"label=docker-manager.app_id={app_id}", "--filter", "status=running"
+    )
+    return listed.stdout.split()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("deploys")
+    (root / "repos").mkdir()
+    with service_with_nginx(root, DM_GIT_LOCAL_ROOTS=json.dumps([str(root / "repos")])) as (
+        service,
+        web,
+        contexts,
+    ):
+        yield Lab(service, web, contexts, root)
+
+
+@dataclass
+class Loop:
+    """Clients that keep asking for a domain through nginx, never retrying: every answer counted."""
+
+    lab: Lab
+    domain: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    answers: list[tuple[int, str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def run(self) -> None:
+        with httpx2.Client(timeout=5) as client:
+            while not self.stop.is_set():
+                try:
+                    answer = client.get(
+                        f"http://127.0.0.1:{self.lab.nginx.port}/", headers={"Host": self.domain}
+                    )
+                    self.answers.append((answer.status_code, answer.text.strip()))
+                    if answer.status_code != 200:
+                        self.failures.append(f"HTTP {answer.status_code}")
+                except httpx2.HTTPError as exc:
+                    self.failures.append(type(exc).__name__)
+                time.sleep(0.005)
+
+
+def test_a_deploy_with_a_domain_under_load_fails_no_request(lab: Lab, unique: str) -> None:
+    app, domain = f"{unique}-shop", f"{unique}.example.com"
+    first = lab.deploy(app, {"context": lab.context(app, "v1"), "domain": domain})
+    assert first["status"] == "completed", first
+    assert stages(first) == ["build", "run", "health", "switch", "retire"]
+    assert lab.site(domain).text.strip() == "v1"
+    old_container = first["result"]["container_id"]
+    loop = Loop(lab, domain)
+    threads = [threading.Thread(target=loop.run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        second = lab.deploy(app, {"context": lab.context(app, "v2"), "domain": domain, "drain_seconds": 1})
+        time.sleep(0.5)
+    finally:
+        loop.stop.set()
+        for thread in threads:
+            thread.join()
+    assert second["status"] == "completed", second
+    assert loop.failures == [] and len(loop.answers) > 50, loop.failures[:5]
+    assert {text for _, text in loop.answers} <= {"v1", "v2"} and loop.answers[-1] == (200, "v2")
+    releases = lab.releases(app)
+    assert [r["release"] for r in releases] == [2, 1] and releases[0]["status"] == "live"
+    assert releases[0]["source"] == "deploy" and releases[0]["task_id"] == second["task_id"]
+    # The previous container was retired after the drain (stopped, kept for a rollback).
+    state = json.loads(docker_cli("inspect", old_container).stdout)[0]["State"]
+    assert state["Running"] is False
+    assert running_of(app) == [second["result"]["container_id"][:12]]
+
+
+def test_a_failing_step_leaves_the_previous_release_serving(lab: Lab, unique: str) -> None:
+    app, domain = f"{unique}-blog", f"{unique}-blog.example.com"
+    good = lab.deploy(app, {"context": lab.context(app, "good"), "domain": domain})
+    assert good["status"] == "completed", good
+    live = good["result"]["container_id"]
+    failing = {
+        # The new version never answers as required: it is stopped, kept, and never live.
+        "health": {
+            "context": lab.context(f"{app}-h", "bad"),
+            "domain": domain,
+            "health": {"path": "/missing", "expected_status": 200, "timeout": 2},
+        },
+        "build": {"context": lab.context(f"{app}-b", "bad", extra="RUN false\n"), "domain": domain},
+        # Not on this host, and no registry answers for it here.
+        "pull": {"image": "dm-test-no-such-image:never", "domain": domain},
+    }
+    for stage, body in failing.items():
+        ended = lab.deploy(app, body)
+        assert ended["status"] == "error" and ended["stage"] == stage, (stage, ended)
+        assert ended["error"].startswith(f"{stage}:") or stage in ended["error"], ended["error"]
+        assert lab.site(domain).text.strip() == "good"
+        assert [r["release"] for r in lab.releases(app)] == [1]
+        assert lab.app(app)["live_release"] == 1 and lab.app(app)["container_id"] == live
+        assert running_of(app) == [live[:12]]
+
+
+def test_a_deploy_cancelled_at_any_stage_changes_nothing(lab: Lab, unique: str) -> None:
+    app, domain = f"{unique}-cafe", f"{unique}-cafe.example.com"
+    assert lab.deploy(app, {"context": lab.context(app, "first"), "domain": domain})["status"] == "completed"
+    live = lab.app(app)["container_id"]
+    slow_build = lab.context(f"{app}-slow", "never", extra="RUN sleep 30\n")
+    never_healthy = {
+        "context": lab.context(f"{app}-sick", "sick"),
+        "domain": domain,
+        "health": {"path": "/missing", "expected_status": 200, "timeout": 60},
+    }
+    for stage, body in (("build", {"context": slow_build, "domain": domain}), ("health", never_healthy)):
+        started = lab.deploy(app, body, wait=False)
+        deadline = time.monotonic() + 60
+        while lab.at_stage(started["task_id"], stage) is None:
+            assert time.monotonic() < deadline, f"never reached {stage}"
+            time.sleep(0.1)
+        cancel = httpx2.post(
+            f"{lab.service.url}/tasks/{started['task_id']}/cancel", headers=lab.service.headers, timeout=30
+        )
+        assert cancel.status_code == 200, cancel.text
+        ended = lab.final(started["task_id"])
+        assert ended["status"] == "cancelled", ended
+        assert lab.site(domain).text.strip() == "first"
+        assert lab.app(app)["container_id"] == live and [r["release"] for r in lab.releases(app)] == [1]
+        assert running_of(app) == [live[:12]]
+
+
+def test_deploys_of_one_app_run_one_after_the_other(lab: Lab, unique: str) -> None:
+    app = f"{unique}-twice"
+    first = lab.deploy(app, {"context": lab.context(app, "one", extra="RUN sleep 1\n")}, wait=False)
+    second = lab.deploy(app, {"context": lab.context(f"{app}-2", "two")}, wait=False)
+    assert lab.final(first["task_id"])["status"] == "completed"
+    assert lab.final(second["task_id"])["status"] == "completed"
+    releases = lab.releases(app)
+    assert [(r["release"], r["task_id"]) for r in releases] == [(2, second["task_id"]), (1, first["task_id"])]
+    assert len(running_of(app)) == 1
+
+
+def test_the_same_host_path_neither_exports_nor_loads(lab: Lab, unique: str) -> None:
+    app = f"{unique}-direct"
+    since = str(int(time.time()) - 1)
+    ended = lab.deploy(app, {"context": lab.context(app, "direct"), "port": None})
+    assert ended["status"] == "completed", ended
+    events = docker_cli(
+        "events", "--since", since, "--until", str(int(time.time()) + 1), "--filter", "type=image",
+        "--format", "{{.Action}}",
+    ).stdout.split()  # fmt: skip
+    assert "save" not in events and "load" not in events, events
+    assert not list((lab.root / "data" / "builds" / ended["task_id"]).glob("*.tar.lz4"))
+    host_port = ended["result"]["host_port"]
+    assert httpx2.get(f"http://127.0.0.1:{host_port}/", timeout=5).text.strip() == "direct"
+
+
+def test_an_image_an_artefact_and_a_git_source(lab: Lab, unique: str, tmp_path: Path) -> None:
+    app = f"{unique}-src"
+    image = lab.deploy(app, {"image": BASE_IMAGE, "container_port": 8080, "health": {"timeout": 1}})
+    # busybox's sh (no terminal) exits at once: the deploy stops at `run`, saying so.
+    assert image["status"] == "error" and image["stage"] == "run", image
+    assert "stopped at once" in image["error"]
+    exported = lab.deploy(app, {"context": lab.context(app, "artefact"), "export": True})
+    assert exported["status"] == "completed", exported
+    artefact = exported["result"]["compressed_image_path"]
+    assert Path(artefact).is_file()
+    loaded = lab.deploy(f"{app}-2", {"artefact": artefact})
+    assert loaded["status"] == "completed", loaded
+    assert stages(loaded)[0] == "load"
+    port = loaded["result"]["host_port"]
+    assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "artefact"
+    # A repository, at a tag: cloned, built, run.
+    repo = lab.root / "repos" / unique
+    repo.mkdir()
+    (repo / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nRUN mkdir -p /www\nCOPY index.html /www/\n"
+        'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n'
+    )
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    for text in ("tagged", "head"):
+        (repo / "index.html").write_text(text + "\n")
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", text], check=True)
+        if text == "tagged":
+            subprocess.run([*git, "tag", "v1"], check=True)
+    cloned = lab.deploy(f"{app}-git", {"git": {"url": str(repo), "ref": "v1"}})
+    assert cloned["status"] == "completed", cloned
+    port = cloned["result"]["host_port"]
+    assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "tagged"
+    assert not (lab.root / "data" / "builds" / cloned["task_id"] / "source").exists()
+
+
+def test_bad_deploys_are_refused_before_anything_starts(lab: Lab, unique: str) -> None:
+    app = f"{unique}-bad"
+    for body, named in (
+        ({}, None),
+        ({"context": "a", "image": BASE_IMAGE}, None),
+        ({"context": "../../etc"}, "context_path"),
+        ({"artefact": "/etc/passwd"}, "artefact"),
+        ({"image": BASE_IMAGE, "port": 22}, "port"),
+        ({"git": {"url": "ext::sh -c touch% /tmp/pwned"}}, "repo_url"),
+        ({"git": {"url": "https://example.com/r.git", "ref": "--upload-pack=touch"}}, None),
+        ({"image": BASE_IMAGE, "domain": "bad;domain"}, None),
+    ):
+        refused = httpx2.post(
+            f"{lab.service.url}/apps/{app}/deploy", json=body, headers=lab.service.headers, timeout=30
+        )
+        assert 400 <= refused.status_code < 500, (body, refused.text)
+        if named:
+            assert refused.json().get("field") == named, (body, refused.json())
+    for bad_app in ("../x", "-x", "a" * 70):
+        refused = httpx2.post(
+            f"{lab.service.url}/apps/{bad_app}/deploy",
+            json={"image": BASE_IMAGE},
+            headers=lab.service.headers,
+        )
+        assert refused.status_code in (404, 422), refused.text
+    assert lab.releases(app) == []
+
+
+def test_a_token_for_one_app_reaches_that_app_only(lab: Lab, unique: str) -> None:
+    shop, blog = f"{unique}-shop-a", f"{unique}-blog-a"
+    theirs = lab.deploy(blog, {"context": lab.context(blog, "blog")})
+    assert theirs["status"] == "completed", theirs
+    made = httpx2.post(
+        f"{lab.service.url}/auth/tokens",
+        json={"name": "ci-shop", "scopes": ["read", "operate", "exec"], "apps": [f"{unique}-shop*"]},
+        headers=lab.service.headers,
+        timeout=30,
+    )
+    assert made.status_code == 201 and made.json()["apps"] == [f"{unique}-shop*"], made.text
+    ci = {"Authorization": f"Bearer {made.json()['token']}"}
+    me = httpx2.get(f"{lab.service.url}/auth/whoami", headers=ci, timeout=10).json()
+    assert me["apps"] == [f"{unique}-shop*"]
+    # Its own app: deploy, read, follow.
+    started = httpx2.post(
+        f"{lab.service.url}/apps/{shop}/deploy", json={"context": lab.context(shop, "shop")}, headers=ci
+    )
+    assert started.status_code == 202, started.text
+    assert lab.final(started.json()["task_id"])["status"] == "completed"
+    for path in (f"/apps/{shop}", f"/apps/{shop}/releases", f"/tasks/status/{started.json()['task_id']}"):
+        assert httpx2.get(f"{lab.service.url}{path}", headers=ci, timeout=10).status_code == 200, path
+    mine = lab.app(shop)["container_id"]
+    assert (
+        httpx2.post(
+            f"{lab.service.url}/docker/exec",
+            json={"id_or_name": mine, "cmd": ["cat", "/www/index.html"]},
+            headers=ci,
+        )
+        .json()["output"]
+        .strip()
+        == "shop"
+    )
+    # Another app: refused on every way in, and nothing changes.
+    container = theirs["result"]["container_id"]
+    refused = [
+        ("POST", f"/apps/{blog}/deploy", {"context": lab.context(blog, "hijacked")}),
+        ("POST", f"/apps/{blog}/rollback", {}),
+        ("GET", f"/apps/{blog}/releases", None),
+        ("GET", f"/apps/{blog}", None),
+        ("GET", f"/docker/logs/{container}", None),
+        ("POST", "/docker/exec", {"id_or_name": container, "cmd": ["cat", "/www/index.html"]}),
+        ("POST", "/docker/container/fs/read", {"id_or_name": container, "path": "/www/index.html"}),
+        ("POST", "/docker/stop", {"id_or_name": container}),
+        ("GET", f"/tasks/{theirs['task_id']}/events", None),
+        ("GET", f"/tasks/status/{theirs['task_id']}", None),
+        ("GET", f"/tasks/logs/{theirs['task_id']}", None),
+        # Host-level routes, and objects of no app.
+        ("GET", "/docker/containers", None),
+        ("GET", "/system/info", None),
+        ("POST", "/docker/run", {"image": BASE_IMAGE, "app_id": shop}),
+        ("POST", "/nginx/site/create", {"domain": f"{unique}.example.com", "port": 8080}),
+        ("GET", "/apps", None),
+    ]
+    for method, path, body in refused:
+        answer = httpx2.request(method, f"{lab.service.url}{path}", json=body, headers=ci, timeout=30)
+        assert answer.status_code == 403 and answer.json()["code"] == "app_not_allowed", (path, answer.text)
+    assert [r["release"] for r in lab.releases(blog)] == [1]
+    assert running_of(blog) == [container[:12]]
+    # The dashboard is not for it, and an admin token cannot be limited.
+    login = httpx2.post(
+        f"{lab.service.url}/ui/login",
+        data={"token": made.json()["token"]},
+        headers={"Origin": lab.service.url},
+    )
+    assert login.status_code == 403
+    admin_limited = httpx2.post(
+        f"{lab.service.url}/auth/tokens",
+        json={"name": "x", "scopes": ["admin"], "apps": ["shop"]},
+        headers=lab.service.headers,
+    )
+    assert admin_limited.status_code == 422 and admin_limited.json()["field"] == "apps"
+
+
+def test_refused_while_queued_and_when_nginx_is_down(tmp_path: Path, unique: str) -> None:
+    """`DM_DEPLOY_QUEUE=refuse`: a second deploy of a busy app is a 409; nginx down: a deploy that
+    needs a site is a 503 before any task, container or release exists."""
+    with service_with_nginx(tmp_path, DM_DEPLOY_QUEUE="refuse") as (service, web, contexts):
+        lab = Lab(service, web, contexts, tmp_path)
+        app = f"{unique}-busy"
+        first = lab.deploy(app, {"context": lab.context(app, "one", extra="RUN sleep 2\n")}, wait=False)
+        again = httpx2.post(
+            f"{service.url}/apps/{app}/deploy",
+            json={"image": BASE_IMAGE},
+            headers=service.headers,
+            timeout=30,
+        )
+        assert again.status_code == 409 and again.json()["code"] == "deploy_in_progress", again.text
+        assert first["task_id"] in again.json()["detail"]
+        assert lab.final(first["task_id"])["status"] == "completed"
+
+        other = f"{unique}-nonginx"
+        subprocess.run(
+            ["nginx", "-p", str(web.prefix), "-c", str(web.conf), "-s", "stop"], check=True, timeout=30
+        )
+        deadline = time.monotonic() + 10
+        while web.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            down = httpx2.post(
+                f"{service.url}/apps/{other}/deploy",
+                json={"context": lab.context(other, "x"), "domain": f"{other}.example.com"},
+                headers=service.headers,
+                timeout=30,
+            )
+            assert down.status_code == 503, down.text
+            tasks = httpx2.get(
+                f"{service.url}/tasks", params={"app_id": other}, headers=service.headers, timeout=30
+            ).json()
+            assert tasks["tasks"] == [], tasks
+            assert docker_cli("ps", "-aq", "--filter", f"label=docker-manager.app_id={other}").stdout == ""
+            assert lab.releases(other) == []
+            assert not list(web.sites.glob(f"{other}*"))
+        finally:
+            subprocess.run(["nginx", "-p", str(web.prefix), "-c", str(web.conf)], check=True, timeout=30)
