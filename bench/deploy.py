@@ -13,6 +13,7 @@ the previous release still live).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import statistics
@@ -21,13 +22,14 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
 from _common import ROOT, docker, ensure_base_image, service
 
 sys.path.insert(0, str(ROOT))
-from tests.harness import NginxServer, nginx
+from tests.harness import NginxServer, ServiceProcess, nginx
 
 
 def context(folder: Path, text: str, *, big: Path | None = None) -> None:
@@ -69,9 +71,11 @@ def by_hand(web: NginxServer, folder: Path, domain: str, text: str, *, nocache: 
         ["docker", "build", "-q", *(["--no-cache"] if nocache else []), "-t", tag, str(folder)],
         check=True, capture_output=True, env=env,
     )  # fmt: skip
+    built = time.perf_counter()
     name = f"{tag}-c"
     docker("run", "-d", "--name", name, "-p", "127.0.0.1::80", tag)
     port = docker("port", name, "80/tcp").stdout.strip().rsplit(":", 1)[1]
+    ran = time.perf_counter()
     site = web.sites / f"{tag}.conf"
     site.write_text(
         f"server {{ listen 127.0.0.1:{web.port}; server_name {domain}; "
@@ -82,41 +86,61 @@ def by_hand(web: NginxServer, folder: Path, domain: str, text: str, *, nocache: 
     )
     until_served(web, domain, text)
     took = time.perf_counter() - started
+    HAND_STAGES.append({"build": built - started, "run": ran - built, "site": started + took - ran})
     site.unlink()
     docker("rm", "-f", name, check=False)
-    docker("rmi", tag, check=False)
+    if nocache:  # (a cached build keeps its image: its layers are the next run's cache)
+        docker("rmi", tag, check=False)
     return took
 
 
 def by_service(
-    svc: object, web: NginxServer, app: str, folder: str, domain: str, text: str, *, nocache: bool
+    svc: ServiceProcess, web: NginxServer, app: str, folder: str, domain: str, text: str, *, nocache: bool
 ) -> float:
+    """One deploy, followed as a client does (its event stream, no polling that would load the
+    machine during the build), until its switch is done and the new content answers."""
     started = time.perf_counter()
     answer = httpx2.post(
-        f"{svc.url}/apps/{app}/deploy",  # type: ignore[attr-defined]
+        f"{svc.url}/apps/{app}/deploy",
         json={"context": folder, "domain": domain, "nocache": nocache, "drain_seconds": 0},
-        headers=svc.headers,  # type: ignore[attr-defined]
+        headers=svc.headers,
         timeout=60,
     )
     answer.raise_for_status()
+    task = answer.json()["task_id"]
+    url = f"{svc.url}/tasks/{task}/events"
+    with httpx2.stream("GET", url, params={"format": "ndjson"}, headers=svc.headers, timeout=300) as events:
+        for line in events.iter_lines():
+            event = json.loads(line) if line.strip() else {}
+            if (event.get("stage"), event.get("status")) == ("switch", "completed") or event.get("final"):
+                break
     until_served(web, domain, text)
     took = time.perf_counter() - started
-    task = answer.json()["task_id"]
-    while httpx2.get(f"{svc.url}/tasks/status/{task}", headers=svc.headers).json()["status"] in (
-        "queued",
-        "running",
-    ):  # type: ignore[attr-defined]
+    while True:
+        status = httpx2.get(f"{svc.url}/tasks/status/{task}", headers=svc.headers).json()
+        if status["status"] not in ("queued", "running"):
+            break
         time.sleep(0.05)
+    STAGES.append((status.get("result") or {}).get("stages", {}))
     return took
+
+
+STAGES: list[dict[str, float]] = []  # each deploy's stage timings, from its task's result
+HAND_STAGES: list[dict[str, float]] = []  # the same, by hand
 
 
 def compare(label: str, hand: list[float], ours: list[float], target: float) -> None:
     h, o = statistics.median(hand), statistics.median(ours)
     print(f"{label}: by hand {h:.2f} s, deploy {o:.2f} s = {o / h:.2f}x (target <= {target}x)")
     print(f"    runs by hand {[round(x, 2) for x in hand]}, deploy {[round(x, 2) for x in ours]}")
+    for who, timings in (("by hand", HAND_STAGES), ("deploy", STAGES)):
+        names = dict.fromkeys(name for stages in timings for name in stages)
+        medians = {name: round(statistics.median(s.get(name, 0.0) for s in timings), 3) for name in names}
+        print(f"    {who} stages (medians, s): {medians}")
+        timings.clear()
 
 
-def failed_health_under_load(svc: object, web: NginxServer, contexts: Path) -> None:
+def failed_health_under_load(svc: ServiceProcess, web: NginxServer, contexts: Path) -> None:
     app, domain = f"bench-h-{secrets.token_hex(3)}", "health.bench.example.com"
     context(contexts / app, "live")
     httpx2.post(
@@ -124,7 +148,7 @@ def failed_health_under_load(svc: object, web: NginxServer, contexts: Path) -> N
         json={"context": app, "domain": domain},
         headers=svc.headers,
         timeout=60,
-    ).raise_for_status()  # type: ignore[attr-defined]
+    ).raise_for_status()
     until_served(web, domain, "live")
     stop, answers, failures = threading.Event(), [0], []
 
@@ -144,17 +168,17 @@ def failed_health_under_load(svc: object, web: NginxServer, contexts: Path) -> N
         thread.start()
     context(contexts / f"{app}-bad", "bad")
     started = httpx2.post(
-        f"{svc.url}/apps/{app}/deploy",  # type: ignore[attr-defined]
+        f"{svc.url}/apps/{app}/deploy",
         json={
             "context": f"{app}-bad",
             "domain": domain,
             "health": {"path": "/nope", "expected_status": 200, "timeout": 3},
         },
-        headers=svc.headers,  # type: ignore[attr-defined]
+        headers=svc.headers,
         timeout=60,
     ).json()
     while True:
-        status = httpx2.get(f"{svc.url}/tasks/status/{started['task_id']}", headers=svc.headers).json()  # type: ignore[attr-defined]
+        status = httpx2.get(f"{svc.url}/tasks/status/{started['task_id']}", headers=svc.headers).json()
         if status["status"] not in ("queued", "running"):
             break
         time.sleep(0.1)
@@ -174,25 +198,36 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=1024)
     parser.add_argument("--skip-big", action="store_true")
     args = parser.parse_args()
+    began = time.time() - 1
     work = Path(tempfile.mkdtemp(prefix="dm-bench-deploy-"))
     contexts = work / "contexts"
     with (
         nginx(work / "nginx") as web,
-        service(DM_CONTEXT_ROOTS=f'["{contexts}"]', DM_SWITCH_DRAIN_SECONDS="0", **web.env()) as svc,
+        service(
+            DM_CONTEXT_ROOTS=f'["{contexts}"]',
+            DM_SWITCH_DRAIN_SECONDS="0",
+            DM_SWITCH_STOP_TIMEOUT="1",  # (busybox httpd as PID 1 ignores SIGTERM)
+            **web.env(),
+        ) as svc,
     ):
         hand, ours = [], []
         for run in range(args.runs):
             text = f"v{run}-{secrets.token_hex(2)}"
             context(contexts / "small", text)
+            context(contexts / "small-hand", f"{text}-h")  # (neither reuses the other's last step)
             if run % 2:
                 ours.append(
                     by_service(
                         svc, web, "bench-small", "small", "small.bench.example.com", text, nocache=True
                     )
                 )
-                hand.append(by_hand(web, contexts / "small", "hand.bench.example.com", text, nocache=True))
+                hand.append(
+                    by_hand(web, contexts / "small-hand", "hand.bench.example.com", f"{text}-h", nocache=True)
+                )
             else:
-                hand.append(by_hand(web, contexts / "small", "hand.bench.example.com", text, nocache=True))
+                hand.append(
+                    by_hand(web, contexts / "small-hand", "hand.bench.example.com", f"{text}-h", nocache=True)
+                )
                 ours.append(
                     by_service(
                         svc, web, "bench-small", "small", "small.bench.example.com", text, nocache=True
@@ -210,13 +245,47 @@ def main() -> None:
             for run in range(max(args.runs // 2, 2)):
                 text = f"big{run}-{secrets.token_hex(2)}"
                 context(contexts / "big", text, big=big)
-                hand.append(by_hand(web, contexts / "big", "hand-big.bench.example.com", text, nocache=False))
-                ours.append(
-                    by_service(svc, web, "bench-big", "big", "big.bench.example.com", text, nocache=False)
-                )
+                context(contexts / "big-hand", f"{text}-h", big=big)
+                order = ("hand", "ours") if run % 2 == 0 else ("ours", "hand")  # alternating
+                for who in order:
+                    if who == "hand":
+                        hand.append(
+                            by_hand(
+                                web,
+                                contexts / "big-hand",
+                                "hand-big.bench.example.com",
+                                f"{text}-h",
+                                nocache=False,
+                            )
+                        )
+                    else:
+                        domain = "big.bench.example.com"
+                        ours.append(by_service(svc, web, "bench-big", "big", domain, text, nocache=False))
             compare(f"app with a {args.big_mib} MiB layer, cached build", hand, ours, 1.10)
         failed_health_under_load(svc, web, contexts)
+    leave_engine_clean(began)
     subprocess.run(["rm", "-rf", str(work)], check=False)
+
+
+def leave_engine_clean(since: float) -> None:
+    """Every container and image this benchmark made is named bench-...: remove them, and the
+    untagged images made since it began (earlier versions of its tags)."""
+    containers = docker("ps", "-aq", "--filter", "name=^bench-").stdout.split()
+    if containers:
+        docker("rm", "-f", *containers, check=False)
+    images = docker("images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference=bench-*").stdout
+    if images.split():
+        docker("rmi", *images.split(), check=False)
+    dangling = docker("images", "-q", "--no-trunc", "--filter", "dangling=true").stdout.split()
+    if dangling:
+        described = docker("image", "inspect", "--format", "{{.Id}} {{.Created}}", *dangling).stdout
+        ours = [
+            image_id
+            for image_id, created in (line.split(" ", 1) for line in described.splitlines())
+            if datetime.fromisoformat(created[:26].rstrip("Z")).replace(tzinfo=UTC).timestamp() >= since
+        ]
+        if ours:
+            docker("rmi", *ours, check=False)
 
 
 if __name__ == "__main__":

@@ -176,7 +176,7 @@ def test_logs_follow_sees_every_line_once_across_reconnects(
     )
     started = httpx2.post(
         f"{server.process.url}/docker/build/start",
-        json={"context_path": folder.name, "nocache": True},
+        json={"context_path": folder.name, "nocache": True, "app_id": unique},  # (its image: removed after)
         headers=server.process.headers,
         timeout=30,
     ).json()

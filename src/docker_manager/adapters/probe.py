@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import httpx2
 
 BODY_HEAD = 200
+FIRST_PAUSE = 0.02  # seconds before the second probe (then doubling)
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,14 @@ class HttpProbe:
         interval: float = 0.2,
         accept: Callable[[int], bool] = below_500,
     ) -> Answer:
-        """GET `url` until an answer's status is accepted, or raise NoGoodAnswer after `within` s."""
+        """GET `url` until an answer's status is accepted, or raise NoGoodAnswer after `within` s.
+
+        The pauses double from FIRST_PAUSE up to `interval`: a server that is still starting is
+        seen the moment it listens, one that takes long is not asked more than once an interval."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         last = "no answer"
+        pause = min(FIRST_PAUSE, interval)
         while True:
             try:
                 response = await self._http.get(url)
@@ -65,4 +70,5 @@ class HttpProbe:
                 last = type(exc).__name__
             if loop.time() >= deadline:
                 raise NoGoodAnswer(last)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, interval)

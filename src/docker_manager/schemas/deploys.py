@@ -100,7 +100,12 @@ class DeployHealth(StrictModel):
 
     path: HttpPath = "/"
     expected_status: int | None = Field(None, ge=100, le=599, description="Default: any status below 500.")
-    interval: float = Field(0.5, ge=0.05, le=30, description="Seconds between probes.")
+    interval: float = Field(
+        0.5,
+        ge=0.05,
+        le=30,
+        description="Longest pause between probes (the first come sooner, doubling from 0.02 s).",
+    )
     timeout: float = Field(30.0, ge=0.5, le=600, description="Seconds the answer may take to come, in all.")
     start_period: float = Field(0.0, ge=0, le=600, description="Seconds given to start before probing.")
 

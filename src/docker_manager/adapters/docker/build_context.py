@@ -22,6 +22,7 @@ from docker_manager.errors import PayloadTooLarge
 from docker_manager.util.threads import ChunkSink, iterate_in_thread
 
 _FLUSH_BYTES = 256 * 1024
+_COPY_BYTES = 1024 * 1024  # a file's content is read in pieces this large (tarfile's own: 16 KiB)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,11 @@ class BuildContext:
 
     def _write(self, sink: ChunkSink) -> None:
         writer = _BufferedWriter(sink, self.max_bytes)
-        with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        # Mode "w" on a write-only object, not the stream mode "w|": that one cuts every write into
+        # 10 KiB pieces (re-slicing the rest each time) and held a 1 GiB context to ~300 MiB/s.
+        with tarfile.open(  # type: ignore[call-overload]
+            fileobj=writer, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BYTES
+        ) as tar:
             if self.root is not None:
                 _add_tree(tar, self.root, self._ignore_rules(), set(self.inline_files))
             now = time.time()
@@ -252,10 +257,16 @@ class _BufferedWriter:
         self._buffer = bytearray()
         self.total = 0
 
+    def tell(self) -> int:
+        return self.total  # (tarfile asks where it is: the bytes written so far)
+
     def write(self, data: bytes) -> int:
         self.total += len(data)
         if self.total > self._max:
             raise PayloadTooLarge(f"the build context is larger than the {self._max} byte limit")
+        if not self._buffer and len(data) >= _FLUSH_BYTES:
+            self._sink.write(bytes(data))  # a file's large piece goes as it is, copied once
+            return len(data)
         self._buffer += data
         if len(self._buffer) >= _FLUSH_BYTES:
             self.flush()

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -334,15 +335,22 @@ class BuildService:
         ):
             return output
         # Every step came from a cache, or the Dockerfile is only FROM: the image existed before
-        # and may be anyone's. One more pass with the label step gives the build an image of its own.
+        # and may be anyone's. One label step on top of it gives the build an image of its own:
+        # built FROM that image with no context, so a large context is not sent a second time.
         await ctx.event(
             "building",
             "labelling",
             message=f"build ended on {output.image_id}, which existed before it: a label step follows",
         )
-        output, started = await self._engine.run(ctx, job, labelled=True)
+        on_top = replace(
+            job, root=None, dockerfile="Dockerfile", dockerfile_text=f"FROM {output.image_id}\n",
+            build_args=None, nocache=False, exclude=(),
+        )  # fmt: skip
+        labelled, started = await self._engine.run(ctx, on_top, labelled=True)
         if not await self._claims.final_image(
-            output, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
+            labelled, started, tag=tag, app_id=app_id, task_id=ctx.task_id, created_by=created_by
         ):
-            log.warning("build %s: image %s is not recorded as this service's", ctx.task_id, output.image_id)
+            log.warning("build %s: image %s is not this service's", ctx.task_id, labelled.image_id)
+        output.image_id = labelled.image_id
+        output.tail.extend(labelled.tail)
         return output

@@ -172,17 +172,26 @@ class DeployService:
                 "source": deploy.source.kind,
             }
         )
-        async with self._stage(ctx, deploy.source.stage, progress, f"{deploy.source.kind} to an image"):
-            progress.reference, progress.image_id = await obtain_image(
-                ctx,
-                deploy.source,
-                deploy.app_id,
-                deploy.principal,
-                builds=self._builds,
-                localrun=self._localrun,
-                docker=self._docker,
-                options=self._options,
-            )
+        # What serves now is looked up while the image is made (the app's lock is held: it cannot
+        # change), so `run` starts the moment the image exists.
+        previous = asyncio.ensure_future(self._live_container(deploy.app_id, deploy.principal))
+        try:
+            async with self._stage(ctx, deploy.source.stage, progress, f"{deploy.source.kind} to an image"):
+                progress.reference, progress.image_id = await obtain_image(
+                    ctx,
+                    deploy.source,
+                    deploy.app_id,
+                    deploy.principal,
+                    builds=self._builds,
+                    localrun=self._localrun,
+                    docker=self._docker,
+                    options=self._options,
+                )
+            progress.previous = await previous
+        finally:
+            previous.cancel()
+            if previous.done() and not previous.cancelled():
+                previous.exception()  # (read: a failed build's lookup is no "never retrieved" warning)
         try:
             await self._bring_up(ctx, deploy, progress)
         except BaseException:
@@ -193,7 +202,7 @@ class DeployService:
     async def _bring_up(self, ctx: TaskContext, deploy: Deploy, progress: Progress) -> None:
         """run, health, switch, and the release recorded: undone as a whole by the caller."""
         body = deploy.body
-        previous = progress.previous = await self._live_container(deploy.app_id, deploy.principal)
+        previous = progress.previous
         progress.in_place = bool(previous and body.port and body.port in previous.published_ports.values())
         async with self._stage(ctx, "run", progress, "a new container"):
             if previous is not None and progress.in_place:  # it holds the host port asked for
