@@ -54,8 +54,8 @@ class Principal:
     def require_app(self, app_id: str | None, what: str = "this") -> None:
         if not self.allows_app(app_id):
             limited = ", ".join(self.apps or ())
-            whose = f"app {app_id!r}" if app_id else "of no app"
-            raise AppNotAllowed(f"this token is limited to the apps {limited}: {what} is {whose}")
+            # (never which app it is: the name of another team's app is not this token's to learn)
+            raise AppNotAllowed(f"this token is limited to the apps {limited}: {what} is not of one of them")
 
 
 # An app a token may be limited to: an app id, or a prefix of them ending with one `*`.

@@ -386,9 +386,13 @@ def test_a_token_for_one_app_reaches_that_app_only(lab: Lab, unique: str) -> Non
 def test_refused_while_queued_and_when_nginx_is_down(tmp_path: Path, unique: str) -> None:
     """`DM_DEPLOY_QUEUE=refuse`: a second deploy of a busy app is a 409; nginx down: a deploy that
     needs a site is a 503 before any task, container or release exists."""
-    with service_with_nginx(tmp_path, DM_DEPLOY_QUEUE="refuse") as (service, web, contexts):
+    with service_with_nginx(tmp_path, DM_DEPLOY_QUEUE="refuse", DM_MAX_CONCURRENT_DEPLOYS="1") as (
+        service,
+        web,
+        contexts,
+    ):
         lab = Lab(service, web, contexts, tmp_path)
-        app = f"{unique}-busy"
+        app, queued_app = f"{unique}-busy", f"{unique}-queued"
         first = lab.deploy(app, {"context": lab.context(app, "one", extra="RUN sleep 2\n")}, wait=False)
         again = httpx2.post(
             f"{service.url}/apps/{app}/deploy",
@@ -398,7 +402,14 @@ def test_refused_while_queued_and_when_nginx_is_down(tmp_path: Path, unique: str
         )
         assert again.status_code == 409 and again.json()["code"] == "deploy_in_progress", again.text
         assert first["task_id"] in again.json()["detail"]
+        # Another app's deploy waits for the slot; cancelled while it waits, it holds nothing.
+        waiting = lab.deploy(queued_app, {"context": lab.context(queued_app, "q")}, wait=False)
+        httpx2.post(
+            f"{service.url}/tasks/{waiting['task_id']}/cancel", headers=service.headers, timeout=30
+        ).raise_for_status()
+        assert lab.final(waiting["task_id"])["status"] == "cancelled"
         assert lab.final(first["task_id"])["status"] == "completed"
+        assert lab.deploy(queued_app, {"context": lab.context(queued_app, "q")})["status"] == "completed"
 
         other = f"{unique}-nonginx"
         subprocess.run(
@@ -424,3 +435,74 @@ def test_refused_while_queued_and_when_nginx_is_down(tmp_path: Path, unique: str
             assert not list(web.sites.glob(f"{other}*"))
         finally:
             subprocess.run(["nginx", "-p", str(web.prefix), "-c", str(web.conf)], check=True, timeout=30)
+
+
+def _token(lab: Lab, scopes: list[str], apps: list[str] | None = None) -> dict[str, str]:
+    made = httpx2.post(
+        f"{lab.service.url}/auth/tokens",
+        json={"name": "t", "scopes": scopes, **({"apps": apps} if apps else {})},
+        headers=lab.service.headers,
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    return {"Authorization": f"Bearer {made.json()['token']}"}
+
+
+def test_a_deploy_takes_nothing_of_another_app_or_of_an_admin(lab: Lab, unique: str, tmp_path: Path) -> None:
+    """Tags, images and artefacts of other apps, an admin's site of the app, another file's name."""
+    mine, theirs = f"{unique}-mine", f"{unique}-theirs"
+    built = lab.deploy(theirs, {"context": lab.context(theirs, "theirs"), "export": True})
+    assert built["status"] == "completed", built
+    their_image = built["result"]["image_id"]
+    their_artefact = built["result"]["compressed_image_path"]
+    ci = _token(lab, ["read", "operate"], [f"{unique}-mine*"])
+    for body, field_name in (
+        ({"context": lab.context(mine, "x"), "tag": f"{theirs}:latest"}, "tag"),
+        ({"git": {"url": f"file://{lab.root}/repos/none"}, "tag": "postgres:16"}, "tag"),
+        ({"image": their_image}, "image"),
+        ({"image": "example.org/never/pulled:1"}, "image"),
+        ({"artefact": their_artefact}, "artefact"),
+    ):
+        refused = httpx2.post(f"{lab.service.url}/apps/{mine}/deploy", json=body, headers=ci, timeout=30)
+        assert refused.status_code == 403, (body, refused.text)
+        assert refused.json()["code"] == "app_not_allowed" and refused.json()["field"] == field_name
+        assert theirs not in refused.json()["detail"]
+    assert docker_cli("image", "inspect", "-f", "{{.Id}}", f"{theirs}:latest").stdout.strip() == their_image
+
+    # An admin pointed a site of the app at something of its own: an operate token cannot move it.
+    admin_port = 18000 + int(unique[-4:], 16) % 1000
+    domain = f"{mine}-admin.example.com"
+    made = httpx2.post(
+        f"{lab.service.url}/nginx/site/create",
+        json={"domain": domain, "port": admin_port, "app_id": mine},
+        headers=lab.service.headers,
+        timeout=30,
+    )
+    assert made.status_code == 200, made.text
+    operator = _token(lab, ["read", "operate"])
+    refused = httpx2.post(
+        f"{lab.service.url}/apps/{mine}/deploy", json={"context": lab.context(mine, "x")}, headers=operator
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "not_managed", refused.text
+    site = next(lab.nginx.sites.glob(f"{mine}.conf")).read_text()
+    assert f"port={admin_port}" in site and "kind=host" in site
+
+    # A site named after its domain is not the file of an app named like that domain.
+    other = f"{unique}-named.example.com"
+    httpx2.post(
+        f"{lab.service.url}/nginx/site/create",
+        json={"domain": other, "port": admin_port},
+        headers=lab.service.headers,
+        timeout=30,
+    ).raise_for_status()
+    clash = httpx2.post(
+        f"{lab.service.url}/apps/{other}/deploy",
+        json={"context": lab.context(mine, "x"), "domain": other},
+        headers=lab.service.headers,
+    )
+    assert clash.status_code == 409, clash.text
+    assert f"port={admin_port}" in (lab.nginx.sites / f"{other}.conf").read_text()
+    for name in (domain, other):
+        httpx2.post(
+            f"{lab.service.url}/nginx/site/delete", json={"domain": name}, headers=lab.service.headers
+        ).raise_for_status()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from docker_manager.adapters.docker.build_context import DockerIgnore
+import asyncio
+import io
+import tarfile
+from pathlib import Path
+
+from docker_manager.adapters.docker.build_context import BuildContext, DockerIgnore
 
 
 def rules(text: str) -> DockerIgnore:
@@ -50,3 +55,18 @@ def test_dockerfile_and_dockerignore_are_always_sent() -> None:
 
 def test_unbalanced_bracket_matches_nothing() -> None:
     assert not rules("[abc\n").excluded("[abc")
+
+
+def test_forced_exclusions_win_over_the_contexts_own_rules(tmp_path: Path) -> None:
+    """A cloned repository's `.dockerignore` with `!.git` cannot send `.git` (its credentials)."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("url = https://user:secret@example.com/r\n")
+    (tmp_path / ".dockerignore").write_text("!.git\n!.git/**\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in BuildContext(root=tmp_path, exclude=(".git",)).stream()])
+
+    with tarfile.open(fileobj=io.BytesIO(asyncio.run(collect()))) as tar:
+        names = tar.getnames()
+    assert "Dockerfile" in names and not [n for n in names if n.startswith(".git/") or n == ".git"]

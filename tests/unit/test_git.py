@@ -63,3 +63,17 @@ def test_urls_are_shown_without_credentials(url: str, shown: str) -> None:
     assert shown_url(url) == shown
     assert "SECRET" not in redact_credentials(f"fatal: unable to access '{url}'", ["SECRET"])
     assert "pa@ss" not in redact_credentials(f"remote: {url}")
+
+
+def test_credentials_go_to_git_as_a_header_not_in_its_arguments() -> None:
+    from docker_manager.adapters.git import _credentials_apart
+
+    url, env = _credentials_apart("https://ci%40corp:s3cr%2Ft@git.example.com/o/r.git", {"HOME": "/h"})
+    assert url == "https://git.example.com/o/r.git"
+    assert env["GIT_CONFIG_KEY_0"] == "http.extraHeader"
+    import base64
+
+    assert env["GIT_CONFIG_VALUE_0"] == "Authorization: Basic " + base64.b64encode(b"ci@corp:s3cr/t").decode()
+    plain = "https://git.example.com/o/r.git"
+    assert _credentials_apart(plain, {}) == (plain, {})
+    assert _credentials_apart("ssh://git@host/o/r", {}) == ("ssh://git@host/o/r", {})

@@ -10,6 +10,7 @@ URL, hooks pointed at /dev/null, no system or global config, and `GIT_TERMINAL_P
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import os
 import re
@@ -123,6 +124,23 @@ def _git_env(home: Path, scheme: str) -> dict[str, str]:
     }
 
 
+def _credentials_apart(url: str, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """An http(s) URL's user and password go to git as a header through its environment, not in
+    its arguments (which any local user can read in /proc) nor in the clone's .git/config."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not (parts.username or parts.password):
+        return url, env
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    header = "Authorization: Basic " + base64.b64encode(pair.encode()).decode()
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, {
+        **env,
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": header,
+    }
+
+
 def _clone_argv(url: str, scheme: str, dest: Path, ref: str | None = None) -> list[str]:
     # A ref is validated by its schema (no leading `-`); `--branch=` keeps it one argument anyway.
     branch = [f"--branch={ref}"] if ref else []
@@ -151,6 +169,7 @@ async def clone(
     home = dest.parent / ".git-home"
     home.mkdir(parents=True, exist_ok=True)
     env = _git_env(home, scheme)
+    url, env = _credentials_apart(url, env)
     runner = ProcessRunner(max_line=4096, max_output=1 << 20)
 
     async def forward(stream: str, text: str, _cut: bool) -> None:

@@ -123,7 +123,13 @@ class DeployRequest(StrictModel):
         None, description="The built or loaded image's tag (default `{app}:latest`)."
     )
     git: GitSource | None = None
-    image: ImageRef | None = Field(None, description="An image on the engine (this service never pulls).")
+    image: ImageRef | None = Field(
+        None,
+        description=(
+            "An image on the engine, else pulled (without credentials). A token limited to apps: "
+            "only its apps' images on this host."
+        ),
+    )
     artefact: str | None = Field(
         None, max_length=4096, description="A .tar.lz4 in the upload or builds root."
     )

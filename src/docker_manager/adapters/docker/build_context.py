@@ -149,7 +149,7 @@ class BuildContext:
         text = ""
         if path.is_file() and not path.is_symlink():
             text = path.read_text("utf-8", "replace")
-        text = "\n".join([*self.exclude, text])
+        text = "\n".join([text, *self.exclude])  # (last: a repository's `!.git` cannot undo them)
         return DockerIgnore.parse(text, always_include=(self.dockerfile, ".dockerignore"))
 
 

@@ -193,6 +193,10 @@ class BuildService:
         if plan.export:
             await self._disk.require(self._options.builds_path, size, what="the build's artefact")
 
+    async def check_tag(self, tag: str | None, principal: Principal) -> None:
+        """Whether `principal` may point `tag` at a new build (ImageService.check_tag)."""
+        await self._images.check_tag(tag, principal)
+
     async def build_in(self, ctx: TaskContext, plan: BuildPlan, principal: Principal) -> dict[str, Any]:
         """The build as a step of another task (a deploy): the same checks, events and files."""
         await self._images.check_tag(plan.tag, principal)

@@ -35,6 +35,9 @@ async def sites_to_move(
         for path, header in await asyncio.to_thread(sites.switch.sites)
         if header.app_id == app_id
     ]
+    for move in moves:
+        assert move.before is not None
+        sites.check_site_owner(move.before, principal)  # an admin's site of the app: admin only
     if domain is None or any(move.domain == domain for move in moves):
         return moves
     target = await sites.target_for(domain, app_id=app_id, principal=principal)
@@ -43,18 +46,18 @@ async def sites_to_move(
 
 
 async def move_sites(
-    sites: SiteService, moves: list[SiteMove], upstream: Upstream, app_id: str
-) -> list[SiteMove]:
-    """Point every site at `upstream`; if one refuses, the ones already moved go back."""
-    switched: list[SiteMove] = []
+    sites: SiteService, moves: list[SiteMove], upstream: Upstream, app_id: str, switched: list[SiteMove]
+) -> None:
+    """Point every site at `upstream`, each listed in `switched` before it moves (a cancel may come
+    while nginx takes it: it is put back too); if one refuses, the ones listed go back."""
     try:
         for move in moves:
-            await sites.switch.point(move.path, domain=move.domain, upstream=upstream, app_id=app_id)
             switched.append(move)
+            await sites.switch.point(move.path, domain=move.domain, upstream=upstream, app_id=app_id)
     except BaseException:
         await put_back(sites, switched, app_id)
+        switched.clear()
         raise
-    return switched
 
 
 async def put_back(sites: SiteService, switched: list[SiteMove], app_id: str) -> None:

@@ -46,12 +46,15 @@ from docker_manager.services.deploys.moves import SiteMove, move_sites, put_back
 from docker_manager.services.deploys.options import DeployOptions
 from docker_manager.services.deploys.source import Source, obtain_image, plan_source
 from docker_manager.services.host.disk import DiskService
+from docker_manager.services.images.service import ImageService
 from docker_manager.services.releases import Release, ReleaseService
 from docker_manager.services.sites import SiteService
+from docker_manager.util.shield import run_to_the_end
 
 log = logging.getLogger(__name__)
 
 DEPLOY_TASK = "deploy"
+_CLAIMED = "-"  # an app's deploy being checked (DM_DEPLOY_QUEUE=refuse), before its task exists
 
 
 @dataclass
@@ -88,6 +91,7 @@ class DeployService:
         docker: Docker,
         runner: TaskRunner,
         builds: BuildService,
+        images: ImageService,
         localrun: LocalRunService,
         containers: ContainerService,
         sites: SiteService,
@@ -98,6 +102,7 @@ class DeployService:
         self._docker = docker
         self._runner = runner
         self._builds = builds
+        self._images = images
         self._localrun = localrun
         self._containers = containers
         self._sites = sites
@@ -111,16 +116,33 @@ class DeployService:
         """Check everything that can be checked (4xx before a task exists), then queue the task."""
         if not APP_ID_RE.fullmatch(app_id):
             raise InvalidInput("app_id: letters, digits, . _ - (64 at most)", field="app_id")
-        if app_id in self._pending and self._options.queue == "refuse":
-            raise DeployInProgress(
-                f"a deploy of {app_id} is queued or running (task {self._pending[app_id]})", field="app_id"
-            )
+        pending = self._pending.get(app_id)
+        if pending is not None and not self._runner.is_live(pending) and pending != _CLAIMED:
+            del self._pending[app_id]  # (a task cancelled while queued never ran its clean-up)
+            pending = None
+        if pending is not None and self._options.queue == "refuse":
+            which = "" if pending == _CLAIMED else f" (task {pending})"
+            raise DeployInProgress(f"a deploy of {app_id} is queued or running{which}", field="app_id")
+        if self._options.queue == "refuse":
+            self._pending[app_id] = _CLAIMED  # (the checks below await: a second request must see it)
+        try:
+            record = await self._checked_start(app_id, body, principal)
+        except BaseException:
+            if self._pending.get(app_id) == _CLAIMED:
+                del self._pending[app_id]
+            raise
+        return record
+
+    async def _checked_start(self, app_id: str, body: DeployRequest, principal: Principal) -> TaskRecord:
         if body.port is not None:
             check_host_port(body.port, self._options.forbidden_host_ports, field="port")
-        source = await plan_source(body, app_id, builds=self._builds, options=self._options)
+        source = await plan_source(
+            body, app_id, principal, builds=self._builds, images=self._images, options=self._options
+        )
         if body.domain is not None:
             await self._sites.require_nginx()
-            await self._sites.target_for(body.domain, app_id=app_id, principal=principal)
+        # Every site the deploy will move, checked now: another app's file, an admin's site.
+        await sites_to_move(self._sites, app_id, body.domain, principal)
         if body.tls and body.domain and not await asyncio.to_thread(self._sites.has_certificate, body.domain):
             raise InvalidInput(f"no certificate for {body.domain} in DM_NGINX_CERT_DIR", field="tls")
         health = body.health
@@ -172,8 +194,8 @@ class DeployService:
                 "source": deploy.source.kind,
             }
         )
-        # What serves now is looked up while the image is made (the app's lock is held: it cannot
-        # change), so `run` starts the moment the image exists.
+        # What serves now is looked up while the image is made (the app's lock is held: no other
+        # deploy, rollback or switch of the app runs), so `run` starts the moment the image exists.
         previous = asyncio.ensure_future(self._live_container(deploy.app_id, deploy.principal))
         try:
             async with self._stage(ctx, deploy.source.stage, progress, f"{deploy.source.kind} to an image"):
@@ -197,10 +219,15 @@ class DeployService:
         except BaseException:
             await asyncio.shield(self._undo(ctx, deploy, progress))
             raise
-        return await self._finish(ctx, deploy, progress, started)
+        # From the switch on the deploy runs to its end: a cancel then is too late (the sites may
+        # already serve the new version), and is answered by finishing.
+        result, refused = await run_to_the_end(self._complete(ctx, deploy, progress, started))
+        if refused:
+            result["cancel"] = "refused: it came after the switch had begun; the deploy finished"
+        return result
 
     async def _bring_up(self, ctx: TaskContext, deploy: Deploy, progress: Progress) -> None:
-        """run, health, switch, and the release recorded: undone as a whole by the caller."""
+        """run and health: undone by the caller when they fail or are cancelled."""
         body = deploy.body
         previous = progress.previous
         progress.in_place = bool(previous and body.port and body.port in previous.published_ports.values())
@@ -209,11 +236,11 @@ class DeployService:
                 await self._containers.act(
                     previous.id, deploy.principal, "stop", timeout=self._options.stop_timeout
                 )
-            new = progress.new = await self._run(ctx, deploy, progress.reference)
+            progress.new = await self._run(ctx, deploy, progress.reference)
         async with self._stage(
             ctx, "health", progress, f"port {body.container_port}{deploy.gate.health_path}"
         ):
-            upstream = progress.upstream = upstream_for(new, body.container_port)
+            upstream = progress.upstream = upstream_for(progress.new, body.container_port)
             address = f"{upstream.address}{deploy.gate.health_path}"
             if body.health.start_period:
                 await asyncio.sleep(body.health.start_period)
@@ -221,15 +248,23 @@ class DeployService:
                 upstream, deploy.gate, interval=body.health.interval
             )
             progress.health = {"status": "healthy", "http_status": status, "url": f"http://{address}"}
-        moves = await sites_to_move(self._sites, deploy.app_id, body.domain, deploy.principal)
-        if moves:
-            async with self._stage(ctx, "switch", progress, f"{len(moves)} site(s)"):
-                kind = "managed" if self._containers.manageable(new.id) else "host"
-                progress.switched = await move_sites(
-                    self._sites, moves, replace(upstream, kind=kind), deploy.app_id
-                )
-        progress.release = await asyncio.shield(
-            self._releases.record(
+
+    async def _complete(
+        self, ctx: TaskContext, deploy: Deploy, progress: Progress, started: float
+    ) -> dict[str, Any]:
+        """switch and the release recorded (undone together if either fails), then retire and
+        export, which only report their failures: the new version serves by then."""
+        new, upstream = progress.new, progress.upstream
+        assert new is not None and upstream is not None
+        try:
+            moves = await sites_to_move(self._sites, deploy.app_id, deploy.body.domain, deploy.principal)
+            if moves:
+                async with self._stage(ctx, "switch", progress, f"{len(moves)} site(s)"):
+                    kind = "managed" if self._containers.manageable(new.id) else "host"
+                    await move_sites(
+                        self._sites, moves, replace(upstream, kind=kind), deploy.app_id, progress.switched
+                    )
+            progress.release = await self._releases.record(
                 new.id,
                 app_id=deploy.app_id,
                 source="deploy",
@@ -238,7 +273,10 @@ class DeployService:
                 artefact=str(deploy.source.artefact) if deploy.source.artefact else None,
                 health=progress.health,
             )
-        )
+        except BaseException:
+            await self._undo(ctx, deploy, progress)
+            raise
+        return await self._finish(ctx, deploy, progress, started)
 
     async def _finish(
         self, ctx: TaskContext, deploy: Deploy, progress: Progress, started: float
@@ -252,8 +290,11 @@ class DeployService:
                 retired = await self._retire(deploy.app_id, new, deploy)
         exported: dict[str, Any] = {}
         if deploy.body.export:
-            async with self._stage(ctx, "export", progress, "the image as an artefact"):
-                exported = await export_image(ctx, self._docker, progress.reference, self._disk)
+            try:
+                async with self._stage(ctx, "export", progress, "the image as an artefact"):
+                    exported = await export_image(ctx, self._docker, progress.reference, self._disk)
+            except DockerManagerError as exc:  # the new version serves: the deploy is done anyway
+                exported = {"export": {"status": "error", "error": exc.detail}}
         served = {"container_id": new.id, "container_name": new.name, "host_port": release.host_port}
         await ctx.merge_summary(
             {"status": "successful", "stage": "completed", "release": release.number, **served}
@@ -349,6 +390,9 @@ class DeployService:
             try:
                 old = await self._containers.owned(container_id, deploy.principal)
             except NotFound:
+                continue
+            except DockerManagerError as exc:  # (not this caller's: reported, never the deploy's failure)
+                retired.append({"status": "error", "id": container_id, "error": exc.detail})
                 continue
             gate = deploy.gate if index == 0 else deploy.gate.model_copy(update={"drain_seconds": 0})
             outcome = await self._sites.switch.retire(old, deploy.principal, gate, remove=False)

@@ -22,14 +22,17 @@ from docker_manager.adapters.git import (
     url_secrets,
 )
 from docker_manager.auth import Principal
-from docker_manager.errors import BuildFailed, InvalidInput, NotFound, UpstreamError
+from docker_manager.config import Roots
+from docker_manager.errors import AppNotAllowed, BuildFailed, InvalidInput, NotFound, UpstreamError
 from docker_manager.runner import TaskContext
+from docker_manager.runner.summary import Summary
 from docker_manager.schemas.deploys import DeployRequest
 from docker_manager.services.builds import BuildService, BuildSource
 from docker_manager.services.builds.dockerfile import image_name_for
 from docker_manager.services.builds.plan import BuildPlan
 from docker_manager.services.deploys.localrun import LocalRunService, artefact_file
 from docker_manager.services.deploys.options import DeployOptions
+from docker_manager.services.images.service import ImageService
 
 SourceKind = Literal["context", "git", "image", "artefact"]
 STAGE_OF: dict[SourceKind, str] = {"context": "build", "git": "build", "image": "pull", "artefact": "load"}
@@ -55,10 +58,26 @@ class Source:
 
 
 async def plan_source(
-    body: DeployRequest, app_id: str, *, builds: BuildService, options: DeployOptions
+    body: DeployRequest,
+    app_id: str,
+    principal: Principal,
+    *,
+    builds: BuildService,
+    images: ImageService,
+    options: DeployOptions,
 ) -> Source:
     """Everything about the source that can be checked now (422/403/404 before a task exists)."""
     tag = body.tag or f"{image_name_for(app_id)}:latest"
+    if principal.apps is not None and body.tag and _repository(body.tag) != image_name_for(app_id):
+        # (else it could take a name another app's deploys tag, and stop them with a 403)
+        raise AppNotAllowed(
+            f"a token limited to apps tags images of its app only: {image_name_for(app_id)}:<tag>",
+            field="tag",
+        )
+    if body.image is not None:
+        await images.check_use(body.image, principal)
+        return Source("image", body.image)
+    await images.check_tag(tag, principal)
     if body.context is not None:
         build = await builds.plan(
             BuildSource(
@@ -86,11 +105,25 @@ async def plan_source(
             dockerfile=body.dockerfile or "Dockerfile",
             nocache=body.nocache,
         )
-    if body.image is not None:
-        return Source("image", body.image)
     assert body.artefact is not None  # (the schema wants exactly one source)
     path = await asyncio.to_thread(artefact_file, body.artefact, options.roots, field="artefact")
+    if principal.apps is not None:
+        await asyncio.to_thread(_check_artefact_app, path, options.roots, principal)
     return Source("artefact", tag, artefact=path)
+
+
+def _repository(reference: str) -> str:
+    """`name` of `name:tag` (a registry's port is not a tag)."""
+    name, _, tag = reference.rpartition(":")
+    return name if name and "/" not in tag else reference
+
+
+def _check_artefact_app(path: Path, roots: Roots, principal: Principal) -> None:
+    """A token limited to apps loads the artefacts of its apps' builds only (blocking)."""
+    folder = path.parent
+    summary = Summary.read(folder) if folder.parent == roots.builds_path else None
+    if summary is None or not principal.allows_app(summary.app):
+        raise AppNotAllowed("the artefact is not one of this token's apps' builds", field="artefact")
 
 
 async def obtain_image(
@@ -147,6 +180,7 @@ async def _build_repository(
         text = await asyncio.to_thread(read_repo_dockerfile, workdir / "repo" / source.dockerfile)
         if text is None:
             raise InvalidInput(f"the repository has no {source.dockerfile}", field="git")
+        await builds.check_tag(source.tag, principal)  # (again: it may have moved since the request)
         output = await builds.engine_build(
             ctx,
             root=workdir / "repo",
@@ -172,9 +206,12 @@ async def _image_here(ctx: TaskContext, docker: Docker, reference: str) -> str:
         return str((await docker.images.inspect(reference))["Id"])
     except NotFound:
         pass
-    name, _, tag = (
-        reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "latest")
-    )
+    if "@" in reference:  # name@sha256:...: the engine takes the digest as the tag
+        name, _, tag = reference.partition("@")
+    else:
+        name, _, tag = (
+            reference.rpartition(":") if ":" in reference.rsplit("/", 1)[-1] else (reference, "", "latest")
+        )
     await ctx.event("pull", "pulling", message=f"{reference} is not on this host: pulling it")
     try:
         async with docker.images.pull(name, tag=tag or "latest", auth="") as progress:

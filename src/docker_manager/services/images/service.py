@@ -16,7 +16,7 @@ from typing import Any
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.docker.images import deleted_ids
 from docker_manager.auth import Principal
-from docker_manager.errors import Conflict, NotFound, NotManaged
+from docker_manager.errors import AppNotAllowed, Conflict, NotFound, NotManaged
 from docker_manager.schemas.images import ImageSummary, PruneResult, RemoveImageResult
 from docker_manager.services.ownership.record import Kind, Ownership
 
@@ -68,18 +68,38 @@ class ImageService:
         return target
 
     async def check_tag(self, tag: str | None, principal: Principal, *, new_id: str | None = None) -> None:
-        """Refuse to move `tag` when it points at an image this service did not build (non-admin)."""
+        """Refuse to move `tag` when it points at an image this service did not build (non-admin),
+        or at an image of an app a token limited to apps is not for."""
         if tag is None or principal.is_admin:
             return
         try:
             current = str((await self._docker.images.inspect(tag))["Id"])
         except NotFound:
             return
-        if current != new_id and not self._ownership.owns(Kind.IMAGE, current):
+        if current == new_id:
+            return
+        owned = self._ownership.get(Kind.IMAGE, current)
+        if owned is None:
             raise NotManaged(
                 f"{tag} names an image this service did not build; moving that tag needs an admin token",
                 field="tag",
             )
+        if not principal.allows_app(owned.app_id):
+            raise AppNotAllowed(f"{tag} names an image of an app this token is not for", field="tag")
+
+    async def check_use(self, reference: str, principal: Principal) -> None:
+        """A token limited to apps runs only images of its apps that are on this host (no pulls)."""
+        if principal.apps is None:
+            return
+        try:
+            image_id = str((await self._docker.images.inspect(reference))["Id"])
+        except NotFound:
+            raise AppNotAllowed(
+                f"{reference} is not on this host, and a token limited to apps does not pull", field="image"
+            ) from None
+        owned = self._ownership.get(Kind.IMAGE, image_id)
+        if owned is None or not principal.allows_app(owned.app_id):
+            raise AppNotAllowed(f"{reference} is not an image of this token's apps", field="image")
 
     async def tag_map(self) -> TagMap:
         """Every tag on the host and the image it points at."""

@@ -140,11 +140,13 @@ class SiteService:
             header = await asyncio.to_thread(read_header, target)
             if header is None:
                 raise Conflict(f"{target.name} exists and was not written by this service", field="app_id")
-            self._check_site_owner(header, principal)
+            if header.app_id != app_id:  # (a domain-named site, and an app named like that domain)
+                raise Conflict(f"{target.name} is the site of another app; delete it first", field="app_id")
+            self.check_site_owner(header, principal)
         return target
 
     @staticmethod
-    def _check_site_owner(header: SiteHeader, principal: Principal) -> None:
+    def check_site_owner(header: SiteHeader, principal: Principal) -> None:
         """A site an admin pointed at the host (a process, a container of its own) is the admin's."""
         if header.upstream.kind == "host" and not principal.is_admin:
             raise NotManaged(
@@ -219,7 +221,7 @@ class SiteService:
         if not sites:
             raise NotFound(f"no site of this service serves {body.domain} in {conf_dir}", field="domain")
         for _, header in sites:
-            self._check_site_owner(header, principal)
+            self.check_site_owner(header, principal)
         files = [path for path, _ in sites]
         reloads = [await self.switch.remove(path, header) for path, header in sites]
         return SiteDeleted.model_validate(
