@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -223,6 +224,104 @@ def registry(workdir: Path, *, username: str = "ci", password: str = "ci-pass-12
 
 
 @dataclass
+class Pebble:
+    """Debian's pebble (a real ACME CA for tests) and pebble-challtestsrv (its DNS: every name is
+    127.0.0.1), validating HTTP-01 on `http_port` (the test nginx's port-80 listener)."""
+
+    directory: str  # the ACME directory URL
+    ca_bundle: Path  # trust for pebble's own HTTPS listener
+    management: str  # https://127.0.0.1:PORT: /roots/0, /intermediates/0
+    dns_management: str  # http://127.0.0.1:PORT: challtestsrv's /add-a, /clear-a
+    workdir: Path
+    process: subprocess.Popen[bytes]
+    argv: list[str]
+    port: int
+
+    def chain_roots(self) -> Path:
+        """Pebble's root and intermediate of this run, in one file (they change at every start)."""
+        pem = ""
+        for kind in ("roots", "intermediates"):
+            trust = ssl.create_default_context(cafile=str(self.ca_bundle))
+            pem += httpx2.get(f"{self.management}/{kind}/0", verify=trust, timeout=10).text
+        target = self.workdir / "pebble-roots.pem"
+        target.write_text(pem)
+        return target
+
+    def resolve(self, host: str, address: str) -> None:
+        """Make challtestsrv answer `address` for `host` (a domain that does not point here)."""
+        httpx2.post(f"{self.dns_management}/add-a", json={"host": host, "addresses": [address]}, timeout=10)
+
+    def stop(self) -> None:
+        """The CA goes away (its accounts, orders and roots with it: pebble keeps them in memory)."""
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def start(self, *, nonce_reject_percent: int = 0) -> None:
+        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject_percent)}
+        with (self.workdir / "pebble.log").open("ab") as log:
+            self.process = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_for_port(self.port, self.process)
+
+    def orders(self) -> int:
+        """How many orders pebble has been asked for (in its log, every run)."""
+        return (self.workdir / "pebble.log").read_text(errors="replace").count("POST /order-plz")
+
+
+@contextmanager
+def pebble(
+    workdir: Path, *, http_port: int, validity_seconds: int | None = None, blocked: tuple[str, ...] = ()
+) -> Iterator[Pebble]:
+    """Pebble on loopback with its own listener certificate (made here with openssl)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key = workdir / "listener.pem", workdir / "listener.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "30", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port, management, dns, dns_management = free_port(), free_port(), free_port(), free_port()
+    config: dict[str, Any] = {
+        "listenAddress": f"127.0.0.1:{port}",
+        "managementListenAddress": f"127.0.0.1:{management}",
+        "certificate": str(cert),
+        "privateKey": str(key),
+        "httpPort": http_port,
+        "tlsPort": free_port(),
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": False,
+        "domainBlocklist": list(blocked),
+    }
+    if validity_seconds is not None:
+        config["certificateValidityPeriod"] = validity_seconds
+    (workdir / "pebble.json").write_text(json.dumps({"pebble": config}))
+    dns_server = subprocess.Popen(
+        ["pebble-challtestsrv", "-defaultIPv6", "", "-dns01", f"127.0.0.1:{dns}", "-http01", "",
+         "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{dns_management}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    ca = Pebble(
+        directory=f"https://127.0.0.1:{port}/dir",
+        ca_bundle=cert,
+        management=f"https://127.0.0.1:{management}",
+        dns_management=f"http://127.0.0.1:{dns_management}",
+        workdir=workdir,
+        process=dns_server,  # (replaced by pebble's own below)
+        argv=["pebble", "-config", str(workdir / "pebble.json"), "-dnsserver", f"127.0.0.1:{dns}"],
+        port=port,
+    )
+    try:
+        wait_for_port(dns_management, dns_server)
+        ca.start()
+        yield ca
+    finally:
+        for running in (ca.process, dns_server):
+            if running.poll() is None:
+                running.terminate()
+                running.wait(timeout=10)
+
+
+@dataclass
 class ServiceProcess:
     url: str
     headers: dict[str, str]
@@ -262,7 +361,13 @@ def is_session_front(address: str) -> bool:
 
 @contextmanager
 def service_process(
-    data_dir: Path, stderr: Path | None = None, *, open_files: int | None = None, **env: str
+    data_dir: Path,
+    stderr: Path | None = None,
+    *,
+    open_files: int | None = None,
+    port: int | None = None,
+    token: str | None = None,
+    **env: str,
 ) -> Iterator[ServiceProcess]:
     """The service as its users run it: `python -m docker_manager serve`, on a loopback port.
     `open_files`: the soft RLIMIT_NOFILE it starts with (Debian's default is 1,024)."""
@@ -275,8 +380,8 @@ def service_process(
                 resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
             )
 
-    port = free_port()
-    token = "dm_process_" + os.urandom(8).hex()
+    port = port or free_port()
+    token = token or "dm_process_" + os.urandom(8).hex()
     process = subprocess.Popen(
         [sys.executable, "-m", "docker_manager", "serve"],
         env={
@@ -290,7 +395,7 @@ def service_process(
             **env,
         },
         stdout=subprocess.DEVNULL,
-        stderr=stderr.open("wb") if stderr is not None else subprocess.DEVNULL,
+        stderr=stderr.open("ab") if stderr is not None else subprocess.DEVNULL,
         preexec_fn=limit,
     )
     try:

@@ -103,7 +103,9 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
     limiter = FailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window)
     app.state.auth_failures = limiter  # the dashboard's login counts its failures here too
     # /ui/ pages check their session cookie themselves (ui/deps.py); the login form is limited.
-    app.add_middleware(AuthGate, public_paths=public, public_prefixes=["/static/", "/ui/"], limiter=limiter)
+    # A CA's HTTP-01 check (nginx forwards port 80's) carries no token: only live answers are given.
+    public_prefixes = ["/static/", "/ui/", "/.well-known/acme-challenge/"]
+    app.add_middleware(AuthGate, public_paths=public, public_prefixes=public_prefixes, limiter=limiter)
     # Outside authentication: refused requests get a request id, metrics and an audit entry too.
     app.add_middleware(RequestObserver)
     if settings.cors_origins:
@@ -113,4 +115,4 @@ def _add_middleware(app: FastAPI, settings: Settings) -> None:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
-    app.add_middleware(TrustedHostGuard, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(TrustedHostGuard, allowed_hosts=settings.accepted_hosts)

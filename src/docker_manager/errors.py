@@ -12,6 +12,7 @@ so the status code and the machine-readable `code` never depend on where the err
     │   ├── CommandFailed             422 command_failed
     │   ├── CloneFailed               422 clone_failed
     │   ├── StageFailed               422 pipeline_stage_failed
+    │   ├── CertificateInvalid        422 certificate_invalid
     │   └── NginxConfigError          422 nginx_config_invalid
     ├── Unauthorized                  401 unauthorized
     ├── Forbidden                     403 forbidden
@@ -44,6 +45,8 @@ so the status code and the machine-readable `code` never depend on where the err
         ├── NginxReloadFailed         502 nginx_reload_failed
         ├── SwitchFailed              502 switch_failed
         ├── UploadFailed              502 upload_failed
+        ├── AcmeError                 502 acme_error
+        │   └── SelfCheckFailed       502 self_check_failed
         ├── EngineUnavailable         503 docker_unavailable
         └── EngineTimeout             504 docker_timeout
 """
@@ -353,6 +356,26 @@ class UploadFailed(UpstreamError):
     """The files could not be delivered to the SFTP server."""
 
     code = "upload_failed"
+
+
+class AcmeError(UpstreamError):
+    """The ACME CA refused or failed an order. `problem_type` is the CA's problem (RFC 8555 §6.7),
+    `permanent` says retrying will not help until something changes, `retry_after` is the CA's
+    Retry-After in seconds when it sent one."""
+
+    code = "acme_error"
+
+
+class SelfCheckFailed(AcmeError):
+    """A probe through the domain did not reach this nginx: no order was placed."""
+
+    code = "self_check_failed"
+
+
+class CertificateInvalid(InvalidInput):
+    """A certificate given by hand does not fit: key, names, dates or chain."""
+
+    code = "certificate_invalid"
 
 
 class CloneFailed(InvalidInput):

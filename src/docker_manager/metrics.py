@@ -125,6 +125,18 @@ LOG_STREAM_DELIVERIES = Counter(
 )
 
 # --- releases and retention ------------------------------------------------------------------
+CERTIFICATE_NOT_AFTER = Gauge(
+    "dm_certificate_not_after_seconds",
+    "When each domain's served certificate ends (Unix time).",
+    ["domain"],
+    registry=REGISTRY,
+)
+CERTIFICATE_ORDERS = Counter(
+    "dm_certificate_orders",
+    "Certificate orders (issues and renewals), by result: issued, error, permanent_error.",
+    ["result"],
+    registry=REGISTRY,
+)
 RELEASES = Counter("dm_releases", "Releases recorded, by source.", ["source"], registry=REGISTRY)
 GC_RECLAIMED = Counter("dm_gc_reclaimed_bytes", "Bytes retention reclaimed.", registry=REGISTRY)
 

@@ -25,6 +25,10 @@ from docker_manager.runner import EventBus, TaskKind, TaskRunner, TaskStore
 from docker_manager.runner.outbox import OutboxDispatcher
 from docker_manager.services.builds import BuildService
 from docker_manager.services.builds.options import BuildOptions
+from docker_manager.services.certificates import CertificateService
+from docker_manager.services.certificates.options import CertificateOptions
+from docker_manager.services.certificates.renewal import RenewalLoop
+from docker_manager.services.certificates.store import CertificateStore
 from docker_manager.services.commands.options import CommandOptions
 from docker_manager.services.commands.service import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService, StopNotices
@@ -48,6 +52,7 @@ from docker_manager.services.releases import ReleaseService, ReleaseStore, Reten
 from docker_manager.services.releases.options import ReleaseOptions
 from docker_manager.services.sites import SiteService
 from docker_manager.services.sites.options import SwitchOptions
+from docker_manager.services.sites.public import PublicSite
 from docker_manager.services.tasks.service import TaskService
 from docker_manager.services.tokens import TokenStore
 from docker_manager.ui.session import SessionCodec
@@ -83,6 +88,9 @@ class Runtime:
     localrun: LocalRunService
     deploys: DeployService
     sites: SiteService
+    certificates: CertificateService
+    renewals: RenewalLoop
+    public_site: PublicSite | None  # DM_PUBLIC_DOMAIN: this service's own site
     rollbacks: RollbackService
     commands: CommandService
     pipelines: PipelineService
@@ -101,11 +109,10 @@ class Runtime:
         await db.open()
         docker, probe = Docker(settings.docker_host, timeout=settings.docker_timeout), HttpProbe()
         runner, outbox = await _runner(db, settings), await _outbox(db, settings)
-        tokens, ownership = await _tokens(db, settings), Ownership(db.engine)
+        tokens, ownership, stops = await _tokens(db, settings), Ownership(db.engine), StopNotices()
         await ownership.load()
-        host_options, stops = HostOptions.of(settings), StopNotices()
+        host_options, container_options = HostOptions.of(settings), ContainerOptions.of(settings)
         sampler, disk = await _sampler(host_options), await _disk(docker, host_options)
-        container_options = ContainerOptions.of(settings)
         containers = ContainerService(docker=docker, ownership=ownership, options=container_options,
                                       stop_notices=stops)
         await _adopt(db, docker, ownership, containers)
@@ -122,10 +129,12 @@ class Runtime:
                                   options=release_options)
         await _import_releases(releases)
         await retention.start()
-        sites = SiteService(nginx=_nginx(settings), docker=docker, containers=containers, probe=probe,
+        nginx = _nginx(settings)
+        sites = SiteService(nginx=nginx, docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
-        deploy_options = DeployOptions.of(settings)
+        certificates, renewals = await _certificates(db, nginx, sites, runner, settings)
+        deploy_options = DeployOptions.of(settings)  # localrun and deploys run containers alike
         localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
                                    ownership=ownership, health=healthchecks, releases=releases, disk=disk,
                                    options=deploy_options)
@@ -133,10 +142,10 @@ class Runtime:
             settings=settings, db=db, docker=docker, probe=probe, runner=runner, outbox=outbox, tokens=tokens,
             ownership=ownership, sampler=sampler, disk=disk, containers=containers, images=images,
             builds=builds, healthchecks=healthchecks, retention=retention, releases=releases, sites=sites,
-            audit=audit,
+            certificates=certificates, renewals=renewals, audit=audit, localrun=localrun,
             host=HostService(docker=docker, sampler=sampler, options=host_options),
             container_files=ContainerFiles(docker=docker, containers=containers, options=container_options),
-            localrun=localrun,
+            public_site=_public_site(sites, settings),
             deploys=DeployService(docker=docker, runner=runner, builds=builds, images=images,
                                   localrun=localrun, containers=containers, sites=sites,
                                   releases=releases, disk=disk, options=deploy_options),
@@ -157,6 +166,9 @@ class Runtime:
         """The background work first, then what it used, the database last."""
         self.observers.stop()
         self.audit.close()
+        await self.renewals.stop()
+        if self.public_site is not None:
+            await self.public_site.stop()
         await self.runner.shutdown()
         await self.retention.stop()
         await self.healthchecks.stop()
@@ -182,6 +194,7 @@ async def _runner(db: Database, settings: Settings) -> TaskRunner:
             TaskKind.PIPELINE: settings.max_concurrent_pipelines,
             TaskKind.COMMAND: settings.max_concurrent_commands,
             TaskKind.DEPLOY: settings.max_concurrent_deploys,
+            TaskKind.CERTIFICATE: 1,  # one order at a time: a CA's limits count per account
         },
         max_queued=settings.max_queued_tasks,
         outbox_enabled=settings.log_stream_endpoint is not None,
@@ -271,7 +284,39 @@ def _nginx(settings: Settings) -> Nginx:
         listen=settings.nginx_listen,
         tls_listen=settings.nginx_tls_listen,
         cert_dir=settings.nginx_cert_dir,
+        # Port 80's ACME answers come from this service, on loopback.
+        challenge_upstream=_own_address(settings) if settings.acme_enabled else None,
     )
+
+
+def _public_site(sites: SiteService, settings: Settings) -> PublicSite | None:
+    if settings.public_domain is None:
+        return None
+    host, _, port = _own_address(settings).rpartition(":")
+    site = PublicSite(sites, domain=settings.public_domain, host=host, port=int(port))
+    site.start()
+    return site
+
+
+def _own_address(settings: Settings) -> str:
+    host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+
+
+async def _certificates(
+    db: Database, nginx: Nginx, sites: SiteService, runner: TaskRunner, settings: Settings
+) -> tuple[CertificateService, RenewalLoop]:
+    options = CertificateOptions.of(settings)
+    certificates = CertificateService(
+        store=CertificateStore(db.engine), nginx=nginx, sites=sites, runner=runner, options=options
+    )
+    try:
+        await certificates.recover()
+    except DockerManagerError as exc:  # nginx is down: its defaults file waits for the first order
+        log.warning("certificates: %s", exc.detail)
+    renewals = RenewalLoop(certificates, every=options.renew_check_seconds)
+    renewals.start()
+    return certificates, renewals
 
 
 async def _ui_sessions(db: Database, settings: Settings) -> SessionCodec:

@@ -38,6 +38,8 @@ PUBLIC = {
     "/healthz",  # load balancers and the operator's first check; reveals only "engine reachable"
     "/docs",  # interactive docs (DM_PUBLIC_DOCS=false turns these off)
     "/openapi.json",
+    # a CA's HTTP-01 check (nginx forwards it): answers only tokens of an order running now
+    "/.well-known/acme-challenge/{token}",
 }
 
 

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from docker_manager.adapters.netfilter import chain_of
-from docker_manager.adapters.nginx import read_header
+from docker_manager.adapters.site_header import read_header
 from docker_manager.config import Settings
 from tests.harness import NginxServer, app_client, docker_cli, free_port, nginx
 

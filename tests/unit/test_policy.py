@@ -156,7 +156,8 @@ async def test_a_volume_is_mounted_by_the_token_that_made_it(ownership: Ownershi
 async def test_a_port_another_apps_site_reaches_is_not_published(
     ownership: Ownership, tmp_path: Path
 ) -> None:
-    from docker_manager.adapters.nginx import Nginx, NginxPaths, Upstream
+    from docker_manager.adapters.nginx import Nginx, NginxPaths
+    from docker_manager.adapters.site_header import Upstream
     from docker_manager.errors import PortInUse
 
     conf = tmp_path / "conf.d"

@@ -15,7 +15,8 @@ import pytest
 from docker_manager.adapters.docker.client import map_engine_error
 from docker_manager.adapters.docker.types import ContainerInfo
 from docker_manager.adapters.netfilter import _valid_front, _valid_target, chain_of, front_of
-from docker_manager.adapters.nginx import Nginx, NginxPaths, Upstream, read_header, same_configuration
+from docker_manager.adapters.nginx import Nginx, NginxPaths, same_configuration
+from docker_manager.adapters.site_header import Upstream, read_header
 from docker_manager.errors import Conflict, EngineError, InvalidInput, NotFound, PortInUse
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.containers.spec import recreate_config
@@ -73,7 +74,7 @@ def test_tls_is_used_only_when_both_files_exist(tmp_path: Path) -> None:
     )
     (tmp_path / "a.test.key").write_text("k")
     tls = nginx.render(ident="s1", domain="a.test", upstream=Upstream("127.0.0.1", 81), app_id=None)
-    assert "listen 127.0.0.1:8443 ssl;" in tls and "return 301 https://" in tls
+    assert "listen 127.0.0.1:8443 ssl" in tls and "return 301 https://" in tls
 
 
 def test_files_that_are_not_ours_have_no_header(tmp_path: Path) -> None:

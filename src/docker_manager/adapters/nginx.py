@@ -15,6 +15,7 @@ import contextlib
 import os
 import re
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import jinja2
 import psutil
 
 from docker_manager import metrics
+from docker_manager.adapters.site_header import SiteTls, Upstream
 from docker_manager.errors import (
     DockerManagerError,
     NginxConfigError,
@@ -31,98 +33,16 @@ from docker_manager.errors import (
 )
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-HEADER_BYTES = 1024  # where the header must be: the start of the file
-_HEADER_RE = re.compile(
-    r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
-    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: published=([0-9]{1,5}/tcp))?"
-    r"(?: kind=(managed|host))?(?: front=([0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
-)
+DEFAULTS_FILE = "_docker-manager.conf"  # (no app id or domain starts with "_": never a site's name)
 
 
 @dataclass(frozen=True)
-class Upstream:
-    """Where a site sends its requests: a host port on loopback, or a container's bridge address.
+class FileChange:
+    """One file of an nginx change: its new bytes (None: removed) and mode."""
 
-    `container` names the container the site follows: its bridge address (rewritten if the
-    container comes back from a restart with another one), or with `published` the host port the
-    engine publishes that container port on (rewritten when a restart publishes it elsewhere).
-    A host process an admin pointed a site at has no container.
-    """
-
-    host: str
-    port: int
-    container: str | None = None
-    # The container port (`80/tcp`) whose host port this is, for a site that follows a container
-    # through the host port it publishes.
-    published: str | None = None
-    # The container is not running: nginx answers 503 itself rather than send the traffic to
-    # whoever gets its address or its freed host port next.
-    down: bool = False
-    # "managed": a container of this service; "host": what only an admin may point a site at
-    # (a process on the host, a container made by hand or with host-level options).
-    kind: str = "managed"
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class SiteHeader:
-    """What a managed site file says about itself (its first lines)."""
-
-    app_id: str | None
-    domain: str
-    port: int
-    upstream: Upstream
-    # nginx's fixed address for the site, which the kernel moves to `upstream` (netfilter.py);
-    # None: nginx itself points at `upstream` (a switch reloads it).
-    front: str | None = None
-
-
-def read_header(path: Path) -> SiteHeader | None:
-    """The managed-site header of a file, or None if the file is not one of ours. Blocking."""
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as handle:
-            return parse_header(handle.read(HEADER_BYTES))
-    except OSError:
-        return None
-
-
-def parse_header(text: str) -> SiteHeader | None:
-    """The managed-site header at the start of a site file's text, or None."""
-    match = _HEADER_RE.search(text[:HEADER_BYTES])
-    if match is None:
-        return None
-    port = int(match.group(3))
-    recorded = match.group(4) or "127.0.0.1"
-    down = recorded == "down"
-    host = "127.0.0.1" if down else (recorded.rpartition(":")[0] or "127.0.0.1")
-    return SiteHeader(
-        app_id=match.group(1) or None,
-        domain=match.group(2),
-        port=port,
-        upstream=Upstream(
-            host=host,
-            port=port,
-            container=match.group(5),
-            published=match.group(6),
-            down=down,
-            kind=match.group(7) or "managed",
-        ),
-        front=match.group(8),
-    )
-
-
-def managed_sites(directories: list[Path]) -> list[tuple[Path, SiteHeader]]:
-    """Every site file of this service in `directories`, with its header. Blocking."""
-    found = []
-    for directory in directories:
-        for path in sorted(directory.glob("*.conf")):
-            header = read_header(path)
-            if header is not None:
-                found.append((path, header))
-    return found
+    path: Path
+    content: bytes | None
+    mode: int = 0o644
 
 
 @dataclass(frozen=True)
@@ -143,11 +63,21 @@ class NginxPaths:
 
 
 class Nginx:
-    def __init__(self, paths: NginxPaths, *, listen: str, tls_listen: str, cert_dir: Path | None) -> None:
+    def __init__(
+        self,
+        paths: NginxPaths,
+        *,
+        listen: str,
+        tls_listen: str,
+        cert_dir: Path | None,
+        challenge_upstream: str | None = None,
+    ) -> None:
         self.paths = paths
         self._listen = listen
         self._tls_listen = tls_listen
         self._cert_dir = cert_dir
+        # Where port 80's /.well-known/acme-challenge/ goes (this service), when ACME is on.
+        self._challenge = challenge_upstream
         self.lock = asyncio.Lock()
         self.version: tuple[int, ...] | None = None
         self._env = jinja2.Environment(
@@ -166,11 +96,14 @@ class Nginx:
         upstream: Upstream,
         app_id: str | None,
         front: str | None = None,
+        tls: SiteTls | None = None,
+        certified: bool | None = None,
     ) -> str:
         """The site file for validated values (domain, upstream and ids are checked by the caller).
         With `front`, nginx sends to that fixed address and the kernel moves it (no keep-alive pool
         to the upstream, so that every request follows the current rule)."""
-        tls = self.certificate_of(domain)
+        options = tls or SiteTls()
+        files = self.certificate_of(domain, exists=certified) if options.mode != "off" else None
         return self._env.get_template("site.conf.j2").render(
             # nginx >= 1.27.4 can keep idle keep-alive connections open briefly while old workers
             # wind down after a reload; older ones close them, and a client that reuses one at that
@@ -189,16 +122,38 @@ class Nginx:
             app_id=app_id or "",
             listen=self._listen,
             tls_listen=self._tls_listen,
-            tls=tls,
+            tls=files,
+            tls_mode=options.mode,
+            hsts=options.hsts,
+            http2=self._http2(),
+            challenge=self._challenge,
         )
 
-    def certificate_of(self, domain: str) -> dict[str, str] | None:
-        """The certificate and key files of `domain` in the cert dir, when both exist. Blocking."""
+    def _http2(self) -> str:
+        """How this nginx turns HTTP/2 on: the `http2` directive from 1.25.1, else on `listen`."""
+        return "directive" if (self.version or (0,)) >= (1, 25, 1) else "listen"
+
+    def render_defaults(self, pending_domains: list[str]) -> str:
+        """The file that refuses unknown names on the TLS port and answers the HTTP-01 challenges
+        of domains that have no site yet (ACME on)."""
+        return self._env.get_template("defaults.conf.j2").render(
+            # (ssl_reject_handshake: nginx 1.19.4 and later; before, no refusing default server)
+            reject_handshake=(self.version or (0,)) >= (1, 19, 4),
+            tls_listen=self._tls_listen,
+            listen=self._listen,
+            domains=sorted(pending_domains),
+            challenge=self._challenge,
+        )
+
+    def certificate_of(self, domain: str, *, exists: bool | None = None) -> dict[str, str] | None:
+        """The certificate and key files of `domain` in the cert dir, when both exist (`exists`:
+        whether they will, in the change being made). Blocking."""
         if self._cert_dir is None:
             return None
-        cert = self._cert_dir / f"{domain.replace('*', '_')}.crt"
-        key = self._cert_dir / f"{domain.replace('*', '_')}.key"
-        return {"cert": str(cert), "key": str(key)} if cert.is_file() and key.is_file() else None
+        cert, key = certificate_files(self._cert_dir, domain)
+        if exists is None:
+            exists = cert.is_file() and key.is_file()
+        return {"cert": str(cert), "key": str(key)} if exists else None
 
     # --- state ---------------------------------------------------------------------------------
     def _master(self) -> psutil.Process:
@@ -234,24 +189,36 @@ class Nginx:
 
         The caller holds `self.lock`. Returns what happened, for the API's `nginx_reload`.
         """
-        with metrics.outcome(metrics.NGINX_RELOADS, metrics.NGINX_RELOAD_DURATION):
-            return await self._apply(target, content)
+        return await self.apply_changes([FileChange(target, None if content is None else content.encode())])
 
-    async def _apply(self, target: Path, content: str | None) -> dict[str, Any]:
+    async def apply_changes(
+        self, changes: list[FileChange], verify: Callable[[], Awaitable[None]] | None = None
+    ) -> dict[str, Any]:
+        """Several files (site files, certificates and keys) as one change: all written, one
+        `nginx -t`, one verified reload, then `verify` (a check of what nginx serves now); on any
+        failure every file is put back and nginx serves what it did. The caller holds `self.lock`."""
+        with metrics.outcome(metrics.NGINX_RELOADS, metrics.NGINX_RELOAD_DURATION):
+            return await self._apply(changes, verify)
+
+    async def _apply(
+        self, changes: list[FileChange], verify: Callable[[], Awaitable[None]] | None
+    ) -> dict[str, Any]:
         await self.check_running()
-        previous = await asyncio.to_thread(_read_bytes, target)
-        await asyncio.to_thread(_install, target, content)
+        previous = [await asyncio.to_thread(_read_bytes, change.path) for change in changes]
         try:
+            for change in changes:
+                await asyncio.to_thread(_install, change.path, change.content, change.mode)
             code, output = await self._run("-t")
             if code != 0:
                 raise NginxConfigError(f"nginx -t refused the configuration: {_tail(output)}")
             await self._reload_and_verify()
-        except NginxReloadFailed:
-            await asyncio.to_thread(_restore, target, previous)
-            await self.reload()  # the old files again: whatever nginx half-did is undone
-            raise
-        except BaseException:
-            await asyncio.to_thread(_restore, target, previous)
+            if verify is not None:
+                await verify()
+        except BaseException as exc:
+            for change, before in zip(changes, previous, strict=True):
+                await asyncio.to_thread(_restore, change.path, before, change.mode)
+            if not isinstance(exc, NginxConfigError):  # (refused by -t: nginx never took it)
+                await self.reload()  # the old files again: whatever nginx half-did is undone
             raise
         return {"status": "reloaded", "tested": True, "verified": True}
 
@@ -283,7 +250,7 @@ class Nginx:
     async def rewrite(self, target: Path, content: str) -> None:
         """Replace a site file whose configuration is unchanged but for its header comments (a
         switch the kernel made): no test or reload is needed. The caller holds `self.lock`."""
-        await asyncio.to_thread(_install, target, content)
+        await asyncio.to_thread(_install, target, content.encode())
 
     async def reload(self) -> None:
         """Reload after restoring a file (best effort: the previous configuration is valid)."""
@@ -307,29 +274,33 @@ def _read_bytes(path: Path) -> bytes | None:
         return None
 
 
-def _install(target: Path, content: str | None) -> None:
+def certificate_files(cert_dir: Path, domain: str) -> tuple[Path, Path]:
+    """Where `domain`'s certificate (full chain) and key are: `{domain}.crt`, `{domain}.key`."""
+    name = domain.replace("*", "_")
+    return cert_dir / f"{name}.crt", cert_dir / f"{name}.key"
+
+
+def _install(target: Path, content: bytes | None, mode: int = 0o644) -> None:
     if content is None:
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
         return
-    # The temporary name does not end in ".conf": an include glob never picks it up half-written.
+    # The temporary name does not end in ".conf": an include glob never picks it up half-written;
+    # its mode is set from the start (a key is never readable by others, even for a moment).
     temporary = target.with_name(f".{target.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    with os.fdopen(fd, "w") as handle:
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), mode)  # (not narrowed by the umask)
         handle.write(content)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, target)
 
 
-def _restore(target: Path, previous: bytes | None) -> None:
-    if previous is None:
-        with contextlib.suppress(FileNotFoundError):
-            target.unlink()
-        return
-    temporary = target.with_name(f".{target.name}.restore")
-    temporary.write_bytes(previous)
-    os.replace(temporary, target)
+def _restore(target: Path, previous: bytes | None, mode: int = 0o644) -> None:
+    _install(target, previous, mode)
 
 
 def _worker_pids(master: psutil.Process) -> set[int]:

@@ -17,6 +17,7 @@ from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.runtime import Runtime
 from docker_manager.services.builds import BuildService
+from docker_manager.services.certificates import CertificateService
 from docker_manager.services.commands.service import CommandService
 from docker_manager.services.containers import ContainerFiles, ContainerService
 from docker_manager.services.deploys.localrun import LocalRunService
@@ -122,6 +123,10 @@ async def get_sites(request: Request) -> SiteService:
     return runtime_of(request).sites
 
 
+async def get_certificates(request: Request) -> CertificateService:
+    return runtime_of(request).certificates
+
+
 async def get_releases(request: Request) -> ReleaseService:
     return runtime_of(request).releases
 
@@ -180,6 +185,7 @@ BuildsDep = Annotated[BuildService, Depends(get_builds)]
 LocalRunDep = Annotated[LocalRunService, Depends(get_localrun)]
 DeploysDep = Annotated[DeployService, Depends(get_deploys)]
 SitesDep = Annotated[SiteService, Depends(get_sites)]
+CertificatesDep = Annotated[CertificateService, Depends(get_certificates)]
 ReleasesDep = Annotated[ReleaseService, Depends(get_releases)]
 RollbackDep = Annotated[RollbackService, Depends(get_rollbacks)]
 RetentionDep = Annotated[RetentionService, Depends(get_retention)]

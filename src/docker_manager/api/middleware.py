@@ -18,11 +18,15 @@ from docker_manager.db.engine import database_error
 from docker_manager.errors import InvalidHost, PayloadTooLarge, TooManyFailures, Unauthorized
 
 
-def _host_only(value: str) -> str:
+def host_only(value: str) -> str:
     value = value.strip().lower()
     if value.startswith("["):  # [::1]:8002
         return value[: value.find("]") + 1] if "]" in value else value
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_challenge(scope: Scope) -> bool:
+    return scope["type"] == "http" and str(scope.get("path", "")).startswith("/.well-known/acme-challenge/")
 
 
 class TrustedHostGuard:
@@ -34,13 +38,14 @@ class TrustedHostGuard:
         self.allow_any = "*" in self.allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or self.allow_any:
+        # (A CA's HTTP-01 fetch arrives through nginx whatever Host it named: public, token-only.)
+        if scope["type"] not in ("http", "websocket") or self.allow_any or _is_challenge(scope):
             await self.app(scope, receive, send)
             return
         host = ""
         for name, value in scope.get("headers", []):
             if name == b"host":
-                host = _host_only(value.decode("latin-1"))
+                host = host_only(value.decode("latin-1"))
                 break
         if host not in self.allowed:
             await send_error(send, InvalidHost("the Host header is not one this service answers to"))

@@ -6,75 +6,42 @@ most take `--json`. Exit codes: 0 success, 1 failed, 2 usage, 3 unreachable or t
 
 from __future__ import annotations
 
+import enum
 import getpass
-import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from docker_manager.client import config as client_config
 from docker_manager.client.api import EXIT_FAILED, EXIT_USAGE, Api, ClientError
-from docker_manager.client.config import ConfigError, Context
+from docker_manager.client.certificates import certs
+from docker_manager.client.config import Context
 from docker_manager.client.deploy import DeployOptions, deploy_app
 from docker_manager.client.follow import follow
-from docker_manager.client.views import PlainView, clean, one_line, view_for
-
-T = TypeVar("T")
-ContextOption = Annotated[str | None, typer.Option("--context", "-c", help="A context saved by `login`.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-
-
-@contextmanager
-def _api(context: str | None) -> Iterator[Api]:
-    """An API client for the chosen context; client errors become exit codes with a message."""
-    try:
-        with Api(client_config.resolve(context)) as api:
-            yield api
-    except ConfigError as exc:
-        raise _fail(str(exc), EXIT_USAGE) from None
-    except ClientError as exc:
-        raise _fail(exc.message, exc.exit_code) from None
+from docker_manager.client.terminal import (
+    ContextOption,
+    JsonOption,
+    api_for,
+    emit,
+    fail,
+    follow_to_end,
+    table,
+)
+from docker_manager.client.views import PlainView, clean, one_line
 
 
-def _emit(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
-    typer.echo(json.dumps(data, indent=None, default=str) if as_json else clean(text(data)))
+class TlsMode(enum.StrEnum):
+    auto = "auto"
+    off = "off"
 
 
-def _fail(message: str, exit_code: int) -> typer.Exit:
-    typer.echo(f"error: {clean(message)}", err=True)
-    return typer.Exit(exit_code)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    if not rows:
-        return "(none)"
-    cells = [
-        [clean(str(row.get(col) if row.get(col) is not None else "-")) for col in columns] for row in rows
-    ]
-    widths = [max(len(col), *(len(r[i]) for r in cells)) for i, col in enumerate(columns)]
-    lines = ["  ".join(col.upper().ljust(widths[i]) for i, col in enumerate(columns))]
-    lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _follow_to_end(api: Api, task_id: str, title: str, *, as_json: bool) -> dict[str, Any]:
-    """Follow a task with the right view; Ctrl-C asks (on a terminal) whether to cancel it."""
-    view = view_for(title, as_json=as_json)
-    try:
-        return follow(api, task_id, view.event)
-    except KeyboardInterrupt:
-        view.close()
-        if sys.stdin.isatty() and typer.confirm(f"\ncancel task {task_id}?", default=False):
-            api.post(f"/tasks/{task_id}/cancel")
-            typer.echo(f"cancelled {task_id}", err=True)
-        else:
-            typer.echo(f"detached; follow again with: docker-manager logs {task_id} -f", err=True)
-        raise typer.Exit(130) from None
-    finally:
-        view.close()
+TlsOption = Annotated[
+    TlsMode | None, typer.Option(help="The domain's HTTPS: auto (a certificate when ACME is on) or off.")
+]
+HstsOption = Annotated[
+    int | None, typer.Option(help="The domain's Strict-Transport-Security max-age (0: none).", min=0)
+]
 
 
 def login(
@@ -92,7 +59,7 @@ def login(
         with Api(context, timeout=30) as api:
             me = api.get("/auth/whoami")
     except ClientError as exc:
-        raise _fail(exc.message, exc.exit_code) from None
+        raise fail(exc.message, exc.exit_code) from None
     saved = client_config.load()
     saved.contexts[name] = context
     saved.current = name
@@ -123,7 +90,7 @@ def contexts(as_json: JsonOption = False) -> None:
     rows = [
         {"name": c.name, "url": c.url, "current": c.name == saved.current} for c in saved.contexts.values()
     ]
-    _emit(rows, as_json, lambda r: _table(r, ["name", "url", "current"]))
+    emit(rows, as_json, lambda r: table(r, ["name", "url", "current"]))
 
 
 def deploy(
@@ -137,6 +104,8 @@ def deploy(
     port: Annotated[int | None, typer.Option(help="Host port to publish the container port on.")] = None,
     container_port: Annotated[int, typer.Option(help="The port the app listens on.")] = 80,
     domain: Annotated[str | None, typer.Option(help="Point this domain at the new container.")] = None,
+    tls: TlsOption = None,
+    hsts: HstsOption = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="K=V, repeatable.")] = None,
     memory: Annotated[str | None, typer.Option(help="Memory limit, e.g. 256m.")] = None,
     cpu: Annotated[float | None, typer.Option(help="CPUs, e.g. 0.5.")] = None,
@@ -167,20 +136,22 @@ def deploy(
         port=port,
         container_port=container_port,
         domain=domain,
+        tls=tls.value if tls is not None else None,
+        hsts_max_age=hsts,
         env=variables,
         memory=memory,
         cpu=cpu,
         health_path=health_path,
         export=export,
     )
-    with _api(context) as api:
+    with api_for(context) as api:
         result = deploy_app(
             api,
             options,
-            lambda title, task_id: _follow_to_end(api, task_id, title, as_json=as_json),
+            lambda title, task_id: follow_to_end(api, task_id, title, as_json=as_json),
             quiet=as_json,
         )
-    _emit(result, as_json, _deployed_text)
+    emit(result, as_json, _deployed_text)
 
 
 def tasks(
@@ -192,17 +163,17 @@ def tasks(
     as_json: JsonOption = False,
 ) -> None:
     """Recent tasks, newest first."""
-    with _api(context) as api:
+    with api_for(context) as api:
         page = api.get("/tasks", app_id=app_id, status=status, type=task_type, limit=limit)
     cols = ["task_id", "task_type", "status", "stage", "app_id", "created_at"]
-    _emit(page["tasks"], as_json, lambda rows: _table(rows, cols))
+    emit(page["tasks"], as_json, lambda rows: table(rows, cols))
 
 
 def task(task_id: str, context: ContextOption = None, as_json: JsonOption = False) -> None:
     """One task: status, stage, result or error."""
-    with _api(context) as api:
+    with api_for(context) as api:
         status = api.get(f"/tasks/status/{task_id}")
-    _emit(status, as_json, _task_text)
+    emit(status, as_json, _task_text)
 
 
 def logs(
@@ -212,7 +183,7 @@ def logs(
     context: ContextOption = None,
 ) -> None:
     """A task's output: its last lines, or (-f) everything as it happens, resumed across drops."""
-    with _api(context) as api:
+    with api_for(context) as api:
         if follow_:
             view = PlainView()
             final = follow(api, task_id, view.event)
@@ -224,7 +195,7 @@ def logs(
 
 def cancel(task_id: str, context: ContextOption = None) -> None:
     """Stop a running task."""
-    with _api(context) as api:
+    with api_for(context) as api:
         status = api.post(f"/tasks/{task_id}/cancel")
     typer.echo(one_line(f"{task_id}: {status['status']}"))
 
@@ -235,14 +206,14 @@ def ps(
     as_json: JsonOption = False,
 ) -> None:
     """Containers on the server."""
-    with _api(context) as api:
+    with api_for(context) as api:
         rows = api.get("/docker/containers", all="true" if show_all else None)
-    _emit(rows, as_json, lambda r: _table(r, ["name", "status", "app_id", "image_name", "ports"]))
+    emit(rows, as_json, lambda r: table(r, ["name", "status", "app_id", "image_name", "ports"]))
 
 
 def releases(app_id: str, context: ContextOption = None, as_json: JsonOption = False) -> None:
     """An app's releases, newest first."""
-    with _api(context) as api:
+    with api_for(context) as api:
         rows = api.get(f"/apps/{app_id}/releases")
     cols = [
         "release",
@@ -254,7 +225,7 @@ def releases(app_id: str, context: ContextOption = None, as_json: JsonOption = F
         "host_port",
         "deployed_by",
     ]
-    _emit(rows, as_json, lambda r: _table(r, cols))
+    emit(rows, as_json, lambda r: table(r, cols))
 
 
 def rollback(
@@ -266,15 +237,15 @@ def rollback(
     as_json: JsonOption = False,
 ) -> None:
     """Run an earlier release again, health-gated, switching its sites without dropping requests."""
-    with _api(context) as api:
+    with api_for(context) as api:
         started = api.post(f"/apps/{app_id}/rollback", {"release": to} if to else {})
-        final = _follow_to_end(
+        final = follow_to_end(
             api, started["task_id"], f"rollback {app_id} to {started['release']}", as_json=as_json
         )
     if final["status"] != "completed":
-        raise _fail(f"rollback {final['status']}: {final.get('error')}", EXIT_FAILED)
+        raise fail(f"rollback {final['status']}: {final.get('error')}", EXIT_FAILED)
     result = final.get("result") or {}
-    _emit(
+    emit(
         result,
         as_json,
         lambda r: (
@@ -290,20 +261,20 @@ def top(
     as_json: JsonOption = False,
 ) -> None:
     """The busiest processes on the server."""
-    with _api(context) as api:
+    with api_for(context) as api:
         found = api.get("/system/top", limit=limit)
-    _emit(
+    emit(
         found,
         as_json,
-        lambda d: _table(d["processes"], ["pid", "name", "cpu_percent", "memory_percent", "username"]),
+        lambda d: table(d["processes"], ["pid", "name", "cpu_percent", "memory_percent", "username"]),
     )
 
 
 def usage(context: ContextOption = None, as_json: JsonOption = False) -> None:
     """CPU, memory and disk of the server."""
-    with _api(context) as api:
+    with api_for(context) as api:
         found = api.get("/system/usage")
-    _emit(found, as_json, _usage_text)
+    emit(found, as_json, _usage_text)
 
 
 def exec_(
@@ -312,7 +283,7 @@ def exec_(
     context: ContextOption = None,
 ) -> None:
     """Run a command in a container; its exit code is this command's."""
-    with _api(context) as api:
+    with api_for(context) as api:
         done = api.post("/docker/exec", {"id_or_name": container, "cmd": cmd})
     # The container's own output, as it is (a user asked for it); a terminal shows it cleaned.
     out, err = str(done.get("stdout") or ""), str(done.get("stderr") or "")
@@ -323,6 +294,7 @@ def exec_(
 
 def register(app: typer.Typer) -> None:
     """Add the remote commands to the `docker-manager` command."""
+    app.add_typer(certs)
     app.command(name="login")(login)
     app.command(name="logout")(logout)
     app.command(name="contexts")(contexts)
@@ -351,9 +323,9 @@ def register(app: typer.Typer) -> None:
 
 def _listing(app: typer.Typer, name: str, path: str, columns: list[str], help_text: str) -> None:
     def command(context: ContextOption = None, as_json: JsonOption = False) -> None:
-        with _api(context) as api:
+        with api_for(context) as api:
             rows = api.get(path)
-        _emit(rows, as_json, lambda r: _table(r, columns))
+        emit(rows, as_json, lambda r: table(r, columns))
 
     command.__doc__ = help_text
     app.command(name=name)(command)

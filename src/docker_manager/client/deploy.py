@@ -29,6 +29,8 @@ class DeployOptions:
     port: int | None = None
     container_port: int = 80
     domain: str | None = None
+    tls: str | None = None
+    hsts_max_age: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     memory: str | None = None
     cpu: float | None = None
@@ -46,6 +48,8 @@ class DeployOptions:
             "tag": self.tag,
             "port": self.port,
             "domain": self.domain,
+            "tls": self.tls,
+            "hsts_max_age": self.hsts_max_age,
             "memory": self.memory,
             "cpus": self.cpu,
         }

@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from docker_manager.config.certificates import CertificateFields
 from docker_manager.config.platform import DEFAULT_DATA_DIR, PlatformFields
 from docker_manager.config.work import WorkFields
 
@@ -34,9 +35,9 @@ def config_file_path() -> Path:
     return Path(os.environ.get("DM_CONFIG", "config.json"))
 
 
-class Settings(WorkFields, PlatformFields, BaseSettings):
-    """Every knob of the service, its fields in two groups (`platform`, then `work`: pydantic lists
-    the bases' fields last base first); docs/configuration.md is written from them."""
+class Settings(CertificateFields, WorkFields, PlatformFields, BaseSettings):
+    """Every knob of the service, its fields in groups (`platform`, `work`, then `certificates`:
+    pydantic lists the bases' fields last base first); docs/configuration.md is written from them."""
 
     model_config = SettingsConfigDict(env_prefix="DM_", extra="ignore", frozen=True)
 
@@ -101,7 +102,16 @@ class Settings(WorkFields, PlatformFields, BaseSettings):
             raise ValueError(
                 f"refusing to listen on {self.host!r}: set DM_ALLOW_REMOTE=true (behind TLS) to allow it"
             )
+        if self.acme_enabled and self.nginx_cert_dir is None:
+            raise ValueError("DM_ACME_ENABLED needs DM_NGINX_CERT_DIR (where certificates are kept)")
+        if self.public_domain is not None and self.nginx_cert_dir is None:
+            raise ValueError("DM_PUBLIC_DOMAIN needs DM_NGINX_CERT_DIR (its certificate is kept there)")
         return self
+
+    @property
+    def accepted_hosts(self) -> list[str]:
+        """`allowed_hosts`, and the public domain when there is one."""
+        return self.allowed_hosts + ([self.public_domain] if self.public_domain else [])
 
     # --- derived paths -------------------------------------------------------------------
     @cached_property

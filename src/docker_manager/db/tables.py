@@ -173,3 +173,29 @@ ui_sessions = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
 )
+
+# One row per domain this service holds a certificate for, or tries to (see `services/certificates`).
+# The files are in DM_NGINX_CERT_DIR; this is what an operator sees and the renewal loop decides on.
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("domain", sa.String(253), primary_key=True),
+    sa.Column("source", sa.String(8), nullable=False),  # acme, custom
+    sa.Column("status", sa.String(16), nullable=False),  # pending, valid, renewing, error, expired
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("not_after", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("serial", sa.String(64), nullable=True),
+    sa.Column("issuer", sa.String(500), nullable=True),
+    sa.Column("sans", sa.JSON, nullable=True),
+    sa.Column("renew_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("last_error_type", sa.String(64), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    # Set with a permanent error: no retry until someone asks again.
+    sa.Column("permanent", sa.Boolean, nullable=False, default=False),
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("task_id", sa.String(64), nullable=True),
+    sa.Column("directory", sa.String(500), nullable=True),  # the ACME directory that issued it
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)

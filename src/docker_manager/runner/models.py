@@ -34,6 +34,7 @@ class TaskKind(StrEnum):
     PIPELINE = "pipeline"
     COMMAND = "command"
     DEPLOY = "deploy"
+    CERTIFICATE = "certificate"
 
 
 # An event whose status is LOG carries output lines; every other event is a step of the task.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from docker_manager.schemas.builds import BuildArgName, DockerfileName
 from docker_manager.schemas.common import (
@@ -23,7 +23,7 @@ from docker_manager.schemas.common import (
     TaskId,
 )
 from docker_manager.schemas.containers import ContainerPath, NamedVolume
-from docker_manager.schemas.sites import Domain
+from docker_manager.schemas.sites import Domain, SiteTlsFields
 
 
 class LocalRunRequest(StrictModel):
@@ -110,7 +110,7 @@ class DeployHealth(StrictModel):
     start_period: float = Field(0.0, ge=0, le=600, description="Seconds given to start before probing.")
 
 
-class DeployRequest(StrictModel):
+class DeployRequest(SiteTlsFields):
     """Exactly one source: a context folder, a git repository, an image, or an artefact."""
 
     context: str | None = Field(None, max_length=4096, description="A folder inside DM_CONTEXT_ROOTS.")
@@ -141,10 +141,17 @@ class DeployRequest(StrictModel):
     memory: MemorySize | None = None
     cpus: float | None = Field(None, gt=0)
     domain: Domain | None = Field(None, description="Serve this domain (its site made if missing).")
-    tls: bool = Field(False, description="Serve the domain over TLS (its certificate must exist).")
     health: DeployHealth = Field(default_factory=DeployHealth)
     drain_seconds: float | None = Field(None, ge=0, le=300, description="Before the previous one stops.")
     export: bool = Field(False, description="Also save the image as a .tar.lz4 in the task's folder.")
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_as_before(cls, value: object) -> object:
+        # (the first version of this route took a bool: true was TLS, false said nothing)
+        if isinstance(value, bool):
+            return "auto" if value else None
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> DeployRequest:
@@ -156,6 +163,8 @@ class DeployRequest(StrictModel):
             )
         if (self.dockerfile or self.build_args or self.nocache) and not (self.context or self.git):
             raise ValueError("dockerfile, build_args and nocache go with a context or git source")
+        if (self.tls is not None or self.hsts_max_age is not None) and self.domain is None:
+            raise ValueError("tls and hsts_max_age are the options of `domain`'s site: give the domain")
         return self
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
@@ -31,7 +31,23 @@ ConfDir = Annotated[
 ]
 
 
-class SiteCreateRequest(StrictModel):
+HSTS_MAX = 2 * 365 * 86400  # two years: what the HSTS preload list asks for
+
+
+class SiteTlsFields(StrictModel):
+    """A site's HTTPS options; left out, a site keeps the ones it has (a new one: auto, no HSTS)."""
+
+    tls: Literal["auto", "off"] | None = Field(
+        None,
+        description='"auto": HTTPS once a certificate for the domain is there (issued by the service '
+        'when DM_ACME_ENABLED), port 80 then redirects; "off": plain HTTP only.',
+    )
+    hsts_max_age: int | None = Field(
+        None, ge=0, le=HSTS_MAX, description="Strict-Transport-Security max-age on HTTPS (0: no header)."
+    )
+
+
+class SiteCreateRequest(SiteTlsFields):
     domain: Domain
     port: Port = Field(description="Host port of a container this service manages (admin: any free port).")
     app_id: AppId | None = Field(None, description="Names the file `{app_id}.conf` (default: the domain).")
@@ -50,7 +66,7 @@ class HealthGate(StrictModel):
     drain_seconds: float | None = Field(None, ge=0, le=300, description="Wait before stopping the old one.")
 
 
-class SignDomainRequest(HealthGate):
+class SignDomainRequest(HealthGate, SiteTlsFields):
     domain: Domain
     conf_dir: ConfDir | None = None
     app_id: AppId | None = None
@@ -155,3 +171,9 @@ class SiteView(BaseModel):
     port: int
     container: str | None = Field(description="The container a bridge-address site follows.")
     kind: str = Field(description="managed, or host (an admin's: admin-only to change).")
+    tls: str = Field(
+        "auto",
+        description="auto (HTTPS when a certificate is there), off, or only (this service's own site).",
+    )
+    hsts_max_age: int = Field(0, description="Strict-Transport-Security max-age (0: none).")
+    https: bool = Field(False, description="Whether the site file serves HTTPS now.")

@@ -7,15 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from docker_manager.api.deps import runtime_of
-from docker_manager.api.middleware import client_key, peer_of
+from docker_manager.api.middleware import client_key, host_only, peer_of
 from docker_manager.auth import Scope, parse_apps, parse_scopes
 from docker_manager.errors import DockerManagerError, InsufficientScope
 from docker_manager.schemas.deploys import DeployRequest
 from docker_manager.schemas.releases import RollbackRequest
-from docker_manager.schemas.sites import SiteCreateRequest, SiteDeleteRequest
+from docker_manager.schemas.sites import Domain, SiteCreateRequest, SiteDeleteRequest
 from docker_manager.ui.deps import (
     AppRef,
     FormSession,
@@ -28,6 +28,9 @@ from docker_manager.ui.render import page
 from docker_manager.ui.session import COOKIE, Session
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+DOMAIN: TypeAdapter[str] = TypeAdapter(Domain)
 
 
 def _require(session: Session, scope: Scope) -> None:
@@ -69,13 +72,16 @@ async def login(request: Request, token: Annotated[str, Form(max_length=512)] = 
     cookie = await runtime.ui_sessions.issue(principal.token_id)
     request.scope.setdefault("state", {})["principal"] = principal
     response = RedirectResponse("/ui", status_code=303)
+    # Through nginx on the public domain the request reached nginx over TLS (port 80 only
+    # redirects once the certificate is there): the browser must send it back only so.
+    public = host_only(request.headers.get("host", "")) == runtime.settings.public_domain
     response.set_cookie(
         COOKIE,
         cookie,
         max_age=runtime.ui_sessions.max_age,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https" or public,
         path="/ui",
     )
     return response
@@ -124,16 +130,46 @@ async def create_site(
     domain: Annotated[str, Form(max_length=253)],
     port: Annotated[int, Form(ge=1, le=65535)],
     app_id: Annotated[str, Form(max_length=64)] = "",
+    tls: Annotated[str, Form(max_length=4)] = "auto",
+    hsts_max_age: Annotated[int | None, Form(ge=0)] = None,
 ) -> Response:
     try:
         _require(session, Scope.OPERATE)
-        body = SiteCreateRequest(domain=domain, port=port, app_id=app_id or None)
+        body = SiteCreateRequest.model_validate(
+            {
+                "domain": domain,
+                "port": port,
+                "app_id": app_id or None,
+                "tls": tls,
+                "hsts_max_age": hsts_max_age,
+            }
+        )
         await runtime_of(request).sites.create_site(body, session.principal)
     except DockerManagerError as exc:
         return back(request, "/ui/sites", error=exc)
     except ValidationError as exc:
         return back(request, "/ui/sites", error=_first_problem(exc))
     return back(request, "/ui/sites", notice=f"{domain} now proxies to port {port}")
+
+
+@router.post("/certificates/issue")
+async def issue_certificate(
+    request: Request,
+    session: FormSession,
+    domain: Annotated[str, Form(max_length=253)],
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    """Order (or renew) a domain's certificate now; off to the order's task page."""
+    try:
+        _require(session, Scope.OPERATE)
+        started = await runtime_of(request).certificates.issue(
+            DOMAIN.validate_python(domain), session.principal, force=force
+        )
+    except DockerManagerError as exc:
+        return back(request, "/ui/sites", error=exc)
+    except ValidationError as exc:
+        return back(request, "/ui/sites", error=_first_problem(exc))
+    return back(request, f"/ui/tasks/{started.id}", notice=f"ordering a certificate for {domain}")
 
 
 @router.post("/apps/deploy")

@@ -184,14 +184,18 @@ SWITCH_ROUTES = (
     "/apps/{app_id}/rollback",
     "/ui/sites/create",
     "/ui/sites/delete",
+    "/certificates/{domain}",
+    "/certificates/{domain}/issue",
+    "/ui/certificates/issue",
     "/ui/apps/{app_id}/rollback",
 )
 
 
 @router.get("/sites", response_class=HTMLResponse)
 async def sites_page(request: Request, session: UiSession) -> Response:
-    """Sites, the create form, and for admins the switch history (from the audit log, which the
-    API shows to admins only)."""
+    """Sites with their HTTPS, their certificates (status, expiry, last error, renew), the create
+    form, and for admins the switch history (from the audit log, which the API shows to admins
+    only)."""
     runtime = runtime_of(request)
     history = None
     if session.principal.is_admin:
@@ -204,6 +208,8 @@ async def sites_page(request: Request, session: UiSession) -> Response:
         "sites.html",
         session,
         sites=await runtime.sites.list_sites(),
+        certificates=await runtime.certificates.list_all(),
+        acme=runtime.certificates.enabled,
         history=history,
         can_act=session.principal.has(Scope.OPERATE),
     )

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 
 from docker_manager.api.routes import (
     builds,
+    certificates,
     commands,
     containers,
     deploys,
@@ -36,6 +37,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     pipelines.router,
     tokens.router,
     observability.router,
+    certificates.router,
 )
 
 __all__ = ["ROUTERS"]

@@ -31,7 +31,7 @@ import asyncio
 from typing import Any
 
 from docker_manager.adapters.docker import Docker
-from docker_manager.adapters.nginx import managed_sites
+from docker_manager.adapters.site_header import managed_sites
 from docker_manager.auth import Principal
 from docker_manager.errors import NotFound, PolicyViolation, PortInUse
 from docker_manager.labels import APP_ID

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from docker_manager.adapters.docker import ContainerInfo
-from docker_manager.adapters.nginx import SiteHeader, Upstream
+from docker_manager.adapters.site_header import SiteHeader, TlsChange, Upstream
 from docker_manager.auth import Principal
-from docker_manager.services.sites import SiteService
+from docker_manager.schemas.deploys import DeployRequest
+from docker_manager.services.sites import SiteService, tls_change_of
 from docker_manager.services.sites.upstreams import through_host_port, upstream_of
 
 
@@ -23,13 +24,15 @@ class SiteMove:
     path: Path
     domain: str
     before: SiteHeader | None
+    tls: TlsChange | None = None  # the request's HTTPS options for its domain (None: as it is)
 
 
 async def sites_to_move(
-    sites: SiteService, app_id: str, domain: str | None, principal: Principal
+    sites: SiteService, app_id: str, body: DeployRequest, principal: Principal
 ) -> list[SiteMove]:
-    """Every site of the app, and `domain` when no site of the app serves it yet (in the app's
-    site file, as sign-domain does)."""
+    """Every site of the app, and the body's domain when no site of the app serves it yet (in the
+    app's site file, as sign-domain does), with the body's HTTPS options for that domain."""
+    domain, tls = body.domain, tls_change_of(body)
     moves = [
         SiteMove(path, header.domain, header)
         for path, header in await asyncio.to_thread(sites.switch.sites)
@@ -38,11 +41,13 @@ async def sites_to_move(
     for move in moves:
         assert move.before is not None
         sites.check_site_owner(move.before, principal)  # an admin's site of the app: admin only
-    if domain is None or any(move.domain == domain for move in moves):
+    if domain is None:
         return moves
+    if any(move.domain == domain for move in moves):
+        return [replace(move, tls=tls) if move.domain == domain else move for move in moves]
     target = await sites.target_for(domain, app_id=app_id, principal=principal)
     before = next((move.before for move in moves if move.path == target), None)
-    return [move for move in moves if move.path != target] + [SiteMove(target, domain, before)]
+    return [move for move in moves if move.path != target] + [SiteMove(target, domain, before, tls)]
 
 
 async def move_sites(
@@ -53,7 +58,9 @@ async def move_sites(
     try:
         for move in moves:
             switched.append(move)
-            await sites.switch.point(move.path, domain=move.domain, upstream=upstream, app_id=app_id)
+            await sites.switch.point(
+                move.path, domain=move.domain, upstream=upstream, app_id=app_id, tls=move.tls
+            )
     except BaseException:
         await put_back(sites, switched, app_id)
         switched.clear()
@@ -69,7 +76,7 @@ async def put_back(sites: SiteService, switched: list[SiteMove], app_id: str) ->
             else:
                 before = move.before
                 await sites.switch.point(
-                    move.path, domain=before.domain, upstream=before.upstream, app_id=app_id
+                    move.path, domain=before.domain, upstream=before.upstream, app_id=app_id, tls=before.tls
                 )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from docker_manager import metrics
 from docker_manager.adapters.docker import ContainerInfo, Docker
-from docker_manager.adapters.nginx import Upstream
+from docker_manager.adapters.site_header import Upstream
 from docker_manager.auth import Principal
 from docker_manager.errors import (
     DeployInProgress,
@@ -142,9 +142,7 @@ class DeployService:
         if body.domain is not None:
             await self._sites.require_nginx()
         # Every site the deploy will move, checked now: another app's file, an admin's site.
-        await sites_to_move(self._sites, app_id, body.domain, principal)
-        if body.tls and body.domain and not await asyncio.to_thread(self._sites.has_certificate, body.domain):
-            raise InvalidInput(f"no certificate for {body.domain} in DM_NGINX_CERT_DIR", field="tls")
+        await sites_to_move(self._sites, app_id, body, principal)
         health = body.health
         gate = HealthGate.model_construct(  # (validated as the deploy's body already)
             health_path=health.path,
@@ -257,7 +255,7 @@ class DeployService:
         new, upstream = progress.new, progress.upstream
         assert new is not None and upstream is not None
         try:
-            moves = await sites_to_move(self._sites, deploy.app_id, deploy.body.domain, deploy.principal)
+            moves = await sites_to_move(self._sites, deploy.app_id, deploy.body, deploy.principal)
             if moves:
                 async with self._stage(ctx, "switch", progress, f"{len(moves)} site(s)"):
                     kind = "managed" if self._containers.manageable(new.id) else "host"

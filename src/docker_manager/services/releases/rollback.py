@@ -25,7 +25,7 @@ from typing import Any
 
 from docker_manager import metrics
 from docker_manager.adapters.docker import ContainerInfo, Docker
-from docker_manager.adapters.nginx import SiteHeader, Upstream
+from docker_manager.adapters.site_header import SiteHeader, Upstream
 from docker_manager.auth import Principal
 from docker_manager.errors import Conflict, DockerManagerError, NotFound, NotManaged, UnhealthyContainer
 from docker_manager.runner import TaskContext, TaskKind, TaskRunner, TaskSpec

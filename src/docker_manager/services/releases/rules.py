@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from docker_manager.adapters.docker import ContainerInfo
-from docker_manager.adapters.nginx import SiteHeader, Upstream
+from docker_manager.adapters.site_header import SiteHeader, Upstream
 from docker_manager.errors import Conflict, NotFound
 from docker_manager.services.releases.engine_view import EngineView
 from docker_manager.services.releases.store import Release

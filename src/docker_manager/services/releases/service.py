@@ -17,7 +17,7 @@ from typing import Any
 
 from docker_manager import metrics
 from docker_manager.adapters.docker import Docker
-from docker_manager.adapters.nginx import managed_sites
+from docker_manager.adapters.site_header import managed_sites
 from docker_manager.auth import Principal
 from docker_manager.errors import NotFound
 from docker_manager.runner.summary import Summary

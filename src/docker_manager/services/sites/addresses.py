@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from docker_manager.adapters.docker import ContainerInfo, Docker
-from docker_manager.adapters.nginx import SiteHeader, Upstream
+from docker_manager.adapters.site_header import SiteHeader, Upstream
 from docker_manager.errors import NotFound
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.sites.switch import TrafficSwitch

@@ -20,8 +20,9 @@ from typing import Any
 
 from docker_manager import metrics
 from docker_manager.adapters.docker import ContainerInfo, Docker
-from docker_manager.adapters.nginx import Nginx, SiteHeader, Upstream, read_header
+from docker_manager.adapters.nginx import Nginx
 from docker_manager.adapters.probe import HttpProbe
+from docker_manager.adapters.site_header import SiteHeader, Upstream, read_header
 from docker_manager.auth import Principal
 from docker_manager.errors import (
     Conflict,
@@ -50,8 +51,9 @@ from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.sites.addresses import AddressFollower
 from docker_manager.services.sites.moves import record_move
 from docker_manager.services.sites.options import SwitchOptions
-from docker_manager.services.sites.switch import TrafficSwitch
+from docker_manager.services.sites.switch import TrafficSwitch, tls_change_of
 from docker_manager.services.sites.upstreams import outcome, port_owner, upstream_of
+from docker_manager.services.sites.views import site_views
 from docker_manager.services.tasks.service import find_task_dir
 
 log = logging.getLogger(__name__)
@@ -118,9 +120,6 @@ class SiteService:
         """503 now when nginx does not run (before a deploy that needs a site starts)."""
         await self._nginx.check_running()
 
-    def has_certificate(self, domain: str) -> bool:
-        return self._nginx.certificate_of(domain) is not None
-
     async def target_for(self, domain: str, *, app_id: str, principal: Principal) -> Path:
         """The site file that will serve `domain` for `app_id` in the first conf dir: 409 when a site
         of another app serves it, 403 when it is an admin's and the caller is not."""
@@ -172,18 +171,7 @@ class SiteService:
         return owner
 
     async def list_sites(self) -> list[SiteView]:
-        return [
-            SiteView(
-                domain=header.domain,
-                app_id=header.app_id,
-                conf_path=str(path),
-                upstream="down" if header.upstream.down else header.upstream.address,
-                port=header.port,
-                container=header.upstream.container,
-                kind=header.upstream.kind,
-            )
-            for path, header in await asyncio.to_thread(self.switch.sites)
-        ]
+        return await asyncio.to_thread(lambda: site_views(self.switch.sites()))
 
     # --- site create / delete ----------------------------------------------------------------------
     async def create_site(self, body: SiteCreateRequest, principal: Principal) -> SiteResult:
@@ -199,7 +187,9 @@ class SiteService:
             if owner
             else Upstream("127.0.0.1", body.port, kind="host")
         )
-        reload = await self.switch.point(target, domain=body.domain, upstream=upstream, app_id=body.app_id)
+        reload = await self.switch.point(
+            target, domain=body.domain, upstream=upstream, app_id=body.app_id, tls=tls_change_of(body)
+        )
         return SiteResult.model_validate(
             {
                 "status": "created",
@@ -262,7 +252,7 @@ class SiteService:
                 )
                 await self.switch.wait_healthy(upstream, body)
                 reload = await self.switch.point(
-                    target, domain=body.domain, upstream=upstream, app_id=str(app_id)
+                    target, domain=body.domain, upstream=upstream, app_id=str(app_id), tls=tls_change_of(body)
                 )
                 old_stop = await self.switch.retire(old, principal, body, remove=False)
         upstream_info = {

@@ -9,30 +9,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from docker_manager.adapters.docker import ContainerInfo
 from docker_manager.adapters.netfilter import Netfilter, front_of
-from docker_manager.adapters.nginx import (
-    Nginx,
+from docker_manager.adapters.nginx import FileChange, Nginx, same_configuration
+from docker_manager.adapters.probe import HttpProbe, NoGoodAnswer
+from docker_manager.adapters.site_header import (
     SiteHeader,
+    SiteTls,
+    TlsChange,
     Upstream,
     managed_sites,
     parse_header,
     read_header,
-    same_configuration,
 )
-from docker_manager.adapters.probe import HttpProbe, NoGoodAnswer
 from docker_manager.auth import Principal
 from docker_manager.errors import DockerManagerError, SwitchFailed, UnhealthyContainer
-from docker_manager.schemas.sites import HealthGate
+from docker_manager.schemas.sites import HealthGate, SiteTlsFields
 from docker_manager.services.containers import ContainerService
 from docker_manager.services.sites.options import SwitchOptions
 from docker_manager.services.sites.upstreams import ident_of
 from docker_manager.util.locks import KeyedLocks
 
 log = logging.getLogger(__name__)
+
+Pointed = Callable[[str, SiteTls], Awaitable[None]]
 
 
 class TrafficSwitch:
@@ -47,6 +51,11 @@ class TrafficSwitch:
         self.app_locks = KeyedLocks()
         # Set at start when this host can move sites by the kernel (DM_SWITCH_MODE).
         self.netfilter: Netfilter | None = None
+        self._pointed: list[Pointed] = []
+
+    def on_pointed(self, listener: Pointed) -> None:
+        """Call `listener(domain, tls)` each time a site is pointed somewhere (certificates)."""
+        self._pointed.append(listener)
 
     async def start(self) -> None:
         mode = self._options.mode
@@ -95,19 +104,33 @@ class TrafficSwitch:
         return answer.status_code
 
     async def point(
-        self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None
+        self,
+        target: Path,
+        *,
+        domain: str,
+        upstream: Upstream,
+        app_id: str | None,
+        tls: SiteTls | TlsChange | None = None,
     ) -> dict[str, Any]:
         """Send the site's traffic to `upstream`: by the kernel when the site has a front and the
         upstream is a loopback port (no reload), else by a new site file and a verified reload
-        (undone when refused)."""
+        (undone when refused). `tls`: the site's HTTPS options, or what changes of the ones it has
+        (None: a switch between containers never changes them, nor the certificate served)."""
 
         async def apply() -> dict[str, Any]:
             async with self._nginx.lock:  # a new front is chosen under it: never two the same
-                return await self._point_locked(target, domain=domain, upstream=upstream, app_id=app_id)
+                return await self._point_locked(
+                    target, domain=domain, upstream=upstream, app_id=app_id, tls=tls
+                )
 
         # Never cut half-way (a cancelled task): nginx would keep a configuration whose file was
         # put back. The change completes (or is undone) first, then the cancel takes effect.
-        return await asyncio.shield(apply())
+        result = await asyncio.shield(apply())
+        if self._pointed:
+            header = await asyncio.to_thread(read_header, target)
+            for listener in self._pointed:
+                await listener(domain, header.tls if header is not None else SiteTls())
+        return result
 
     async def remove(self, target: Path, header: SiteHeader | None) -> dict[str, Any]:
         """Delete a site file (nginx reloaded without it) and its kernel rule."""
@@ -138,9 +161,19 @@ class TrafficSwitch:
         return await asyncio.shield(apply())
 
     async def _point_locked(
-        self, target: Path, *, domain: str, upstream: Upstream, app_id: str | None
+        self,
+        target: Path,
+        *,
+        domain: str,
+        upstream: Upstream,
+        app_id: str | None,
+        tls: SiteTls | TlsChange | None = None,
     ) -> dict[str, Any]:
         front = await self._front_for(target, upstream)
+        if not isinstance(tls, SiteTls):
+            current = await asyncio.to_thread(read_header, target)
+            had = current.tls if current is not None else SiteTls()
+            tls = tls.applied_to(had) if tls is not None else had
         content = await asyncio.to_thread(
             self._nginx.render,
             ident=ident_of(target),
@@ -148,6 +181,7 @@ class TrafficSwitch:
             upstream=upstream,
             app_id=app_id,
             front=front,
+            tls=tls,
         )
         if front is None or self.netfilter is None:
             nf = self.netfilter
@@ -230,6 +264,29 @@ class TrafficSwitch:
         """Every managed site file in the configured directories, with its header. Blocking."""
         return managed_sites(list(self._options.nginx_conf_dirs))
 
+    def rendered_again(
+        self, domains: set[str], *, certified: bool, tls: SiteTls | None = None
+    ) -> list[FileChange]:
+        """The site files serving `domains` as they render with (`certified`) or without their
+        certificate, which the same change installs or removes; everything else they say is
+        unchanged (but `tls`, when given). Blocking; the caller holds nginx's lock."""
+        return [
+            FileChange(
+                path,
+                self._nginx.render(
+                    ident=ident_of(path),
+                    domain=header.domain,
+                    upstream=header.upstream,
+                    app_id=header.app_id,
+                    front=header.front,
+                    tls=tls or header.tls,
+                    certified=certified,
+                ).encode(),
+            )
+            for path, header in self.sites()
+            if header.domain in domains
+        ]
+
 
 def _read_text(path: Path) -> str | None:
     try:
@@ -241,3 +298,10 @@ def _read_text(path: Path) -> str | None:
 def _movable(upstream: Upstream) -> bool:
     """A loopback port the kernel can send a front to (not a bridge address, not a stopped one)."""
     return upstream.host == "127.0.0.1" and not upstream.down
+
+
+def tls_change_of(body: SiteTlsFields) -> TlsChange | None:
+    """A request's HTTPS options for its site, None when it gives none."""
+    if body.tls is None and body.hsts_max_age is None:
+        return None
+    return TlsChange(mode=body.tls, hsts=body.hsts_max_age)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager.adapters.docker import ContainerInfo
-from docker_manager.adapters.nginx import Upstream
+from docker_manager.adapters.site_header import Upstream
 from docker_manager.errors import InvalidInput
 from docker_manager.services.containers import ContainerService
 
