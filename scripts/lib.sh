@@ -81,6 +81,40 @@ ensure_dockerd() {
   exit 1
 }
 
+ensure_nginx() {
+  # A deploy with a domain needs nginx running (the service writes its sites and reloads it): start
+  # it when it is installed and stopped, as for dockerd. DM_NGINX_BINARY, _PREFIX, _CONF and
+  # _PID_FILE are the service's own settings for a private nginx.
+  local binary="${DM_NGINX_BINARY:-nginx}" pid_file="${DM_NGINX_PID_FILE:-/run/nginx.pid}"
+  if ! command -v "$binary" >/dev/null; then
+    echo "==> nginx is not installed: deploys with a domain will be refused (apt-get install nginx-light)"
+    return
+  fi
+  if [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+    return
+  fi
+  local argv=("$binary")
+  [ -n "${DM_NGINX_PREFIX:-}" ] && argv+=(-p "$DM_NGINX_PREFIX")
+  [ -n "${DM_NGINX_CONF:-}" ] && argv+=(-c "$DM_NGINX_CONF")
+  local checked
+  if ! checked=$("${argv[@]}" -q -t 2>&1); then
+    echo "==> nginx is stopped and its configuration does not pass nginx -t; not started:" >&2
+    echo "$checked" >&2
+    return
+  fi
+  echo "==> starting nginx (it was installed but not running)"
+  if [ -z "${DM_NGINX_PREFIX:-}${DM_NGINX_CONF:-}" ] && [ -d /run/systemd/system ]; then
+    systemctl start nginx
+  else
+    "${argv[@]}"
+  fi
+  for _ in $(seq 1 50); do
+    [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "nginx did not start; see its error log" >&2
+}
+
 start_postgres() {
   # A throwaway cluster on a loopback port, and a fresh database for every run.
   local bin port=55432 data=/tmp/docker-manager-test-pg

@@ -225,6 +225,69 @@ def _remove_named(fragment: str) -> None:
             docker_cli(kind, "rm", *found, check=False)
 
 
+SESSIONS = Path("/tmp/docker-manager-test-sessions")  # one file per running test session (its pid)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_as_found() -> Iterator[None]:
+    """The engine holds at the end what it held at the start: whatever this session made (the
+    base images it built included) is removed, and anything left fails the run. Its teardown runs
+    after every other (it is set up first). When another test session runs at the same time on
+    this engine, their objects cannot be told apart: nothing shared is removed, nothing fails."""
+    SESSIONS.mkdir(exist_ok=True)
+    mine = SESSIONS / str(os.getpid())
+    mine.write_text(PREFIX)
+    before = _engine_objects()
+    yield
+    mine.unlink(missing_ok=True)
+    if _other_sessions():
+        return
+    after = _engine_objects()
+    for container in after["container"] - before["container"]:
+        docker_cli("rm", "-f", container, check=False)
+    new_tags = sorted(after["tag"] - before["tag"])
+    if new_tags:
+        docker_cli("rmi", *new_tags, check=False)
+    fresh = _engine_objects()
+    dangling = set(docker_cli("images", "-q", "--no-trunc", "--filter", "dangling=true").stdout.split())
+    if new_dangling := (fresh["image"] - before["image"]) & dangling:
+        docker_cli("rmi", *new_dangling, check=False)
+    for kind in ("network", "volume"):
+        for name in fresh[kind] - before[kind]:
+            docker_cli(kind, "rm", name, check=False)
+    left = {kind: sorted(found - before[kind]) for kind, found in _engine_objects().items()}
+    left = {kind: found for kind, found in left.items() if found}
+    if left:
+        pytest.fail(f"the test session left these on the engine: {left}", pytrace=False)
+
+
+def _engine_objects() -> dict[str, set[str]]:
+    def listed(*args: str) -> set[str]:
+        return set(docker_cli(*args, check=False).stdout.split())
+
+    tags = listed("images", "--format", "{{.Repository}}:{{.Tag}}")
+    return {
+        "container": listed("ps", "-aq", "--no-trunc"),
+        "image": listed("images", "-aq", "--no-trunc"),
+        "tag": {tag for tag in tags if not tag.endswith(":<none>")},
+        "network": listed("network", "ls", "-q", "--no-trunc"),
+        "volume": listed("volume", "ls", "-q"),
+    }
+
+
+def _other_sessions() -> bool:
+    for path in SESSIONS.glob("*"):
+        try:
+            os.kill(int(path.name), 0)
+        except (ValueError, ProcessLookupError):
+            path.unlink(missing_ok=True)  # (a session that ended without its clean-up)
+            continue
+        except PermissionError:
+            pass
+        return True
+    return False
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_switch_rules() -> Iterator[None]:
     """At the end, remove the kernel rules the tests' traffic switches made (netfilter.py): only

@@ -38,7 +38,8 @@ from docker_manager.services.deploys.options import DeployOptions
 from docker_manager.services.deploys.service import DeployService
 from docker_manager.services.healthchecks.checker import HealthChecker
 from docker_manager.services.host.disk import DiskService
-from docker_manager.services.host.options import HostOptions
+from docker_manager.services.host.doctor import Doctor
+from docker_manager.services.host.options import DoctorOptions, HostOptions
 from docker_manager.services.host.system import HostSampler, HostService
 from docker_manager.services.images.service import ImageService
 from docker_manager.services.observability.audit import AuditLog
@@ -91,6 +92,7 @@ class Runtime:
     certificates: CertificateService
     renewals: RenewalLoop
     public_site: PublicSite | None  # DM_PUBLIC_DOMAIN: this service's own site
+    doctor: Doctor
     rollbacks: RollbackService
     commands: CommandService
     pipelines: PipelineService
@@ -134,10 +136,9 @@ class Runtime:
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
         certificates, renewals = await _certificates(db, nginx, sites, runner, settings)
-        deploy_options = DeployOptions.of(settings)  # localrun and deploys run containers alike
         localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
                                    ownership=ownership, health=healthchecks, releases=releases, disk=disk,
-                                   options=deploy_options)
+                                   options=DeployOptions.of(settings))
         return cls(
             settings=settings, db=db, docker=docker, probe=probe, runner=runner, outbox=outbox, tokens=tokens,
             ownership=ownership, sampler=sampler, disk=disk, containers=containers, images=images,
@@ -146,9 +147,10 @@ class Runtime:
             host=HostService(docker=docker, sampler=sampler, options=host_options),
             container_files=ContainerFiles(docker=docker, containers=containers, options=container_options),
             public_site=_public_site(sites, settings),
+            doctor=_doctor(settings, db, docker, nginx, disk, runner, certificates, sites),
             deploys=DeployService(docker=docker, runner=runner, builds=builds, images=images,
                                   localrun=localrun, containers=containers, sites=sites,
-                                  releases=releases, disk=disk, options=deploy_options),
+                                  releases=releases, disk=disk, options=DeployOptions.of(settings)),
             rollbacks=RollbackService(releases=releases, containers=containers, docker=docker,
                                       switch=sites.switch, runner=runner, options=release_options),
             commands=CommandService(runner=runner, options=CommandOptions.of(settings)),
@@ -167,6 +169,7 @@ class Runtime:
         self.observers.stop()
         self.audit.close()
         await self.renewals.stop()
+        await self.doctor.stop()
         if self.public_site is not None:
             await self.public_site.stop()
         await self.runner.shutdown()
@@ -287,6 +290,30 @@ def _nginx(settings: Settings) -> Nginx:
         # Port 80's ACME answers come from this service, on loopback.
         challenge_upstream=_own_address(settings) if settings.acme_enabled else None,
     )
+
+
+def _doctor(
+    settings: Settings,
+    db: Database,
+    docker: Docker,
+    nginx: Nginx,
+    disk: DiskService,
+    runner: TaskRunner,
+    certificates: CertificateService,
+    sites: SiteService,
+) -> Doctor:
+    doctor = Doctor(
+        docker=docker,
+        nginx=nginx,
+        db=db,
+        disk=disk,
+        tasks=runner.store,
+        certificates=certificates,
+        switch=sites.switch,
+        options=DoctorOptions.of(settings),
+    )
+    doctor.start()  # (what is wrong with the host, in the log from the first minute)
+    return doctor
 
 
 def _public_site(sites: SiteService, settings: Settings) -> PublicSite | None:

@@ -262,3 +262,26 @@ def test_a_deploy_goes_on_when_the_terminal_leaves(
     assert status["status"] == "completed", status
     releases = json.loads(cli(home, "releases", unique, "--json").stdout)
     assert [(r["release"], r["task_id"]) for r in releases] == [(1, task_id)]
+
+
+def test_every_table_reads_as_text(home: Path, server: Server, unique: str, base_image: str) -> None:
+    """Each table command with real rows: ports, lists and mappings as words, never a Python repr."""
+    domain = f"{unique}-tables.example.com"
+    context = web_context(server, f"{unique}-tables", "tables", base_image)
+    deployed = cli(home, "deploy", context, "--app", unique, "--domain", domain)
+    assert deployed.returncode == 0, deployed.stderr
+    commands = [
+        ["apps"], ["sites"], ["ps"], ["ps", "--all"], ["releases", unique], ["tasks"], ["contexts"],
+        ["certs"],
+    ]  # fmt: skip
+    for command in commands:
+        shown = cli(home, *command)
+        assert shown.returncode == 0, (command, shown.stderr)
+        text = shown.stdout
+        for repr_mark in ("{'", "['", "': ", "None", "True", "False"):
+            assert repr_mark not in text, (command, repr_mark, text)
+    ps = cli(home, "ps").stdout
+    row = next(line for line in ps.splitlines() if unique in line)
+    assert "80/tcp→" in row, ps
+    apps = cli(home, "apps").stdout
+    assert domain in next(line for line in apps.splitlines() if line.startswith(unique)), apps

@@ -467,3 +467,48 @@ def test_the_api_docs_render_under_their_content_security_policy(browser: WebDri
         "document.body.appendChild(s); return window.injected === 1;"
     )
     assert ran is False
+
+
+def test_every_page_fits_a_phone(browser: WebDriver, server: Server, unique: str, base_image: str) -> None:
+    """At 390 px no page scrolls sideways (wide tables scroll in their own box, long ids are
+    shortened), and no link leads to a 404: an app with a build but no release has its page."""
+    folder = server.contexts / f"{unique}-built"
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {unique}\n")
+    built = server.api("POST", "/docker/build", json={"path": folder.name, "tag": f"{unique}:built"})
+    assert built.status_code == 200, built.text
+    task_id = built.json()["task_id"]
+    # A container whose image has no tag: the engine names its image by its full sha256 id.
+    image_id = docker_cli("image", "inspect", "--format", "{{.Id}}", f"{unique}:built").stdout.strip()
+    docker_cli("run", "-d", "--name", f"{unique}-wide", image_id, "sleep", "60")
+    app_without_release = f"{unique}-norelease"
+    server.api(
+        "POST",
+        "/docker/build",
+        json={"path": folder.name, "tag": f"{unique}:nr", "app_id": app_without_release},
+    )
+    log_in(browser, server, server.token)
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True},
+    )
+    container = docker_cli("inspect", "--format", "{{.Id}}", f"{unique}-wide").stdout.strip()
+    pages = [
+        "/ui", "/ui/apps", f"/ui/apps/{app_without_release}", "/ui/containers", f"/ui/containers/{container}",
+        "/ui/sites", "/ui/tasks", f"/ui/tasks/{task_id}", "/ui/tokens",
+    ]  # fmt: skip
+    cookie = {"dm_session": session_cookie(browser)}
+    for path in pages:
+        answer = httpx2.get(f"{server.url}{path}", cookies=cookie, timeout=30)
+        assert answer.status_code == 200, (path, answer.status_code)
+        browser.get(f"{server.url}{path}")
+        wait_for(lambda: browser.execute_script("return document.readyState") == "complete", what=path)
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 391, f"{path} is {width} px wide at 390"
+    browser.get(f"{server.url}/ui/apps/{app_without_release}")
+    assert "No release" in browser.find_element(By.TAG_NAME, "main").text
+    browser.get(f"{server.url}/ui/containers")
+    assert (
+        image_id[7:19] in browser.page_source
+        and image_id not in browser.find_element(By.TAG_NAME, "main").text
+    )

@@ -176,6 +176,12 @@ class Nginx:
             match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", output)
             self.version = tuple(int(part) for part in match.groups()) if match else (0,)
 
+    async def test_configuration(self) -> str | None:
+        """`nginx -t` of the whole configuration as it is on disk: None when it passes, else the
+        last lines nginx wrote."""
+        code, output = await self._run("-t")
+        return None if code == 0 else _tail(output)
+
     async def _run(self, *args: str) -> tuple[int, str]:
         process = await asyncio.create_subprocess_exec(
             *self.paths.argv(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT

@@ -23,6 +23,7 @@ from docker_manager.services.containers import ContainerFiles, ContainerService
 from docker_manager.services.deploys.localrun import LocalRunService
 from docker_manager.services.deploys.service import DeployService
 from docker_manager.services.host.disk import DiskService
+from docker_manager.services.host.doctor import Doctor
 from docker_manager.services.host.system import HostService
 from docker_manager.services.images.service import ImageService
 from docker_manager.services.observability.audit import AuditLog
@@ -147,6 +148,10 @@ async def get_disk(request: Request) -> DiskService:
     return runtime_of(request).disk
 
 
+async def get_doctor(request: Request) -> Doctor:
+    return runtime_of(request).doctor
+
+
 async def get_tasks(request: Request) -> TaskService:
     return runtime_of(request).tasks
 
@@ -191,6 +196,7 @@ RollbackDep = Annotated[RollbackService, Depends(get_rollbacks)]
 RetentionDep = Annotated[RetentionService, Depends(get_retention)]
 HostDep = Annotated[HostService, Depends(get_host)]
 DiskDep = Annotated[DiskService, Depends(get_disk)]
+DoctorDep = Annotated[Doctor, Depends(get_doctor)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 CommandsDep = Annotated[CommandService, Depends(get_commands)]
 PipelineDep = Annotated[PipelineService, Depends(get_pipelines)]

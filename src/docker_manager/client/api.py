@@ -13,17 +13,7 @@ from typing import Any
 import httpx2
 
 from docker_manager.client.config import Context
-
-EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-
-
-class ClientError(Exception):
-    def __init__(self, message: str, *, exit_code: int = EXIT_FAILED, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-        self.code = code
-
+from docker_manager.client.errors import EXIT_UNREACHABLE, ClientError, StreamBroken
 
 _HINTS = {
     "insufficient_scope": "this token lacks the scope; ask an admin for one that has it",
@@ -112,7 +102,3 @@ class Api:
                         continue
         except httpx2.TransportError as exc:
             raise StreamBroken(str(exc)) from exc
-
-
-class StreamBroken(Exception):
-    """The event stream ended before the task did (a proxy, a restart, the network)."""

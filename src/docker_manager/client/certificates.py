@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import typer
 
-from docker_manager.client.api import EXIT_FAILED, EXIT_USAGE
+from docker_manager.client.errors import EXIT_FAILED, EXIT_USAGE
 from docker_manager.client.terminal import (
     ContextOption,
     JsonOption,

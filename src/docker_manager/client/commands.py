@@ -9,15 +9,15 @@ from __future__ import annotations
 import enum
 import getpass
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from docker_manager.client import config as client_config
-from docker_manager.client.api import EXIT_FAILED, EXIT_USAGE, Api, ClientError
 from docker_manager.client.certificates import certs
 from docker_manager.client.config import Context
 from docker_manager.client.deploy import DeployOptions, deploy_app
+from docker_manager.client.errors import EXIT_FAILED, EXIT_USAGE, ClientError
 from docker_manager.client.follow import follow
 from docker_manager.client.terminal import (
     ContextOption,
@@ -29,6 +29,9 @@ from docker_manager.client.terminal import (
     table,
 )
 from docker_manager.client.views import PlainView, clean, one_line
+
+if TYPE_CHECKING:
+    pass
 
 
 class TlsMode(enum.StrEnum):
@@ -56,6 +59,8 @@ def login(
     token = sys.stdin.readline().strip() if token_stdin else getpass.getpass("token: ").strip()
     context = Context(name, url.rstrip("/"), token)
     try:
+        from docker_manager.client.api import Api
+
         with Api(context, timeout=30) as api:
             me = api.get("/auth/whoami")
     except ClientError as exc:
@@ -277,6 +282,16 @@ def usage(context: ContextOption = None, as_json: JsonOption = False) -> None:
     emit(found, as_json, _usage_text)
 
 
+def doctor(context: ContextOption = None, as_json: JsonOption = False) -> None:
+    """What the server's host needs, checked (engine, nginx, folders, disk, modes, database, clock,
+    ports, certificates): each problem with its fix. Exit 0 when all pass, 1 otherwise."""
+    with api_for(context) as api:
+        report = api.get("/system/doctor")
+    emit(report, as_json, _doctor_text)
+    if not report["ok"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def exec_(
     container: str,
     cmd: Annotated[list[str], typer.Argument(help="The command, after --.")],
@@ -309,6 +324,7 @@ def register(app: typer.Typer) -> None:
     app.command(name="top")(top)
     app.command(name="usage")(usage)
     app.command(name="exec")(exec_)
+    app.command(name="doctor")(doctor)
     _listing(
         app,
         "apps",
@@ -358,3 +374,16 @@ def _usage_text(found: dict[str, Any]) -> str:
         f"memory {memory.get('percent')}% of {memory.get('total', 0) >> 20} MiB  "
         f"disk / {disk.get('percent')}% of {disk.get('total', 0) >> 30} GiB"
     )
+
+
+def _doctor_text(report: dict[str, Any]) -> str:
+    width = max((len(check["name"]) for check in report["checks"]), default=0)
+    lines = []
+    for check in report["checks"]:
+        mark = "ok  " if check["ok"] else "FAIL"
+        lines.append(f"{mark}  {check['name']:<{width}}  {check['detail']}")
+        if not check["ok"] and check.get("fix"):
+            lines.append(f"      {'':<{width}}  fix: {check['fix']}")
+    failed = sum(not check["ok"] for check in report["checks"])
+    lines.append("all checks pass" if not failed else f"{failed} problem(s)")
+    return "\n".join(lines)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from docker_manager.client.api import Api, ClientError
+from docker_manager.client.errors import ClientError
+
+if TYPE_CHECKING:
+    from docker_manager.client.api import Api
 
 
 @dataclass

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from docker_manager.client.api import Api, ClientError, StreamBroken
+from docker_manager.client.errors import ClientError, StreamBroken
+
+if TYPE_CHECKING:
+    from docker_manager.client.api import Api
 
 RETRY_PAUSE = 0.5
 MAX_RETRIES = 20

@@ -7,6 +7,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -62,6 +64,18 @@ class Database:
         cfg = alembic_config(self.url)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+    async def revisions(self) -> tuple[str | None, str | None]:
+        """(the schema's revision in the database, the newest this version knows)."""
+        try:
+            async with self.engine.connect() as conn:
+                current = await conn.run_sync(
+                    lambda sync: MigrationContext.configure(sync).get_current_revision()
+                )
+        except Exception as exc:
+            raise database_error(exc) from exc
+        head = ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+        return current, head
 
     async def close(self) -> None:
         await self.engine.dispose()

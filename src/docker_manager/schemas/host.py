@@ -153,3 +153,17 @@ class GcReport(BaseModel):
     audit_entries: int = Field(0, description="Audit entries older than DM_AUDIT_RETENTION_DAYS removed.")
     bytes_reclaimed: int = 0
     errors: list[str] = Field(default_factory=list, description="What could not be removed, and why.")
+
+
+class DoctorCheck(BaseModel):
+    name: str = Field(
+        description="engine, nginx, folders, disk <root>, data folder, database, clock, port N..."
+    )
+    ok: bool
+    detail: str = Field(description="What was seen.")
+    fix: str | None = Field(None, description="For a problem: what to do about it.")
+
+
+class DoctorReport(BaseModel):
+    ok: bool = Field(description="Whether every check passed.")
+    checks: list[DoctorCheck]

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from docker_manager.api.deps import runtime_of
 from docker_manager.auth import Scope
-from docker_manager.errors import DockerManagerError
+from docker_manager.errors import DockerManagerError, NotFound
 from docker_manager.runner import Status
 from docker_manager.schemas.containers import ContainerSummary
 from docker_manager.schemas.tasks import TaskStatus
@@ -163,12 +163,15 @@ async def app_page(request: Request, session: UiSession, app_id: AppRef) -> Resp
     try:
         app = await runtime.releases.app(app_id)
         releases = await runtime.releases.releases(app_id, limit=50)
+    except NotFound:  # a build or deploy of it ran (the tasks list links here), no release yet
+        app, releases = None, []
     except DockerManagerError as exc:
         return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
     return page(
         request,
         "app.html",
         session,
+        app_id=app_id,
         app=app,
         releases=releases,
         can_rollback=session.principal.has(Scope.OPERATE),

@@ -63,4 +63,14 @@ def human_bytes(value: float | None) -> str:
     return f"{size:.1f} TiB"
 
 
+def short_id(value: str | None) -> str:
+    """`sha256:` ids (72 characters: a page 1,100 px wide on a phone) as the docker CLI shows
+    them; the template keeps the whole value in a title."""
+    text = value or ""
+    if text.startswith("sha256:") and len(text) > 19:
+        return text[7:19]
+    return text
+
+
 TEMPLATES.env.filters["bytes"] = human_bytes
+TEMPLATES.env.filters["short"] = short_id

@@ -1,4 +1,5 @@
-"""The host: `/system/info`, `/system/usage`, `/system/top`, `/system/disk`, `/system/gc`, and
+"""The host: `/system/info`, `/system/usage`, `/system/top`, `/system/disk`, `/system/doctor`,
+`/system/gc`, and
 `/healthz` (the one route without a token: whether the engine answers, nothing more)."""
 
 from __future__ import annotations
@@ -8,8 +9,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from docker_manager.api.deps import AdminAccess, DiskDep, HostDep, ReadAccess, RetentionDep
-from docker_manager.schemas.host import DiskReport, GcReport, HealthResult, SystemInfo, SystemUsage, TopResult
+from docker_manager.api.deps import AdminAccess, DiskDep, DoctorDep, HostDep, ReadAccess, RetentionDep
+from docker_manager.schemas.host import (
+    DiskReport,
+    DoctorReport,
+    GcReport,
+    HealthResult,
+    SystemInfo,
+    SystemUsage,
+    TopResult,
+)
 
 router = APIRouter(prefix="/system", tags=["system"])
 # Listed apart from `router` only to keep /healthz where the API document always had it.
@@ -42,6 +51,15 @@ async def disk(disks: DiskDep, _: ReadAccess) -> DiskReport:
     """Total and free space of the data, builds, upload and engine roots, and the engine's own
     usage (images, containers, volumes, build cache: size and reclaimable)."""
     return await disks.report()
+
+
+@router.get("/doctor", response_model=DoctorReport)
+async def doctor(checks: DoctorDep, _: ReadAccess) -> DoctorReport:
+    """What this host needs, checked: the engine, nginx and its site files, writable folders and
+    their free space, modes of the data folder and the admin token file, the database's schema,
+    the clock, nginx's ports, certificates near their end. Each problem with its fix; `ok` when
+    all pass."""
+    return await checks.run()
 
 
 @router.post("/gc", response_model=GcReport)

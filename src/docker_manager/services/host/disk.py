@@ -79,6 +79,11 @@ class DiskService:
             )
 
     async def report(self) -> DiskReport:
+        df = await self._df.get("df", self._docker.system.df)
+        return DiskReport(filesystems=await self.filesystems(), engine=engine_usage(df))
+
+    async def filesystems(self) -> list[FilesystemUsage]:
+        """Total, used and free space of the data, builds, upload and engine roots."""
         roots = [
             ("data", self._options.roots.data_dir),
             ("builds", self._options.roots.builds_path),
@@ -100,8 +105,7 @@ class DiskService:
                     min_free_bytes=self.min_free(usage.total),
                 )
             )
-        df = await self._df.get("df", self._docker.system.df)
-        return DiskReport(filesystems=filesystems, engine=engine_usage(df))
+        return filesystems
 
 
 def _usage_of(path: Path) -> tuple[int, int] | None:

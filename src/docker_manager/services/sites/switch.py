@@ -83,6 +83,11 @@ class TrafficSwitch:
                 log.warning("could not restore the site for %s: %s", header.domain, exc)
         log.info("traffic switches: %s", "kernel (DNAT per site)" if self.netfilter else "nginx reloads")
 
+    @property
+    def mode(self) -> str:
+        """How switches move traffic now: `nat` (the kernel), else `reload`, and what was asked."""
+        return f"{'nat' if self.netfilter is not None else 'reload'} (DM_SWITCH_MODE={self._options.mode})"
+
     async def wait_healthy(self, upstream: Upstream, gate: HealthGate, *, interval: float = 0.2) -> int:
         """Poll the new upstream until it answers as required, or raise UnhealthyContainer."""
         expected = gate.expected_status

@@ -1,0 +1,22 @@
+"""The terminal client's tables: every value as words a person reads, never a Python repr."""
+
+from __future__ import annotations
+
+from docker_manager.client.terminal import cell, table
+
+
+def test_cells() -> None:
+    assert cell({"80/tcp": 18080, "53/udp": None}) == "80/tcp→18080, 53/udp"
+    assert cell(["a.example.com", "b.example.com"]) == "a.example.com, b.example.com"
+    assert cell({"status": "healthy", "code": 200}) == "status=healthy, code=200"
+    assert cell(None) == cell([]) == cell({}) == cell("") == "-"
+    assert (cell(True), cell(False), cell(3), cell(1.5)) == ("yes", "no", "3", "1.5")
+
+
+def test_a_table() -> None:
+    rows = [{"name": "web", "ports": {"80/tcp": 18080}, "domains": ["x.example.com"], "live": True}]
+    text = table(rows, ["name", "ports", "domains", "live"])
+    assert text.splitlines() == [
+        "NAME  PORTS         DOMAINS        LIVE",
+        "web   80/tcp→18080  x.example.com  yes",
+    ]
