@@ -21,6 +21,14 @@ from pathlib import Path
 from _common import ROOT, service
 
 CLIENT = [sys.executable, "-m", "docker_manager"]
+# The serve lock has no trio; the test lock has it (selenium's), and httpcore2 imports it when it
+# is there: this runs the client as the serve venv would, with trio hidden.
+WITHOUT_TRIO = [
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['trio'] = None; from docker_manager.cli import main; "
+    "sys.argv[0] = 'docker-manager'; main()",
+]
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
@@ -40,6 +48,7 @@ def main() -> None:
         pairs = {
             "--help": ([*CLIENT, "--help"], ["docker", "--help"]),
             "apps (a local service)": ([*CLIENT, "apps"], ["docker", "ps"]),
+            "apps, as the serve venv": ([*WITHOUT_TRIO, "apps"], ["docker", "ps"]),
         }
         for label, (ours, baseline) in pairs.items():
             mine, theirs = [], []

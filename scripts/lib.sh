@@ -88,28 +88,35 @@ ensure_nginx() {
   local binary="${DM_NGINX_BINARY:-nginx}" pid_file="${DM_NGINX_PID_FILE:-/run/nginx.pid}"
   if ! command -v "$binary" >/dev/null; then
     echo "==> nginx is not installed: deploys with a domain will be refused (apt-get install nginx-light)"
-    return
+    return 0
   fi
   if [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
-    return
+    return 0
   fi
   local argv=("$binary")
-  [ -n "${DM_NGINX_PREFIX:-}" ] && argv+=(-p "$DM_NGINX_PREFIX")
-  [ -n "${DM_NGINX_CONF:-}" ] && argv+=(-c "$DM_NGINX_CONF")
+  if [ -n "${DM_NGINX_PREFIX:-}" ]; then argv+=(-p "$DM_NGINX_PREFIX"); fi
+  if [ -n "${DM_NGINX_CONF:-}" ]; then argv+=(-c "$DM_NGINX_CONF"); fi
   local checked
   if ! checked=$("${argv[@]}" -q -t 2>&1); then
     echo "==> nginx is stopped and its configuration does not pass nginx -t; not started:" >&2
     echo "$checked" >&2
-    return
+    return 0
   fi
   echo "==> starting nginx (it was installed but not running)"
-  if [ -z "${DM_NGINX_PREFIX:-}${DM_NGINX_CONF:-}" ] && [ -d /run/systemd/system ]; then
-    systemctl start nginx
-  else
-    "${argv[@]}"
+  # A failure is said and the service still starts (deploys without a domain work; doctor tells).
+  if [ -z "${DM_NGINX_PREFIX:-}${DM_NGINX_CONF:-}${DM_NGINX_BINARY:-}" ] && [ -d /run/systemd/system ]; then
+    if ! systemctl start nginx; then
+      echo "nginx did not start (systemctl start nginx); see: journalctl -u nginx" >&2
+      return 0
+    fi
+  elif ! "${argv[@]}"; then
+    echo "nginx did not start; see its error log" >&2
+    return 0
   fi
   for _ in $(seq 1 50); do
-    [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null && return
+    if [ -s "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then
+      return 0
+    fi
     sleep 0.1
   done
   echo "nginx did not start; see its error log" >&2

@@ -7,9 +7,11 @@ Every Docker object a test creates is named with the session prefix and removed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -225,40 +227,76 @@ def _remove_named(fragment: str) -> None:
             docker_cli(kind, "rm", *found, check=False)
 
 
-SESSIONS = Path("/tmp/docker-manager-test-sessions")  # one file per running test session (its pid)
+# One file per running test session (its pid), in a folder only root can write: a test run is root.
+SESSIONS = Path("/run/docker-manager-test-sessions")
+SHARED_BASE_IMAGES = ("dm-test-bb:latest", "dm-test-web:latest")  # built by the suite when missing
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _engine_as_found() -> Iterator[None]:
-    """The engine holds at the end what it held at the start: whatever this session made (the
-    base images it built included) is removed, and anything left fails the run. Its teardown runs
-    after every other (it is set up first). When another test session runs at the same time on
-    this engine, their objects cannot be told apart: nothing shared is removed, nothing fails."""
-    SESSIONS.mkdir(exist_ok=True)
-    mine = SESSIONS / str(os.getpid())
-    mine.write_text(PREFIX)
+    """At the end the engine holds what it held at the start: what this session made is removed
+    (named with PREFIX, the base images it built, untagged images made since it began), and
+    anything else new fails the run (named, never removed: it may be an operator's). While another
+    test session runs on this engine the two cannot be told apart: this one stands aside."""
+    mine = _enter_session()
     before = _engine_objects()
     yield
+    if mine is None:
+        return
     mine.unlink(missing_ok=True)
     if _other_sessions():
         return
-    after = _engine_objects()
-    for container in after["container"] - before["container"]:
-        docker_cli("rm", "-f", container, check=False)
-    new_tags = sorted(after["tag"] - before["tag"])
-    if new_tags:
-        docker_cli("rmi", *new_tags, check=False)
-    fresh = _engine_objects()
-    dangling = set(docker_cli("images", "-q", "--no-trunc", "--filter", "dangling=true").stdout.split())
-    if new_dangling := (fresh["image"] - before["image"]) & dangling:
-        docker_cli("rmi", *new_dangling, check=False)
-    for kind in ("network", "volume"):
-        for name in fresh[kind] - before[kind]:
-            docker_cli(kind, "rm", name, check=False)
+    _remove_ours(before)
     left = {kind: sorted(found - before[kind]) for kind, found in _engine_objects().items()}
     left = {kind: found for kind, found in left.items() if found}
     if left:
         pytest.fail(f"the test session left these on the engine: {left}", pytrace=False)
+
+
+def _enter_session() -> Path | None:
+    """This session's file in SESSIONS; None (and the check stands aside) when the folder is not
+    root's alone."""
+    with contextlib.suppress(FileExistsError):
+        SESSIONS.mkdir(mode=0o700)
+    info = os.lstat(SESSIONS)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    mine = SESSIONS / str(os.getpid())
+    fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    return mine
+
+
+def _remove_ours(before: dict[str, set[str]]) -> None:
+    now = _engine_objects()
+    containers = [c for c in now["container_name"] - before["container_name"] if PREFIX in c]
+    if containers:
+        docker_cli("rm", "-f", *containers, check=False)
+    tags = [t for t in now["tag"] - before["tag"] if PREFIX in t or t in SHARED_BASE_IMAGES]
+    if tags:
+        docker_cli("rmi", *tags, check=False)
+    for _ in range(10):  # a chain of untagged build steps frees one parent per round
+        dangling = set(
+            docker_cli("images", "-q", "--no-trunc", "--filter", "dangling=true", check=False).stdout.split()
+        )
+        fresh = (dangling - before["image"]) & _made_since_start(dangling)
+        if not fresh:
+            break
+        docker_cli("rmi", *fresh, check=False)
+    for kind in ("network", "volume"):
+        names = [n for n in now[f"{kind}_name"] - before[f"{kind}_name"] if PREFIX in n]
+        if names:
+            docker_cli(kind, "rm", *names, check=False)
+
+
+def _made_since_start(images: set[str]) -> set[str]:
+    if not images:
+        return set()
+    described = docker_cli(
+        "image", "inspect", "--format", "{{.Id}} {{.Created}}", *images, check=False
+    ).stdout
+    pairs = (line.split(" ", 1) for line in described.splitlines() if " " in line)
+    return {image for image, created in pairs if _created_at(created) >= SESSION_STARTED}
 
 
 def _engine_objects() -> dict[str, set[str]]:
@@ -267,11 +305,11 @@ def _engine_objects() -> dict[str, set[str]]:
 
     tags = listed("images", "--format", "{{.Repository}}:{{.Tag}}")
     return {
-        "container": listed("ps", "-aq", "--no-trunc"),
+        "container_name": listed("ps", "-a", "--format", "{{.Names}}"),
         "image": listed("images", "-aq", "--no-trunc"),
         "tag": {tag for tag in tags if not tag.endswith(":<none>")},
-        "network": listed("network", "ls", "-q", "--no-trunc"),
-        "volume": listed("volume", "ls", "-q"),
+        "network_name": listed("network", "ls", "--format", "{{.Name}}"),
+        "volume_name": listed("volume", "ls", "-q"),
     }
 
 
@@ -282,8 +320,6 @@ def _other_sessions() -> bool:
         except (ValueError, ProcessLookupError):
             path.unlink(missing_ok=True)  # (a session that ended without its clean-up)
             continue
-        except PermissionError:
-            pass
         return True
     return False
 

@@ -120,7 +120,7 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("certs")
     contexts, cert_dir = root / "contexts", root / "certs"
     contexts.mkdir()

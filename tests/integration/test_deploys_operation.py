@@ -98,7 +98,7 @@ def running_of(app_id: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def lab(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("deploys")
     (root / "repos").mkdir()
     with service_with_nginx(root, DM_GIT_LOCAL_ROOTS=json.dumps([str(root / "repos")])) as (

@@ -17,7 +17,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.harness import BASE_IMAGE, NginxServer, ServiceProcess, service_with_nginx
+from tests.harness import NginxServer, ServiceProcess, service_with_nginx
 
 pytestmark = pytest.mark.docker
 
@@ -70,7 +70,7 @@ def stop(web: NginxServer) -> None:
 
 
 def test_a_healthy_host_then_each_problem_with_its_fix(
-    tmp_path: Path, tmpfs: dict[str, Path], unique: str
+    tmp_path: Path, tmpfs: dict[str, Path], unique: str, base_image: str
 ) -> None:
     (tmp_path / "healthy").mkdir()
     with service_with_nginx(tmp_path / "healthy", DM_MIN_FREE_BYTES=str(1 << 20)) as (process, web, contexts):
@@ -99,7 +99,7 @@ def test_a_healthy_host_then_each_problem_with_its_fix(
         folder = contexts / app
         folder.mkdir()
         (folder / "Dockerfile").write_text(
-            f"FROM {BASE_IMAGE}\nRUN mkdir -p /www && echo up > /www/index.html\n"
+            f"FROM {base_image}\nRUN mkdir -p /www && echo up > /www/index.html\n"
             'CMD ["httpd", "-f", "-p", "80", "-h", "/www"]\n'
         )
         body = {"context": app, "domain": domain}

@@ -266,6 +266,7 @@ async def test_a_request_id_ties_the_answer_its_task_and_its_audit_entry(
     )
     assert started.headers["x-request-id"] == rid
     status = await wait_final(client, ADMIN, started.json()["task_id"])
+    docker_cli("rmi", f"{status['task_id']}:latest", check=False)  # (no tag: the task's own)
     assert status["request_id"] == rid and status["events"][0]["request_id"] == rid
     entries = (await client.get("/audit", headers=ADMIN)).json()["entries"]
     assert [e["route"] for e in entries if e["request_id"] == rid] == ["/docker/build/start"]

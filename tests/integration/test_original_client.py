@@ -175,11 +175,13 @@ def test_cleanup_false_keeps_the_inline_dockerfile_and_never_overwrites(
     assert (taken / "Dockerfile.inline").read_bytes() == b"precious bytes\n"
     assert left["dockerfile_kept"]["written"] is False and "exists" in left["dockerfile_kept"]["reason"]
     # The default (cleanup true) leaves the context as it was.
-    http.post(
+    last = http.post(
         "/docker/build-stream",
         json={"context_path": str(taken), "dockerfile_content": content, "dockerfile_name": "Other"},
-    )
+    ).json()
     assert sorted(p.name for p in taken.iterdir()) == ["Dockerfile.inline"]
+    for built in (kept, left, last):  # no tag given: the original's default, `{task_id}:latest`
+        docker_cli("rmi", f"{built['task_id']}:latest", check=False)
 
 
 def test_system_routes_by_the_original_keys(http: httpx2.Client) -> None:

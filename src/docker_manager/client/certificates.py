@@ -15,6 +15,7 @@ import typer
 
 from docker_manager.client.errors import EXIT_FAILED, EXIT_USAGE
 from docker_manager.client.terminal import (
+    PLAIN,
     ContextOption,
     JsonOption,
     api_for,
@@ -28,6 +29,7 @@ certs = typer.Typer(
     name="certs",
     help="HTTPS certificates: list (default), show, issue, upload, delete.",
     invoke_without_command=True,
+    **PLAIN,
     no_args_is_help=False,
 )
 COLUMNS = ["domain", "status", "source", "days_left", "renew_at", "error"]

@@ -21,6 +21,10 @@ from docker_manager.client.views import PlainView, QuietView, TaskView, clean
 if TYPE_CHECKING:
     from docker_manager.client.api import Api
 
+# Plain help and errors: typer's rich formatting costs more than the rest of a client command's
+# start-up together (measured: --help 0.35 s against 0.18 s).
+PLAIN: dict[str, Any] = {"rich_markup_mode": None, "pretty_exceptions_enable": False}
+
 ContextOption = Annotated[str | None, typer.Option("--context", "-c", help="A context saved by `login`.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 

@@ -163,7 +163,12 @@ async def app_page(request: Request, session: UiSession, app_id: AppRef) -> Resp
     try:
         app = await runtime.releases.app(app_id)
         releases = await runtime.releases.releases(app_id, limit=50)
-    except NotFound:  # a build or deploy of it ran (the tasks list links here), no release yet
+    except NotFound as missing:  # a build or deploy of it ran (the tasks list links here)?
+        tasks, _ = await runtime.tasks.page(
+            status=None, task_type=None, app_id=app_id, limit=1, cursor=None, principal=session.principal
+        )
+        if not tasks:
+            return page(request, "error.html", session, status_code=404, failure=missing)
         app, releases = None, []
     except DockerManagerError as exc:
         return page(request, "error.html", session, status_code=exc.status_code, failure=exc)

@@ -29,10 +29,12 @@ from docker_manager.services.certificates import CertificateService
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.host.options import DoctorOptions
 from docker_manager.services.sites.switch import TrafficSwitch
+from docker_manager.util.cache import SingleFlightCache
 from docker_manager.util.clock import utcnow
 
 log = logging.getLogger(__name__)
 
+REPORT_TTL = 15.0  # seconds
 CLOCK_SKEW = timedelta(minutes=2)  # the newest task may be this far in the future (another host)
 CERTIFICATE_WARNING_DAYS = 7
 
@@ -59,8 +61,16 @@ class Doctor:
         self._switch = switch
         self._options = options
         self._task: asyncio.Task[None] | None = None
+        # Each run spawns `nginx -t` and walks /proc: a reader gets a report at most this old, and
+        # one run at a time whoever asks meanwhile; an admin asks for a fresh one.
+        self._flight: SingleFlightCache[DoctorReport] = SingleFlightCache(ttl=REPORT_TTL)
 
-    async def run(self) -> DoctorReport:
+    async def run(self, *, fresh: bool = False) -> DoctorReport:
+        if fresh:
+            self._flight.clear()
+        return await self._flight.get("report", self._run)
+
+    async def _run(self) -> DoctorReport:
         checks: list[DoctorCheck] = []
         steps: list[Callable[[], Awaitable[list[DoctorCheck]]]] = [
             self._engine,
@@ -78,9 +88,9 @@ class Doctor:
             try:
                 checks += await step()
             except Exception as exc:  # a check that breaks is a finding, never the report's end
-                checks.append(
-                    _bad(step.__name__.strip("_"), f"the check itself failed: {exc}", "see the log")
-                )
+                name = step.__name__.strip("_")
+                log.exception("doctor: the %s check failed", name)
+                checks.append(_bad(name, f"the check itself failed: {exc}", "see the service's log"))
         return DoctorReport(ok=all(check.ok for check in checks), checks=checks)
 
     def start(self) -> None:
@@ -114,7 +124,8 @@ class Doctor:
         except DockerManagerError as exc:
             fix = "start nginx: systemctl start nginx (scripts/serve.sh does it)"
             return [_bad("nginx", exc.detail, fix)]
-        refused = await self._nginx.test_configuration()
+        async with self._nginx.lock:  # (not in the middle of a site change)
+            refused = await self._nginx.test_configuration()
         if refused:
             return [
                 _bad("nginx", f"nginx -t refuses the configuration: {refused}", "fix the file nginx -t names")
@@ -160,7 +171,7 @@ class Doctor:
         if mode is not None and mode & 0o077:
             found.append(_bad("admin token file", f"{token} is mode {mode:o}", f"chmod 600 {token}"))
         elif mode is not None:
-            found.append(_ok("admin token file", f"{token} is 0600"))
+            found.append(_ok("admin token file", f"{token} is mode {mode:o}"))
         return found
 
     async def _database(self) -> list[DoctorCheck]:
@@ -227,7 +238,8 @@ class Doctor:
                 fix = f"docker-manager certs issue {view.domain} --force (or upload a new one)"
                 found.append(_bad(name, f"ends in {view.days_left:.1f} days", fix))
             else:
-                found.append(_ok(name, f"{view.status}, {view.days_left or 0:.0f} days left"))
+                left = f", {view.days_left:.0f} days left" if view.days_left is not None else ""
+                found.append(_ok(name, f"{view.status}{left}"))
         return found
 
 
