@@ -328,12 +328,14 @@ def _other_sessions() -> bool:
 def _remove_switch_rules() -> Iterator[None]:
     """At the end, remove the kernel rules the tests' traffic switches made (netfilter.py): only
     those for this session's own front addresses (tests/services.py), never a service's on this
-    host nor another test session's."""
-    yield
+    host nor another test session's. The DM-SITES chain goes too when the session made it and
+    nothing uses it any more."""
     if not shutil.which("iptables"):
+        yield
         return
-    listed = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True).stdout
-    lines = listed.splitlines()
+    had_chain = "-N DM-SITES" in _nat_rules()
+    yield
+    lines = _nat_rules()
     ours = [line.split()[1] for line in lines if line.startswith("-A DMS-") and is_session_front(_dest(line))]
     rules = ["*nat"]
     rules += [
@@ -346,6 +348,18 @@ def _remove_switch_rules() -> Iterator[None]:
     subprocess.run(
         ["iptables-restore", "-w", "5", "--noflush"], input="\n".join(rules), text=True, check=False
     )
+    left = _nat_rules()
+    if (
+        not had_chain
+        and "-N DM-SITES" in left
+        and not any("DM-SITES" in line for line in left if line.startswith("-A"))
+    ):
+        subprocess.run(["iptables", "-w", "5", "-t", "nat", "-X", "DM-SITES"], check=False)
+
+
+def _nat_rules() -> list[str]:
+    listed = subprocess.run(["iptables", "-w", "5", "-t", "nat", "-S"], capture_output=True, text=True)
+    return listed.stdout.splitlines()
 
 
 def _created_at(stamp: str) -> datetime:
