@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 install_packages ca-certificates curl python3 python3-venv docker.io busybox-static lz4 git \
   nginx-light openssh-server openssh-client docker-registry apache2-utils postgresql \
-  chromium chromium-driver pebble systemd
+  chromium chromium-driver pebble systemd iproute2 util-linux
 install_venv test
 ensure_dockerd
 

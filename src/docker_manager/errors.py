@@ -27,6 +27,7 @@ so the status code and the machine-readable `code` never depend on where the err
     │   ├── DeployInProgress          409 deploy_in_progress
     │   ├── PortInUse                 409 port_in_use
     │   ├── UnhealthyContainer        409 unhealthy_container
+    │   ├── NotSwarmManager           409 not_a_swarm_manager
     │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
@@ -173,6 +174,13 @@ class Conflict(DockerManagerError):
 
     status_code = 409
     code = "conflict"
+
+
+class NotSwarmManager(Conflict):
+    """A cluster operation asked of an engine that is not a swarm manager (a worker, or no swarm);
+    the detail names a manager when there is one."""
+
+    code = "not_a_swarm_manager"
 
 
 class DeployInProgress(Conflict):

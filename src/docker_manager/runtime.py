@@ -54,6 +54,7 @@ from docker_manager.services.releases.options import ReleaseOptions
 from docker_manager.services.sites import SiteService
 from docker_manager.services.sites.options import SwitchOptions
 from docker_manager.services.sites.public import PublicSite
+from docker_manager.services.swarm import SwarmService
 from docker_manager.services.tasks.service import TaskService
 from docker_manager.services.tokens import TokenStore
 from docker_manager.ui.session import SessionCodec
@@ -93,6 +94,7 @@ class Runtime:
     renewals: RenewalLoop
     public_site: PublicSite | None  # DM_PUBLIC_DOMAIN: this service's own site
     doctor: Doctor
+    swarm: SwarmService
     rollbacks: RollbackService
     commands: CommandService
     pipelines: PipelineService
@@ -146,7 +148,7 @@ class Runtime:
             certificates=certificates, renewals=renewals, audit=audit, localrun=localrun,
             host=HostService(docker=docker, sampler=sampler, options=host_options),
             container_files=ContainerFiles(docker=docker, containers=containers, options=container_options),
-            public_site=_public_site(sites, settings),
+            public_site=_public_site(sites, settings), swarm=SwarmService(docker),
             doctor=_doctor(settings, db, docker, nginx, disk, runner, certificates, sites),
             deploys=DeployService(docker=docker, runner=runner, builds=builds, images=images,
                                   localrun=localrun, containers=containers, sites=sites,

@@ -31,6 +31,7 @@ from docker_manager.services.observability.observers import Observers
 from docker_manager.services.pipelines.service import PipelineService
 from docker_manager.services.releases import ReleaseService, RetentionService, RollbackService
 from docker_manager.services.sites import SiteService
+from docker_manager.services.swarm import SwarmService
 from docker_manager.services.tasks.service import TaskService
 from docker_manager.services.tokens import TokenStore
 
@@ -128,6 +129,10 @@ async def get_certificates(request: Request) -> CertificateService:
     return runtime_of(request).certificates
 
 
+async def get_swarm(request: Request) -> SwarmService:
+    return runtime_of(request).swarm
+
+
 async def get_releases(request: Request) -> ReleaseService:
     return runtime_of(request).releases
 
@@ -191,6 +196,7 @@ LocalRunDep = Annotated[LocalRunService, Depends(get_localrun)]
 DeploysDep = Annotated[DeployService, Depends(get_deploys)]
 SitesDep = Annotated[SiteService, Depends(get_sites)]
 CertificatesDep = Annotated[CertificateService, Depends(get_certificates)]
+SwarmDep = Annotated[SwarmService, Depends(get_swarm)]
 ReleasesDep = Annotated[ReleaseService, Depends(get_releases)]
 RollbackDep = Annotated[RollbackService, Depends(get_rollbacks)]
 RetentionDep = Annotated[RetentionService, Depends(get_retention)]

@@ -15,6 +15,7 @@ from docker_manager.api.routes import (
     pipelines,
     releases,
     sites,
+    swarm,
     tasks,
     tokens,
 )
@@ -38,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     tokens.router,
     observability.router,
     certificates.router,
+    swarm.router,
 )
 
 __all__ = ["ROUTERS"]
