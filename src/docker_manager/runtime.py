@@ -137,7 +137,7 @@ class Runtime:
         sites = SiteService(nginx=nginx, docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
-        certificates, renewals = await _certificates(db, nginx, sites, runner, settings)
+        certificates, renewals = await _certificates(db, nginx, sites, runner, audit, settings)
         localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
                                    ownership=ownership, health=healthchecks, releases=releases, disk=disk,
                                    options=DeployOptions.of(settings))
@@ -333,11 +333,16 @@ def _own_address(settings: Settings) -> str:
 
 
 async def _certificates(
-    db: Database, nginx: Nginx, sites: SiteService, runner: TaskRunner, settings: Settings
+    db: Database, nginx: Nginx, sites: SiteService, runner: TaskRunner, audit: AuditLog, settings: Settings
 ) -> tuple[CertificateService, RenewalLoop]:
     options = CertificateOptions.of(settings)
     certificates = CertificateService(
-        store=CertificateStore(db.engine), nginx=nginx, sites=sites, runner=runner, options=options
+        store=CertificateStore(db.engine),
+        nginx=nginx,
+        sites=sites,
+        runner=runner,
+        audit=audit,
+        options=options,
     )
     try:
         await certificates.recover()

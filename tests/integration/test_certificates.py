@@ -190,6 +190,10 @@ def test_a_deploy_with_a_domain_gets_https(lab: Lab, unique: str) -> None:
     assert redirect.headers["location"] == f"https://{domain}/some/page?x=1"
     challenge = lab.http(domain, "/.well-known/acme-challenge/unknown-token")
     assert challenge.status_code == 404
+    # The order is in the audit log, whoever started it (here: the site being signed).
+    audit = lab.api("GET", "/audit", params={"limit": 200}).json()["entries"]
+    orders = [e for e in audit if e["route"] == "certificate order" and e["target"].get("domain") == domain]
+    assert orders and orders[0]["status"] == 200 and orders[0]["target"]["task_id"] == record["task_id"]
     # Its end is a metric (the one an operator alerts on).
     scraped = lab.api("GET", "/metrics").text
     gauge = f'dm_certificate_not_after_seconds{{domain="{domain}"}}'

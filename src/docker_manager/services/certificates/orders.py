@@ -29,6 +29,7 @@ from docker_manager.services.certificates.files import (
 from docker_manager.services.certificates.options import CertificateOptions
 from docker_manager.services.certificates.policy import next_attempt, with_facts
 from docker_manager.services.certificates.store import CertificateRecord, CertificateStore
+from docker_manager.services.observability.audit import AuditEntry, AuditLog
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.util.clock import utcnow
 from docker_manager.util.shield import run_to_the_end
@@ -56,6 +57,7 @@ class CertificateOrders:
         acme: AcmeClient,
         challenges: ChallengeBoard,
         options: CertificateOptions,
+        audit: AuditLog | None = None,
     ) -> None:
         self._store = store
         self._nginx = nginx
@@ -63,6 +65,7 @@ class CertificateOrders:
         self._acme = acme
         self._challenges = challenges
         self._options = options
+        self._audit = audit
 
     async def run(self, ctx: TaskContext, domains: list[str]) -> dict[str, Any]:
         issued: list[Issued] = []
@@ -198,6 +201,7 @@ class CertificateOrders:
         await self._store.put(with_facts(cleared, facts))
         metrics.CERTIFICATE_NOT_AFTER.labels(domain=item.domain).set(facts.not_after.timestamp())
         metrics.CERTIFICATE_ORDERS.labels(result="issued").inc()
+        await self._audited(ctx, item.domain, 200, None)
 
     async def _failed(self, ctx: TaskContext, domain: str, exc: AcmeError) -> None:
         """The failure in the domain's record: its type, detail, next attempt (none if permanent)."""
@@ -226,7 +230,28 @@ class CertificateOrders:
             )
         )
         metrics.CERTIFICATE_ORDERS.labels(result="permanent_error" if permanent else "error").inc()
+        await self._audited(ctx, domain, 502, str(exc.extra.get("problem_type") or exc.code))
         log.warning("certificate for %s: %s", domain, exc.detail)
+
+    async def _audited(self, ctx: TaskContext, domain: str, status: int, error: str | None) -> None:
+        """Each order's outcome in the audit log, whoever started it (a request, a site signed, the
+        renewal loop): the service's own work on certificates is seen there too."""
+        if self._audit is None:
+            return
+        entry = AuditEntry(
+            request_id=ctx.task_id,
+            method="TASK",
+            route="certificate order",
+            status=status,
+            duration_ms=0.0,
+            token_name="docker-manager",  # noqa: S106 (who did it: the service, not a token)
+            error_code=error,
+            target={"domain": domain, "task_id": ctx.task_id},
+        )
+        try:
+            await self._audit.record(entry)
+        except DockerManagerError as exc:  # (the order's outcome is in its record either way)
+            log.warning("the audit entry of %s's order was not written: %s", domain, exc.detail)
 
 
 class _stage:

@@ -49,6 +49,7 @@ from docker_manager.services.certificates.orders import CertificateOrders
 from docker_manager.services.certificates.policy import is_due, with_facts
 from docker_manager.services.certificates.store import CertificateRecord, CertificateStore
 from docker_manager.services.certificates.views import view_of
+from docker_manager.services.observability.audit import AuditLog
 from docker_manager.services.sites import SiteService
 from docker_manager.util.clock import utcnow
 
@@ -68,6 +69,7 @@ class CertificateService:
         sites: SiteService,
         runner: TaskRunner,
         options: CertificateOptions,
+        audit: AuditLog | None = None,
     ) -> None:
         self._store = store
         self._nginx = nginx
@@ -92,6 +94,7 @@ class CertificateService:
                 acme=acme,
                 challenges=self.challenges,
                 options=options,
+                audit=audit,
             )
             sites.switch.on_pointed(self._site_pointed)
 
