@@ -4,8 +4,9 @@ of its own, one more leg giving the root namespace an address on the same /24, a
 `dockerd` per node with its own roots and socket. Nothing leaves the machine (no default route in
 the nodes), and the main engine, its swarm state and its iptables are never touched.
 
-    with swarm_lab(tmp_path, nodes=3) as lab:
-        lab.nodes[0].socket  # unix socket of node 1's engine
+    with swarm_lab(nodes=3) as lab:
+        lab.init()             # node 1 the manager, the others workers
+        lab.nodes[0].docker_host  # unix socket of node 1's engine
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ class SwarmLab:
     root_leg: str
     root_address: str
     nodes: list[SwarmNode] = field(default_factory=list)
+    # What was made, as it was made: a teardown removes exactly these (never another lab's).
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
     def load_image(self, tag: str, rootfs: Path) -> None:
         """The same image on every node (`docker import` of `rootfs`)."""
@@ -69,6 +73,7 @@ class SwarmLab:
                     capture_output=True,
                     check=True,
                     timeout=60,
+                    env={k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
                 )
 
     def init(self, manager: SwarmNode | None = None) -> None:
@@ -112,30 +117,23 @@ def _in(ns: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess[
 
 @contextlib.contextmanager
 def swarm_lab(nodes: int = 3) -> Iterator[SwarmLab]:
-    tag = f"{os.getpid() % 200 + 20}"
-    lab = SwarmLab(
-        tag=tag,
-        bridge_ns=f"dmsw{tag}-sw",
-        root_leg=f"dmsw{tag}r",
-        root_address=f"{LAB_NET}.{tag}.1",
-    )
-    run_root = Path(f"/run/dmsw{tag}")
+    lab, run_root = _claim()
     try:
         _network(lab, nodes)
-        run_root.mkdir(mode=0o700, exist_ok=True)
         for index in range(1, nodes + 1):
-            name = f"dmsw{tag}-n{index}"
-            node = SwarmNode(name=name, address=f"{LAB_NET}.{tag}.{10 + index}", root=run_root / f"n{index}")
-            node.root.mkdir(mode=0o700, exist_ok=True)
+            name = f"dmsw{lab.tag}-n{index}"
+            node = SwarmNode(
+                name=name, address=f"{LAB_NET}.{lab.tag}.{10 + index}", root=run_root / f"n{index}"
+            )
+            node.root.mkdir(mode=0o700)
             lab.nodes.append(node)
             _start_engine(lab, node)
         deadline = time.monotonic() + 60
         for node in lab.nodes:
             while node.docker("info", "--format", "{{.ID}}", check=False).returncode != 0:
                 if node.process is not None and node.process.poll() is not None:
-                    raise RuntimeError(
-                        f"dockerd of {node.name} ended: {(node.root / 'dockerd.log').read_text()[-2000:]}"
-                    )
+                    log = (node.root / "dockerd.log").read_text()[-2000:]
+                    raise RuntimeError(f"dockerd of {node.name} ended: {log}")
                 assert time.monotonic() < deadline, f"the engine of {node.name} did not answer"
                 time.sleep(0.2)
         yield lab
@@ -143,12 +141,33 @@ def swarm_lab(nodes: int = 3) -> Iterator[SwarmLab]:
         _teardown(lab, run_root)
 
 
+def _claim() -> tuple[SwarmLab, Path]:
+    """A tag no other lab uses: its run folder made here, exclusively (another test session's, or
+    a crashed run's leftovers, are never reused nor removed)."""
+    first = os.getpid() % 200 + 20
+    for tag in (str(20 + (first - 20 + step) % 200) for step in range(200)):
+        run_root = Path(f"/run/dmsw{tag}")
+        if Path(f"/run/netns/dmsw{tag}-sw").exists():
+            continue
+        try:
+            run_root.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        lab = SwarmLab(
+            tag=tag, bridge_ns=f"dmsw{tag}-sw", root_leg=f"dmsw{tag}r", root_address=f"{LAB_NET}.{tag}.1"
+        )
+        return lab, run_root
+    raise RuntimeError("no free swarm lab tag under /run")
+
+
 def _network(lab: SwarmLab, nodes: int) -> None:
     _run("ip", "netns", "add", lab.bridge_ns)
+    lab.namespaces.append(lab.bridge_ns)
     _in(lab.bridge_ns, "ip", "link", "add", "br0", "type", "bridge")
     _in(lab.bridge_ns, "ip", "link", "set", "br0", "up")
     _in(lab.bridge_ns, "ip", "link", "set", "lo", "up")
     _run("ip", "link", "add", lab.root_leg, "type", "veth", "peer", "name", f"{lab.root_leg}b")
+    lab.links.append(lab.root_leg)
     _run("ip", "link", "set", f"{lab.root_leg}b", "netns", lab.bridge_ns)
     _in(lab.bridge_ns, "ip", "link", "set", f"{lab.root_leg}b", "master", "br0", "up")
     _run("ip", "addr", "add", f"{lab.root_address}/24", "dev", lab.root_leg)
@@ -156,7 +175,9 @@ def _network(lab: SwarmLab, nodes: int) -> None:
     for index in range(1, nodes + 1):
         ns, leg = f"dmsw{lab.tag}-n{index}", f"dmsw{lab.tag}v{index}"
         _run("ip", "netns", "add", ns)
+        lab.namespaces.append(ns)
         _run("ip", "link", "add", leg, "type", "veth", "peer", "name", f"{leg}b")
+        lab.links.append(leg)
         _run("ip", "link", "set", leg, "netns", ns)
         _run("ip", "link", "set", f"{leg}b", "netns", lab.bridge_ns)
         _in(lab.bridge_ns, "ip", "link", "set", f"{leg}b", "master", "br0", "up")
@@ -177,6 +198,10 @@ def _start_engine(lab: SwarmLab, node: SwarmNode) -> None:
             f"-H {node.docker_host}",
             f"--config-file {config}",
             f"--cgroup-parent {node.name}",
+            "--exec-opt native.cgroupdriver=cgroupfs",
+            # Never the host's containerd namespace, whichever containerd it finds.
+            f"--containerd-namespace dmsw{lab.tag}",
+            f"--containerd-plugins-namespace dmsw{lab.tag}p",
             "--iptables=true",
             f"--insecure-registry {lab.nodes[0].address}:5000",
         ]
@@ -213,27 +238,39 @@ def _teardown(lab: SwarmLab, run_root: Path) -> None:
             except subprocess.TimeoutExpired:
                 node.process.kill()
                 node.process.wait(timeout=10)
-    namespaces = [node.name for node in lab.nodes] + [lab.bridge_ns]
-    for ns in namespaces:  # whatever still lives in the lab's namespaces (containerd shims...)
-        pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
-        for pid in pids:
+    for node in lab.nodes:  # the containers of each engine (own network namespaces), by cgroup
+        for group in _cgroups(node.name):
+            for procs in group.rglob("cgroup.procs"):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+    for ns in lab.namespaces:  # whatever else still lives in the lab's namespaces
+        for pid in _run("ip", "netns", "pids", ns, check=False).stdout.split():
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), signal.SIGKILL)
-    if run_root.exists():
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-        for mount in sorted((m for m in mounts if m.startswith(f"{run_root}/")), key=len, reverse=True):
-            _run("umount", "-l", mount, check=False)
-    for node in lab.nodes:  # the engines' cgroups, under every controller
-        for controller in Path("/sys/fs/cgroup").iterdir():
-            group = controller / node.name
-            if group.is_dir():
-                for child in sorted(group.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                    if child.is_dir():
-                        with contextlib.suppress(OSError):
-                            child.rmdir()
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{run_root}/")), key=len, reverse=True):
+        _run("umount", "-l", mount, check=False)
+    time.sleep(0.2)  # (killed processes leave their cgroups)
+    for node in lab.nodes:
+        for group in _cgroups(node.name):
+            for child in sorted(
+                (p for p in group.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+            ):
                 with contextlib.suppress(OSError):
-                    group.rmdir()
-    for ns in namespaces:
+                    child.rmdir()
+            with contextlib.suppress(OSError):
+                group.rmdir()
+    for ns in reversed(lab.namespaces):
         _run("ip", "netns", "delete", ns, check=False)
-    _run("ip", "link", "delete", lab.root_leg, check=False)
+    for link in lab.links:  # (most went with their namespace; the root leg did not)
+        _run("ip", "link", "delete", link, check=False)
     shutil.rmtree(run_root, ignore_errors=True)
+
+
+def _cgroups(name: str) -> list[Path]:
+    """The folders of cgroup `name` under every v1 controller, or the v2 one."""
+    base = Path("/sys/fs/cgroup")
+    found = [base / name] if (base / name).is_dir() else []
+    found += [controller / name for controller in base.iterdir() if (controller / name).is_dir()]
+    return found

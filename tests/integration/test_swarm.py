@@ -52,6 +52,12 @@ def test_a_swarm_made_and_joined_through_the_services(lab: SwarmLab, services: l
         {"advertise_addr": "n1.example.com"},
         {"advertise_addr": n1.address, "address_pool": "10.0.0.0/30"},
         {"advertise_addr": n1.address, "extra": 1},
+        {"advertise_addr": "fe80::1%eth0"},
+        {"advertise_addr": "127.0.0.1"},
+        {"advertise_addr": "0.0.0.0"},
+        {"advertise_addr": n1.address, "address_pool": "0.0.0.0/0"},
+        {"advertise_addr": n1.address, "address_pool": "10.20.0.0/255.255.0.0"},
+        {"advertise_addr": n1.address, "address_pool": "10.20.0.0/24", "subnet_size": 16},
     ):
         refused = call(first, "POST", "/swarm/init", json=body)
         assert refused.status_code == 422, (body, refused.text)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from docker_manager.adapters.docker import Docker
@@ -60,40 +61,46 @@ class SwarmService:
     # --- joining ---------------------------------------------------------------------------------
     async def init(self, body: SwarmInitRequest) -> SwarmStatus:
         await self._require_outside()
-        await self._docker.swarm.init(
-            advertise_addr=body.advertise_addr,
-            listen_addr=f"{_bracketed(body.advertise_addr)}:{body.listen_port}",
-            address_pool=body.address_pool,
-            subnet_size=body.subnet_size,
-        )
+        async with _joining():
+            await self._docker.swarm.init(
+                advertise_addr=body.advertise_addr,
+                listen_addr=f"{_bracketed(body.listen_addr)}:{body.listen_port}",
+                address_pool=body.address_pool,
+                subnet_size=body.subnet_size,
+            )
         return await self.status()
 
     async def join(self, body: SwarmJoinRequest) -> SwarmStatus:
         await self._require_outside()
-        await self._docker.swarm.join(
-            remote_addrs=body.remote_addrs,
-            join_token=body.join_token,
-            advertise_addr=body.advertise_addr,
-            listen_addr=f"{_bracketed(body.advertise_addr)}:{body.listen_port}",
-        )
+        async with _joining():
+            await self._docker.swarm.join(
+                remote_addrs=body.remote_addrs,
+                join_token=body.join_token,
+                advertise_addr=body.advertise_addr,
+                listen_addr=f"{_bracketed(body.listen_addr)}:{body.listen_port}",
+            )
         return await self.status()
 
     # --- nodes -----------------------------------------------------------------------------------
     async def set_availability(self, node_id: str, body: AvailabilityRequest) -> NodeChanged:
         started = time.monotonic()
-        before = await self._running_on(node_id)
+        wanted: dict[str, int] = {}
+        moving = 0
+        if body.availability == "drain":  # (what runs before the drain is what must run after)
+            wanted, moving = await self._to_move(node_id)
         await self._update_node(node_id, lambda spec: {**spec, "Availability": body.availability})
-        moved = 0
-        if body.availability == "drain" and before:
-            moved = await self._wait_drained(node_id, before, deadline=started + body.timeout)
+        if body.availability == "drain":
+            await self._wait_drained(node_id, wanted, deadline=started + body.timeout)
         node = await self._view(node_id)
-        return NodeChanged(node=node, moved=moved, seconds=round(time.monotonic() - started, 3))
+        return NodeChanged(node=node, moved=moving, seconds=round(time.monotonic() - started, 3))
 
     async def remove_node(self, node_id: str) -> NodeView:
         node = await self._view(node_id)
-        if node.running_replicas:
+        still = [t for t in await self._tasks(node=[node_id]) if _state(t) in ("running", "starting")]
+        if node.running_replicas or still:
             raise Conflict(
-                f"{node.running_replicas} replica(s) run on {node.hostname}: drain it first", field="node_id"
+                f"{len(still) or node.running_replicas} replica(s) run on {node.hostname}: drain it first",
+                field="node_id",
             )
         if node.role == "manager":
             raise Conflict(f"{node.hostname} is a manager: demote it first (docker node demote)")
@@ -114,19 +121,30 @@ class SwarmService:
             raise Conflict(f"this engine is in a swarm already (state {state}); it must leave it first")
 
     async def _as_manager(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`call`, with the engine's "not a manager" answer turned into one that names a manager."""
+        """`call`, with the engine's "not a manager" answers (a 503 that says neither why nor who)
+        turned into one that says which it is and names a manager."""
         try:
             return await call()
         except EngineError as exc:
             lowered = exc.detail.lower()
+            if "locked" in lowered:
+                raise Conflict("the swarm is locked: unlock it (docker swarm unlock)") from None
             if "not a swarm manager" not in lowered and "not part of a swarm" not in lowered:
                 raise
-            managers = _managers(await self._local())
-            if managers:
+            info = await self._local()
+            if (info.get("LocalNodeState") or "inactive") != "active":
                 raise NotSwarmManager(
-                    f"this engine is a swarm worker: ask a manager ({', '.join(managers)})"
+                    "this engine is not in a swarm: POST /swarm/init or /swarm/join"
                 ) from None
-            raise NotSwarmManager("this engine is not in a swarm: POST /swarm/init or /swarm/join") from None
+            own = str(info.get("NodeAddr") or "")
+            managers = [m for m in _managers(info) if m.rpartition(":")[0] != own]
+            if info.get("ControlAvailable") or not managers:
+                raise NotSwarmManager(
+                    "this manager cannot act now (no quorum of managers, or it is being prepared)"
+                ) from None
+            raise NotSwarmManager(
+                f"this engine is a swarm worker: ask a manager ({', '.join(managers)})"
+            ) from None
 
     async def _node_views(self) -> list[NodeView]:
         nodes = await self._as_manager(self._docker.nodes.list)
@@ -138,11 +156,12 @@ class SwarmService:
         running = Counter(task.get("NodeID") for task in await self._running_tasks())
         return _node_view(node, running)
 
+    async def _tasks(self, **filters: list[str]) -> list[dict[str, Any]]:
+        return await self._as_manager(lambda: self._docker.tasks.list(filters=filters))
+
     async def _running_tasks(self, **filters: list[str]) -> list[dict[str, Any]]:
-        tasks = await self._as_manager(
-            lambda: self._docker.tasks.list(filters={"desired-state": ["running"], **filters})
-        )
-        return [task for task in tasks if (task.get("Status") or {}).get("State") == "running"]
+        tasks = await self._tasks(**{"desired-state": ["running"], **filters})
+        return [task for task in tasks if _state(task) == "running"]
 
     async def _running_on(self, node_id: str) -> list[dict[str, Any]]:
         return await self._running_tasks(node=[node_id])
@@ -158,34 +177,40 @@ class SwarmService:
                 if "out of sequence" not in exc.detail or attempt == UPDATE_RETRIES - 1:
                     raise
 
-    async def _wait_drained(self, node_id: str, before: list[dict[str, Any]], *, deadline: float) -> int:
-        """Until no replica runs on the node and every service that had one there runs as many
-        replicas as it wants again; then how many were moved."""
-        services = {task.get("ServiceID") for task in before}
+    async def _to_move(self, node_id: str) -> tuple[dict[str, int], int]:
+        """Before a drain: for each replicated service with a replica on the node, how many of its
+        replicas run now (at most as many as it wants: one already short is not waited for), and
+        how many replicas the node holds. A global service's task is stopped with the node."""
+        here = await self._running_on(node_id)
+        services = await self._as_manager(self._docker.swarm.services)
+        replicated = {str(s.get("ID")): s for s in services if "Replicated" in _mode(s)}
+        ids = sorted({str(t.get("ServiceID")) for t in here} & set(replicated))
+        if not ids:
+            return {}, 0
+        running = Counter(str(t.get("ServiceID")) for t in await self._running_tasks(service=ids))
+        moving = sum(1 for t in here if str(t.get("ServiceID")) in replicated)
+        return {sid: min(_desired(replicated[sid]), running[sid]) for sid in ids}, moving
+
+    async def _wait_drained(self, node_id: str, wanted: dict[str, int], *, deadline: float) -> None:
+        """Until no replica runs on the node and each service in `wanted` runs as many again,
+        counted from the tasks meant to run that do (one still stopping on the node counts in
+        the engine's own RunningTasks)."""
         while True:
             still_here = await self._running_on(node_id)
-            # Counted from the tasks meant to run that do: a replica still stopping on the node
-            # counts in the engine's own RunningTasks.
-            running = Counter(task.get("ServiceID") for task in await self._running_tasks())
-            short = [
-                s
-                for s in await self._docker.swarm.services()
-                if s.get("ID") in services and running.get(s.get("ID"), 0) < _desired(s)
-            ]
+            now = Counter(str(t.get("ServiceID")) for t in await self._running_tasks(service=sorted(wanted)))
+            short = [sid for sid, count in wanted.items() if now[sid] < count] if wanted else []
             if not still_here and not short:
-                return len(before)
+                return
             if time.monotonic() > deadline:
-                reason = await self._why_not_running(services)
+                reason = await self._why_not_running(set(wanted))
                 raise Conflict(
-                    f"drain: {len(still_here)} replica(s) still on the node, {len(short)} service(s) "
-                    f"short of replicas after the deadline{reason}"
+                    f"the node is drained, but {len(still_here)} replica(s) still run there and "
+                    f"{len(short)} service(s) are short of replicas after the deadline{reason}"
                 )
             await asyncio.sleep(POLL)
 
     async def _why_not_running(self, services: set[Any]) -> str:
-        tasks = await self._as_manager(
-            lambda: self._docker.tasks.list(filters={"desired-state": ["running"]})
-        )
+        tasks = await self._tasks(**{"desired-state": ["running"], "service": sorted(services)})
         errors = {
             str((task.get("Status") or {}).get("Err") or (task.get("Status") or {}).get("Message") or "")
             for task in tasks
@@ -201,6 +226,15 @@ def _managers(info: dict[str, Any]) -> list[str]:
 
 def _bracketed(address: str) -> str:
     return f"[{address}]" if ":" in address else address
+
+
+def _mode(service: dict[str, Any]) -> dict[str, Any]:
+    mode: dict[str, Any] = (service.get("Spec") or {}).get("Mode") or {}
+    return mode
+
+
+def _state(task: dict[str, Any]) -> str:
+    return str((task.get("Status") or {}).get("State") or "")
 
 
 def _desired(service: dict[str, Any]) -> int:
@@ -222,3 +256,17 @@ def _node_view(node: dict[str, Any], running: Counter[Any]) -> NodeView:
         engine_version=(description.get("Engine") or {}).get("EngineVersion"),
         running_replicas=running.get(node.get("ID"), 0),
     )
+
+
+@asynccontextmanager
+async def _joining() -> AsyncIterator[None]:
+    """The engine's answers to init and join that are not the caller's mistake, said plainly."""
+    try:
+        yield
+    except EngineError as exc:
+        lowered = exc.detail.lower()
+        if "already part of a swarm" in lowered:
+            raise Conflict("this engine is in a swarm already; it must leave it first") from None
+        if "continue in the background" in lowered:
+            raise Conflict("the join goes on in the background: look at GET /swarm in a moment") from None
+        raise
