@@ -495,7 +495,7 @@ def test_every_page_fits_a_phone(browser: WebDriver, server: Server, unique: str
     container = docker_cli("inspect", "--format", "{{.Id}}", f"{unique}-wide").stdout.strip()
     pages = [
         "/ui", "/ui/apps", f"/ui/apps/{app_without_release}", "/ui/containers", f"/ui/containers/{container}",
-        "/ui/sites", "/ui/tasks", f"/ui/tasks/{task_id}", "/ui/tokens",
+        "/ui/sites", "/ui/tasks", f"/ui/tasks/{task_id}", "/ui/tokens", "/ui/nodes",
     ]  # fmt: skip
     cookie = {"dm_session": session_cookie(browser)}
     for path in pages:

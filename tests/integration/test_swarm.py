@@ -4,6 +4,9 @@ naming its manager, a drain that answers when the replicas run elsewhere, and no
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +38,13 @@ def services(lab: SwarmLab, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         service_process(root / "n2", root / "n2.log", DM_DOCKER_HOST=lab.nodes[1].docker_host) as second,
     ):
         yield [first, second]
+
+
+def cli(service: ServiceProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DM_")}
+    env |= {"DM_URL": service.url, "DM_TOKEN": service.headers["Authorization"][7:], "HOME": "/nonexistent"}
+    argv = [sys.executable, "-m", "docker_manager", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
 
 
 def call(service: ServiceProcess, method: str, path: str, **kwargs: Any) -> httpx2.Response:
@@ -91,6 +101,22 @@ def test_a_swarm_made_and_joined_through_the_services(lab: SwarmLab, services: l
         (n3.name, "worker", "ready"),
     ]
     assert cluster["nodes"][0]["leader"] and cluster["nodes"][1]["addr"] == n2.address
+    # The terminal and the dashboard show the same nodes.
+    shown = cli(first, "nodes")
+    assert shown.returncode == 0, shown.stderr
+    rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        (n1.name, "manager", "yes"),
+        (n2.name, "worker", "no"),
+        (n3.name, "worker", "no"),
+    ]
+    on_worker_cli = cli(second, "nodes")
+    assert on_worker_cli.returncode == 0 and f"managers: {n1.address}:2377" in on_worker_cli.stdout
+    with httpx2.Client(base_url=first.url, timeout=30, headers={"Origin": first.url}) as browser:
+        browser.post("/ui/login", data={"token": first.headers["Authorization"][7:]})
+        nodes_page = browser.get("/ui/nodes")
+        assert nodes_page.status_code == 200 and all(n.name in nodes_page.text for n in lab.nodes)
+        assert "leader" in nodes_page.text
     # A worker's service: cluster operations answer with a manager to ask.
     on_worker = call(second, "GET", "/swarm/join-token")
     assert on_worker.status_code == 409 and on_worker.json()["code"] == "not_a_swarm_manager"

@@ -19,6 +19,7 @@ from docker_manager.client.config import Context
 from docker_manager.client.deploy import DeployOptions, deploy_app
 from docker_manager.client.errors import EXIT_FAILED, EXIT_USAGE, ClientError
 from docker_manager.client.follow import follow
+from docker_manager.client.host import doctor, nodes
 from docker_manager.client.terminal import (
     ContextOption,
     JsonOption,
@@ -282,16 +283,6 @@ def usage(context: ContextOption = None, as_json: JsonOption = False) -> None:
     emit(found, as_json, _usage_text)
 
 
-def doctor(context: ContextOption = None, as_json: JsonOption = False) -> None:
-    """What the server's host needs, checked (engine, nginx, folders, disk, modes, database, clock,
-    ports, certificates): each problem with its fix. Exit 0 when all pass, 1 otherwise."""
-    with api_for(context) as api:
-        report = api.get("/system/doctor")
-    emit(report, as_json, _doctor_text)
-    if not report["ok"]:
-        raise typer.Exit(EXIT_FAILED)
-
-
 def exec_(
     container: str,
     cmd: Annotated[list[str], typer.Argument(help="The command, after --.")],
@@ -325,6 +316,7 @@ def register(app: typer.Typer) -> None:
     app.command(name="usage")(usage)
     app.command(name="exec")(exec_)
     app.command(name="doctor")(doctor)
+    app.command(name="nodes")(nodes)
     _listing(
         app,
         "apps",
@@ -374,16 +366,3 @@ def _usage_text(found: dict[str, Any]) -> str:
         f"memory {memory.get('percent')}% of {memory.get('total', 0) >> 20} MiB  "
         f"disk / {disk.get('percent')}% of {disk.get('total', 0) >> 30} GiB"
     )
-
-
-def _doctor_text(report: dict[str, Any]) -> str:
-    width = max((len(check["name"]) for check in report["checks"]), default=0)
-    lines = []
-    for check in report["checks"]:
-        mark = "ok  " if check["ok"] else "FAIL"
-        lines.append(f"{mark}  {check['name']:<{width}}  {check['detail']}")
-        if not check["ok"] and check.get("fix"):
-            lines.append(f"      {'':<{width}}  fix: {check['fix']}")
-    failed = sum(not check["ok"] for check in report["checks"])
-    lines.append("all checks pass" if not failed else f"{failed} problem(s)")
-    return "\n".join(lines)

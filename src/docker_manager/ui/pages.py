@@ -223,6 +223,16 @@ async def sites_page(request: Request, session: UiSession) -> Response:
     )
 
 
+@router.get("/nodes", response_class=HTMLResponse)
+async def nodes_page(request: Request, session: UiSession) -> Response:
+    """The swarm this engine belongs to and its nodes (what GET /swarm says)."""
+    try:
+        swarm = await runtime_of(request).swarm.status()
+    except DockerManagerError as exc:
+        return page(request, "error.html", session, status_code=exc.status_code, failure=exc)
+    return page(request, "nodes.html", session, swarm=swarm)
+
+
 @router.get("/tokens", response_class=HTMLResponse)
 async def tokens_page(request: Request, session: UiSession) -> Response:
     if not session.principal.is_admin:
