@@ -31,6 +31,7 @@ from docker_manager.errors import (
     NginxReloadFailed,
     NginxUnavailable,
 )
+from docker_manager.util.files import write_atomic
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 DEFAULTS_FILE = "_docker-manager.conf"  # (no app id or domain starts with "_": never a site's name)
@@ -222,7 +223,7 @@ class Nginx:
                 await verify()
         except BaseException as exc:
             for change, before in zip(changes, previous, strict=True):
-                await asyncio.to_thread(_restore, change.path, before, change.mode)
+                await asyncio.to_thread(_install, change.path, before, change.mode)
             if not isinstance(exc, NginxConfigError):  # (refused by -t: nginx never took it)
                 await self.reload()  # the old files again: whatever nginx half-did is undone
             raise
@@ -287,26 +288,13 @@ def certificate_files(cert_dir: Path, domain: str) -> tuple[Path, Path]:
 
 
 def _install(target: Path, content: bytes | None, mode: int = 0o644) -> None:
+    """The file's new bytes (None: removed), swapped in whole with its mode from the first byte.
+    (write_atomic's temporary name does not end in ".conf": an include glob never picks it up.)"""
     if content is None:
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
         return
-    # The temporary name does not end in ".conf": an include glob never picks it up half-written;
-    # its mode is set from the start (a key is never readable by others, even for a moment).
-    temporary = target.with_name(f".{target.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as handle:
-        os.fchmod(handle.fileno(), mode)  # (not narrowed by the umask)
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-
-
-def _restore(target: Path, previous: bytes | None, mode: int = 0o644) -> None:
-    _install(target, previous, mode)
+    write_atomic(target, content, mode=mode)
 
 
 def _worker_pids(master: psutil.Process) -> set[int]:

@@ -122,7 +122,7 @@ class TrafficSwitch:
         (undone when refused). `tls`: the site's HTTPS options, or what changes of the ones it has
         (None: a switch between containers never changes them, nor the certificate served)."""
 
-        async def apply() -> dict[str, Any]:
+        async def apply() -> tuple[dict[str, Any], SiteTls]:
             async with self._nginx.lock:  # a new front is chosen under it: never two the same
                 return await self._point_locked(
                     target, domain=domain, upstream=upstream, app_id=app_id, tls=tls
@@ -130,11 +130,9 @@ class TrafficSwitch:
 
         # Never cut half-way (a cancelled task): nginx would keep a configuration whose file was
         # put back. The change completes (or is undone) first, then the cancel takes effect.
-        result = await asyncio.shield(apply())
-        if self._pointed:
-            header = await asyncio.to_thread(read_header, target)
-            for listener in self._pointed:
-                await listener(domain, header.tls if header is not None else SiteTls())
+        result, options = await asyncio.shield(apply())
+        for listener in self._pointed:
+            await listener(domain, options)
         return result
 
     async def remove(self, target: Path, header: SiteHeader | None) -> dict[str, Any]:
@@ -173,10 +171,11 @@ class TrafficSwitch:
         upstream: Upstream,
         app_id: str | None,
         tls: SiteTls | TlsChange | None = None,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], SiteTls]:
+        """The switch (the caller holds nginx's lock), and the HTTPS options the site has now."""
         front = await self._front_for(target, upstream)
+        current = await asyncio.to_thread(read_header, target)
         if not isinstance(tls, SiteTls):
-            current = await asyncio.to_thread(read_header, target)
             had = current.tls if current is not None else SiteTls()
             tls = tls.applied_to(had) if tls is not None else had
         content = await asyncio.to_thread(
@@ -190,12 +189,11 @@ class TrafficSwitch:
         )
         if front is None or self.netfilter is None:
             nf = self.netfilter
-            before = await asyncio.to_thread(read_header, target) if nf is not None else None
             result = await self._nginx.apply(target, content)
-            if nf is not None and before is not None and nf.owns(before.front):
-                await nf.remove(before.front)  # no front now: nginx no longer sends there
-            return {**result, "mechanism": "reload", "nginx_reloaded": True}
-        return await self._move(target, content, front, upstream)
+            if nf is not None and current is not None and nf.owns(current.front):
+                await nf.remove(current.front)  # no front now: nginx no longer sends there
+            return {**result, "mechanism": "reload", "nginx_reloaded": True}, tls
+        return await self._move(target, content, front, upstream), tls
 
     async def _front_for(self, target: Path, upstream: Upstream) -> str | None:
         """The site's front: the one it has, else the first free one; None when the kernel
