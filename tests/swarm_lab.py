@@ -76,6 +76,55 @@ class SwarmLab:
                     env={k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")},
                 )
 
+    @contextlib.contextmanager
+    def registry(self, username: str = "lab", password: str = "lab-pass-123") -> Iterator[str]:
+        """A private registry (Debian's docker-registry, htpasswd) in the first node's namespace, on
+        its address port 5000 (every engine of the lab trusts it without TLS): its address."""
+        first = self.nodes[0]
+        root = first.root / "registry"
+        root.mkdir(mode=0o700)
+        hashed = _run("htpasswd", "-Bbn", username, password).stdout
+        (root / "htpasswd").write_text(hashed)
+        (root / "config.yml").write_text(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {root / 'data'}\n"
+            f"http:\n  addr: {first.address}:5000\nauth:\n  htpasswd:\n    realm: lab\n"
+            f"    path: {root / 'htpasswd'}\n"
+        )
+        binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+        process = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{first.name}", binary, "serve", str(root / "config.yml")],
+            stdout=subprocess.DEVNULL,
+            stderr=(root / "registry.log").open("wb"),
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            probe = f"exec 3<>/dev/tcp/{first.address}/5000"
+            while _in(first.name, "bash", "-c", probe, check=False).returncode:
+                assert process.poll() is None, (root / "registry.log").read_text()[-2000:]
+                assert time.monotonic() < deadline, "the lab registry did not listen"
+                time.sleep(0.1)
+            yield f"{first.address}:5000"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+    def stop_node(self, node: SwarmNode) -> None:
+        """The node is lost: its engine and containers killed, its link down (nothing answers)."""
+        if node.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.process.pid, signal.SIGKILL)
+            node.process.wait(timeout=10)
+        pids = _run("ip", "netns", "pids", node.name, check=False).stdout.split()
+        for group in _cgroups(node.name):  # (its containers, each in a namespace of its own)
+            pids += [pid for procs in group.rglob("cgroup.procs") for pid in procs.read_text().split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+        leg = f"dmsw{self.tag}v{self.nodes.index(node) + 1}"
+        _in(node.name, "ip", "link", "set", leg, "down", check=False)
+
     def init(self, manager: SwarmNode | None = None) -> None:
         """`swarm init` on the first node (or `manager`), the others joined as workers."""
         first = manager or self.nodes[0]

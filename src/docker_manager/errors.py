@@ -28,6 +28,7 @@ so the status code and the machine-readable `code` never depend on where the err
     │   ├── PortInUse                 409 port_in_use
     │   ├── UnhealthyContainer        409 unhealthy_container
     │   ├── NotSwarmManager           409 not_a_swarm_manager
+    │   ├── RolloutFailed             409 rollout_failed
     │   └── Unsupported               409 unsupported
     ├── PayloadTooLarge               413 payload_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
@@ -177,8 +178,7 @@ class Conflict(DockerManagerError):
 
 
 class NotSwarmManager(Conflict):
-    """A cluster operation asked of an engine that is not a swarm manager (a worker, or no swarm);
-    the detail names a manager when there is one."""
+    """A cluster operation asked of a swarm worker, or of no swarm (the detail names a manager)."""
 
     code = "not_a_swarm_manager"
 
@@ -248,9 +248,7 @@ class StorageError(DockerManagerError):
 
 
 class InsufficientStorage(StorageError):
-    """Refused before starting: the operation would leave less than DM_MIN_FREE_BYTES free.
-
-    Carries `path`, `needed_bytes`, `free_bytes` and `reason: insufficient_storage`."""
+    """Refused: it would leave less than DM_MIN_FREE_BYTES free (`path`, `needed_bytes`, `free_bytes`)."""
 
     code = "insufficient_storage"
 
@@ -284,8 +282,7 @@ class DatabaseUnavailable(DockerManagerError):
 
 
 class DatabaseBusy(DatabaseUnavailable):
-    """Another process held the database past the wait (a backup, an open `sqlite3`): nothing was
-    recorded; retry shortly."""
+    """Another process held the database past the wait (a backup, `sqlite3`): retry shortly."""
 
     code = "database_busy"
 
@@ -329,6 +326,12 @@ class UnhealthyContainer(Conflict):
     code = "unhealthy_container"
 
 
+class RolloutFailed(Conflict):
+    """A swarm rollout did not converge (rolled back, or past its deadline): the previous serves."""
+
+    code = "rollout_failed"
+
+
 class CommandFailed(InvalidInput):
     """A host command ran and ended badly (a non-zero exit code, a signal, a timeout)."""
 
@@ -367,9 +370,8 @@ class UploadFailed(UpstreamError):
 
 
 class AcmeError(UpstreamError):
-    """The ACME CA refused or failed an order. `problem_type` is the CA's problem (RFC 8555 §6.7),
-    `permanent` says retrying will not help until something changes, `retry_after` is the CA's
-    Retry-After in seconds when it sent one."""
+    """The ACME CA refused or failed an order: `problem_type` (RFC 8555 §6.7), `permanent` (retrying
+    will not help until something changes), `retry_after` (the CA's Retry-After, seconds)."""
 
     code = "acme_error"
 

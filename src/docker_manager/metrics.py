@@ -138,6 +138,20 @@ CERTIFICATE_ORDERS = Counter(
     registry=REGISTRY,
 )
 RELEASES = Counter("dm_releases", "Releases recorded, by source.", ["source"], registry=REGISTRY)
+
+# --- swarm apps ------------------------------------------------------------------------------
+SWARM_REPLICAS = Gauge(
+    "dm_swarm_replicas",
+    "Replicas of each swarm app meant to run, by state (running, starting, pending...).",
+    ["app_id", "state"],
+    registry=REGISTRY,
+)
+SWARM_ROLLOUTS = Counter(
+    "dm_swarm_rollouts",
+    "Swarm rollouts (deploys, rollbacks, scales), by outcome: completed, rolled_back, undone.",
+    ["outcome"],
+    registry=REGISTRY,
+)
 GC_RECLAIMED = Counter("dm_gc_reclaimed_bytes", "Bytes retention reclaimed.", registry=REGISTRY)
 
 

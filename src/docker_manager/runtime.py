@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.nginx import Nginx, NginxPaths
 from docker_manager.adapters.probe import HttpProbe
+from docker_manager.assembly import releases_started, swarm_domain
 from docker_manager.config import Roots, Settings
 from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
@@ -49,16 +50,17 @@ from docker_manager.services.ownership.adoption import adopt_labelled_once
 from docker_manager.services.ownership.record import Ownership
 from docker_manager.services.pipelines.options import PipelineOptions
 from docker_manager.services.pipelines.service import PipelineService
-from docker_manager.services.releases import ReleaseService, ReleaseStore, RetentionService, RollbackService
+from docker_manager.services.releases import ReleaseService, RetentionService, RollbackService
 from docker_manager.services.releases.options import ReleaseOptions
 from docker_manager.services.sites import SiteService
 from docker_manager.services.sites.options import SwitchOptions
 from docker_manager.services.sites.public import PublicSite
 from docker_manager.services.swarm import SwarmService
+from docker_manager.services.swarm.apps import SwarmApps
+from docker_manager.services.swarm.operations import SwarmOperations
 from docker_manager.services.tasks.service import TaskService
 from docker_manager.services.tokens import TokenStore
 from docker_manager.ui.session import SessionCodec
-from docker_manager.util.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,8 @@ class Runtime:
     public_site: PublicSite | None  # DM_PUBLIC_DOMAIN: this service's own site
     doctor: Doctor
     swarm: SwarmService
+    swarm_apps: SwarmApps
+    swarm_operations: SwarmOperations  # a swarm app's rollback and scale
     rollbacks: RollbackService
     commands: CommandService
     pipelines: PipelineService
@@ -125,19 +129,15 @@ class Runtime:
                               options=BuildOptions.of(settings))
         healthchecks = await _healthchecks(db, docker, probe)
         audit = AuditLog(db.engine, file=settings.audit_file)
-        release_options, store = ReleaseOptions.of(settings), ReleaseStore(db.engine)
-        retention = RetentionService(store=store, containers=containers, docker=docker, ownership=ownership,
-                                     tasks=runner.store, options=release_options, audit=audit)
-        releases = ReleaseService(store=store, docker=docker, containers=containers, ownership=ownership,
-                                  sealer=await _sealer(settings), retention=retention,
-                                  options=release_options)
-        await _import_releases(releases)
-        await retention.start()
+        release_options = ReleaseOptions.of(settings)
+        retention, releases = await releases_started(db, docker, containers, ownership, runner, audit,
+                                                     settings)
         nginx = _nginx(settings)
         sites = SiteService(nginx=nginx, docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
         certificates, renewals = await _certificates(db, nginx, sites, runner, audit, settings)
+        swarm, swarm_apps, swarm_operations = await swarm_domain(docker, sites, releases, runner, settings)
         localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
                                    ownership=ownership, health=healthchecks, releases=releases, disk=disk,
                                    options=DeployOptions.of(settings))
@@ -148,13 +148,15 @@ class Runtime:
             certificates=certificates, renewals=renewals, audit=audit, localrun=localrun,
             host=HostService(docker=docker, sampler=sampler, options=host_options),
             container_files=ContainerFiles(docker=docker, containers=containers, options=container_options),
-            public_site=_public_site(sites, settings), swarm=SwarmService(docker),
+            public_site=_public_site(sites, settings), swarm=swarm, swarm_apps=swarm_apps,
             doctor=_doctor(settings, db, docker, nginx, disk, runner, certificates, sites),
             deploys=DeployService(docker=docker, runner=runner, builds=builds, images=images,
                                   localrun=localrun, containers=containers, sites=sites,
-                                  releases=releases, disk=disk, options=DeployOptions.of(settings)),
-            rollbacks=RollbackService(releases=releases, containers=containers, docker=docker,
-                                      switch=sites.switch, runner=runner, options=release_options),
+                                  releases=releases, disk=disk, swarm=swarm_apps,
+                                  options=DeployOptions.of(settings)),
+            rollbacks=RollbackService(swarm=swarm_operations, releases=releases, containers=containers,
+                                      docker=docker, switch=sites.switch, runner=runner,
+                                      options=release_options),
             commands=CommandService(runner=runner, options=CommandOptions.of(settings)),
             pipelines=PipelineService(docker=docker, runner=runner, builds=builds, containers=containers,
                                       images=images, ownership=ownership, probe=probe, releases=releases,
@@ -162,7 +164,7 @@ class Runtime:
             tasks=TaskService(runner=runner, roots=Roots.of(settings)),
             observers=Observers.start(ObservabilityOptions.of(settings), disk=disk, outbox=outbox,
                                       audit=audit),
-            ui_sessions=await _ui_sessions(db, settings),
+            ui_sessions=await _ui_sessions(db, settings), swarm_operations=swarm_operations,
         )
         # fmt: on
 
@@ -175,6 +177,7 @@ class Runtime:
         if self.public_site is not None:
             await self.public_site.stop()
         await self.runner.shutdown()
+        await self.swarm_apps.follower.stop()
         await self.retention.stop()
         await self.healthchecks.stop()
         await self.sites.close()
@@ -240,11 +243,6 @@ async def _sampler(options: HostOptions) -> HostSampler:
     return sampler
 
 
-async def _sealer(settings: Settings) -> Sealer:
-    """The key that seals release env values at rest (made 0600 on the first start)."""
-    return await asyncio.to_thread(Sealer.from_key_file, settings.secret_key_path)
-
-
 async def _disk(docker: Docker, options: HostOptions) -> DiskService:
     disk = DiskService(docker, options)
     with contextlib.suppress(DockerManagerError):  # the engine is down: looked up later
@@ -265,16 +263,6 @@ async def _healthchecks(db: Database, docker: Docker, probe: HttpProbe) -> Healt
     if pending:
         log.info("resumed %d pending health checks", pending)
     return checker
-
-
-async def _import_releases(releases: ReleaseService) -> None:
-    try:
-        imported = await releases.import_existing()
-    except DockerManagerError as exc:  # the engine is down: import on a later start
-        log.warning("could not import the containers of earlier deploys as releases: %s", exc.detail)
-        return
-    if imported:
-        log.info("recorded %d containers of earlier deploys as releases", imported)
 
 
 def _nginx(settings: Settings) -> Nginx:

@@ -114,7 +114,9 @@ class Nginx:
             domain=domain,
             port=upstream.port,
             upstream="down" if upstream.down else upstream.address,
-            server=front or (f"{upstream.address} down" if upstream.down else upstream.address),
+            servers=_servers(upstream, front),
+            service=upstream.service,
+            servers_header=",".join(upstream.servers) if not upstream.down else "",
             front=front,
             container=upstream.container,
             published=upstream.published,
@@ -263,6 +265,18 @@ class Nginx:
         """Reload after restoring a file (best effort: the previous configuration is valid)."""
         with contextlib.suppress(DockerManagerError):
             await self._reload_and_verify()
+
+
+def _servers(upstream: Upstream, front: str | None) -> list[str]:
+    """The upstream block's servers: the front, else every replica of a swarm app (one that fails
+    is left alone a few seconds, and the request goes to the next), else the one upstream."""
+    if front:
+        return [front]
+    if upstream.down:
+        return [f"{upstream.address} down"]
+    if upstream.servers:
+        return [f"{server} max_fails=1 fail_timeout=5s" for server in upstream.servers]
+    return [upstream.address]
 
 
 def same_configuration(old: str, new: str) -> bool:

@@ -11,12 +11,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HEADER_BYTES = 1024  # where the header must be: the start of the file
+HEADER_BYTES = 4096  # where the header must be: the start of the file
 _HEADER_RE = re.compile(
     r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
     r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: published=([0-9]{1,5}/tcp))?"
     r"(?: kind=(managed|host))?(?: front=([0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
     r"(?: tls=(auto|off|only))?(?: hsts=([0-9]{1,9}))?"
+    r"(?: service=([A-Za-z0-9][A-Za-z0-9_.-]{0,62}))?(?: servers=([0-9.:,]{9,2900}))?"
 )
 
 
@@ -42,6 +43,10 @@ class Upstream:
     # "managed": a container of this service; "host": what only an admin may point a site at
     # (a process on the host, a container made by hand or with host-level options).
     kind: str = "managed"
+    # A swarm app's site: the service whose running replicas it follows, and where each answers
+    # (node address and host port; `host`:`port` is the first). Empty: no replica runs (`down`).
+    service: str | None = None
+    servers: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -112,6 +117,8 @@ def parse_header(text: str) -> SiteHeader | None:
             published=match.group(6),
             down=down,
             kind=match.group(7) or "managed",
+            service=match.group(11),
+            servers=tuple(server for server in (match.group(12) or "").split(",") if server),
         ),
         front=match.group(8),
         tls=SiteTls(mode=match.group(9) or "auto", hsts=int(match.group(10) or 0)),

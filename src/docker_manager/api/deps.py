@@ -32,6 +32,7 @@ from docker_manager.services.pipelines.service import PipelineService
 from docker_manager.services.releases import ReleaseService, RetentionService, RollbackService
 from docker_manager.services.sites import SiteService
 from docker_manager.services.swarm import SwarmService
+from docker_manager.services.swarm.operations import SwarmOperations
 from docker_manager.services.tasks.service import TaskService
 from docker_manager.services.tokens import TokenStore
 
@@ -141,6 +142,10 @@ async def get_rollbacks(request: Request) -> RollbackService:
     return runtime_of(request).rollbacks
 
 
+async def get_swarm_operations(request: Request) -> SwarmOperations:
+    return runtime_of(request).swarm_operations
+
+
 async def get_retention(request: Request) -> RetentionService:
     return runtime_of(request).retention
 
@@ -199,6 +204,7 @@ CertificatesDep = Annotated[CertificateService, Depends(get_certificates)]
 SwarmDep = Annotated[SwarmService, Depends(get_swarm)]
 ReleasesDep = Annotated[ReleaseService, Depends(get_releases)]
 RollbackDep = Annotated[RollbackService, Depends(get_rollbacks)]
+SwarmOperationsDep = Annotated[SwarmOperations, Depends(get_swarm_operations)]
 RetentionDep = Annotated[RetentionService, Depends(get_retention)]
 HostDep = Annotated[HostService, Depends(get_host)]
 DiskDep = Annotated[DiskService, Depends(get_disk)]

@@ -19,7 +19,7 @@ from docker_manager.client.config import Context
 from docker_manager.client.deploy import DeployOptions, deploy_app
 from docker_manager.client.errors import EXIT_FAILED, EXIT_USAGE, ClientError
 from docker_manager.client.follow import follow
-from docker_manager.client.host import doctor, nodes
+from docker_manager.client.host import doctor, nodes, scale
 from docker_manager.client.terminal import (
     ContextOption,
     JsonOption,
@@ -117,6 +117,8 @@ def deploy(
     cpu: Annotated[float | None, typer.Option(help="CPUs, e.g. 0.5.")] = None,
     health_path: Annotated[str, typer.Option(help="What the new container must answer.")] = "/",
     export: Annotated[bool, typer.Option(help="Also save the image as an artefact.")] = False,
+    replicas: Annotated[int | None, typer.Option(help="Run it as N replicas on the swarm.")] = None,
+    placement: Annotated[list[str] | None, typer.Option(help="A swarm constraint, repeatable.")] = None,
     context: ContextOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -132,24 +134,11 @@ def deploy(
         typer.echo("error: --env takes K=V", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     options = DeployOptions(
-        app_id=app_id,
-        path=path,
-        image=image,
-        git=git,
-        ref=ref,
-        artefact=artefact,
-        tag=tag,
-        port=port,
-        container_port=container_port,
-        domain=domain,
-        tls=tls.value if tls is not None else None,
-        hsts_max_age=hsts,
-        env=variables,
-        memory=memory,
-        cpu=cpu,
-        health_path=health_path,
-        export=export,
-    )
+        app_id=app_id, path=path, image=image, git=git, ref=ref, artefact=artefact, tag=tag, port=port,
+        container_port=container_port, domain=domain, tls=tls.value if tls is not None else None,
+        hsts_max_age=hsts, env=variables, memory=memory, cpu=cpu, health_path=health_path, export=export,
+        replicas=replicas, placement=placement,
+    )  # fmt: skip
     with api_for(context) as api:
         result = deploy_app(
             api,
@@ -256,7 +245,7 @@ def rollback(
         as_json,
         lambda r: (
             f"{app_id}: release {r.get('release')} (= release {r.get('restored_release')}) "
-            f"is live in {r.get('container_name')}"
+            f"is live in {r.get('container_name') or str(r.get('replicas')) + ' replica(s)'}"
         ),
     )
 
@@ -317,11 +306,12 @@ def register(app: typer.Typer) -> None:
     app.command(name="exec")(exec_)
     app.command(name="doctor")(doctor)
     app.command(name="nodes")(nodes)
+    app.command(name="scale")(scale)
     _listing(
         app,
         "apps",
         "/apps",
-        ["app_id", "live_release", "state", "host_port", "domains", "container_name"],
+        ["app_id", "mode", "live_release", "state", "host_port", "replicas_desired", "domains"],
         "Apps and their live release.",
     )
     _listing(
@@ -340,7 +330,8 @@ def _listing(app: typer.Typer, name: str, path: str, columns: list[str], help_te
 
 
 def _deployed_text(result: dict[str, Any]) -> str:
-    lines = [f"{result['app_id']}: release {result.get('release')} running in {result['container_name']}"]
+    where = result.get("container_name") or f"{result.get('replicas')} replica(s) of {result.get('service')}"
+    lines = [f"{result['app_id']}: release {result.get('release')} running in {where}"]
     if result.get("host_port"):
         lines.append(f"  port   127.0.0.1:{result['host_port']}")
     if result.get("domain"):

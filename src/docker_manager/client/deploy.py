@@ -39,6 +39,8 @@ class DeployOptions:
     cpu: float | None = None
     health_path: str = "/"
     export: bool = False
+    replicas: int | None = None  # given (or a placement): the app runs as replicas on the swarm
+    placement: list[str] | None = None
 
     def body(self) -> dict[str, Any]:
         sources = {
@@ -63,7 +65,14 @@ class DeployOptions:
             "env": self.env,
             "health": {"path": self.health_path},
             "export": self.export,
+            **self._swarm(),
         }
+
+    def _swarm(self) -> dict[str, Any]:
+        if self.replicas is None and not self.placement:
+            return {}
+        chosen = {"replicas": self.replicas, "placement": self.placement}
+        return {"mode": "swarm", **{k: v for k, v in chosen.items() if v is not None}}
 
 
 Follow = Callable[[str, str], dict[str, Any]]  # (title, task_id) -> the final status document

@@ -1,14 +1,23 @@
-"""The server's host as a terminal shows it: `doctor` (its checks, each problem with its fix) and
-`nodes` (the swarm its engine belongs to)."""
+"""The server's host as a terminal shows it: `doctor` (its checks, each problem with its fix),
+`nodes` (the swarm its engine belongs to) and `scale` (a swarm app's replicas)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
 from docker_manager.client.errors import EXIT_FAILED
-from docker_manager.client.terminal import ContextOption, JsonOption, api_for, emit, table
+from docker_manager.client.terminal import (
+    ContextOption,
+    JsonOption,
+    api_for,
+    emit,
+    fail,
+    follow_to_end,
+    table,
+)
 
 
 def nodes(context: ContextOption = None, as_json: JsonOption = False) -> None:
@@ -22,6 +31,23 @@ def nodes(context: ContextOption = None, as_json: JsonOption = False) -> None:
         emit(found, as_json, lambda _: text)
         return
     emit(found["nodes"], as_json, lambda rows: table(rows, columns))
+
+
+def scale(
+    app_id: str,
+    replicas: Annotated[int, typer.Argument(min=0, max=64, help="How many replicas.")],
+    context: ContextOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A swarm app's replica count; done when as many run (its sites follow them)."""
+    with api_for(context) as api:
+        started = api.post(f"/apps/{quote(app_id, safe='')}/scale", {"replicas": replicas})
+        final = follow_to_end(api, started["task_id"], f"scale {app_id} to {replicas}", as_json=as_json)
+        if final["status"] != "completed":
+            raise fail(f"scale {final['status']}: {final.get('error')}", EXIT_FAILED)
+        found = api.get(f"/apps/{quote(app_id, safe='')}")
+    columns = ["slot", "node", "state", "health", "address", "error"]
+    emit(found.get("replicas") or [], as_json, lambda rows: table(rows, columns))
 
 
 def doctor(context: ContextOption = None, as_json: JsonOption = False) -> None:

@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from docker_manager.config.certificates import CertificateFields
 from docker_manager.config.platform import DEFAULT_DATA_DIR, PlatformFields
+from docker_manager.config.swarm import SwarmFields
 from docker_manager.config.work import WorkFields
 
 __all__ = ["DEFAULT_DATA_DIR", "Roots", "Settings", "config_file_path"]
@@ -35,9 +36,10 @@ def config_file_path() -> Path:
     return Path(os.environ.get("DM_CONFIG", "config.json"))
 
 
-class Settings(CertificateFields, WorkFields, PlatformFields, BaseSettings):
-    """Every knob of the service, its fields in groups (`platform`, `work`, then `certificates`:
-    pydantic lists the bases' fields last base first); docs/configuration.md is written from them."""
+class Settings(SwarmFields, CertificateFields, WorkFields, PlatformFields, BaseSettings):
+    """Every knob of the service, its fields in groups (`platform`, `work`, `certificates`, then
+    `swarm`: pydantic lists the bases' fields last base first); docs/configuration.md is written
+    from them."""
 
     model_config = SettingsConfigDict(env_prefix="DM_", extra="ignore", frozen=True)
 

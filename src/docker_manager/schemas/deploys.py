@@ -87,6 +87,14 @@ class LocalRunResult(ResponseModel):
 
 # --- the deploy operation (`POST /apps/{app_id}/deploy`) -----------------------------------------
 
+# Placement constraints as Swarm writes them: `node.role==worker`, `node.labels.zone!=b`...
+PlacementConstraint = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(node\.(id|hostname|role|platform\.os|platform\.arch)|(node|engine)\.labels\.[A-Za-z0-9_.-]{1,100})"
+        r" ?(==|!=) ?[A-Za-z0-9_.:-]{1,200}$"
+    ),
+]
 GitRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}$")]
 
 
@@ -144,6 +152,13 @@ class DeployRequest(SiteTlsFields):
     health: DeployHealth = Field(default_factory=DeployHealth)
     drain_seconds: float | None = Field(None, ge=0, le=300, description="Before the previous one stops.")
     export: bool = Field(False, description="Also save the image as a .tar.lz4 in the task's folder.")
+    mode: Literal["container", "swarm"] = Field(
+        "container", description="swarm: replicas on the swarm this engine manages (a rolling release)."
+    )
+    replicas: int | None = Field(None, ge=0, le=64, description="swarm: how many (default 1, or as now).")
+    placement: list[PlacementConstraint] | None = Field(
+        None, max_length=20, description="swarm: constraints such as `node.role==worker` (default: as now)."
+    )
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -163,6 +178,14 @@ class DeployRequest(SiteTlsFields):
             )
         if (self.dockerfile or self.build_args or self.nocache) and not (self.context or self.git):
             raise ValueError("dockerfile, build_args and nocache go with a context or git source")
+        if self.mode == "container" and (self.replicas is not None or self.placement is not None):
+            raise ValueError('replicas and placement go with mode "swarm"')
+        if self.mode == "swarm" and self.port is not None:
+            # (a fixed host port: a start-first rollout could never place the new replica beside
+            # the old one on that node)
+            raise ValueError('mode "swarm" publishes each replica on a port the engine chooses: drop port')
+        if self.mode == "swarm" and self.export:
+            raise ValueError('export goes with mode "container"')
         if (self.tls is not None or self.hsts_max_age is not None) and self.domain is None:
             raise ValueError("tls and hsts_max_age are the options of `domain`'s site: give the domain")
         return self

@@ -37,8 +37,22 @@ class ReleaseView(BaseModel):
     health: dict[str, Any] | None = None
 
 
+class ReplicaView(BaseModel):
+    """One replica of a swarm app (a task meant to run)."""
+
+    slot: int
+    node: str = Field(description="The node's hostname.")
+    node_id: str
+    state: str = Field(description="The task's: pending, starting (health not passed yet), running...")
+    health: str = Field(description="healthy (it runs, its check passed), starting, or unhealthy.")
+    address: str | None = Field(description="node address:host port, where the site reaches it.")
+    error: str | None
+    release_task: str | None = Field(description="The task whose spec it runs (deploy or rollback).")
+
+
 class AppView(BaseModel):
     app_id: str
+    mode: Literal["container", "swarm"] = Field("container", description="swarm: replicas on a swarm.")
     live_release: int | None = Field(description="The release serving now (None: nothing runs).")
     container_id: str | None
     container_name: str | None
@@ -48,6 +62,8 @@ class AppView(BaseModel):
     health: dict[str, Any] | None
     releases: int = Field(description="How many releases are recorded.")
     latest_release: int
+    replicas_desired: int | None = Field(None, description="A swarm app's replica count.")
+    replicas: list[ReplicaView] | None = Field(None, description="A swarm app's replicas.")
 
 
 class AppDetail(AppView):
@@ -66,3 +82,17 @@ class RollbackStarted(BaseModel):
     app_id: str
     release: int = Field(description="The release being restored.")
     from_release: int | None = Field(description="The live release it replaces.")
+
+
+class ScaleRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    replicas: int = Field(ge=0, le=64, description="How many replicas the swarm app runs.")
+
+
+class ScaleStarted(BaseModel):
+    task_id: str
+    status: Literal["started"]
+    app_id: str
+    replicas: int
+    from_replicas: int

@@ -12,7 +12,7 @@ from docker_manager.adapters.docker.execs import Execs
 from docker_manager.adapters.docker.images import Images
 from docker_manager.adapters.docker.networks import Networks
 from docker_manager.adapters.docker.streams import ProgressError, StreamId
-from docker_manager.adapters.docker.swarm import Nodes, Swarm, Tasks
+from docker_manager.adapters.docker.swarm import Nodes, Services, Swarm, Tasks
 from docker_manager.adapters.docker.system import System
 from docker_manager.adapters.docker.types import ContainerInfo
 from docker_manager.adapters.docker.volumes import Volumes
@@ -33,6 +33,7 @@ class Docker:
         self.networks = Networks(self.transport)
         self.swarm = Swarm(self.transport)
         self.nodes = Nodes(self.transport)
+        self.services = Services(self.transport)
         self.tasks = Tasks(self.transport)
 
     async def close(self) -> None:

@@ -67,7 +67,7 @@ async def json_progress(lines: AsyncIterator[str]) -> AsyncGenerator[dict[str, A
 _HEADER = struct.Struct(">BxxxL")
 
 
-async def demux(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[StreamId, bytes]]:
+async def demux(chunks: AsyncIterator[bytes]) -> AsyncGenerator[tuple[StreamId, bytes], None]:
     """Split the engine's multiplexed stream into (stream, payload) frames.
 
     Each frame is an 8-byte header (stream id, 3 zero bytes, big-endian payload length) followed by

@@ -20,12 +20,11 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from docker_manager import metrics
 from docker_manager.adapters.docker import ContainerInfo, Docker
-from docker_manager.adapters.site_header import Upstream
 from docker_manager.auth import Principal
 from docker_manager.errors import (
     DeployInProgress,
@@ -42,46 +41,21 @@ from docker_manager.services.builds import BuildService
 from docker_manager.services.builds.shipping import export_image
 from docker_manager.services.containers import ContainerService, ContainerSpec, check_host_port
 from docker_manager.services.deploys.localrun import LocalRunService
-from docker_manager.services.deploys.moves import SiteMove, move_sites, put_back, sites_to_move, upstream_for
+from docker_manager.services.deploys.moves import move_sites, put_back, sites_to_move, upstream_for
 from docker_manager.services.deploys.options import DeployOptions
-from docker_manager.services.deploys.source import Source, obtain_image, plan_source
+from docker_manager.services.deploys.progress import Deploy, Progress
+from docker_manager.services.deploys.source import obtain_image, plan_source
 from docker_manager.services.host.disk import DiskService
 from docker_manager.services.images.service import ImageService
-from docker_manager.services.releases import Release, ReleaseService
+from docker_manager.services.releases import ReleaseService
 from docker_manager.services.sites import SiteService
+from docker_manager.services.swarm.apps import SwarmApps
 from docker_manager.util.shield import run_to_the_end
 
 log = logging.getLogger(__name__)
 
 DEPLOY_TASK = "deploy"
 _CLAIMED = "-"  # an app's deploy being checked (DM_DEPLOY_QUEUE=refuse), before its task exists
-
-
-@dataclass
-class Progress:
-    """What a deploy has done so far: enough to finish it, or to undo it."""
-
-    timings: dict[str, float] = field(default_factory=dict)
-    reference: str = ""
-    image_id: str = ""
-    previous: ContainerInfo | None = None
-    in_place: bool = False  # the previous container made way (it held the host port asked for)
-    new: ContainerInfo | None = None
-    upstream: Upstream | None = None
-    health: dict[str, Any] = field(default_factory=dict)
-    switched: list[SiteMove] = field(default_factory=list)
-    release: Release | None = None
-
-
-@dataclass
-class Deploy:
-    """One deploy, checked: what the task needs."""
-
-    app_id: str
-    body: DeployRequest
-    source: Source
-    principal: Principal
-    gate: HealthGate
 
 
 class DeployService:
@@ -97,8 +71,10 @@ class DeployService:
         sites: SiteService,
         releases: ReleaseService,
         disk: DiskService,
+        swarm: SwarmApps,
         options: DeployOptions,
     ) -> None:
+        self._swarm = swarm  # the stages of an app on a swarm
         self._docker = docker
         self._runner = runner
         self._builds = builds
@@ -134,6 +110,9 @@ class DeployService:
         return record
 
     async def _checked_start(self, app_id: str, body: DeployRequest, principal: Principal) -> TaskRecord:
+        await self._swarm.check_mode(app_id, body.mode)
+        if body.mode == "swarm":
+            await self._swarm.check_deploy(app_id, principal)
         if body.port is not None:
             check_host_port(body.port, self._options.forbidden_host_ports, field="port")
         source = await plan_source(
@@ -208,6 +187,12 @@ class DeployService:
                     options=self._options,
                 )
             progress.previous = await previous
+            if deploy.body.mode == "swarm":  # (the rest of its stages: services/swarm/apps.py)
+                return await self._swarm.deploy(
+                    ctx, lambda stage, what: self._stage(ctx, stage, progress, what),
+                    app_id=deploy.app_id, body=deploy.body, principal=deploy.principal,
+                    reference=progress.reference, image_id=progress.image_id, gate=deploy.gate,
+                )  # fmt: skip
         finally:
             previous.cancel()
             if previous.done() and not previous.cancelled():

@@ -83,6 +83,7 @@ class Doctor:
             self._ports,
             self._switches,
             self._certificate_ends,
+            self._swarm_nodes,
         ]
         for step in steps:
             try:
@@ -222,6 +223,26 @@ class Doctor:
             detail = "iptables cannot be used: each switch reloads nginx instead of moving a kernel rule"
             return [_bad("switches", detail, fix)]
         return [_ok("switches", mode)]
+
+    async def _swarm_nodes(self) -> list[DoctorCheck]:
+        """On a swarm manager: every node ready (left out outside a swarm, and on a worker)."""
+        try:
+            swarm = (await self._docker.system.info()).get("Swarm") or {}
+            if not swarm.get("ControlAvailable"):
+                return []
+            nodes = await self._docker.nodes.list()
+        except DockerManagerError:
+            return []  # (the engine check says it)
+        found = []
+        for node in nodes:
+            hostname = (node.get("Description") or {}).get("Hostname") or node.get("ID")
+            state = (node.get("Status") or {}).get("State")
+            if state == "ready":
+                found.append(_ok(f"swarm node {hostname}", "ready"))
+            else:
+                fix = f"start its engine, or drain and remove it (DELETE /swarm/nodes/{node.get('ID')})"
+                found.append(_bad(f"swarm node {hostname}", f"{state}: its replicas run elsewhere", fix))
+        return found
 
     async def _certificate_ends(self) -> list[DoctorCheck]:
         found = []

@@ -152,6 +152,8 @@ class RetentionService:
 
     async def _prune_app(self, app_id: str, report: GcReport, engine: EngineView) -> None:
         items = await self._store.list(app_id)  # newest first
+        if items and items[0].on_swarm:  # (what its service runs: read for swarm apps only)
+            engine = await read_engine_view(self._containers, self._docker, swarm=True)
         live = engine.live_of(items)
         keep = self._options.keep_releases
         old = [

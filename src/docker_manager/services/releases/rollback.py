@@ -11,6 +11,7 @@ limits, labels); only its name and, beside a live one, its host port differ.
   not come up healthy, it is removed and the previous container is started again.
 
 The rollback is itself a release (source `rollback`, `restored_from` the release it ran again).
+A swarm app's rollback is its own (services/swarm/operations.py): its release's spec rolled out.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from docker_manager.services.releases.rules import (
 )
 from docker_manager.services.releases.service import ReleaseService
 from docker_manager.services.releases.store import Release
+from docker_manager.services.releases.swarm import SwarmRollbacks
 from docker_manager.services.sites.switch import TrafficSwitch
 from docker_manager.util.sealing import SealError
 
@@ -67,6 +69,7 @@ class RollbackService:
     def __init__(
         self,
         *,
+        swarm: SwarmRollbacks,
         releases: ReleaseService,
         containers: ContainerService,
         docker: Docker,
@@ -74,6 +77,7 @@ class RollbackService:
         runner: TaskRunner,
         options: ReleaseOptions,
     ) -> None:
+        self._swarm = swarm
         self._releases = releases
         self._containers = containers
         self._docker = docker
@@ -82,6 +86,8 @@ class RollbackService:
         self._options = options
 
     async def start(self, app_id: str, body: RollbackRequest, principal: Principal) -> RollbackStarted:
+        if await self._swarm.is_swarm_app(app_id):
+            return await self._swarm.rollback(app_id, body, principal)
         plan = await self._plan(app_id, body.release)
         # Refused now (403), before anything stops: a release an admin made with host-level
         # options runs again for an admin only.
@@ -119,7 +125,7 @@ class RollbackService:
         items = await self._releases.store.list(app_id)
         if not items:
             raise NotFound(f"no app {app_id!r}: it has no release", field="app_id")
-        engine = await self._releases.engine_view()
+        engine = await self._releases.engine_view(items)
         live = engine.live_of(items)
         target = choose_target(items, number, live)
         check_runnable(target, engine)

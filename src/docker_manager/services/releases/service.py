@@ -29,6 +29,7 @@ from docker_manager.services.releases.engine_view import EngineView, host_port_o
 from docker_manager.services.releases.options import ReleaseOptions
 from docker_manager.services.releases.retention import RetentionService
 from docker_manager.services.releases.store import Release, ReleaseStore
+from docker_manager.services.swarm.replicas import AppReplicas, ReplicaReader
 from docker_manager.services.tasks.service import find_task_dir
 from docker_manager.util.locks import KeyedLocks
 from docker_manager.util.sealing import Sealer
@@ -48,9 +49,11 @@ class ReleaseService:
         ownership: Ownership,
         sealer: Sealer,
         retention: RetentionService,
+        replicas: ReplicaReader,
         options: ReleaseOptions,
     ) -> None:
         self.store = store
+        self._replicas = replicas  # swarm apps' replicas, for the app views
         self._docker = docker
         self._containers = containers
         self._ownership = ownership
@@ -101,6 +104,46 @@ class ReleaseService:
             stored = await self.store.add(release)
         metrics.RELEASES.labels(source=source).inc()
         log.info("app %s: release %d recorded (%s, container %s)", app_id, stored.number, source, info.name)
+        self._retention.after_deploy(app_id)
+        return stored
+
+    async def record_spec(
+        self,
+        spec: dict[str, Any],
+        *,
+        app_id: str,
+        image_id: str,
+        source: str,
+        principal: Principal | None,
+        task_id: str,
+        health: dict[str, Any] | None = None,
+        restored_from: int | None = None,
+    ) -> Release:
+        """Record a swarm app's service spec (written by task `task_id`) as the app's next release."""
+        container = spec["TaskTemplate"]["ContainerSpec"]
+        env = list(container.get("Env") or [])
+        kept = {**spec, "TaskTemplate": {**spec["TaskTemplate"], "ContainerSpec": dict(container)}}
+        kept["TaskTemplate"]["ContainerSpec"].pop("Env", None)
+        release = Release(
+            app_id=app_id,
+            number=0,
+            source=source,
+            image_id=image_id,
+            config={"swarm": kept},
+            task_id=task_id,
+            tag=str(container.get("Image") or "") or None,
+            env_sealed=self.sealer.seal(env) if env else None,
+            health=health,
+            restored_from=restored_from,
+            deployed_by=principal.token_id if principal else None,
+            deployed_by_name=principal.name if principal else None,
+        )
+        async with self._locks.hold(app_id):
+            stored = await self.store.add(release)
+        metrics.RELEASES.labels(source=source).inc()
+        log.info(
+            "app %s: release %d recorded (%s, service spec of %s)", app_id, stored.number, source, task_id
+        )
         self._retention.after_deploy(app_id)
         return stored
 
@@ -164,8 +207,10 @@ class ReleaseService:
             }
         )
 
-    async def engine_view(self) -> EngineView:
-        return await read_engine_view(self._containers, self._docker)
+    async def engine_view(self, releases: list[Release] | None = None) -> EngineView:
+        """What the engine says now; with `releases` that include a swarm app's, its service too."""
+        swarm = any(release.on_swarm for release in releases or [])
+        return await read_engine_view(self._containers, self._docker, swarm=swarm)
 
     def view(self, release: Release, engine: EngineView, live: int | None) -> ReleaseView:
         return ReleaseView(
@@ -190,13 +235,14 @@ class ReleaseService:
 
     async def apps(self) -> list[AppView]:
         everything = await self.store.list()
-        engine = await self.engine_view()
+        engine = await self.engine_view(everything)
         domains = await self._domains()
         by_app: dict[str, list[Release]] = {}
         for release in everything:
             by_app.setdefault(release.app_id, []).append(release)
+        swarm = await self._replicas.of_apps([a for a, items in by_app.items() if items[0].on_swarm])
         return [
-            await self._app_view(app_id, items, engine, domains.get(app_id, []))
+            await self._app_view(app_id, items, engine, domains.get(app_id, []), swarm.get(app_id))
             for app_id, items in sorted(by_app.items())
         ]
 
@@ -204,9 +250,10 @@ class ReleaseService:
         items = await self.store.list(app_id)
         if not items:
             raise NotFound(f"no app {app_id!r}: it has no release", field="app_id")
-        engine = await self.engine_view()
+        engine = await self.engine_view(items)
         domains = await self._domains()
-        summary = await self._app_view(app_id, items, engine, domains.get(app_id, []))
+        swarm = (await self._replicas.of_apps([app_id])).get(app_id) if items[0].on_swarm else None
+        summary = await self._app_view(app_id, items, engine, domains.get(app_id, []), swarm)
         live = summary.live_release
         return AppDetail(
             **summary.model_dump(), recent_releases=[self.view(r, engine, live) for r in items[:10]]
@@ -216,17 +263,25 @@ class ReleaseService:
         items = await self.store.list(app_id)
         if not items:
             raise NotFound(f"no app {app_id!r}: it has no release", field="app_id")
-        engine = await self.engine_view()
+        engine = await self.engine_view(items)
         live = engine.live_of(items)
         return [self.view(r, engine, live.number if live else None) for r in items[:limit]]
 
     async def _app_view(
-        self, app_id: str, items: list[Release], engine: EngineView, domains: list[str]
+        self,
+        app_id: str,
+        items: list[Release],
+        engine: EngineView,
+        domains: list[str],
+        swarm: AppReplicas | None,
     ) -> AppView:
         live = engine.live_of(items)
         shown = live or items[0]
         return AppView(
             app_id=app_id,
+            mode="swarm" if items[0].on_swarm else "container",
+            replicas_desired=swarm.desired if swarm else None,
+            replicas=swarm.replicas if swarm else None,
             live_release=live.number if live else None,
             container_id=shown.container_id,
             container_name=shown.container_name,

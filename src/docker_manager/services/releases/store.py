@@ -17,9 +17,9 @@ from docker_manager.util.clock import as_utc, utcnow
 class Release:
     app_id: str
     number: int
-    source: str  # deploy, localrun, run, pipeline, update_port, rollback, imported
+    source: str  # deploy, swarm, localrun, run, pipeline, update_port, rollback, imported
     image_id: str
-    config: dict[str, Any]  # the engine create body, without env values
+    config: dict[str, Any]  # the engine create body (a swarm app's: {"swarm": spec}), without env values
     created_at: datetime = field(default_factory=utcnow)
     task_id: str | None = None
     origin_task_id: str | None = None  # the build whose folder holds the artefact
@@ -34,6 +34,11 @@ class Release:
     deployed_by: str | None = None
     deployed_by_name: str | None = None
     pruned_at: datetime | None = None
+
+    @property
+    def on_swarm(self) -> bool:
+        """A swarm app's release: its config is the service spec (`{"swarm": spec}`)."""
+        return "swarm" in self.config
 
     @property
     def task_ids(self) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,28 @@ class TrafficSwitch:
                     return False
                 await self._point_locked(
                     target, domain=header.domain, upstream=upstream, app_id=header.app_id
+                )
+                return True
+
+        return await asyncio.shield(apply())
+
+    async def follow_service(self, target: Path, upstream: Upstream) -> bool:
+        """Point a swarm app's site at where its service's replicas answer now, unless the site
+        was pointed elsewhere meanwhile or already says so."""
+        assert upstream.service is not None
+
+        async def apply() -> bool:
+            async with self._nginx.lock:
+                current = await asyncio.to_thread(read_header, target)
+                if current is None or current.upstream.service != upstream.service:
+                    return False
+                if (current.upstream.servers, current.upstream.down) == (upstream.servers, upstream.down):
+                    return False
+                await self._point_locked(
+                    target,
+                    domain=current.domain,
+                    upstream=replace(upstream, kind=current.upstream.kind),
+                    app_id=current.app_id,
                 )
                 return True
 

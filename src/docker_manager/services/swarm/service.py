@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from docker_manager.adapters.docker import Docker
-from docker_manager.errors import Conflict, EngineError, NotFound, NotSwarmManager
+from docker_manager.errors import Conflict, EngineError, NotFound
 from docker_manager.schemas.swarm import (
     AvailabilityRequest,
     JoinTokenView,
@@ -26,6 +26,7 @@ from docker_manager.schemas.swarm import (
     SwarmJoinRequest,
     SwarmStatus,
 )
+from docker_manager.services.swarm.manager import as_manager, local_swarm, managers_of
 
 T = TypeVar("T")
 POLL = 0.5  # seconds between looks at a drain's progress
@@ -46,7 +47,7 @@ class SwarmService:
             state=state,
             node_id=info.get("NodeID") or None,
             role=role,
-            managers=_managers(info),
+            managers=managers_of(info),
             nodes=await self._node_views() if manager else None,
         )
 
@@ -56,7 +57,7 @@ class SwarmService:
         token = tokens.get("Manager" if role == "manager" else "Worker")
         if not token:
             raise NotFound(f"the swarm has no {role} join token")
-        return JoinTokenView(role=role, token=str(token), managers=_managers(await self._local()))
+        return JoinTokenView(role=role, token=str(token), managers=managers_of(await self._local()))
 
     # --- joining ---------------------------------------------------------------------------------
     async def init(self, body: SwarmInitRequest) -> SwarmStatus:
@@ -111,9 +112,7 @@ class SwarmService:
 
     # --- internals -------------------------------------------------------------------------------
     async def _local(self) -> dict[str, Any]:
-        info = await self._docker.system.info()
-        swarm: dict[str, Any] = info.get("Swarm") or {}
-        return swarm
+        return await local_swarm(self._docker)
 
     async def _require_outside(self) -> None:
         state = (await self._local()).get("LocalNodeState") or "inactive"
@@ -121,30 +120,7 @@ class SwarmService:
             raise Conflict(f"this engine is in a swarm already (state {state}); it must leave it first")
 
     async def _as_manager(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`call`, with the engine's "not a manager" answers (a 503 that says neither why nor who)
-        turned into one that says which it is and names a manager."""
-        try:
-            return await call()
-        except EngineError as exc:
-            lowered = exc.detail.lower()
-            if "locked" in lowered:
-                raise Conflict("the swarm is locked: unlock it (docker swarm unlock)") from None
-            if "not a swarm manager" not in lowered and "not part of a swarm" not in lowered:
-                raise
-            info = await self._local()
-            if (info.get("LocalNodeState") or "inactive") != "active":
-                raise NotSwarmManager(
-                    "this engine is not in a swarm: POST /swarm/init or /swarm/join"
-                ) from None
-            own = str(info.get("NodeAddr") or "")
-            managers = [m for m in _managers(info) if m.rpartition(":")[0] != own]
-            if info.get("ControlAvailable") or not managers:
-                raise NotSwarmManager(
-                    "this manager cannot act now (no quorum of managers, or it is being prepared)"
-                ) from None
-            raise NotSwarmManager(
-                f"this engine is a swarm worker: ask a manager ({', '.join(managers)})"
-            ) from None
+        return await as_manager(self._docker, call)
 
     async def _node_views(self) -> list[NodeView]:
         nodes = await self._as_manager(self._docker.nodes.list)
@@ -182,7 +158,7 @@ class SwarmService:
         replicas run now (at most as many as it wants: one already short is not waited for), and
         how many replicas the node holds. A global service's task is stopped with the node."""
         here = await self._running_on(node_id)
-        services = await self._as_manager(self._docker.swarm.services)
+        services = await self._as_manager(self._docker.services.list)
         replicated = {str(s.get("ID")): s for s in services if "Replicated" in _mode(s)}
         ids = sorted({str(t.get("ServiceID")) for t in here} & set(replicated))
         if not ids:
@@ -218,10 +194,6 @@ class SwarmService:
         }
         errors.discard("")
         return f" ({'; '.join(sorted(errors))[:500]})" if errors else ""
-
-
-def _managers(info: dict[str, Any]) -> list[str]:
-    return sorted(str(m.get("Addr")) for m in info.get("RemoteManagers") or [] if m.get("Addr"))
 
 
 def _bracketed(address: str) -> str:
