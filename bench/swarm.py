@@ -156,7 +156,10 @@ def main() -> None:
                 env={**os.environ, "DOCKER_CONFIG": str(config)},
             )  # fmt: skip
             for tag in tags:  # (the baseline pulls by tag on the workers)
-                lab.nodes[0].docker("push", tag, timeout=120)
+                subprocess.run(
+                    ["docker", "-H", lab.nodes[0].docker_host, "push", tag],
+                    check=True, capture_output=True, env={**os.environ, "DOCKER_CONFIG": str(config)},
+                )  # fmt: skip
             with service_process(
                 root / "data", root / "server.log", DM_DOCKER_HOST=lab.nodes[0].docker_host,
                 DM_SWARM_REGISTRY=f"{registry}/apps", DM_SWARM_REGISTRY_USERNAME=USER,
@@ -177,6 +180,8 @@ def run(
             assert ended["status"] == "completed", ended
             ours.append(took)
             theirs.append(by_cli(lab, config, tags[2 + 2 * index]))
+    stages = [e.get("message") for e in ended["events"] if e["status"] == "completed" and e.get("stage")]
+    print(f"    the last deploy's stages: {stages}")
     ratio = statistics.median(ours) / statistics.median(theirs)
     print(
         f"rolling release, 3 replicas: deploy {statistics.median(ours):.2f} s, "

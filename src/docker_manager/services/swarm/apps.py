@@ -20,6 +20,7 @@ from typing import Any
 
 from docker_manager import metrics
 from docker_manager.adapters.docker import Docker, ProgressError
+from docker_manager.adapters.site_header import Upstream
 from docker_manager.auth import Principal
 from docker_manager.errors import (
     Conflict,
@@ -128,10 +129,14 @@ class SwarmApps:
         switched: list[SiteMove] = []
         try:
             servers = await self._healthy(ctx, stage, app_id, gate, body.health.interval)
-            moves = await sites_to_move(self._sites, app_id, body, principal)
+            upstream = swarm_upstream(service_name(app_id), servers)
+            moves = [
+                move
+                for move in await sites_to_move(self._sites, app_id, body, principal)
+                if not _serving(move, upstream)
+            ]
             if moves:
                 async with stage("switch", f"{len(moves)} site(s) to {len(servers)} replica(s)"):
-                    upstream = swarm_upstream(service_name(app_id), servers)
                     await move_sites(self._sites, moves, upstream, app_id, switched)
             release = await self._releases.record_spec(
                 spec, app_id=app_id, image_id=image_id, source="swarm", principal=principal,
@@ -261,6 +266,18 @@ def plan_of(
         health_interval=body.health.interval,
         health_timeout=body.health.timeout,
         start_period=body.health.start_period,
+    )
+
+
+def _serving(move: SiteMove, upstream: Upstream) -> bool:
+    """A site that sends to these replicas already (the follower saw them first): nothing to do."""
+    before = move.before
+    return (
+        before is not None
+        and move.tls is None
+        and before.domain == move.domain
+        and (before.upstream.service, before.upstream.servers, before.upstream.down)
+        == (upstream.service, upstream.servers, upstream.down)
     )
 
 

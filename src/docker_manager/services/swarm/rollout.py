@@ -20,7 +20,7 @@ from docker_manager.errors import DockerManagerError, EngineError, RolloutFailed
 from docker_manager.labels import TASK_ID
 from docker_manager.services.swarm.manager import as_manager
 
-POLL = 0.25  # seconds between looks at a rollout
+POLL = 0.1  # seconds between looks at a rollout (two engine reads each)
 UPDATE_RETRIES = 5
 FAILED_TASKS_LIMIT = 3  # a first deploy whose replicas failed this often ends (nothing to go back to)
 _FAILED = ("failed", "rejected", "orphaned")
