@@ -76,7 +76,11 @@ async def scale(
     return await swarm.scale(app_id, body, who)
 
 
-@router.get("/{app_id}/logs")
+@router.get(
+    "/{app_id}/logs",
+    responses={200: {"content": {"application/x-ndjson": {}}}},
+    response_class=StreamingResponse,
+)
 async def app_logs(
     app_id: AppPath,
     swarm: SwarmOperationsDep,
