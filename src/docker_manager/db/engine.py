@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from docker_manager.errors import DatabaseBusy, DatabaseUnavailable, DockerManagerError
+from docker_manager.errors import DatabaseBusy, DatabaseUnavailable, DockerManagerError, Unsupported
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -62,6 +62,7 @@ class Database:
 
     def _upgrade(self, connection: Connection) -> None:
         cfg = alembic_config(self.url)
+        check_known_revision(MigrationContext.configure(connection).get_current_revision())
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
@@ -79,6 +80,23 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def schema_revisions() -> list[str]:
+    """Every schema revision this version knows, oldest first (the last is its head)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
+def check_known_revision(revision: str | None) -> None:
+    """Refuse a schema written by a newer version: alembic would fail with "can't locate
+    revision", and nothing here can read tables it does not know (a downgrade is not supported)."""
+    if revision is not None and revision not in schema_revisions():
+        raise Unsupported(
+            f"the database is at schema revision {revision!r}, newer than this version knows (its newest is "
+            f"{schema_revisions()[-1]!r}): run the newer docker-manager that wrote it, or restore a backup "
+            "made by this version; a downgrade is not supported"
+        )
 
 
 def database_error(exc: BaseException) -> DockerManagerError:
