@@ -354,6 +354,11 @@ _FRONT_NETWORKS = itertools.cycle(range(80, 120))  # 127.N.{SESSION_OCTET}.0/24,
 _SESSION_FRONT = re.compile(rf"127\.(?:78|8\d|9\d|1[01]\d)\.{SESSION_OCTET}\.\d+(?:/\d+)?")
 
 
+def front_network() -> str:
+    """A front network of its own for one more server process of this test session."""
+    return f"127.{next(_FRONT_NETWORKS)}.{SESSION_OCTET}.0/24"
+
+
 def is_session_front(address: str) -> bool:
     """Whether a front address or network belongs to this test session."""
     return _SESSION_FRONT.fullmatch(address) is not None
@@ -391,7 +396,7 @@ def service_process(
             "DM_ADMIN_TOKEN": token,
             "DM_CONFIG": "/nonexistent/config.json",
             # Each process its own front addresses: two live services never share a site's rule.
-            "DM_SWITCH_FRONT_NETWORK": f"127.{next(_FRONT_NETWORKS)}.{SESSION_OCTET}.0/24",
+            "DM_SWITCH_FRONT_NETWORK": front_network(),
             **env,
         },
         stdout=subprocess.DEVNULL,

@@ -202,6 +202,75 @@ def audit(
         )
 
 
+@app.command()
+def backup(
+    file: Annotated[
+        Path, typer.Argument(help="Where the archive goes (written 0600, complete or not at all).")
+    ],
+    passphrase_file: Annotated[
+        Path, typer.Option(help="A file (mode 600) holding the passphrase, at least 12 characters.")
+    ],
+) -> None:
+    """Back up this host's state (database, keys, sites, certificates, ACME accounts) into one
+    sealed archive; works while the service runs. Reads the same settings as `serve`."""
+    from docker_manager.config import Settings
+    from docker_manager.services.backups.archive import read_passphrase
+    from docker_manager.services.backups.options import BackupOptions
+    from docker_manager.services.backups.service import write_backup_file
+
+    try:
+        passphrase = read_passphrase(passphrase_file, creating=True)
+        written = write_backup_file(BackupOptions.of(Settings()), file, passphrase)
+    except DockerManagerError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    manifest = written.manifest
+    typer.echo(
+        f"wrote {written.path} ({written.size} bytes): {len(manifest.members)} files, "
+        f"database schema {manifest.schema_revision}"
+    )
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="An archive `docker-manager backup` wrote.")],
+    passphrase_file: Annotated[Path, typer.Option(help="The file holding the archive's passphrase.")],
+    force: Annotated[
+        bool, typer.Option(help="Replace a data folder that holds files (it is kept aside, renamed).")
+    ] = False,
+    check_only: Annotated[bool, typer.Option(help="Only check the archive and its passphrase.")] = False,
+) -> None:
+    """Restore an archive into this host's DM_DATA_DIR, sites and certificates (the service
+    stopped): every checksum is checked before anything is written."""
+    import asyncio
+
+    from docker_manager.config import Settings
+    from docker_manager.runtime import nginx_of
+    from docker_manager.services.backups import restore as restoring
+    from docker_manager.services.backups.archive import read_passphrase
+    from docker_manager.services.backups.options import BackupOptions
+
+    settings = Settings()
+    try:
+        passphrase = read_passphrase(passphrase_file, creating=False)
+        if check_only:
+            manifest = restoring.verify(file, passphrase)
+            typer.echo(
+                f"ok: {len(manifest.members)} files, written {manifest.created_at} by {manifest.version}"
+            )
+            return
+        report = asyncio.run(
+            restoring.restore(
+                BackupOptions.of(settings), file, passphrase, force=force, nginx=nginx_of(settings)
+            )
+        )
+    except DockerManagerError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    for line in restoring.describe(report):
+        typer.echo(line)
+
+
 @service_app.command("install")
 def service_install(
     unit_dir: Annotated[Path, typer.Option(help="Where unit files go.")] = Path("/etc/systemd/system"),

@@ -152,6 +152,18 @@ SWARM_ROLLOUTS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+BACKUPS = Counter(
+    "dm_backups",
+    "Backups of this service's state, by trigger (schedule, api) and result.",
+    ["trigger", "result"],
+    registry=REGISTRY,
+)
+BACKUP_LAST_SUCCESS = Gauge(
+    "dm_backup_last_success_timestamp_seconds",
+    "When the last scheduled backup was written.",
+    registry=REGISTRY,
+)
+BACKUP_LAST_SIZE = Gauge("dm_backup_last_size_bytes", "Size of the last scheduled backup.", registry=REGISTRY)
 GC_RECLAIMED = Counter("dm_gc_reclaimed_bytes", "Bytes retention reclaimed.", registry=REGISTRY)
 
 

@@ -24,6 +24,8 @@ from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
 from docker_manager.runner import EventBus, TaskKind, TaskRunner, TaskStore
 from docker_manager.runner.outbox import OutboxDispatcher
+from docker_manager.services.backups import BackupService
+from docker_manager.services.backups.options import BackupOptions
 from docker_manager.services.builds import BuildService
 from docker_manager.services.builds.options import BuildOptions
 from docker_manager.services.certificates import CertificateService
@@ -96,6 +98,7 @@ class Runtime:
     renewals: RenewalLoop
     public_site: PublicSite | None  # DM_PUBLIC_DOMAIN: this service's own site
     doctor: Doctor
+    backups: BackupService
     swarm: SwarmService
     swarm_apps: SwarmApps
     swarm_operations: SwarmOperations  # a swarm app's rollback and scale
@@ -132,7 +135,7 @@ class Runtime:
         release_options = ReleaseOptions.of(settings)
         retention, releases = await releases_started(db, docker, containers, ownership, runner, audit,
                                                      settings)
-        nginx = _nginx(settings)
+        nginx = nginx_of(settings)
         sites = SiteService(nginx=nginx, docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
@@ -165,12 +168,14 @@ class Runtime:
             observers=Observers.start(ObservabilityOptions.of(settings), disk=disk, outbox=outbox,
                                       audit=audit),
             ui_sessions=await _ui_sessions(db, settings), swarm_operations=swarm_operations,
+            backups=await _backups(audit, settings),
         )
         # fmt: on
 
     async def stop(self) -> None:
         """The background work first, then what it used, the database last."""
         self.observers.stop()
+        await self.backups.close()
         self.audit.close()
         await self.renewals.stop()
         await self.doctor.stop()
@@ -265,7 +270,8 @@ async def _healthchecks(db: Database, docker: Docker, probe: HttpProbe) -> Healt
     return checker
 
 
-def _nginx(settings: Settings) -> Nginx:
+def nginx_of(settings: Settings) -> Nginx:
+    """The nginx adapter these settings describe (the service's, and a restore's)."""
     return Nginx(
         NginxPaths(
             binary=settings.nginx_binary,
@@ -280,6 +286,12 @@ def _nginx(settings: Settings) -> Nginx:
         # Port 80's ACME answers come from this service, on loopback.
         challenge_upstream=_own_address(settings) if settings.acme_enabled else None,
     )
+
+
+async def _backups(audit: AuditLog, settings: Settings) -> BackupService:
+    backups = BackupService(options=BackupOptions.of(settings), audit=audit)
+    await backups.start()  # (scheduled ones: the first right away, in the background)
+    return backups
 
 
 def _doctor(

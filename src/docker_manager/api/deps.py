@@ -16,6 +16,7 @@ from docker_manager.api.streaming import StreamSlots
 from docker_manager.auth import Principal, Scope
 from docker_manager.errors import InsufficientScope, Unauthorized
 from docker_manager.runtime import Runtime
+from docker_manager.services.backups import BackupService
 from docker_manager.services.builds import BuildService
 from docker_manager.services.certificates import CertificateService
 from docker_manager.services.commands.service import CommandService
@@ -162,6 +163,10 @@ async def get_doctor(request: Request) -> Doctor:
     return runtime_of(request).doctor
 
 
+async def get_backups(request: Request) -> BackupService:
+    return runtime_of(request).backups
+
+
 async def get_tasks(request: Request) -> TaskService:
     return runtime_of(request).tasks
 
@@ -209,6 +214,7 @@ RetentionDep = Annotated[RetentionService, Depends(get_retention)]
 HostDep = Annotated[HostService, Depends(get_host)]
 DiskDep = Annotated[DiskService, Depends(get_disk)]
 DoctorDep = Annotated[Doctor, Depends(get_doctor)]
+BackupsDep = Annotated[BackupService, Depends(get_backups)]
 TasksDep = Annotated[TaskService, Depends(get_tasks)]
 CommandsDep = Annotated[CommandService, Depends(get_commands)]
 PipelineDep = Annotated[PipelineService, Depends(get_pipelines)]

@@ -23,6 +23,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from docker_manager.config.backups import BackupFields
 from docker_manager.config.certificates import CertificateFields
 from docker_manager.config.platform import DEFAULT_DATA_DIR, PlatformFields
 from docker_manager.config.swarm import SwarmFields
@@ -36,10 +37,10 @@ def config_file_path() -> Path:
     return Path(os.environ.get("DM_CONFIG", "config.json"))
 
 
-class Settings(SwarmFields, CertificateFields, WorkFields, PlatformFields, BaseSettings):
-    """Every knob of the service, its fields in groups (`platform`, `work`, `certificates`, then
-    `swarm`: pydantic lists the bases' fields last base first); docs/configuration.md is written
-    from them."""
+class Settings(BackupFields, SwarmFields, CertificateFields, WorkFields, PlatformFields, BaseSettings):
+    """Every knob of the service, its fields in groups (`platform`, `work`, `certificates`,
+    `swarm`, then `backups`: pydantic lists the bases' fields last base first);
+    docs/configuration.md is written from them."""
 
     model_config = SettingsConfigDict(env_prefix="DM_", extra="ignore", frozen=True)
 

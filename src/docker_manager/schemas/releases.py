@@ -35,6 +35,10 @@ class ReleaseView(BaseModel):
     deployed_by: str | None = Field(None, description="Name of the token that deployed it.")
     deployed_by_token: str | None = Field(None, description="Id of that token.")
     health: dict[str, Any] | None = None
+    missing: list[str] = Field(
+        default_factory=list,
+        description="What this host lacks to run it again (its image, after a restore onto a new host).",
+    )
 
 
 class ReplicaView(BaseModel):

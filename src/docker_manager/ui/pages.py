@@ -60,6 +60,7 @@ async def overview(request: Request, session: UiSession) -> Response:
         apps=len(apps),
         containers=len(containers),
         tasks=latest.tasks,
+        backups=await runtime.backups.status(),
     )
 
 

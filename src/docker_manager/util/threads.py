@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 _DONE = object()
@@ -42,7 +42,9 @@ class _ConsumerGone(Exception):
     """Raised inside the producer thread when nobody reads any more."""
 
 
-async def iterate_in_thread(producer: Callable[[ChunkSink], None], *, depth: int = 8) -> AsyncIterator[bytes]:
+async def iterate_in_thread(
+    producer: Callable[[ChunkSink], None], *, depth: int = 8
+) -> AsyncGenerator[bytes, None]:
     """Run `producer(sink)` in a thread and yield what it writes, at most `depth` chunks ahead.
 
     An exception raised by the producer is re-raised here, unchanged, after the chunks before it.

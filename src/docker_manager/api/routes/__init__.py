@@ -4,6 +4,7 @@ and its docs page); `ROUTERS` lists their routers in the order the app includes 
 from fastapi import APIRouter
 
 from docker_manager.api.routes import (
+    backups,
     builds,
     certificates,
     commands,
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     observability.router,
     certificates.router,
     swarm.router,
+    backups.router,
 )
 
 __all__ = ["ROUTERS"]

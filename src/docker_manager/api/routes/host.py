@@ -9,7 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from docker_manager.api.deps import AdminAccess, DiskDep, DoctorDep, HostDep, ReadAccess, RetentionDep
+from docker_manager.api.deps import (
+    AdminAccess,
+    DiskDep,
+    DoctorDep,
+    HostDep,
+    ReadAccess,
+    RetentionDep,
+)
 from docker_manager.schemas.host import (
     DiskReport,
     DoctorReport,

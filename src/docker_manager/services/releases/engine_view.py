@@ -37,6 +37,13 @@ class EngineView:
             return "gone"
         return "live" if release.number == live else "retained"
 
+    def missing_of(self, release: Release) -> list[str]:
+        """What this host lacks to run the release again (its image, e.g. after a restore onto a
+        new host): a deploy or a rollback that brings the image back makes it whole."""
+        if release.pruned_at is not None or release.on_swarm or release.image_id in self.images:
+            return []
+        return [f"image {release.image_id} ({release.tag or 'untagged'}) is not on this host"]
+
     def live_of(self, app_releases: list[Release]) -> Release | None:
         """The newest release whose container runs, or whose spec the app's swarm service runs
         (`app_releases` newest first)."""

@@ -231,6 +231,7 @@ class ReleaseService:
             deployed_by=release.deployed_by_name,
             deployed_by_token=release.deployed_by,
             health=release.health,
+            missing=engine.missing_of(release),
         )
 
     async def apps(self) -> list[AppView]:

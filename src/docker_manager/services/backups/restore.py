@@ -1,0 +1,321 @@
+"""Restore a backup onto this host (the service stopped).
+
+Order, so that a refused archive changes nothing: read the whole archive once and check it
+(manifest, every checksum, schema not newer than this version) writing nothing; check the host
+(nothing answers on the service's port, the data folder is empty or `force`, room on the disk);
+unpack into a private folder beside the data folder and migrate that copy of the database;
+then put certificates and site files in place (re-rendered for this host's nginx, tested and
+reloaded as one change, put back if nginx refuses them); last, swap the data folder in by rename
+(the one it replaces is kept aside, named in the report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from docker_manager.adapters.nginx import FileChange, Nginx
+from docker_manager.adapters.site_header import parse_header, read_header
+from docker_manager.db import Database
+from docker_manager.errors import Conflict, InsufficientStorage, NginxUnavailable, Unsupported
+from docker_manager.services.backups.archive import Manifest, read_archive
+from docker_manager.services.backups.options import BackupOptions
+from docker_manager.services.backups.snapshot import postgres_env, run_tool
+from docker_manager.services.sites.upstreams import ident_of
+from docker_manager.util.files import write_atomic
+
+# Where a member lands in the data folder (sites, certificates and a PostgreSQL dump are placed
+# elsewhere, from the unpacked copy).
+_DATA_NAMES = {
+    "database/docker-manager.db": "docker-manager.db",
+    "keys/release-key": "release-key",
+    "keys/session-key": "session-key",
+    "keys/admin-token": "admin-token",
+    "settings.json": "restored-settings.json",
+}
+SPARE_BYTES = 64 << 20
+
+
+@dataclass
+class RestoreReport:
+    manifest: Manifest
+    schema_from: str | None = None
+    schema_to: str | None = None
+    data_dir: str = ""
+    replaced_folder_kept_at: str | None = None
+    sites: list[str] = field(default_factory=list)
+    certificates: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def verify(archive: Path, passphrase: bytes) -> Manifest:
+    """Read the whole archive and check it, writing nothing. Blocking."""
+    with _open(archive) as source:
+        return read_archive(source, passphrase)
+
+
+def _open(archive: Path) -> IO[bytes]:
+    try:
+        return archive.open("rb")
+    except OSError as exc:
+        raise Conflict(f"cannot read {archive}: {exc.strerror}") from None
+
+
+async def restore(
+    options: BackupOptions, archive: Path, passphrase: bytes, *, force: bool, nginx: Nginx
+) -> RestoreReport:
+    manifest = await asyncio.to_thread(verify, archive, passphrase)
+    await asyncio.to_thread(_check_host, options, manifest, force)
+    report = RestoreReport(
+        manifest=manifest, schema_from=manifest.schema_revision, data_dir=str(options.data_dir)
+    )
+    options.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".dm-restore-", dir=options.data_dir.parent))
+    try:
+        await asyncio.to_thread(_unpack, archive, passphrase, staging)
+        if manifest.database == "sqlite":
+            report.schema_to = await _migrate(f"sqlite+aiosqlite:///{staging / 'docker-manager.db'}")
+        await _place_sites(options, staging, nginx, report)
+        await asyncio.to_thread(_swap_in, options, staging, report)
+        if manifest.database == "postgresql":
+            await asyncio.to_thread(
+                _pg_restore, options.database_url, staging / "unpacked/database/docker-manager.pgdump"
+            )
+            report.schema_to = await _migrate(options.database_url)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+# --- before anything is written ------------------------------------------------------------------
+def _check_host(options: BackupOptions, manifest: Manifest, force: bool) -> None:
+    host, port = options.listen
+    with (
+        contextlib.suppress(OSError),
+        socket.create_connection(
+            ("127.0.0.1" if host in ("0.0.0.0", "::") else host.strip("[]"), port),
+            timeout=1,
+        ),
+    ):
+        raise Conflict(
+            f"something answers on {host}:{port}: stop the service before restoring "
+            "(systemctl stop docker-manager)"
+        )
+    wanted = "sqlite" if options.sqlite_path is not None else "postgresql"
+    if manifest.database != wanted:
+        raise Unsupported(
+            f"the archive holds a {manifest.database} database and this host is set up for {wanted}"
+        )
+    if not force and _holds_files(options.data_dir):
+        raise Conflict(
+            f"the data folder {options.data_dir} is not empty: restore into an empty one, or pass --force "
+            "(the folder is then kept aside, renamed, not deleted)"
+        )
+    for name, path in (("keys/release-key", options.release_key),):
+        outside = not path.is_relative_to(options.data_dir)
+        if outside and path.exists() and not force and any(m.name == name for m in manifest.members):
+            raise Conflict(f"{path} exists: pass --force to replace it with the archive's")
+    _check_sites(options, manifest, force)
+    needed = manifest.total_bytes * 2 + SPARE_BYTES  # the unpacked copy, and room for its migration
+    probe = options.data_dir
+    while not probe.exists():  # (the nearest folder that is there: the disk it will be on)
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise InsufficientStorage(
+            f"not enough room to restore under {probe}: {needed} bytes needed, {free} free",
+            path=str(probe),
+            needed_bytes=needed,
+            free_bytes=free,
+        )
+
+
+def _check_sites(options: BackupOptions, manifest: Manifest, force: bool) -> None:
+    for member in manifest.members:
+        if member.name.startswith("sites/"):
+            target = _site_target(options, member.name)
+            if target.exists() and read_header(target) is None:
+                raise Conflict(f"{target} exists and is not a site of this service: move it, then restore")
+            if target.exists() and not force:
+                raise Conflict(
+                    f"the site file {target} exists: pass --force to replace it with the archive's"
+                )
+
+
+def _holds_files(folder: Path) -> bool:
+    """True when the folder holds any file (an empty skeleton of folders counts as empty)."""
+    if not folder.exists():
+        return False
+    return any(not path.is_dir() for path in folder.rglob("*"))
+
+
+def _site_target(options: BackupOptions, name: str) -> Path:
+    _, index, file_name = name.split("/", 2)
+    directories = options.nginx_conf_dirs
+    return directories[min(int(index), len(directories) - 1)] / file_name
+
+
+# --- unpacked beside the data folder -------------------------------------------------------------
+def _unpack(archive: Path, passphrase: bytes, staging: Path) -> None:
+    unpacked = staging / "unpacked"
+
+    def open_target(name: str) -> IO[bytes]:
+        target = unpacked / name
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return os.fdopen(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb")
+
+    with _open(archive) as source:
+        read_archive(source, passphrase, open_target)  # checked again as written: the file may have changed
+    data = staging / "data"
+    data.mkdir(mode=0o700)
+    for name, target in _DATA_NAMES.items():
+        if (unpacked / name).is_file():
+            os.rename(unpacked / name, data / target)
+    if (unpacked / "acme").is_dir():
+        os.rename(unpacked / "acme", data / "acme")
+
+
+async def _migrate(url: str) -> str | None:
+    database = Database(url)
+    try:
+        await database.open()
+        current, _ = await database.revisions()
+        return current
+    finally:
+        await database.close()
+
+
+# --- put in place ----------------------------------------------------------------------------------
+async def _place_sites(options: BackupOptions, staging: Path, nginx: Nginx, report: RestoreReport) -> None:
+    unpacked = staging / "unpacked"
+    certificates = (
+        sorted((unpacked / "certificates").glob("*")) if (unpacked / "certificates").is_dir() else []
+    )
+    written: list[Path] = []
+    if certificates and options.cert_dir is None:
+        report.notes.append(
+            "certificates in the archive were not restored: DM_NGINX_CERT_DIR is not set here"
+        )
+    elif certificates and options.cert_dir is not None:
+        options.cert_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path in certificates:
+            target = options.cert_dir / path.name
+            if not target.exists():
+                written.append(target)
+            write_atomic(target, path.read_bytes(), mode=0o600 if path.suffix == ".key" else 0o644)
+            report.certificates.append(str(target))
+    changes = _rendered_sites(options, unpacked, nginx)
+    try:
+        await _apply(nginx, changes, report)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    report.sites = [str(change.path) for change in changes]
+
+
+def _rendered_sites(options: BackupOptions, unpacked: Path, nginx: Nginx) -> list[FileChange]:
+    """Each site file as this host's nginx settings render it (listeners, certificate folder),
+    saying what the archived one said: its domain, app, upstream, front and HTTPS options."""
+    changes = []
+    for path in sorted((unpacked / "sites").glob("*/*.conf")) if (unpacked / "sites").is_dir() else []:
+        header = parse_header(path.read_text(encoding="utf-8", errors="replace"))
+        if header is None:
+            continue
+        target = _site_target(options, f"sites/{path.parent.name}/{path.name}")
+        content = nginx.render(
+            ident=ident_of(target),
+            domain=header.domain,
+            upstream=header.upstream,
+            app_id=header.app_id,
+            front=header.front,
+            tls=header.tls,
+        )
+        changes.append(FileChange(target, content.encode()))
+    return changes
+
+
+async def _apply(nginx: Nginx, changes: list[FileChange], report: RestoreReport) -> None:
+    if not changes:
+        return
+    try:
+        await nginx.check_running()
+    except NginxUnavailable:
+        for change in changes:
+            change.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(change.path, change.content or b"", mode=change.mode)
+        report.notes.append("nginx is not running: the site files are in place and serve once it starts")
+        return
+    async with nginx.lock:
+        await nginx.apply_changes(changes)  # one test and reload; every file put back if refused
+
+
+def _swap_in(options: BackupOptions, staging: Path, report: RestoreReport) -> None:
+    data = staging / "data"
+    target = options.data_dir
+    aside = None
+    if target.exists():
+        aside = target.with_name(f"{target.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        os.rename(target, aside)
+    os.rename(data, target)
+    os.chmod(target, 0o700)
+    if aside is not None and _holds_files(aside):
+        report.replaced_folder_kept_at = str(aside)
+    elif aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    _move_out(target / "release-key", options.release_key)
+    if options.sqlite_path is not None:
+        _move_out(target / "docker-manager.db", options.sqlite_path)
+    for name in ("admin-token", "session-key"):
+        wanted = options.admin_token if name == "admin-token" else options.session_key
+        _move_out(target / name, wanted)
+
+
+def _move_out(placed: Path, wanted: Path) -> None:
+    """A file these settings keep outside the data folder goes where they say."""
+    if placed.resolve() == wanted.resolve() or not placed.exists():
+        return
+    wanted.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(wanted, placed.read_bytes(), mode=0o600)
+    placed.unlink()
+
+
+def _pg_restore(url: str, dump: Path) -> None:
+    pg_restore = shutil.which("pg_restore")
+    if pg_restore is None:
+        raise Unsupported("pg_restore is not installed here (Debian: postgresql-client)")
+    env = postgres_env(url)
+    argv = [
+        pg_restore,
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--single-transaction",
+        "--dbname",
+        env["PGDATABASE"],
+    ]
+    run_tool([*argv, str(dump)], env)
+
+
+def describe(report: RestoreReport) -> list[str]:
+    """The report as lines for a terminal."""
+    lines = [
+        f"restored {len(report.manifest.members)} files from a backup of {report.manifest.created_at} "
+        f"(docker-manager {report.manifest.version}) into {report.data_dir}",
+        f"database schema {report.schema_from} -> {report.schema_to}",
+    ]
+    lines += [f"site: {site}" for site in report.sites]
+    lines += [f"certificate: {cert}" for cert in report.certificates]
+    if report.replaced_folder_kept_at:
+        lines.append(f"the folder it replaced is kept at {report.replaced_folder_kept_at}")
+    lines += [f"note: {note}" for note in report.notes]
+    lines.append("start the service; releases whose images are not on this host list them as missing")
+    return lines
