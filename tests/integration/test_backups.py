@@ -266,10 +266,17 @@ def test_bad_archives_and_bad_hosts_are_refused_with_nothing_written(
     _rewrite_manifest(archive, newer, {"schema_revision": "0099", "version": "9.0.0"})
     message = _refused(newer, secret, target)
     assert "0099" in message and "newer" in message
-    # A member a backup never holds (a path out of the folder).
-    with newer.open("wb") as out:
-        _forged(out, [("../../etc/cron.d/evil", b"* * * * * root id\n")])
-    assert "not a member a backup holds" in _refused(newer, secret, target)
+    # A member a backup never holds (a path out of the folder), a file that is also a folder, a
+    # PAX header (tarfile's own parser is never given one: CVE-2024-6232), a symbolic link.
+    for members, expected in (
+        ([("../../etc/cron.d/evil", b"* * * * * root id\n")], "not a member a backup holds"),
+        ([("acme/x", b"1"), ("acme/x/y", b"2")], "not a member a backup holds"),
+        ([("acme/" + "a" * 120, b"1")], "not a plain file"),
+        ([("acme/link", None)], "not a plain file"),
+    ):
+        with newer.open("wb") as out:
+            _forged(out, members)
+        assert expected in _refused(newer, secret, target), members
     # A data folder that holds files is not replaced without --force, and is left as it was.
     occupied = tmp_path / "occupied"
     occupied.mkdir()
@@ -315,7 +322,33 @@ def test_bad_archives_and_bad_hosts_are_refused_with_nothing_written(
     assert "kept" in listed.stdout
 
 
-def _forged(out: Any, members: list[tuple[str, bytes]], manifest: dict[str, Any] | None = None) -> None:
+def test_an_archive_of_an_older_schema_is_migrated_by_the_restore(tmp_path: Path) -> None:
+    from alembic import command
+
+    from docker_manager.db.engine import alembic_config, schema_revisions
+
+    data = tmp_path / "old" / "data"
+    data.mkdir(parents=True, mode=0o700)
+    config = alembic_config(f"sqlite:///{data / 'docker-manager.db'}")
+    command.upgrade(config, "0005")  # as a version from before the audit log left it
+    secret = passphrase_file(tmp_path)
+    archive = tmp_path / "old.dmbackup"
+    made = cli("backup", str(archive), "--passphrase-file", str(secret), env=offline(tmp_path / "old", data))
+    assert made.returncode == 0 and "schema 0005" in made.stdout, made.stderr
+    target = tmp_path / "new" / "data"
+    done = cli(
+        "restore", str(archive), "--passphrase-file", str(secret), env=offline(tmp_path / "new", target)
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"0005 -> {schema_revisions()[-1]}" in done.stdout
+    with sqlite3.connect(target / "docker-manager.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (schema_revisions()[-1],)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def _forged(
+    out: Any, members: list[tuple[str, bytes | None]], manifest: dict[str, Any] | None = None
+) -> None:
     """An archive sealed with the right passphrase holding whatever an attacker put in it."""
     import io
     import tarfile
@@ -326,6 +359,10 @@ def _forged(out: Any, members: list[tuple[str, bytes]], manifest: dict[str, Any]
     with lz4.frame.open(sealed, "wb") as compressed, tarfile.open(fileobj=compressed, mode="w|") as tar:
         for name, data in members:
             info = tarfile.TarInfo(name)
+            if data is None:  # a symbolic link to the host's root
+                info.type, info.linkname = tarfile.SYMTYPE, "/"
+                tar.addfile(info)
+                continue
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         if manifest is not None:

@@ -12,12 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HEADER_BYTES = 4096  # where the header must be: the start of the file
+# A lower-case RFC 1123 name with at least two labels; a wildcard only as the whole first label
+# (the rule of every domain a request may name: schemas/sites.py uses it too).
+DOMAIN_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Every value has the grammar the service writes, nothing wider: a header is read back from disk
+# (and from a restored backup), and what it says is rendered into nginx's configuration again.
 _HEADER_RE = re.compile(
-    r"managed-by=docker-manager app_id=(\S*) domain=(\S+) port=(\d+)"
-    r"(?: upstream=(\S+))?(?: container=([0-9a-f]{12,64}))?(?: published=([0-9]{1,5}/tcp))?"
+    r"managed-by=docker-manager app_id=((?:[A-Za-z0-9][A-Za-z0-9_.-]{0,62})?)"
+    r" domain=([a-z0-9*][a-z0-9.*-]{0,252}) port=(\d{1,5})"
+    r"(?: upstream=(down|[0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
+    r"(?: container=([0-9a-f]{12,64}))?(?: published=([0-9]{1,5}/tcp))?"
     r"(?: kind=(managed|host))?(?: front=([0-9]{1,3}(?:\.[0-9]{1,3}){3}:[0-9]{1,5}))?"
     r"(?: tls=(auto|off|only))?(?: hsts=([0-9]{1,9}))?"
-    r"(?: service=([A-Za-z0-9][A-Za-z0-9_.-]{0,62}))?(?: servers=([0-9.:,]{9,2900}))?"
+    r"(?: service=([A-Za-z0-9][A-Za-z0-9_.-]{0,62}))?(?: servers=([0-9.:,]{9,2900}))?[ \t]*(?:\r?\n|\Z)"
 )
 
 
@@ -100,7 +107,7 @@ def read_header(path: Path) -> SiteHeader | None:
 def parse_header(text: str) -> SiteHeader | None:
     """The managed-site header at the start of a site file's text, or None."""
     match = _HEADER_RE.search(text[:HEADER_BYTES])
-    if match is None:
+    if match is None or not DOMAIN_RE.fullmatch(match.group(2)) or int(match.group(3)) > 65535:
         return None
     port = int(match.group(3))
     recorded = match.group(4) or "127.0.0.1"

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
+from docker_manager.adapters.site_header import DOMAIN_RE
 from docker_manager.schemas.common import AppId, ContainerRef, HttpPath, ResponseModel, StrictModel, TaskId
-
-# A lower-case RFC 1123 name with at least two labels; a wildcard only as the whole first label.
-_DOMAIN_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _lower(value: Any) -> Any:
@@ -19,7 +16,7 @@ def _lower(value: Any) -> Any:
 
 
 def _domain(value: str) -> str:
-    if len(value) > 253 or not _DOMAIN_RE.fullmatch(value):
+    if len(value) > 253 or not DOMAIN_RE.fullmatch(value):
         raise ValueError("not a domain name (lower-case letters, digits, dashes and dots; '*.' only first)")
     return value
 

@@ -39,12 +39,20 @@ MANIFEST = "manifest.json"
 MAX_MEMBERS = 100_000
 MAX_MANIFEST_BYTES = 64 << 20
 CHUNK = 1 << 20
-_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,254}"
+BLOCK = 512
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}"
 _MEMBER_NAME = re.compile(
     r"(database/docker-manager\.(db|pgdump)|keys/(release-key|session-key|admin-token)|settings\.json"
     rf"|acme(/{_SEGMENT}){{1,8}}|sites/[0-9]{{1,2}}/{_SEGMENT}\.conf|certificates/{_SEGMENT}\.(crt|key))"
 )
 MIN_PASSPHRASE = 12
+MAX_NAME = 240
+
+
+def storable(name: str) -> bool:
+    """Whether a backup holds a file by this name (a snapshot skips any other: a temporary
+    file, a certificate named by hand with a space)."""
+    return len(name) <= MAX_NAME and _MEMBER_NAME.fullmatch(name) is not None
 
 
 def refused(detail: str) -> InvalidInput:
@@ -129,7 +137,7 @@ def write_archive(
     sealed = SealingWriter(out, passphrase)
     with (
         lz4.frame.open(sealed, "wb") as compressed,
-        tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+        tarfile.open(fileobj=compressed, mode="w|", format=tarfile.USTAR_FORMAT) as tar,
     ):
         for name, path in sources:
             with path.open("rb") as handle:
@@ -146,6 +154,7 @@ def write_archive(
 def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = size, 0o600, 0
+    info.uname = info.gname = ""
     return info
 
 
@@ -157,54 +166,93 @@ def read_archive(source: Readable, passphrase: bytes, open_target: Opener | None
     """Check the whole archive (and hand each member to `open_target`): its manifest, once every
     member matched it. Raises InvalidInput (see `refused`), or Unsupported for a newer schema."""
     try:
-        return _read(source, passphrase, open_target)
+        with lz4.frame.open(OpeningReader(source, passphrase), "rb") as tar:
+            return _read(tar, open_target)
     except SealedStreamError as exc:
         raise refused(f"not restorable: {exc}") from None
-    except (tarfile.TarError, RuntimeError, EOFError) as exc:  # (lz4 raises RuntimeError)
+    except (RuntimeError, EOFError) as exc:  # (lz4 raises RuntimeError)
         raise refused(f"not restorable: the archive is damaged ({exc})") from None
 
 
-def _read(source: Readable, passphrase: bytes, open_target: Opener | None) -> Manifest:
+def _read(tar: IO[bytes], open_target: Opener | None) -> Manifest:
     seen: dict[str, Member] = {}
+    folders: set[str] = set()  # (a member's name is never also the folder of another)
     manifest: Manifest | None = None
-    with (
-        lz4.frame.open(OpeningReader(source, passphrase), "rb") as compressed,
-        tarfile.open(fileobj=compressed, mode="r|") as tar,
-    ):
-        for info in tar:
-            if manifest is not None:
-                raise refused("not restorable: a member after the manifest")
-            if not info.isreg():
-                raise refused(f"not restorable: {info.name!r} is not a regular file")
-            reader = tar.extractfile(info)
-            assert reader is not None
-            if info.name == MANIFEST:
-                if info.size > MAX_MANIFEST_BYTES:
-                    raise refused("not restorable: its manifest is too large")
-                manifest = _manifest(reader.read())
-                continue
-            if not _MEMBER_NAME.fullmatch(info.name) or info.name in seen or len(seen) >= MAX_MEMBERS:
-                raise refused(f"not restorable: {info.name!r} is not a member a backup holds")
-            seen[info.name] = _copy(info, reader, open_target)
+    while (header := _next_header(tar)) is not None:
+        name, size = header
+        if manifest is not None:
+            raise refused("not restorable: a member after the manifest")
+        if name == MANIFEST:
+            if size > MAX_MANIFEST_BYTES:
+                raise refused("not restorable: its manifest is too large")
+            manifest = _manifest(_exactly(tar, size))
+        elif not storable(name) or name in seen or name in folders or len(seen) >= MAX_MEMBERS:
+            raise refused(f"not restorable: {name!r} is not a member a backup holds")
+        else:
+            parents = {name.rsplit("/", depth)[0] for depth in range(1, name.count("/") + 1)}
+            if parents & seen.keys():
+                raise refused(f"not restorable: {name!r} is not a member a backup holds")
+            folders |= parents
+            seen[name] = _copy(name, size, tar, open_target)
+        _exactly(tar, -size % BLOCK)  # (padding to the next block)
     if manifest is None:
         raise refused("not restorable: the archive has no manifest")
     if {member.name: member for member in manifest.members} != seen:
         raise refused("not restorable: its members do not match its manifest (sizes or checksums differ)")
+    if not any(name.startswith("database/") for name in seen):
+        raise refused("not restorable: the archive holds no database")
     return manifest
 
 
-def _copy(info: tarfile.TarInfo, reader: IO[bytes], open_target: Opener | None) -> Member:
-    digest = hashlib.sha256()
-    target = open_target(info.name) if open_target else None
+def _next_header(tar: IO[bytes]) -> tuple[str, int] | None:
+    """The next member's name and size, from a plain ustar header (what `write_archive` writes).
+    Read by hand, not by `tarfile`: its parser reads PAX and GNU headers (where its slow patterns
+    are) before anything could refuse them; here every other kind of header is refused."""
+    block = _exactly(tar, BLOCK)
+    if block == bytes(BLOCK):
+        return None  # the end mark
+    stored = _octal(block[148:156])
+    if stored != sum(block[:148]) + 8 * 32 + sum(block[156:]):
+        raise refused("not restorable: the archive is damaged (a header fails its checksum)")
+    if block[257:263] != b"ustar\x00" or block[156:157] not in (b"0", b"\x00"):
+        raise refused("not restorable: a member that is not a plain file (a link, a folder, a PAX header)")
+    name, prefix = block[0:100].split(b"\x00", 1)[0], block[345:500].split(b"\x00", 1)[0]
     try:
-        while chunk := reader.read(CHUNK):
+        text = (prefix + b"/" + name if prefix else name).decode("ascii")
+    except UnicodeDecodeError:
+        raise refused("not restorable: a member's name is not ASCII") from None
+    return text, _octal(block[124:136])
+
+
+def _octal(field: bytes) -> int:
+    digits = field.replace(b"\x00", b" ").strip()
+    if not digits or len(digits) > 11 or not all(48 <= c <= 55 for c in digits):
+        raise refused("not restorable: the archive is damaged (a header field is not a number)")
+    return int(digits, 8)
+
+
+def _exactly(tar: IO[bytes], size: int) -> bytes:
+    data = tar.read(size)
+    if len(data) != size:
+        raise refused("not restorable: the archive is cut short")
+    return data
+
+
+def _copy(name: str, size: int, tar: IO[bytes], open_target: Opener | None) -> Member:
+    digest = hashlib.sha256()
+    target = open_target(name) if open_target else None
+    left = size
+    try:
+        while left:
+            chunk = _exactly(tar, min(CHUNK, left))
+            left -= len(chunk)
             digest.update(chunk)
             if target is not None:
                 target.write(chunk)
     finally:
         if target is not None:
             target.close()
-    return Member(info.name, info.size, digest.hexdigest())
+    return Member(name, size, digest.hexdigest())
 
 
 def _manifest(raw: bytes) -> Manifest:

@@ -63,11 +63,19 @@ class BackupOptions:
 
 def public_settings(settings: Settings) -> dict[str, Any]:
     """The settings an operator restoring elsewhere wants to compare with, without a secret: no
-    secret field, no credentials inside the database URL."""
+    secret field, and of every URL (the database's, the log receiver's) only its scheme, host,
+    port and path: credentials and query arguments (`?password=`, `?token=`) left out."""
     values = settings.model_dump(mode="json")
     for name, value in list(values.items()):
         if name in SECRET_SETTINGS or isinstance(getattr(settings, name), SecretStr):
             values[name] = "(secret: not in the backup)" if value else None
-    if isinstance(values.get("database_url"), str):
-        values["database_url"] = re.sub(r"//[^/@]*@", "//(credentials)@", values["database_url"])
+        elif isinstance(value, str) and "://" in value:
+            values[name] = _without_credentials(value)
     return values
+
+
+def _without_credentials(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    # The last "@" ends the credentials (a password may hold "/" or "@").
+    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from docker_manager.adapters.nginx import FileChange, Nginx
-from docker_manager.adapters.site_header import parse_header, read_header
+from docker_manager.adapters.site_header import read_header
 from docker_manager.db import Database
 from docker_manager.errors import Conflict, InsufficientStorage, NginxUnavailable, Unsupported
 from docker_manager.services.backups.archive import Manifest, read_archive
@@ -42,6 +42,7 @@ _DATA_NAMES = {
     "settings.json": "restored-settings.json",
 }
 SPARE_BYTES = 64 << 20
+MAX_CERTIFICATE_BYTES = 1 << 20
 
 
 @dataclass
@@ -82,14 +83,14 @@ async def restore(
     try:
         await asyncio.to_thread(_unpack, archive, passphrase, staging)
         if manifest.database == "sqlite":
-            report.schema_to = await _migrate(f"sqlite+aiosqlite:///{staging / 'docker-manager.db'}")
-        await _place_sites(options, staging, nginx, report)
-        await asyncio.to_thread(_swap_in, options, staging, report)
-        if manifest.database == "postgresql":
+            report.schema_to = await _migrate(f"sqlite+aiosqlite:///{staging / 'data' / 'docker-manager.db'}")
+        else:  # (one transaction: refused, the database is as it was)
             await asyncio.to_thread(
                 _pg_restore, options.database_url, staging / "unpacked/database/docker-manager.pgdump"
             )
             report.schema_to = await _migrate(options.database_url)
+        await _place_sites(options, staging, nginx, report)
+        await asyncio.to_thread(_swap_in, options, staging, report)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
@@ -119,10 +120,12 @@ def _check_host(options: BackupOptions, manifest: Manifest, force: bool) -> None
             f"the data folder {options.data_dir} is not empty: restore into an empty one, or pass --force "
             "(the folder is then kept aside, renamed, not deleted)"
         )
-    for name, path in (("keys/release-key", options.release_key),):
-        outside = not path.is_relative_to(options.data_dir)
-        if outside and path.exists() and not force and any(m.name == name for m in manifest.members):
-            raise Conflict(f"{path} exists: pass --force to replace it with the archive's")
+    for _, elsewhere in _outside(options):
+        if elsewhere.exists() and not force:
+            raise Conflict(f"{elsewhere} exists: pass --force to replace it (it is kept aside, renamed)")
+    if manifest.database == "postgresql" and not force and _postgres_tables(options.database_url):
+        raise Conflict("the configured PostgreSQL database holds tables: pass --force to replace them")
+    _check_certificates(options, manifest, force)
     _check_sites(options, manifest, force)
     needed = manifest.total_bytes * 2 + SPARE_BYTES  # the unpacked copy, and room for its migration
     probe = options.data_dir
@@ -138,6 +141,17 @@ def _check_host(options: BackupOptions, manifest: Manifest, force: bool) -> None
         )
 
 
+def _check_certificates(options: BackupOptions, manifest: Manifest, force: bool) -> None:
+    for member in manifest.members:
+        if not member.name.startswith("certificates/"):
+            continue
+        if member.size > MAX_CERTIFICATE_BYTES:
+            raise Conflict(f"not restorable: {member.name} is larger than any certificate or key")
+        target = options.cert_dir / member.name.split("/", 1)[1] if options.cert_dir else None
+        if target is not None and target.exists() and not force:
+            raise Conflict(f"{target} exists: pass --force to replace it with the archive's")
+
+
 def _check_sites(options: BackupOptions, manifest: Manifest, force: bool) -> None:
     for member in manifest.members:
         if member.name.startswith("sites/"):
@@ -148,6 +162,28 @@ def _check_sites(options: BackupOptions, manifest: Manifest, force: bool) -> Non
                 raise Conflict(
                     f"the site file {target} exists: pass --force to replace it with the archive's"
                 )
+
+
+def _outside(options: BackupOptions) -> list[tuple[str, Path]]:
+    """The files these settings keep outside the data folder (by their name in it)."""
+    wanted = [
+        ("release-key", options.release_key),
+        ("admin-token", options.admin_token),
+        ("session-key", options.session_key),
+    ]
+    if options.sqlite_path is not None:
+        wanted.append(("docker-manager.db", options.sqlite_path))
+    return [
+        (name, path) for name, path in wanted if not path.resolve().is_relative_to(options.data_dir.resolve())
+    ]
+
+
+def _postgres_tables(url: str) -> int:
+    psql = shutil.which("psql")
+    if psql is None:
+        raise Unsupported("psql is not installed here (Debian: postgresql-client)")
+    query = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    return int(run_tool([psql, "-At", "-c", query], postgres_env(url)).strip() or 0)
 
 
 def _holds_files(folder: Path) -> bool:
@@ -195,41 +231,38 @@ async def _migrate(url: str) -> str | None:
 
 # --- put in place ----------------------------------------------------------------------------------
 async def _place_sites(options: BackupOptions, staging: Path, nginx: Nginx, report: RestoreReport) -> None:
+    """Certificates and site files as one change for nginx (all put back if it refuses them)."""
     unpacked = staging / "unpacked"
-    certificates = (
-        sorted((unpacked / "certificates").glob("*")) if (unpacked / "certificates").is_dir() else []
-    )
-    written: list[Path] = []
+    folder = unpacked / "certificates"
+    certificates = sorted(folder.glob("*")) if folder.is_dir() else []
+    changes: list[FileChange] = []
     if certificates and options.cert_dir is None:
         report.notes.append(
             "certificates in the archive were not restored: DM_NGINX_CERT_DIR is not set here"
         )
-    elif certificates and options.cert_dir is not None:
+    elif options.cert_dir is not None:
         options.cert_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in certificates:
-            target = options.cert_dir / path.name
-            if not target.exists():
-                written.append(target)
-            write_atomic(target, path.read_bytes(), mode=0o600 if path.suffix == ".key" else 0o644)
-            report.certificates.append(str(target))
-    changes = _rendered_sites(options, unpacked, nginx)
-    try:
-        await _apply(nginx, changes, report)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    report.sites = [str(change.path) for change in changes]
+        for path in certificates:  # (each at most MAX_CERTIFICATE_BYTES: checked before)
+            mode = 0o600 if path.suffix == ".key" else 0o644
+            changes.append(FileChange(options.cert_dir / path.name, path.read_bytes(), mode))
+    # Rendered once the certificates are on disk: a site serves TLS when its certificate is there.
+    sites = _rendered_sites(options, unpacked, nginx, {change.path.name for change in changes})
+    await _apply(nginx, [*changes, *sites], report)
+    report.certificates = [str(change.path) for change in changes]
+    report.sites = [str(change.path) for change in sites]
 
 
-def _rendered_sites(options: BackupOptions, unpacked: Path, nginx: Nginx) -> list[FileChange]:
+def _rendered_sites(
+    options: BackupOptions, unpacked: Path, nginx: Nginx, certificates: set[str]
+) -> list[FileChange]:
     """Each site file as this host's nginx settings render it (listeners, certificate folder),
     saying what the archived one said: its domain, app, upstream, front and HTTPS options."""
     changes = []
     for path in sorted((unpacked / "sites").glob("*/*.conf")) if (unpacked / "sites").is_dir() else []:
-        header = parse_header(path.read_text(encoding="utf-8", errors="replace"))
+        header = read_header(path)  # (its first 4 KiB; every value checked against its grammar)
         if header is None:
             continue
+        certified = f"{header.domain}.crt" in certificates and f"{header.domain}.key" in certificates
         target = _site_target(options, f"sites/{path.parent.name}/{path.name}")
         content = nginx.render(
             ident=ident_of(target),
@@ -238,6 +271,7 @@ def _rendered_sites(options: BackupOptions, unpacked: Path, nginx: Nginx) -> lis
             app_id=header.app_id,
             front=header.front,
             tls=header.tls,
+            certified=certified or None,
         )
         changes.append(FileChange(target, content.encode()))
     return changes
@@ -262,8 +296,9 @@ def _swap_in(options: BackupOptions, staging: Path, report: RestoreReport) -> No
     data = staging / "data"
     target = options.data_dir
     aside = None
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     if target.exists():
-        aside = target.with_name(f"{target.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+        aside = target.with_name(f"{target.name}.before-restore-{stamp}")
         os.rename(target, aside)
     os.rename(data, target)
     os.chmod(target, 0o700)
@@ -271,20 +306,23 @@ def _swap_in(options: BackupOptions, staging: Path, report: RestoreReport) -> No
         report.replaced_folder_kept_at = str(aside)
     elif aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
-    _move_out(target / "release-key", options.release_key)
-    if options.sqlite_path is not None:
-        _move_out(target / "docker-manager.db", options.sqlite_path)
-    for name in ("admin-token", "session-key"):
-        wanted = options.admin_token if name == "admin-token" else options.session_key
-        _move_out(target / name, wanted)
+    for name, wanted in _outside(options):
+        _move_out(target / name, wanted, stamp)
 
 
-def _move_out(placed: Path, wanted: Path) -> None:
-    """A file these settings keep outside the data folder goes where they say."""
+def _move_out(placed: Path, wanted: Path, stamp: str) -> None:
+    """A file these settings keep outside the data folder goes where they say; one already there
+    (a restore with --force) is kept aside, renamed, with SQLite's -wal and -shm beside it."""
     if placed.resolve() == wanted.resolve() or not placed.exists():
         return
     wanted.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomic(wanted, placed.read_bytes(), mode=0o600)
+    for old in (wanted, wanted.with_name(wanted.name + "-wal"), wanted.with_name(wanted.name + "-shm")):
+        if old.exists():
+            os.rename(old, old.with_name(f"{old.name}.before-restore-{stamp}"))
+    partial = wanted.with_name(f".{wanted.name}.restoring")
+    shutil.copyfile(placed, partial)  # (streamed: the database may be large)
+    os.chmod(partial, 0o600)
+    os.replace(partial, wanted)
     placed.unlink()
 
 

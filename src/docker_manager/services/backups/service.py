@@ -149,10 +149,23 @@ class BackupService:
         return self._status.model_copy(update={"files": files})
 
     async def _schedule(self) -> None:
+        # The first one when the newest in the folder is an interval old (or there is none): a
+        # service restarting in a loop must not replace the good history with copies of itself.
+        wait = await asyncio.to_thread(self._until_due)
         while True:
+            self._status.next_at = datetime.now(UTC) + timedelta(seconds=wait)
+            await asyncio.sleep(wait)
             await self.run_scheduled()
-            self._status.next_at = datetime.now(UTC) + timedelta(seconds=self._options.interval)
-            await asyncio.sleep(self._options.interval)
+            wait = self._options.interval
+
+    def _until_due(self) -> float:
+        newest = self._backups()[:1]
+        if not newest:
+            return 0.0
+        with contextlib.suppress(FileNotFoundError):
+            age = time.time() - newest[0].stat().st_mtime
+            return max(0.0, min(self._options.interval - age, self._options.interval))
+        return 0.0
 
     async def run_scheduled(self) -> None:
         """One scheduled backup, then the oldest beyond DM_BACKUP_KEEP removed; never raises."""
@@ -160,7 +173,7 @@ class BackupService:
             started = time.monotonic()
             try:
                 written = await asyncio.to_thread(self._write_scheduled)
-            except (DockerManagerError, OSError, ValueError) as exc:
+            except Exception as exc:
                 await self._failed(exc)
                 return
             self._status.last_at = datetime.now(UTC)

@@ -6,6 +6,7 @@ certificates, and the settings without their secrets. Blocking: run in a thread.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -18,10 +19,11 @@ from sqlalchemy.engine import make_url
 
 from docker_manager.adapters.site_header import managed_sites
 from docker_manager.errors import Unsupported
-from docker_manager.services.backups.archive import Manifest
+from docker_manager.services.backups.archive import Manifest, storable
 from docker_manager.services.backups.options import BackupOptions
 from docker_manager.util.files import write_atomic
 
+log = logging.getLogger(__name__)
 Sources = list[tuple[str, Path]]
 
 
@@ -56,6 +58,10 @@ def take_snapshot(options: BackupOptions, staging: Path) -> tuple[Sources, Manif
         for path in sorted(options.cert_dir.iterdir()):
             if path.suffix in (".crt", ".key") and path.is_file():
                 sources.append((f"certificates/{path.name}", path))
+    skipped = [name for name, _ in sources if not storable(name)]
+    if skipped:  # (an interrupted write's temporary file, a certificate named by hand)
+        log.warning("not in the backup (names a backup does not hold): %s", ", ".join(skipped[:20]))
+    sources = [(name, path) for name, path in sources if storable(name)]
     write_atomic(staging / "settings.json", json.dumps(options.settings, indent=1, sort_keys=True).encode())
     sources.append(("settings.json", staging / "settings.json"))
     created = datetime.now(UTC).isoformat(timespec="seconds")
