@@ -290,10 +290,16 @@ def test_bad_archives_and_bad_hosts_are_refused_with_nothing_written(
     )
     assert done.returncode == 2 and "not empty" in done.stderr
     assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
-    # A disk too small for it.
+    # A disk too small for it; a backup whose database copy would fill its disk.
     with tmpfs(tmp_path / "small", "4m") as small:
         message = _refused(archive, secret, small / "data")
         assert "not enough room" in message
+        assert cli("token", "create", "-s", "read", env=offline(small)).returncode == 0
+        full = cli(
+            "backup", str(tmp_path / "x.dmbackup"), "--passphrase-file", str(secret), env=offline(small)
+        )
+        assert full.returncode == 2 and "not enough room to copy the database" in full.stderr
+        assert [p.name for p in (small / "data").iterdir() if p.name.startswith(".backup-")] == []
     # A passphrase others can read is refused for a new backup; a short one too.
     loose = passphrase_file(tmp_path / "restored", mode=0o644)
     assert (
@@ -344,6 +350,41 @@ def test_an_archive_of_an_older_schema_is_migrated_by_the_restore(tmp_path: Path
     with sqlite3.connect(target / "docker-manager.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (schema_revisions()[-1],)
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"), reason="PostgreSQL: scripts/test.sh's second pass"
+)
+def test_a_postgresql_database_is_dumped_and_restored(tmp_path: Path) -> None:
+    from docker_manager.services.backups.snapshot import postgres_env
+
+    server = os.environ["TEST_DATABASE_URL"].rsplit("/", 1)[0]
+    name = f"dm_backup_{os.getpid()}"
+    admin = {**postgres_env(f"{server}/postgres")}
+
+    def psql(sql: str) -> None:
+        subprocess.run(["psql", "-q", "-c", sql], env=admin, check=True, capture_output=True)
+
+    psql(f"DROP DATABASE IF EXISTS {name}")
+    psql(f"CREATE DATABASE {name}")
+    try:
+        env = {**offline(tmp_path / "a"), "DM_DATABASE_URL": f"{server}/{name}"}
+        assert cli("token", "create", "-s", "read", "--name", "kept", env=env).returncode == 0
+        secret = passphrase_file(tmp_path)
+        archive = tmp_path / "pg.dmbackup"
+        made = cli("backup", str(archive), "--passphrase-file", str(secret), env=env)
+        assert made.returncode == 0, made.stderr
+        assert cli("token", "create", "-s", "read", "--name", "after", env=env).returncode == 0
+        fresh = {**env, "DM_DATA_DIR": str(tmp_path / "b" / "data")}
+        refused = cli("restore", str(archive), "--passphrase-file", str(secret), env=fresh)
+        assert refused.returncode == 2 and "holds tables" in refused.stderr
+        done = cli("restore", str(archive), "--passphrase-file", str(secret), "--force", env=fresh)
+        assert done.returncode == 0, done.stderr
+        listed = cli("token", "list", env=fresh).stdout
+        assert "kept" in listed and "after" not in listed
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _forged(

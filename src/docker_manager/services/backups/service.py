@@ -22,7 +22,7 @@ from pathlib import Path
 
 from docker_manager import metrics
 from docker_manager.adapters.backup_cipher import Writable
-from docker_manager.errors import DockerManagerError, InvalidInput
+from docker_manager.errors import DockerManagerError, InsufficientStorage, InvalidInput
 from docker_manager.schemas.backups import BackupFile, BackupStatus
 from docker_manager.services.backups.archive import Manifest, read_passphrase, write_archive
 from docker_manager.services.backups.options import BackupOptions
@@ -32,6 +32,7 @@ from docker_manager.util.threads import ChunkSink, iterate_in_thread
 
 log = logging.getLogger(__name__)
 SUFFIX = ".dmbackup"
+SPARE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +55,26 @@ def _staging(options: BackupOptions) -> Iterator[Path]:
 
 def seal_into(options: BackupOptions, out: Writable, passphrase: bytes) -> Manifest:
     """Take a snapshot and seal it into `out`. Blocking."""
+    _check_room(options)
     with _staging(options) as staging:
         sources, manifest = take_snapshot(options, staging)
         return write_archive(out, passphrase, sources, manifest)
+
+
+def _check_room(options: BackupOptions) -> None:
+    """The database's copy is made beside it first: refused when it would fill the disk."""
+    database = options.sqlite_path
+    size = database.stat().st_size if database is not None and database.exists() else 0
+    free = shutil.disk_usage(options.data_dir if options.data_dir.exists() else options.data_dir.parent).free
+    needed = size + SPARE_BYTES
+    if free < needed:
+        raise InsufficientStorage(
+            f"not enough room to copy the database under {options.data_dir}: {needed} bytes needed, "
+            f"{free} free",
+            path=str(options.data_dir),
+            needed_bytes=needed,
+            free_bytes=free,
+        )
 
 
 def write_backup_file(options: BackupOptions, target: Path, passphrase: bytes) -> WrittenBackup:
