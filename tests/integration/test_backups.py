@@ -22,6 +22,7 @@ import httpx2
 import pytest
 
 from docker_manager.adapters.backup_cipher import SealingWriter
+from docker_manager.db.engine import schema_revisions
 from tests.harness import (
     BASE_IMAGE,
     NginxServer,
@@ -87,10 +88,10 @@ class Host:
         }
         self.service: ServiceProcess | None = None
 
-    def start(self, stack: ExitStack, token: str | None = None) -> ServiceProcess:
+    def start(self, stack: ExitStack, token: str | None = None, **env: str) -> ServiceProcess:
         settings = {k: v for k, v in self.env.items() if k != "DM_DATA_DIR"}
         self.service = stack.enter_context(
-            service_process(self.data, stderr=self.root / "server.log", token=token, **settings)
+            service_process(self.data, stderr=self.root / "server.log", token=token, **settings, **env)
         )
         return self.service
 
@@ -532,15 +533,37 @@ def test_scheduled_backups_keep_the_newest_and_a_failure_is_audited(tmp_path: Pa
     assert status.last_error and "chmod 600" in status.last_error and status.last_file == kept[0]
 
 
+# The last version before the certificates' migration (schema 0008): an upgrade that migrates.
+EARLIER_VERSION = "9fd5927"
+
+
+def _earlier_source(folder: Path) -> Path:
+    """That version's `src/`, from this checkout's history (skipped in a checkout without it)."""
+    root = Path(__file__).resolve().parents[2]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", EARLIER_VERSION, "src"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"version {EARLIER_VERSION} is not in this checkout's history")
+    folder.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder / "src"
+
+
+@pytest.mark.parametrize("started_by", ["this version", "an earlier version"])
 def test_an_upgrade_restart_under_a_request_loop_fails_no_request(
-    tmp_path: Path, base_image: str, unique: str
+    tmp_path: Path, base_image: str, unique: str, started_by: str
 ) -> None:
     app, domain = f"{unique}-up", f"{unique}-up.example.com"
     network = front_network()  # (the same one after the restart: it is the fronts' setting)
+    earlier = started_by == "an earlier version"
     with ExitStack() as stack:
         host = Host(tmp_path, stack, DM_SWITCH_FRONT_NETWORK=network)
-        host.start(stack)
+        host.start(stack, PYTHONPATH=str(_earlier_source(tmp_path / "earlier")) if earlier else "")
         assert host.task(host.deploy(app, "steady", domain=domain))["status"] == "completed"
+        if earlier:
+            with sqlite3.connect(host.data / "docker-manager.db") as conn:
+                assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0008",)
         rules_before = _rules(network.rsplit(".", 2)[0] + ".")
         assert rules_before, "the site has a kernel front (DM_SWITCH_MODE auto on this host)"
         site_before = (host.nginx.sites / f"{app}.conf").read_bytes()
@@ -575,19 +598,21 @@ def test_an_upgrade_restart_under_a_request_loop_fails_no_request(
                 token=token,
                 **{k: v for k, v in host.env.items() if k != "DM_DATA_DIR"},
             ) as again:
-                assert (
-                    httpx2.get(f"{again.url}/apps/{app}", headers=again.headers, timeout=30).status_code
-                    == 200
-                )
+                shown = httpx2.get(f"{again.url}/apps/{app}/releases", headers=again.headers, timeout=30)
+                assert shown.status_code == 200 and [r["status"] for r in shown.json()] == ["live"]
                 time.sleep(0.5)
         finally:
             stop.set()
             thread.join()
         assert failures == [] and len(answers) > during > 10, failures[:5]
-        assert (
-            _rules(network.rsplit(".", 2)[0] + ".") == rules_before
-            and (host.nginx.sites / f"{app}.conf").read_bytes() == site_before
-        )
+        assert _rules(network.rsplit(".", 2)[0] + ".") == rules_before
+        if earlier:  # migrated, from every row
+            with sqlite3.connect(host.data / "docker-manager.db") as conn:
+                assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (
+                    schema_revisions()[-1],
+                )
+        else:  # (a version may render its sites differently; the same one leaves them be)
+            assert (host.nginx.sites / f"{app}.conf").read_bytes() == site_before
 
 
 def _rules(fragment: str) -> list[str]:
