@@ -290,7 +290,7 @@ def nginx_of(settings: Settings) -> Nginx:
 
 async def _backups(audit: AuditLog, settings: Settings) -> BackupService:
     backups = BackupService(options=BackupOptions.of(settings), audit=audit)
-    await backups.start()  # (scheduled ones: the first right away, in the background)
+    await backups.start()  # (scheduled ones, in the background)
     return backups
 
 

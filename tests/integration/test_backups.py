@@ -170,7 +170,8 @@ def test_a_backup_taken_while_deploys_run_restores_into_a_new_folder(
         tokens = old.call("GET", "/auth/tokens").json()
         audit = old.call("GET", "/audit", params={"limit": 500}).json()["entries"]
     for sealed in (during, archive):
-        assert b"sealed-value-1" not in sealed.read_bytes()  # (sealed: nothing in clear)
+        raw = sealed.read_bytes()  # sealed: not even the database's own header in clear
+        assert b"SQLite format 3" not in raw and b"ci-reader" not in raw
 
     # The backup taken under load: a sound database holding every release finished before it.
     under_load = tmp_path / "under-load" / "data"
@@ -291,16 +292,6 @@ def test_bad_archives_and_bad_hosts_are_refused_with_nothing_written(
     )
     assert done.returncode == 2 and "not empty" in done.stderr
     assert [p.name for p in occupied.iterdir()] == ["keep.txt"]
-    # A disk too small for it; a backup whose database copy would fill its disk.
-    with tmpfs(tmp_path / "small", "4m") as small:
-        message = _refused(archive, secret, small / "data")
-        assert "not enough room" in message
-        assert cli("token", "create", "-s", "read", env=offline(small)).returncode == 0
-        full = cli(
-            "backup", str(tmp_path / "x.dmbackup"), "--passphrase-file", str(secret), env=offline(small)
-        )
-        assert full.returncode == 2 and "not enough room to copy the database" in full.stderr
-        assert [p.name for p in (small / "data").iterdir() if p.name.startswith(".backup-")] == []
     # A passphrase others can read is refused for a new backup; a short one too.
     loose = passphrase_file(tmp_path / "restored", mode=0o644)
     assert (
@@ -327,6 +318,16 @@ def test_bad_archives_and_bad_hosts_are_refused_with_nothing_written(
     assert len(aside) == 1 and (aside[0] / "keep.txt").read_text() == "mine"
     listed = cli("token", "list", env=offline(tmp_path / "occupied-host", occupied))
     assert "kept" in listed.stdout
+    # Last (a host where tmpfs cannot be mounted skips only this): a disk too small for it, and a
+    # backup whose database copy would fill its disk.
+    with tmpfs(tmp_path / "small", "4m") as small:
+        message = _refused(archive, secret, small / "data")
+        assert "not enough room" in message
+        assert cli("token", "create", "-s", "read", env=offline(small)).returncode == 0
+        full = cli(
+            "backup", str(tmp_path / "x.dmbackup"), "--passphrase-file", str(secret), env=offline(small)
+        )
+        assert full.returncode == 2 and "not enough room to copy the database" in full.stderr
 
 
 def test_an_archive_of_an_older_schema_is_migrated_by_the_restore(tmp_path: Path) -> None:
@@ -461,7 +462,8 @@ def test_the_api_streams_a_backup_and_the_schedule_keeps_its_newest(tmp_path: Pa
         assert streamed.headers["content-disposition"].startswith("attachment;")
         download = tmp_path / "download.dmbackup"
         download.write_bytes(streamed.content)
-        other = passphrase_file(tmp_path / "data", text="another long passphrase")
+        (tmp_path / "other").mkdir()
+        other = passphrase_file(tmp_path / "other", text="another long passphrase")
         checked = cli(
             "restore",
             str(download),

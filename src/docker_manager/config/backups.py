@@ -21,7 +21,10 @@ class BackupFields(BaseModel):
         86400.0,
         ge=60,
         le=30 * 86400,
-        description="Seconds between scheduled backups (the first one at start).",
+        description=(
+            "Seconds between scheduled backups (the first one once the newest in the folder is this "
+            "old, at once when there is none)."
+        ),
     )
     backup_keep: int = Field(
         7, ge=1, le=1000, description="Scheduled backups kept in `DM_BACKUP_DIR` (newest)."

@@ -4,8 +4,6 @@ stopped): `docker-manager restore` (docs/backups.md)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
@@ -26,7 +24,7 @@ async def backup(backups: BackupsDep, _: AdminAccess, body: BackupRequest | None
     DM_BACKUP_PASSPHRASE_FILE's."""
     given = body.passphrase.get_secret_value() if body and body.passphrase else None
     passphrase = backups.passphrase(given)
-    name = f"docker-manager-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.dmbackup"
+    name = backups.file_name()
     return StreamingResponse(
         await backups.stream(passphrase),
         media_type="application/octet-stream",

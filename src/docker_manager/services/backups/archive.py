@@ -38,7 +38,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MEMBERS = 100_000
 MAX_MANIFEST_BYTES = 64 << 20
-CHUNK = 1 << 20
+COPY_CHUNK = 1 << 20  # (what a member is read in; the cipher seals 64 KiB chunks)
+SPARE_BYTES = 64 << 20  # room a backup or a restore leaves on the disk it writes to
 BLOCK = 512
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}"
 _MEMBER_NAME = re.compile(
@@ -244,7 +245,7 @@ def _copy(name: str, size: int, tar: IO[bytes], open_target: Opener | None) -> M
     left = size
     try:
         while left:
-            chunk = _exactly(tar, min(CHUNK, left))
+            chunk = _exactly(tar, min(COPY_CHUNK, left))
             left -= len(chunk)
             digest.update(chunk)
             if target is not None:

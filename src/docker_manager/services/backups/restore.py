@@ -25,8 +25,8 @@ from typing import IO
 from docker_manager.adapters.nginx import FileChange, Nginx
 from docker_manager.adapters.site_header import read_header
 from docker_manager.db import Database
-from docker_manager.errors import Conflict, InsufficientStorage, NginxUnavailable, Unsupported
-from docker_manager.services.backups.archive import Manifest, read_archive
+from docker_manager.errors import Conflict, InsufficientStorage, InvalidInput, NginxUnavailable, Unsupported
+from docker_manager.services.backups.archive import SPARE_BYTES, Manifest, read_archive, refused
 from docker_manager.services.backups.options import BackupOptions
 from docker_manager.services.backups.snapshot import postgres_env, run_tool
 from docker_manager.services.sites.upstreams import ident_of
@@ -41,7 +41,6 @@ _DATA_NAMES = {
     "keys/admin-token": "admin-token",
     "settings.json": "restored-settings.json",
 }
-SPARE_BYTES = 64 << 20
 MAX_CERTIFICATE_BYTES = 1 << 20
 
 
@@ -67,7 +66,7 @@ def _open(archive: Path) -> IO[bytes]:
     try:
         return archive.open("rb")
     except OSError as exc:
-        raise Conflict(f"cannot read {archive}: {exc.strerror}") from None
+        raise InvalidInput(f"cannot read {archive}: {exc.strerror}", field="file") from None
 
 
 async def restore(
@@ -146,7 +145,7 @@ def _check_certificates(options: BackupOptions, manifest: Manifest, force: bool)
         if not member.name.startswith("certificates/"):
             continue
         if member.size > MAX_CERTIFICATE_BYTES:
-            raise Conflict(f"not restorable: {member.name} is larger than any certificate or key")
+            raise refused(f"not restorable: {member.name} is larger than any certificate or key")
         target = options.cert_dir / member.name.split("/", 1)[1] if options.cert_dir else None
         if target is not None and target.exists() and not force:
             raise Conflict(f"{target} exists: pass --force to replace it with the archive's")

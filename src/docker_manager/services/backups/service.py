@@ -24,7 +24,7 @@ from docker_manager import metrics
 from docker_manager.adapters.backup_cipher import Writable
 from docker_manager.errors import DockerManagerError, InsufficientStorage, InvalidInput
 from docker_manager.schemas.backups import BackupFile, BackupStatus
-from docker_manager.services.backups.archive import Manifest, read_passphrase, write_archive
+from docker_manager.services.backups.archive import SPARE_BYTES, Manifest, read_passphrase, write_archive
 from docker_manager.services.backups.options import BackupOptions
 from docker_manager.services.backups.snapshot import take_snapshot
 from docker_manager.services.observability.audit import AuditEntry, AuditLog
@@ -32,7 +32,6 @@ from docker_manager.util.threads import ChunkSink, iterate_in_thread
 
 log = logging.getLogger(__name__)
 SUFFIX = ".dmbackup"
-SPARE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,7 @@ def write_backup_file(options: BackupOptions, target: Path, passphrase: bytes) -
             manifest = seal_into(options, handle, passphrase)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(partial, 0o600)
+        os.chmod(partial, 0o600)  # (a .part a crash left behind kept its own mode)
         os.replace(partial, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -116,7 +115,24 @@ class BackupService:
 
     async def start(self) -> None:
         if self.scheduled:
+            await asyncio.to_thread(self._adopt_newest)
             self._loop = asyncio.create_task(self._schedule(), name="backups")
+
+    def _adopt_newest(self) -> None:
+        """The newest backup in the folder is the last one, for the status and the metrics (else
+        an alert on their age would fire after every restart)."""
+        for path in self._backups()[:1]:
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.stat()
+                self._status.last_at = datetime.fromtimestamp(stat.st_mtime, UTC)
+                self._status.last_file, self._status.last_size_bytes = path.name, stat.st_size
+                metrics.BACKUP_LAST_SUCCESS.set(stat.st_mtime)
+                metrics.BACKUP_LAST_SIZE.set(stat.st_size)
+
+    @staticmethod
+    def file_name() -> str:
+        """A backup's file name: its time, sortable."""
+        return f"docker-manager-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}{SUFFIX}"
 
     async def close(self) -> None:
         if self._loop is not None:
@@ -209,8 +225,7 @@ class BackupService:
         assert folder is not None and passphrase_file is not None
         passphrase = read_passphrase(passphrase_file, creating=True)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = f"docker-manager-{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}{SUFFIX}"
-        written = write_backup_file(self._options, folder / name, passphrase)
+        written = write_backup_file(self._options, folder / self.file_name(), passphrase)
         for old in self._backups()[self._options.keep :]:
             old.unlink(missing_ok=True)
         return written

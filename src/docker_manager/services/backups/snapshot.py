@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from docker_manager.adapters.site_header import managed_sites
-from docker_manager.errors import Unsupported
+from docker_manager.errors import Unsupported, UpstreamError
 from docker_manager.services.backups.archive import Manifest, storable
 from docker_manager.services.backups.options import BackupOptions
 from docker_manager.util.files import write_atomic
@@ -126,5 +126,7 @@ def run_tool(argv: list[str], env: dict[str, str]) -> str:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=3600, check=False, env=env)
     if done.returncode != 0:
         program = Path(argv[0]).name
-        raise Unsupported(f"{program} failed: {done.stderr.strip()[-500:] or f'exit code {done.returncode}'}")
+        raise UpstreamError(
+            f"{program} failed: {done.stderr.strip()[-500:] or f'exit code {done.returncode}'}"
+        )
     return done.stdout
