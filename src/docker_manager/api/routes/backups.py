@@ -23,7 +23,7 @@ async def backup(backups: BackupsDep, _: AdminAccess, body: BackupRequest | None
     backup` writes: restore it with `docker-manager restore`). The passphrase is the body's, else
     DM_BACKUP_PASSPHRASE_FILE's."""
     given = body.passphrase.get_secret_value() if body and body.passphrase else None
-    passphrase = backups.passphrase(given)
+    passphrase = await backups.passphrase(given)
     name = backups.file_name()
     return StreamingResponse(
         await backups.stream(passphrase),

@@ -141,7 +141,7 @@ class BackupService:
                 await self._loop
 
     # --- on request ----------------------------------------------------------------------------
-    def passphrase(self, given: str | None) -> bytes:
+    async def passphrase(self, given: str | None) -> bytes:
         """The request's passphrase, else the configured file's."""
         if given is not None:
             return given.encode()
@@ -149,7 +149,7 @@ class BackupService:
             raise InvalidInput(
                 "no passphrase: send one, or set DM_BACKUP_PASSPHRASE_FILE", field="passphrase"
             )
-        return read_passphrase(self._options.passphrase_file, creating=True)
+        return await asyncio.to_thread(read_passphrase, self._options.passphrase_file, creating=True)
 
     async def stream(self, passphrase: bytes) -> AsyncIterator[bytes]:
         """A backup as it is sealed. The snapshot is taken before this returns, so that what fails
