@@ -123,18 +123,49 @@ ensure_nginx() {
 }
 
 start_postgres() {
-  # A throwaway cluster on a loopback port, and a fresh database for every run.
-  local bin port=55432 data=/tmp/docker-manager-test-pg
+  # A throwaway cluster on a loopback port, and a fresh database for every run. The port is
+  # chosen free below the kernel's ephemeral range (32768-60999 here), where neither an
+  # outgoing connection nor a port the engine publishes can be holding it.
+  local bin port data=/tmp/docker-manager-test-pg
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  if ! "$bin/pg_isready" -q -h 127.0.0.1 -p "$port"; then
-    rm -rf "$data" && mkdir -p "$data" && chown postgres "$data"
-    runuser -u postgres -- "$bin/initdb" -D "$data/db" -A trust -U postgres >/dev/null
-    runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w \
-      -o "-p $port -k $data -c listen_addresses=127.0.0.1" start >/dev/null
+  if [ -f "$data/db/postmaster.pid" ]; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  port=$(free_loopback_port 25432 25532) || { echo "no free port for PostgreSQL" >&2; return 1; }
+  rm -rf "$data" && mkdir -p "$data" && chown postgres "$data"
+  runuser -u postgres -- "$bin/initdb" -D "$data/db" -A trust -U postgres >/dev/null
+  if ! runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1" start >/dev/null; then
+    cat "$data/log" >&2
+    return 1
   fi
   psql -q -h 127.0.0.1 -p "$port" -U postgres -c "DROP DATABASE IF EXISTS dm_test" -c "CREATE DATABASE dm_test"
   TEST_PG_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/dm_test"
   # For the test that stops and starts it again (a database going away under the service).
   export TEST_PG_DATA="$data" TEST_PG_CTL="runuser -u postgres -- $bin/pg_ctl"
   export TEST_PG_OPTIONS="-p $port -k $data -c listen_addresses=127.0.0.1"
+}
+
+stop_postgres() {
+  local bin data=/tmp/docker-manager-test-pg
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  if [ -f "$data/db/postmaster.pid" ]; then
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+}
+
+free_loopback_port() {
+  # The first port in [$1, $2] that nothing on 127.0.0.1 is bound to.
+  python3 - "$1" "$2" <<'PY'
+import socket, sys
+for port in range(int(sys.argv[1]), int(sys.argv[2]) + 1):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+    print(port)
+    sys.exit(0)
+sys.exit(1)
+PY
 }

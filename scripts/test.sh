@@ -24,5 +24,6 @@ if [ $# -eq 0 ]; then
   # The task engine and tokens once more, on PostgreSQL (DM_DATABASE_URL=postgresql+asyncpg://...).
   echo "==> pytest (task store on PostgreSQL)"
   start_postgres
+  trap stop_postgres EXIT
   TEST_DATABASE_URL="$TEST_PG_URL" "$VENV/bin/pytest" -q -m postgres
 fi
