@@ -59,8 +59,7 @@ def test_every_domain_with_routes_has_its_docs_page_and_tests() -> None:
     for domain in sorted(routes):
         assert (PACKAGE / "schemas" / f"{domain}.py").exists(), f"schemas/{domain}.py"
         assert (PACKAGE / "services" / domain).is_dir(), f"services/{domain}/"
-        if domain not in ("tokens", "host"):  # their pages: security.md, api.md
-            assert (ROOT / "docs" / f"{domain}.md").exists(), f"docs/{domain}.md"
+        assert (ROOT / "docs" / f"{domain}.md").exists(), f"docs/{domain}.md"
         assert list((ROOT / "tests").glob(f"*/test_{domain}*.py")), f"tests/*/test_{domain}*.py"
 
 

@@ -23,6 +23,9 @@ CHUNK = 64 * 1024
 OPSLIMIT = pwhash.argon2id.OPSLIMIT_MODERATE
 MEMLIMIT = pwhash.argon2id.MEMLIMIT_INTERACTIVE
 MAX_MEMLIMIT = pwhash.argon2id.MEMLIMIT_SENSITIVE  # an archive asking for more is refused
+# The key is stretched from the passphrase, so its length is what a guesser faces: shorter ones are
+# refused when sealing (opening accepts what sealed it).
+MIN_PASSPHRASE = 12
 _PARAMS = struct.Struct(">16sIQ")
 _LENGTH = struct.Struct(">I")
 _HEADER_BYTES = bindings.crypto_secretstream_xchacha20poly1305_HEADERBYTES

@@ -6,15 +6,18 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, SecretStr
 
+from docker_manager.adapters.backup_cipher import MIN_PASSPHRASE
 from docker_manager.schemas.common import StrictModel
 
 
 class BackupRequest(StrictModel):
     passphrase: SecretStr | None = Field(
         None,
-        min_length=12,
+        min_length=MIN_PASSPHRASE,
         max_length=1024,
-        description="Seals the archive (at least 12 characters); none: DM_BACKUP_PASSPHRASE_FILE's.",
+        description=(
+            f"Seals the archive (at least {MIN_PASSPHRASE} characters); none: DM_BACKUP_PASSPHRASE_FILE's."
+        ),
     )
 
 

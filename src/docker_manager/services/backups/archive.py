@@ -24,6 +24,7 @@ import lz4.frame
 
 from docker_manager import __version__
 from docker_manager.adapters.backup_cipher import (
+    MIN_PASSPHRASE,
     OpeningReader,
     Readable,
     SealedStreamError,
@@ -46,7 +47,6 @@ _MEMBER_NAME = re.compile(
     r"(database/docker-manager\.(db|pgdump)|keys/(release-key|session-key|admin-token)|settings\.json"
     rf"|acme(/{_SEGMENT}){{1,8}}|sites/[0-9]{{1,2}}/{_SEGMENT}\.conf|certificates/{_SEGMENT}\.(crt|key))"
 )
-MIN_PASSPHRASE = 12
 MAX_NAME = 240
 
 
