@@ -357,7 +357,7 @@ async def _ui_sessions(db: Database, settings: Settings) -> SessionCodec:
     """The dashboard's sessions, sealed with this installation's key (made on the first start)."""
     return await asyncio.to_thread(
         SessionCodec.from_key_file,
-        settings.data_dir.resolve() / "session-key",
+        settings.session_key_path,
         db.engine,
         max_age=int(settings.ui_session_hours * 3600),
     )

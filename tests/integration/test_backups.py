@@ -359,7 +359,7 @@ def test_an_archive_of_an_older_schema_is_migrated_by_the_restore(tmp_path: Path
     not os.environ.get("TEST_DATABASE_URL"), reason="PostgreSQL: scripts/test.sh's second pass"
 )
 def test_a_postgresql_database_is_dumped_and_restored(tmp_path: Path) -> None:
-    from docker_manager.services.backups.snapshot import postgres_env
+    from docker_manager.adapters.database_dump import postgres_env
 
     server = os.environ["TEST_DATABASE_URL"].rsplit("/", 1)[0]
     name = f"dm_backup_{os.getpid()}"
@@ -507,9 +507,12 @@ def test_the_api_streams_a_backup_and_the_schedule_keeps_its_newest(tmp_path: Pa
 def test_scheduled_backups_keep_the_newest_and_a_failure_is_audited(tmp_path: Path) -> None:
     import asyncio
 
+    from docker_manager import metrics
     from docker_manager.config import Settings
+    from docker_manager.db import Database
     from docker_manager.services.backups.options import BackupOptions
     from docker_manager.services.backups.service import BackupService
+    from docker_manager.services.observability.audit import AuditLog
 
     assert cli("token", "create", "-s", "read", env=offline(tmp_path)).returncode == 0
     secret = passphrase_file(tmp_path)
@@ -521,18 +524,30 @@ def test_scheduled_backups_keep_the_newest_and_a_failure_is_audited(tmp_path: Pa
         backup_keep=2,
     )
 
-    async def three_then_a_failure() -> tuple[list[str], Any]:
-        backups = BackupService(options=BackupOptions.of(settings), audit=None)
-        for _ in range(3):
-            await backups.run_scheduled()
-        kept = [file.name for file in (await backups.status()).files]
-        secret.chmod(0o644)  # now refused: the run fails, the service goes on
-        await backups.run_scheduled()
-        return kept, await backups.status()
+    failures = metrics.BACKUPS.labels(trigger="schedule", result="error")
+    failed_before = failures._value.get()
 
-    kept, status = asyncio.run(three_then_a_failure())
+    async def three_then_a_failure() -> tuple[list[str], Any, list[Any]]:
+        db = Database(settings.sqlalchemy_url)
+        audit = AuditLog(db.engine)
+        try:
+            backups = BackupService(options=BackupOptions.of(settings), audit=audit)
+            for _ in range(3):
+                await backups.run_scheduled()
+            kept = [file.name for file in (await backups.status()).files]
+            secret.chmod(0o644)  # now refused: the run fails, the service goes on
+            await backups.run_scheduled()
+            entries, _ = await audit.page(routes=["scheduled backup"])
+            return kept, await backups.status(), entries
+        finally:
+            await db.engine.dispose()
+
+    kept, status, entries = asyncio.run(three_then_a_failure())
     assert len(kept) == 2 and sorted(p.name for p in (tmp_path / "b").iterdir()) == sorted(kept)
     assert status.last_error and "chmod 600" in status.last_error and status.last_file == kept[0]
+    assert [(e.error_code, e.status) for e in entries] == [("backup_failed", 500)]
+    assert "chmod 600" in entries[0].target["reason"]
+    assert failures._value.get() == failed_before + 1
 
 
 # The last version before the certificates' migration (schema 0008): an upgrade that migrates.

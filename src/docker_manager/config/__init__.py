@@ -148,6 +148,16 @@ class Settings(BackupFields, SwarmFields, CertificateFields, WorkFields, Platfor
         return (self.secret_key_file or self.data_dir / "release-key").resolve()
 
     @cached_property
+    def session_key_path(self) -> Path:
+        """The key the dashboard's sessions are sealed with (made on the first start)."""
+        return self.data_dir.resolve() / "session-key"
+
+    @cached_property
+    def acme_accounts_dir(self) -> Path:
+        """ACME account keys, one folder per directory URL."""
+        return self.data_dir.resolve() / "acme"
+
+    @cached_property
     def forbidden_host_ports(self) -> frozenset[int]:
         return frozenset([*self.reserved_host_ports, self.port])
 

@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from docker_manager.adapters.database_dump import postgres_restore, postgres_table_count
 from docker_manager.adapters.nginx import FileChange, Nginx
 from docker_manager.adapters.site_header import read_header
 from docker_manager.db import Database
 from docker_manager.errors import Conflict, InsufficientStorage, InvalidInput, NginxUnavailable, Unsupported
 from docker_manager.services.backups.archive import SPARE_BYTES, Manifest, read_archive, refused
 from docker_manager.services.backups.options import BackupOptions
-from docker_manager.services.backups.snapshot import postgres_env, run_tool
 from docker_manager.services.sites.upstreams import ident_of
 from docker_manager.util.files import write_atomic
 
@@ -85,7 +85,7 @@ async def restore(
             report.schema_to = await _migrate(f"sqlite+aiosqlite:///{staging / 'data' / 'docker-manager.db'}")
         else:  # (one transaction: refused, the database is as it was)
             await asyncio.to_thread(
-                _pg_restore, options.database_url, staging / "unpacked/database/docker-manager.pgdump"
+                postgres_restore, options.database_url, staging / "unpacked/database/docker-manager.pgdump"
             )
             report.schema_to = await _migrate(options.database_url)
         await _place_sites(options, staging, nginx, report)
@@ -122,7 +122,7 @@ def _check_host(options: BackupOptions, manifest: Manifest, force: bool) -> None
     for _, elsewhere in _outside(options):
         if elsewhere.exists() and not force:
             raise Conflict(f"{elsewhere} exists: pass --force to replace it (it is kept aside, renamed)")
-    if manifest.database == "postgresql" and not force and _postgres_tables(options.database_url):
+    if manifest.database == "postgresql" and not force and postgres_table_count(options.database_url):
         raise Conflict("the configured PostgreSQL database holds tables: pass --force to replace them")
     _check_certificates(options, manifest, force)
     _check_sites(options, manifest, force)
@@ -175,14 +175,6 @@ def _outside(options: BackupOptions) -> list[tuple[str, Path]]:
     return [
         (name, path) for name, path in wanted if not path.resolve().is_relative_to(options.data_dir.resolve())
     ]
-
-
-def _postgres_tables(url: str) -> int:
-    psql = shutil.which("psql")
-    if psql is None:
-        raise Unsupported("psql is not installed here (Debian: postgresql-client)")
-    query = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-    return int(run_tool([psql, "-At", "-c", query], postgres_env(url)).strip() or 0)
 
 
 def _holds_files(folder: Path) -> bool:
@@ -323,23 +315,6 @@ def _move_out(placed: Path, wanted: Path, stamp: str) -> None:
     os.chmod(partial, 0o600)
     os.replace(partial, wanted)
     placed.unlink()
-
-
-def _pg_restore(url: str, dump: Path) -> None:
-    pg_restore = shutil.which("pg_restore")
-    if pg_restore is None:
-        raise Unsupported("pg_restore is not installed here (Debian: postgresql-client)")
-    env = postgres_env(url)
-    argv = [
-        pg_restore,
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--single-transaction",
-        "--dbname",
-        env["PGDATABASE"],
-    ]
-    run_tool([*argv, str(dump)], env)
 
 
 def describe(report: RestoreReport) -> list[str]:

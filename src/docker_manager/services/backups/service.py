@@ -189,7 +189,10 @@ class BackupService:
         while True:
             self._status.next_at = datetime.now(UTC) + timedelta(seconds=wait)
             await asyncio.sleep(wait)
-            await self.run_scheduled()
+            try:
+                await self.run_scheduled()
+            except Exception:  # (it reports its own failures: this is what it could not report)
+                log.exception("scheduled backup: unexpected failure; the next one is still due")
             wait = self._options.interval
 
     def _until_due(self) -> float:
@@ -249,8 +252,8 @@ class BackupService:
         )
         try:
             await self._audit.record(entry)
-        except DockerManagerError as error:
-            log.warning("the audit entry of a failed backup was not written: %s", error.detail)
+        except Exception as error:  # (the database may be what failed the backup)
+            log.warning("the audit entry of a failed backup was not written: %s", error)
 
     def _backups(self) -> list[Path]:
         folder = self._options.backup_dir

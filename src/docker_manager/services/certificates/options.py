@@ -44,7 +44,7 @@ class CertificateOptions:
             email=settings.acme_email,
             ca_bundle=settings.acme_ca_bundle,
             cert_dir=settings.nginx_cert_dir,
-            accounts_dir=settings.data_dir / "acme",
+            accounts_dir=settings.acme_accounts_dir,
             self_check=settings.acme_self_check,
             self_check_address=settings.acme_self_check_address,
             tls_address=_loopback_address(settings.nginx_tls_listen),
