@@ -125,8 +125,12 @@ class AcmeClient:
     def place_order(self, domain: str, key_pem: bytes) -> Order:
         """Connect, make sure the account exists (registered again if the CA forgot it), and
         place an order for `domain` with a CSR of `key_pem`."""
-        with _problems():
-            acme, network = self._connect()
+        problems = _problems()
+        with problems:
+            # (the network is known to the error mapping before its first request: a CA answers a
+            # rate limit on new-account and new-order, with the Retry-After to honour)
+            network = problems.network = self._network()
+            acme = self._register(network)
             csr = crypto_util.make_csr(key_pem, [domain])
             return Order(acme, network, acme.new_order(csr), domain)
 
@@ -162,14 +166,15 @@ class AcmeClient:
             raise AcmeError("the CA finalized the order without a certificate", problem_type="serverInternal")
         return str(done.fullchain_pem)
 
-    def _connect(self) -> tuple[client.ClientV2, _Network]:
-        key = self._accounts.key(self.directory_url)
-        network = _Network(
-            key,
+    def _network(self) -> _Network:
+        return _Network(
+            self._accounts.key(self.directory_url),
             user_agent=USER_AGENT,
             verify_ssl=self._verify,  # type: ignore[arg-type]  # (passed to requests: a CA bundle path works)
             timeout=int(self._timeout),
         )
+
+    def _register(self, network: _Network) -> client.ClientV2:
         directory = client.ClientV2.get_directory(self.directory_url, network)
         acme = client.ClientV2(directory, network)
         contact = (f"mailto:{self._email}",) if self._email else ()
@@ -180,14 +185,14 @@ class AcmeClient:
             account = messages.RegistrationResource(uri=existing.location, body=messages.Registration())
             network.account = account
         self._accounts.remember(self.directory_url, str(account.uri), contact)
-        return acme, network
+        return acme
 
 
 class _problems:
     """The package's exceptions as AcmeError (problem type, permanence, Retry-After)."""
 
     def __init__(self, network: _Network | None = None) -> None:
-        self._network = network
+        self.network = network
 
     def __enter__(self) -> None:
         return None
@@ -195,7 +200,7 @@ class _problems:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None or isinstance(exc, AcmeError) or not isinstance(exc, Exception):
             return
-        retry_after = _seconds(self._network.retry_after) if self._network else None
+        retry_after = _seconds(self.network.retry_after) if self.network else None
         raise _as_acme_error(exc, retry_after) from exc
 
 
