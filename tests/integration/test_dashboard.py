@@ -4,6 +4,7 @@ process and the real engine. Each test saves screenshots in its temporary folder
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import subprocess
 import time
@@ -487,6 +488,14 @@ def test_every_page_fits_a_phone(browser: WebDriver, server: Server, unique: str
         "/docker/build",
         json={"path": folder.name, "tag": f"{unique}:nr", "app_id": app_without_release},
     )
+    # A site made for an app that has no release and ran no task: the Sites page links its app.
+    site_only = f"{unique}-siteonly"
+    made = server.api(
+        "POST",
+        "/nginx/site/create",
+        json={"domain": f"{site_only}.example.com", "port": free_port(), "app_id": site_only},
+    )
+    assert made.status_code == 200, made.text
     log_in(browser, server, server.token)
     browser.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
@@ -507,6 +516,11 @@ def test_every_page_fits_a_phone(browser: WebDriver, server: Server, unique: str
         assert width <= 391, f"{path} is {width} px wide at 390"
     browser.get(f"{server.url}/ui/apps/{app_without_release}")
     assert "No release" in browser.find_element(By.TAG_NAME, "main").text
+    sites = httpx2.get(f"{server.url}/ui/sites", cookies=cookie, timeout=30).text
+    linked = set(re.findall(r'href="(/ui/apps/[^"]+)"', sites))
+    assert f"/ui/apps/{site_only}" in linked, linked
+    for path in linked:
+        assert httpx2.get(f"{server.url}{path}", cookies=cookie, timeout=30).status_code == 200, path
     browser.get(f"{server.url}/ui/containers")
     assert (
         image_id[7:19] in browser.page_source

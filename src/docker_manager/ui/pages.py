@@ -164,11 +164,11 @@ async def app_page(request: Request, session: UiSession, app_id: AppRef) -> Resp
     try:
         app = await runtime.releases.app(app_id)
         releases = await runtime.releases.releases(app_id, limit=50)
-    except NotFound as missing:  # a build or deploy of it ran (the tasks list links here)?
+    except NotFound as missing:  # a build or deploy of it ran, or a site names it (both link here)?
         tasks, _ = await runtime.tasks.page(
             status=None, task_type=None, app_id=app_id, limit=1, cursor=None, principal=session.principal
         )
-        if not tasks:
+        if not tasks and not any(site.app_id == app_id for site in await runtime.sites.list_sites()):
             return page(request, "error.html", session, status_code=404, failure=missing)
         app, releases = None, []
     except DockerManagerError as exc:
