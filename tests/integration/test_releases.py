@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import lz4.frame
 import pytest
 
 from docker_manager.config import Settings
@@ -277,6 +278,38 @@ async def test_rollback_without_a_site_keeps_the_host_port_and_restores_on_failu
     assert missing.status_code == 404
     unknown = await app.client.get("/apps/no-such-app/releases", headers=ADMIN)
     assert unknown.status_code == 404
+
+
+async def test_a_release_whose_image_left_the_host_says_what_is_missing_until_it_is_back(
+    app: App, unique: str, base_image: str
+) -> None:
+    """As after a restore onto a new host: the engine lost a release's container and image (not
+    pruned by this service). The release is listed `gone` with its image in `missing`; once the
+    image is loaded again it is whole, and a rollback runs it from its recorded config."""
+    app_id = unique
+    first = await deploy(app, app_id, 1, base_image)
+    image = inspect(first.container_id)["Image"]
+    await stop(app.client, first.container_id)
+    second = await deploy(app, app_id, 2, base_image)
+    docker_cli("rm", "-f", first.container_id)
+    docker_cli("rmi", image)
+
+    listed = (await app.client.get(f"/apps/{app_id}/releases", headers=ADMIN)).json()
+    one = next(r for r in listed if r["release"] == 1)
+    assert one["status"] == "gone" and len(one["missing"]) == 1 and image in one["missing"][0], one
+    assert all(r["missing"] == [] for r in listed if r["release"] != 1)
+    refused = await app.client.post(f"/apps/{app_id}/rollback", json={"release": 1}, headers=ADMIN)
+    assert refused.status_code == 409 and refused.json()["missing"]["image_id"] == image, refused.text
+
+    archive = lz4.frame.decompress(first.artefact.read_bytes())
+    loaded = subprocess.run(["docker", "load"], input=archive, capture_output=True, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    listed = (await app.client.get(f"/apps/{app_id}/releases", headers=ADMIN)).json()
+    one = next(r for r in listed if r["release"] == 1)
+    assert one["status"] == "retained" and one["missing"] == [], one
+    done = await rollback(app, app_id, release=1)
+    assert done["status"] == "completed", done
+    await wait_serving(second.port, "release-1")  # (on the app's host port)
 
 
 async def test_retention_keeps_the_last_releases_and_nothing_else_is_touched(

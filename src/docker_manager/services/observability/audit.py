@@ -56,7 +56,12 @@ TARGET_FIELDS = (
     "token_id",
     "lz4_path",
     "context_path",
+    "context",
     "path",
+    "mode",
+    "replicas",
+    "node_id",
+    "availability",
 )
 MAX_TARGET_VALUE = 200
 
