@@ -42,6 +42,15 @@ class Lab:
         task_id = str(started.json()["task_id"])
         return self.final(task_id) if wait else {"task_id": task_id}
 
+    def deploy_as(self, app_id: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """A deploy by another token: its refusal at once, or its task's end."""
+        started = httpx2.post(
+            f"{self.service.url}/apps/{app_id}/deploy", json=body, headers=headers, timeout=60
+        )
+        if started.status_code != 202:
+            return {"status": "error", "code": started.status_code, "error": started.text}
+        return self.final(str(started.json()["task_id"]))
+
     def final(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
@@ -191,6 +200,59 @@ def test_a_failing_step_leaves_the_previous_release_serving(lab: Lab, unique: st
         assert running_of(app) == [live[:12]]
 
 
+def test_nginx_gone_during_a_deploy_never_leaves_it_half_done(lab: Lab, unique: str) -> None:
+    """nginx answered when the deploy started and is gone by its switch (the original bug: the
+    new release was listed live while the site still pointed at the old one, and a rollback then
+    left two containers running). Whatever the outcome (a kernel-rule switch needs no nginx), the
+    release listed live is the one the site serves once nginx is back, and it alone runs."""
+    app, domain = f"{unique}-gone", f"{unique}-gone.example.com"
+    good = lab.deploy(app, {"context": lab.context(app, "good"), "domain": domain})
+    assert good["status"] == "completed", good
+    started = lab.deploy(
+        app, {"context": lab.context(f"{app}-2", "new", extra="RUN sleep 3\n"), "domain": domain}, wait=False
+    )
+    deadline = time.monotonic() + 60
+    while lab.at_stage(started["task_id"], "build") is None:
+        assert time.monotonic() < deadline, "never reached build"
+        time.sleep(0.1)
+    web = lab.nginx
+    subprocess.run(
+        ["nginx", "-p", str(web.prefix), "-c", str(web.conf), "-s", "stop"], check=True, timeout=30
+    )
+    try:
+        ended = lab.final(started["task_id"])
+    finally:
+        while web.pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        subprocess.run(["nginx", "-p", str(web.prefix), "-c", str(web.conf)], check=True, timeout=30)
+    if ended["status"] == "completed":
+        expected, releases = "new", [2, 1]
+    else:
+        assert ended["status"] == "error" and ended["stage"] == "switch", ended
+        expected, releases = "good", [1]
+    assert [r["release"] for r in lab.releases(app)] == releases
+    shown = lab.app(app)
+    assert shown["live_release"] == releases[0] and running_of(app) == [shown["container_id"][:12]]
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if lab.site(domain).text.strip() == expected:
+                break
+        except httpx2.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"the site does not serve release {releases[0]}"
+        time.sleep(0.1)
+    # A rollback from there leaves one container of the app running, the one it lists.
+    back = httpx2.post(
+        f"{lab.service.url}/apps/{app}/rollback", json={}, headers=lab.service.headers, timeout=30
+    )
+    if len(releases) > 1:
+        assert back.status_code == 200, back.text
+        assert lab.final(back.json()["task_id"])["status"] == "completed"
+        shown = lab.app(app)
+        assert running_of(app) == [shown["container_id"][:12]] and lab.site(domain).text.strip() == "good"
+
+
 def test_a_deploy_cancelled_at_any_stage_changes_nothing(lab: Lab, unique: str) -> None:
     app, domain = f"{unique}-cafe", f"{unique}-cafe.example.com"
     assert lab.deploy(app, {"context": lab.context(app, "first"), "domain": domain})["status"] == "completed"
@@ -292,6 +354,9 @@ def test_bad_deploys_are_refused_before_anything_starts(lab: Lab, unique: str) -
         ({"git": {"url": "ext::sh -c touch% /tmp/pwned"}}, "repo_url"),
         ({"git": {"url": "https://example.com/r.git", "ref": "--upload-pack=touch"}}, None),
         ({"image": BASE_IMAGE, "domain": "bad;domain"}, None),
+        ({"image": BASE_IMAGE, "restart_policy": {"name": "sometimes"}}, None),
+        ({"image": BASE_IMAGE, "log_options": {"max-size": "1m"}}, None),
+        ({"image": BASE_IMAGE, "mode": "swarm", "restart_policy": {"name": "always"}}, None),
     ):
         refused = httpx2.post(
             f"{lab.service.url}/apps/{app}/deploy", json=body, headers=lab.service.headers, timeout=30
@@ -506,3 +571,46 @@ def test_a_deploy_takes_nothing_of_another_app_or_of_an_admin(lab: Lab, unique: 
         httpx2.post(
             f"{lab.service.url}/nginx/site/delete", json={"domain": name}, headers=lab.service.headers
         ).raise_for_status()
+
+
+def test_a_deployed_app_comes_back_by_itself_and_keeps_its_log_policy(lab: Lab, unique: str) -> None:
+    app = f"{unique}-back"
+    ended = lab.deploy(
+        app,
+        {"context": lab.context(app, "back"), "log_driver": "local", "log_options": {"max-size": "1m"}},
+    )
+    assert ended["status"] == "completed", ended
+    name = ended["result"]["container_name"]
+    host = json.loads(docker_cli("inspect", "--format", "{{json .HostConfig}}", name).stdout)
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert host["LogConfig"] == {"Type": "local", "Config": {"max-size": "1m"}}
+    # Its process dies (not a stop asked for): the engine starts it again, and it serves.
+    pid = docker_cli("inspect", "--format", "{{.State.Pid}}", name).stdout.strip()
+    subprocess.run(["kill", "-9", pid], check=True)
+    deadline = time.monotonic() + 30
+    while docker_cli("inspect", "--format", "{{.RestartCount}} {{.State.Running}}", name).stdout.split() != [
+        "1",
+        "true",
+    ]:
+        assert time.monotonic() < deadline, "the engine did not start the app again"
+        time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while True:  # (an engine-chosen port may change on a restart: the app's view follows it)
+        try:
+            port = lab.app(app)["host_port"]
+            if httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "back":
+                break
+        except httpx2.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the app does not serve again after its restart"
+        time.sleep(0.1)
+    # Asked otherwise, as asked; a log driver that sends logs off the host is not for operate.
+    other = lab.deploy(app, {"context": lab.context(app, "back"), "restart_policy": {"name": "no"}})
+    assert other["status"] == "completed", other
+    named = docker_cli(
+        "inspect", "--format", "{{.HostConfig.RestartPolicy.Name}}", other["result"]["container_name"]
+    )
+    assert named.stdout.strip() == "no"
+    operator = _token(lab, ["read", "operate"])
+    remote = lab.deploy_as(app, {"image": f"{app}:latest", "log_driver": "syslog"}, operator)
+    assert remote["status"] == "error" and "syslog" in remote["error"], remote

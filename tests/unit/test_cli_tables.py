@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from docker_manager.client.terminal import cell, table
 
 
@@ -20,3 +23,21 @@ def test_a_table() -> None:
         "NAME  PORTS         DOMAINS        LIVE",
         "web   80/tcp→18080  x.example.com  yes",
     ]
+
+
+def test_the_deploy_command_sends_a_restart_policy_in_dockers_words() -> None:
+    from docker_manager.client.deploy import DeployOptions
+    from docker_manager.schemas.deploys import DeployRequest
+
+    def policy(restart: str | None) -> object:
+        body = DeployOptions(app_id="shop", path="shop", restart=restart).body()
+        return DeployRequest.model_validate(body).restart_policy
+
+    assert policy(None) is None  # (the server's default: unless-stopped)
+    assert policy("always").name == "always"  # type: ignore[attr-defined]
+    on_failure = policy("on-failure:5")
+    assert (on_failure.name, on_failure.maximum_retry_count) == ("on-failure", 5)  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError):
+        policy("on-failure:many")
+    with pytest.raises(ValidationError):
+        policy("sometimes")

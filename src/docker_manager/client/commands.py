@@ -117,6 +117,10 @@ def deploy(
     cpu: Annotated[float | None, typer.Option(help="CPUs, e.g. 0.5.")] = None,
     health_path: Annotated[str, typer.Option(help="What the new container must answer.")] = "/",
     export: Annotated[bool, typer.Option(help="Also save the image as an artefact.")] = False,
+    restart: Annotated[
+        str | None,
+        typer.Option(help="Restart policy: no, always, unless-stopped (default), on-failure[:N]."),
+    ] = None,
     replicas: Annotated[int | None, typer.Option(help="Run it as N replicas on the swarm.")] = None,
     placement: Annotated[list[str] | None, typer.Option(help="A swarm constraint, repeatable.")] = None,
     context: ContextOption = None,
@@ -137,7 +141,7 @@ def deploy(
         app_id=app_id, path=path, image=image, git=git, ref=ref, artefact=artefact, tag=tag, port=port,
         container_port=container_port, domain=domain, tls=tls.value if tls is not None else None,
         hsts_max_age=hsts, env=variables, memory=memory, cpu=cpu, health_path=health_path, export=export,
-        replicas=replicas, placement=placement,
+        restart=restart, replicas=replicas, placement=placement,
     )  # fmt: skip
     with api_for(context) as api:
         result = deploy_app(

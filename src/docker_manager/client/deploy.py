@@ -39,6 +39,7 @@ class DeployOptions:
     cpu: float | None = None
     health_path: str = "/"
     export: bool = False
+    restart: str | None = None  # docker's form: "unless-stopped", "on-failure:5"
     replicas: int | None = None  # given (or a placement): the app runs as replicas on the swarm
     placement: list[str] | None = None
 
@@ -65,8 +66,18 @@ class DeployOptions:
             "env": self.env,
             "health": {"path": self.health_path},
             "export": self.export,
+            **self._restart(),
             **self._swarm(),
         }
+
+    def _restart(self) -> dict[str, Any]:
+        if self.restart is None:
+            return {}
+        name, _, retries = self.restart.partition(":")
+        policy: dict[str, Any] = {"name": name}
+        if retries:
+            policy["maximum_retry_count"] = int(retries) if retries.isdigit() else retries
+        return {"restart_policy": policy}
 
     def _swarm(self) -> dict[str, Any]:
         if self.replicas is None and not self.placement:

@@ -50,6 +50,13 @@ class VolumeBind(StrictModel):
     mode: Literal["rw", "ro"] = "rw"
 
 
+LogDriver = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")]
+LogOptions = dict[
+    Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")],
+    Annotated[str, StringConstraints(max_length=1024)],
+]
+
+
 class RestartPolicy(StrictModel):
     name: Literal["no", "always", "unless-stopped", "on-failure"] = "no"
     maximum_retry_count: int = Field(0, ge=0, le=100)
@@ -81,11 +88,8 @@ class RunExtendedRequest(StrictModel):
     cpuset_mems: CpuSet | None = None
     pids_limit: int | None = Field(None, ge=1, le=4194304)
     restart_policy: RestartPolicy | None = None
-    log_driver: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,64}$")] | None = None
-    log_options: dict[
-        Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]{1,64}$")],
-        Annotated[str, StringConstraints(max_length=1024)],
-    ] = Field(default_factory=dict, max_length=32)
+    log_driver: LogDriver | None = None
+    log_options: LogOptions = Field(default_factory=dict, max_length=32)
     detach: bool = True
     app_id: AppId | None = None
     task_id: TaskId | None = None

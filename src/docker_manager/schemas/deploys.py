@@ -22,7 +22,7 @@ from docker_manager.schemas.common import (
     StrictModel,
     TaskId,
 )
-from docker_manager.schemas.containers import ContainerPath, NamedVolume
+from docker_manager.schemas.containers import ContainerPath, LogDriver, LogOptions, NamedVolume, RestartPolicy
 from docker_manager.schemas.sites import Domain, SiteTlsFields
 
 
@@ -151,6 +151,17 @@ class DeployRequest(SiteTlsFields):
     domain: Domain | None = Field(None, description="Serve this domain (its site made if missing).")
     health: DeployHealth = Field(default_factory=DeployHealth)
     drain_seconds: float | None = Field(None, ge=0, le=300, description="Before the previous one stops.")
+    restart_policy: RestartPolicy | None = Field(
+        None,
+        description=(
+            "The container's restart policy (default unless-stopped: the app comes back after the "
+            "engine or the host restarts, and stays down when stopped on purpose)."
+        ),
+    )
+    log_driver: LogDriver | None = Field(
+        None, description="The container's log driver (default: the engine's; a remote one needs admin)."
+    )
+    log_options: LogOptions = Field(default_factory=dict, max_length=32)
     export: bool = Field(False, description="Also save the image as a .tar.lz4 in the task's folder.")
     mode: Literal["container", "swarm"] = Field(
         "container", description="swarm: replicas on the swarm this engine manages (a rolling release)."
@@ -186,6 +197,11 @@ class DeployRequest(SiteTlsFields):
             raise ValueError('mode "swarm" publishes each replica on a port the engine chooses: drop port')
         if self.mode == "swarm" and self.export:
             raise ValueError('export goes with mode "container"')
+        if self.mode == "swarm" and (self.restart_policy or self.log_driver or self.log_options):
+            # (a swarm restarts replicas by itself, and its tasks log through the engine's driver)
+            raise ValueError('restart_policy and log options go with mode "container"')
+        if self.log_options and not self.log_driver:
+            raise ValueError("log_options go with a log_driver")
         if (self.tls is not None or self.hsts_max_age is not None) and self.domain is None:
             raise ValueError("tls and hsts_max_age are the options of `domain`'s site: give the domain")
         return self

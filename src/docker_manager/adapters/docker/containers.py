@@ -101,6 +101,10 @@ class Containers:
     async def rename(self, container: str, name: str) -> None:
         await self._t.request("POST", f"/containers/{ref(container)}/rename", params={"name": name})
 
+    async def update(self, container: str, host_config: dict[str, Any]) -> None:
+        """Change a created container's resources or restart policy (`docker update`)."""
+        await self._t.request("POST", f"/containers/{ref(container)}/update", json_body=host_config)
+
     async def kill(self, container: str, *, signal: str = "SIGKILL") -> None:
         await self._t.request("POST", f"/containers/{ref(container)}/kill", params={"signal": signal})
 

@@ -35,6 +35,7 @@ from docker_manager.errors import (
 )
 from docker_manager.runner import TaskContext, TaskKind, TaskRecord, TaskRunner, TaskSpec, new_task_id
 from docker_manager.schemas.common import APP_ID_RE
+from docker_manager.schemas.containers import RestartPolicy
 from docker_manager.schemas.deploys import DeployRequest
 from docker_manager.schemas.sites import HealthGate
 from docker_manager.services.builds import BuildService
@@ -231,6 +232,10 @@ class DeployService:
                 upstream, deploy.gate, interval=body.health.interval
             )
             progress.health = {"status": "healthy", "http_status": status, "url": f"http://{address}"}
+            # Its restart policy from here on: a version that crashes at start is reported as
+            # such (by `run` or this check), not restarted in a loop while it is judged.
+            policy = {"RestartPolicy": _restart_policy(body.restart_policy)}
+            await self._docker.containers.update(progress.new.id, policy)
 
     async def _complete(
         self, ctx: TaskContext, deploy: Deploy, progress: Progress, started: float
@@ -329,6 +334,8 @@ class DeployService:
             task_id=ctx.task_id,
             nano_cpus=round(body.cpus * 1e9) if body.cpus is not None else None,
             memory=body.memory,
+            log_driver=body.log_driver,
+            log_options=dict(body.log_options),
         )
         run = await self._containers.run(spec, deploy.principal)
         await ctx.merge_summary({"container_id": run.id, "container_name": run.name})
@@ -382,3 +389,9 @@ class DeployService:
             if outcome is not None:
                 retired.append(outcome)
         return retired
+
+
+def _restart_policy(asked: RestartPolicy | None) -> dict[str, Any]:
+    """The engine's form; by default unless-stopped (apps survive a reboot, a stop is kept)."""
+    policy = asked or RestartPolicy(name="unless-stopped")
+    return {"Name": policy.name, "MaximumRetryCount": policy.maximum_retry_count}
