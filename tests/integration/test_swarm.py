@@ -170,6 +170,15 @@ def test_drain_waits_for_the_replicas_and_removal_for_the_drain(
             first, "POST", f"/swarm/nodes/{nodes[n2.name]['id']}/availability", json={"availability": "pause"}
         )
         assert paused.status_code == 200 and paused.json()["node"]["availability"] == "pause"
+        # The audit log says which node and what was asked.
+        wanted = {"node_id": nodes[n2.name]["id"], "availability": "pause"}
+        deadline = time.monotonic() + 10
+        while not any(
+            e["target"] == wanted
+            for e in call(first, "GET", "/audit", params={"limit": 20}).json()["entries"]
+        ):
+            assert time.monotonic() < deadline, "no audit entry names the node"
+            time.sleep(0.2)
         removed = call(first, "DELETE", f"/swarm/nodes/{target['id']}")
         assert removed.status_code == 200, removed.text
         left = [n["hostname"] for n in call(first, "GET", "/swarm").json()["nodes"]]

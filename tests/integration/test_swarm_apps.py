@@ -135,6 +135,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
                 DM_SWARM_REGISTRY_USERNAME="lab",
                 DM_SWARM_REGISTRY_PASSWORD="lab-pass-123",
                 DM_SWARM_POLL_INTERVAL="0.5",
+                DM_SWARM_ROLLOUT_TIMEOUT="30",  # (the deadline test below waits it out)
                 **web.env(),
             ) as service,
         ):
@@ -243,6 +244,30 @@ def test_wrong_asks_change_nothing(lab: Lab) -> None:
         before["live_release"],
         before["replicas_desired"],
     )
+
+
+def test_a_release_that_cannot_be_placed_is_rolled_back_at_its_deadline(lab: Lab) -> None:
+    """No node satisfies the new release's placement: its start-first replica waits forever in
+    Swarm. At DM_SWARM_ROLLOUT_TIMEOUT the service rolls it back, waits for that, and says so; the
+    previous release serves all along, and the service is not left paused."""
+    before = lab.app()
+    served = lab.site()
+    with Loop(lab) as loop:
+        stuck = lab.deploy({"context": lab.context("v9"), "placement": ["node.labels.dm-nowhere==yes"]})
+    assert stuck["status"] == "error" and stuck["stage"] == "rollout", stuck
+    assert "not converged after 30 s" in stuck["error"], stuck["error"]
+    assert "rolled back (rollback_completed)" in stuck["error"], stuck["error"]
+    assert loop.failures == [] and set(loop.answers) == {served}, (loop.failures[:5], set(loop.answers))
+    manager = lab.swarm.nodes[0]
+    shown = manager.docker(
+        "service",
+        "inspect",
+        "--format",
+        "{{json .UpdateStatus.State}} {{json .Spec.TaskTemplate.Placement}}",
+        f"dm-{APP}",
+    ).stdout
+    assert shown.startswith('"rollback_completed"') and "dm-nowhere" not in shown, shown
+    assert lab.app()["live_release"] == before["live_release"]
 
 
 def test_a_lost_node_costs_no_request(lab: Lab) -> None:

@@ -22,6 +22,7 @@ from docker_manager.services.swarm.manager import as_manager
 
 POLL = 0.1  # seconds between looks at a rollout (two engine reads each)
 UPDATE_RETRIES = 5
+ROLLBACK_WAIT = 60.0  # seconds a rollback asked for at the deadline is waited for
 FAILED_TASKS_LIMIT = 3  # a first deploy whose replicas failed this often ends (nothing to go back to)
 _FAILED = ("failed", "rejected", "orphaned")
 
@@ -92,24 +93,37 @@ async def converge(
         elif written.created and _failed(tasks, task_id) >= FAILED_TASKS_LIMIT:
             raise RolloutFailed(_failure("the replicas keep failing", update, tasks))
         if time.monotonic() > deadline:
-            await _give_up(docker, written, state)
-            raise RolloutFailed(_failure(f"not converged after {round(timeout)} s", update, tasks))
+            ended = await _give_up(docker, written, state, progress)
+            summary = f"not converged after {round(timeout)} s" + (f"; {ended}" if ended else "")
+            raise RolloutFailed(_failure(summary, update, tasks))
         await asyncio.sleep(POLL)
 
 
-async def _give_up(docker: Docker, written: Written, state: str) -> None:
-    """A rollout past its deadline: back to the previous spec (the engine's own rollback), and
-    that rollback waited for a while. A first deploy has nothing to go back to."""
-    if written.created or state.startswith("rollback"):
-        return
-    service = await as_manager(docker, lambda: docker.services.inspect(written.service_id))
-    version = int((service.get("Version") or {}).get("Index") or 0)
-    try:
-        await docker.services.update(
-            written.service_id, version=version, spec=service["Spec"], auth=None, rollback=True
-        )
-    except DockerManagerError:
-        return  # (no previous spec: nothing to go back to)
+async def _give_up(docker: Docker, written: Written, state: str, progress: Progress) -> str:
+    """A rollout past its deadline: back to the previous spec (the engine's own rollback, unless
+    the engine started one), and that rollback waited for, up to ROLLBACK_WAIT, so that the task
+    ends once the previous release serves again. Says how the rollback ended ("": none, a first
+    deploy has nothing to go back to)."""
+    if written.created:
+        return ""
+    if not state.startswith("rollback"):
+        service = await as_manager(docker, lambda: docker.services.inspect(written.service_id))
+        version = int((service.get("Version") or {}).get("Index") or 0)
+        try:
+            await docker.services.update(
+                written.service_id, version=version, spec=service["Spec"], auth=None, rollback=True
+            )
+        except DockerManagerError:
+            return ""  # (no previous spec: nothing to go back to)
+        await progress("rollout past its deadline: rolling back to the previous release")
+    deadline = time.monotonic() + ROLLBACK_WAIT
+    while time.monotonic() < deadline:
+        service = await as_manager(docker, lambda: docker.services.inspect(written.service_id))
+        ended = str((service.get("UpdateStatus") or {}).get("State") or "")
+        if ended in ("rollback_completed", "rollback_paused"):
+            return f"rolled back ({ended})"
+        await asyncio.sleep(POLL * 5)
+    return f"the rollback was still running after {round(ROLLBACK_WAIT)} s"
 
 
 async def _tasks(docker: Docker, service_id: str) -> list[dict[str, Any]]:

@@ -104,7 +104,9 @@ def service_spec(plan: SwarmPlan) -> dict[str, Any]:
         },
         "Mode": {"Replicated": {"Replicas": plan.replicas}},
         "UpdateConfig": {**policy, "FailureAction": "rollback"},
-        "RollbackConfig": {**policy, "FailureAction": "pause"},
+        # (a rollback that meets a failing replica goes on to the end rather than pause: the
+        # service is then wholly at the previous spec, its replicas restarted by their policy)
+        "RollbackConfig": {**policy, "FailureAction": "continue"},
         "EndpointSpec": {
             "Mode": "dnsrr",
             "Ports": [{"Protocol": "tcp", "TargetPort": plan.container_port, "PublishMode": "host"}],
