@@ -224,6 +224,9 @@ def backup(
     except DockerManagerError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from exc
+    except OSError as exc:  # (a full disk, a folder that cannot be written: no traceback)
+        typer.echo(f"error: {_os_error(exc)}", err=True)
+        raise typer.Exit(2) from exc
     manifest = written.manifest
     typer.echo(
         f"wrote {written.path} ({written.size} bytes): {len(manifest.members)} files, "
@@ -267,8 +270,16 @@ def restore(
     except DockerManagerError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from exc
+    except OSError as exc:
+        typer.echo(f"error: {_os_error(exc)}", err=True)
+        raise typer.Exit(2) from exc
     for line in restoring.describe(report):
         typer.echo(line)
+
+
+def _os_error(exc: OSError) -> str:
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
 
 
 @service_app.command("install")

@@ -304,6 +304,10 @@ def test_bad_archives_and_bad_hosts_are_refused_with_nothing_written(
         in cli("backup", str(tmp_path / "x.dmbackup"), "--passphrase-file", str(short), env=env).stderr
     )
     assert not (tmp_path / "x.dmbackup").exists()
+    nowhere = cli("backup", "/proc/x.dmbackup", "--passphrase-file", str(secret), env=env)
+    assert (
+        nowhere.returncode == 2 and nowhere.stderr.startswith("error: ") and "Traceback" not in nowhere.stderr
+    )
     # --force keeps the replaced folder aside.
     done = cli(
         "restore",
