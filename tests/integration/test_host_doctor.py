@@ -50,11 +50,11 @@ def doctor(process: ServiceProcess) -> dict[str, Any]:
     return dict(answer.json())
 
 
-def cli_doctor(process: ServiceProcess, home: Path) -> subprocess.CompletedProcess[str]:
+def cli_doctor(process: ServiceProcess, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DM_")}
     env |= {"HOME": str(home), "DM_URL": process.url, "DM_TOKEN": process.headers["Authorization"][7:]}
     return subprocess.run(
-        [sys.executable, "-m", "docker_manager", "doctor"],
+        [sys.executable, "-m", "docker_manager", "doctor", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -119,6 +119,20 @@ def test_a_healthy_host_then_each_problem_with_its_fix(
         assert status["status"] == "completed", json.dumps(status)[:2000]
         page = httpx2.get(f"http://127.0.0.1:{web.port}/", headers={"Host": domain}, timeout=10)
         assert page.text.strip() == "up"
+        # A site file whose header was edited by hand: the service no longer sees it, doctor says so.
+        checks = {check["name"]: check for check in doctor(process)["checks"]}
+        assert checks["sites"]["ok"] and "1 managed site file" in checks["sites"]["detail"], checks["sites"]
+        site_file = web.sites / f"{app}.conf"
+        original = site_file.read_text()
+        site_file.write_text(original.replace(" port=", " port=x", 1))
+        try:
+            shown = cli_doctor(process, tmp_path, "--json")
+        finally:
+            site_file.write_text(original)
+        assert shown.returncode == 1, shown.stdout + shown.stderr
+        failed = {check["name"]: check for check in json.loads(shown.stdout)["checks"] if not check["ok"]}
+        assert list(failed) == ["sites"], failed
+        assert str(site_file) in failed["sites"]["detail"] and "re-create the site" in failed["sites"]["fix"]
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HEADER_BYTES = 4096  # where the header must be: the start of the file
+MARKER = "managed-by=docker-manager"
 # A lower-case RFC 1123 name with at least two labels; a wildcard only as the whole first label
 # (the rule of every domain a request may name: schemas/sites.py uses it too).
 DOMAIN_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -140,4 +141,20 @@ def managed_sites(directories: list[Path]) -> list[tuple[Path, SiteHeader]]:
             header = read_header(path)
             if header is not None:
                 found.append((path, header))
+    return found
+
+
+def unreadable_sites(directories: list[Path]) -> list[Path]:
+    """Files that say they are this service's sites and whose header does not parse (edited by
+    hand, cut): the service no longer sees them, while nginx may still serve them. Blocking."""
+    found = []
+    for directory in directories:
+        for path in sorted(directory.glob("*.conf")):
+            try:
+                with path.open("r", encoding="utf-8", errors="replace") as handle:
+                    start = handle.read(HEADER_BYTES)
+            except OSError:
+                continue
+            if MARKER in start and parse_header(start) is None:
+                found.append(path)
     return found

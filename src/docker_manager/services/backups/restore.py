@@ -24,7 +24,7 @@ from typing import IO
 
 from docker_manager.adapters.database_dump import postgres_restore, postgres_table_count
 from docker_manager.adapters.nginx import FileChange, Nginx
-from docker_manager.adapters.site_header import read_header
+from docker_manager.adapters.site_header import read_header, unreadable_sites
 from docker_manager.db import Database
 from docker_manager.errors import Conflict, InsufficientStorage, InvalidInput, NginxUnavailable, Unsupported
 from docker_manager.services.backups.archive import SPARE_BYTES, Manifest, read_archive, refused
@@ -238,6 +238,9 @@ async def _place_sites(options: BackupOptions, staging: Path, nginx: Nginx, repo
             changes.append(FileChange(options.cert_dir / path.name, path.read_bytes(), mode))
     # Rendered once the certificates are on disk: a site serves TLS when its certificate is there.
     sites = _rendered_sites(options, unpacked, nginx, {change.path.name for change in changes})
+    archived = sorted((unpacked / "sites").glob("*")) if (unpacked / "sites").is_dir() else []
+    for path in unreadable_sites(archived):
+        report.notes.append(f"{path.parent.name}/{path.name} was not restored: its header does not parse")
     await _apply(nginx, [*changes, *sites], report)
     report.certificates = [str(change.path) for change in changes]
     report.sites = [str(change.path) for change in sites]

@@ -21,6 +21,7 @@ import psutil
 
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.nginx import Nginx
+from docker_manager.adapters.site_header import managed_sites, unreadable_sites
 from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
 from docker_manager.runner.store import TaskStore
@@ -75,6 +76,7 @@ class Doctor:
         steps: list[Callable[[], Awaitable[list[DoctorCheck]]]] = [
             self._engine,
             self._nginx_state,
+            self._sites,
             self._roots,
             self._disk_space,
             self._modes,
@@ -133,6 +135,18 @@ class Doctor:
             ]
         version = ".".join(str(part) for part in self._nginx.version or ())
         return [_ok("nginx", f"nginx {version} runs; nginx -t passes with every site file")]
+
+    async def _sites(self) -> list[DoctorCheck]:
+        folders = list(self._options.site_dirs)
+        sites, unreadable = await asyncio.to_thread(
+            lambda: (managed_sites(folders), unreadable_sites(folders))
+        )
+        if unreadable:
+            named = ", ".join(str(path) for path in unreadable[:5])
+            detail = f"{len(unreadable)} site file(s) of this service no longer say what they serve: {named}"
+            fix = "re-create the site (POST /nginx/site/create) or remove the file and reload nginx"
+            return [_bad("sites", detail, fix)]
+        return [_ok("sites", f"{len(sites)} managed site file(s), each header readable")]
 
     async def _roots(self) -> list[DoctorCheck]:
         unwritable = [

@@ -29,6 +29,7 @@ class DoctorOptions:
     roots: tuple[Path, ...]  # every folder the service writes in
     admin_token_file: Path
     listen_ports: tuple[int, ...]  # nginx's ports: its HTTP one, and its TLS one when certificates are on
+    site_dirs: tuple[Path, ...]  # where the managed site files are
 
     @classmethod
     def of(cls, settings: Settings) -> DoctorOptions:
@@ -51,6 +52,7 @@ class DoctorOptions:
             ),
             admin_token_file=settings.admin_token_file,
             listen_ports=tuple(dict.fromkeys(ports)),
+            site_dirs=tuple(settings.nginx_conf_dirs),
         )
 
 
