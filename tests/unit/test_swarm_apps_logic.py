@@ -3,18 +3,24 @@ header that records them, and the deploy body's rules."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import shlex
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 from pydantic import ValidationError
 
+from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.site_header import parse_header
+from docker_manager.errors import EngineError
 from docker_manager.schemas.deploys import DeployRequest
 from docker_manager.services.swarm.apps import plan_of
 from docker_manager.services.swarm.options import SwarmOptions
 from docker_manager.services.swarm.replicas import node_address, replica_of, servers_of, swarm_upstream
+from docker_manager.services.swarm.rollout import UPDATE_RETRIES, Written, write_spec
 from docker_manager.services.swarm.spec import (
     SECOND,
     SwarmPlan,
@@ -47,6 +53,8 @@ def test_the_spec_rolls_out_start_first_and_rolls_back_by_itself() -> None:
         spec["UpdateConfig"]["Order"] == "start-first" and spec["UpdateConfig"]["FailureAction"] == "rollback"
     )
     assert spec["UpdateConfig"]["Parallelism"] == 1 and spec["RollbackConfig"]["Order"] == "start-first"
+    # A rollback meeting a failing replica goes on to the end: never a service left paused.
+    assert spec["RollbackConfig"]["FailureAction"] == "continue"
     # No routing mesh (IPVS) and no fixed host port: each replica on a port its node chooses.
     assert spec["EndpointSpec"] == {
         "Mode": "dnsrr",
@@ -194,3 +202,43 @@ def test_a_log_line_says_its_node_and_slot() -> None:
         "line": "GET / 200 with spaces",
     }
     assert len(_record("t d " + "x" * (MAX_LINE * 2), StreamId.STDOUT, {}, {})["line"]) == MAX_LINE
+
+
+class _Services:
+    """A swarm's services API that answers "update out of sequence" while another writer is
+    ahead, as the engine does (its version moved on)."""
+
+    def __init__(self, conflicts: int, error: str = "rpc error: update out of sequence") -> None:
+        self.version, self.conflicts, self.error = 7, conflicts, error
+        self.tried: list[int] = []
+
+    async def inspect(self, name: str) -> dict[str, object]:
+        return {"ID": "svc1", "Version": {"Index": self.version}, "Spec": {"Name": name}}
+
+    async def update(self, service: str, *, version: int, spec: dict[str, object], auth: str | None) -> None:
+        self.tried.append(version)
+        if self.conflicts:
+            self.conflicts -= 1
+            self.version += 1  # (the other writer's update)
+            raise EngineError(self.error)
+
+
+def _written(services: _Services) -> Written:
+    docker = cast(Docker, SimpleNamespace(services=services))
+    return asyncio.run(write_spec(docker, "dm-shop", {"Name": "dm-shop"}, auth=None))
+
+
+def test_an_update_out_of_sequence_is_written_again_at_the_version_read_again() -> None:
+    services = _Services(conflicts=2)
+    assert _written(services) == Written("svc1", created=False, started_before=None)
+    assert services.tried == [7, 8, 9]
+    # A writer that keeps winning: the engine's answer, after a bounded number of tries.
+    endless = _Services(conflicts=100)
+    with pytest.raises(EngineError, match="out of sequence"):
+        _written(endless)
+    assert len(endless.tried) == UPDATE_RETRIES
+    # Any other engine error is not retried.
+    other = _Services(conflicts=1, error="invalid mount config")
+    with pytest.raises(EngineError, match="invalid mount"):
+        _written(other)
+    assert other.tried == [7]

@@ -166,6 +166,20 @@ class AcmeClient:
             raise AcmeError("the CA finalized the order without a certificate", problem_type="serverInternal")
         return str(done.fullchain_pem)
 
+    def renewal_window(self, cert_pem: bytes) -> tuple[datetime.datetime | None, datetime.datetime]:
+        """ARI (RFC 9773): a moment in the CA's suggested renewal window for this certificate
+        (None when the CA offers no renewal information), and when to ask again (the CA's
+        Retry-After, else six hours). Needs no account: the directory and one GET."""
+        problems = _problems()
+        with problems:
+            network = problems.network = self._network()
+            acme = client.ClientV2(client.ClientV2.get_directory(self.directory_url, network), network)
+            try:
+                suggested, ask_again = acme.renewal_time(cert_pem)
+            except errors.ARIError as failed:  # (the CA's renewal information did not answer)
+                suggested, ask_again = None, failed.retry_after
+        return _utc(suggested) if suggested else None, _utc(ask_again)
+
     def _network(self) -> _Network:
         return _Network(
             self._accounts.key(self.directory_url),
@@ -229,6 +243,11 @@ def _problem(error: messages.Error, retry_after: float | None, *, prefix: str = 
         permanent=kind in PERMANENT_PROBLEMS,
         retry_after=retry_after if kind == "rateLimited" or retry_after else None,
     )
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    """The package mixes aware times (the CA's window) and naive local ones (its own defaults)."""
+    return moment.astimezone(datetime.UTC)
 
 
 def _seconds(header: str | None) -> float | None:

@@ -55,3 +55,11 @@ def with_facts(record: CertificateRecord, facts: CertificateFacts) -> Certificat
         sans=facts.sans,
         renew_at=renew_at(facts.not_before, facts.not_after) if record.source == "acme" else None,
     )
+
+
+def with_suggestion(record: CertificateRecord, suggested: datetime | None) -> CertificateRecord:
+    """The record renewed at the CA's suggested moment (ARI) when that comes before its own
+    `renew_at`; the same record otherwise (a later suggestion never delays the lifetime rule)."""
+    if suggested is None or record.renew_at is None or suggested >= record.renew_at:
+        return record
+    return record.with_(renew_at=suggested)

@@ -1,6 +1,7 @@
 """The renewal loop, inside the service (not cron): every `DM_ACME_RENEW_CHECK_SECONDS` it orders
-for the domains that are due (a third of their lifetime left, or a failed order whose wait is over)
-and still served by a site, in one task; and it warns in the log about certificates near their end."""
+for the domains that are due (a third of their lifetime left, the CA's suggested moment when it
+offers renewal information, or a failed order whose wait is over) and still served by a site, in
+one task; and it warns in the log about certificates near their end."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class RenewalLoop:
             await asyncio.sleep(self._every)
 
     async def check(self) -> None:
+        if self._certificates.renewal_info is not None:
+            await self._certificates.renewal_info.check()
         due = await self._certificates.due()
         if due:
             try:

@@ -47,6 +47,7 @@ from docker_manager.services.certificates.files import (
 from docker_manager.services.certificates.options import CertificateOptions
 from docker_manager.services.certificates.orders import CertificateOrders
 from docker_manager.services.certificates.policy import is_due, with_facts
+from docker_manager.services.certificates.renewal_info import RenewalInfo
 from docker_manager.services.certificates.store import CertificateRecord, CertificateStore
 from docker_manager.services.certificates.views import view_of
 from docker_manager.services.observability.audit import AuditLog
@@ -80,6 +81,7 @@ class CertificateService:
         self._ordering: dict[str, str] = {}  # domain -> the task ordering for it now, or BY_HAND
         self._forced: dict[str, float] = {}  # domain -> when a non-admin last forced an order
         self._orders: CertificateOrders | None = None
+        self.renewal_info: RenewalInfo | None = None  # (the CA's own renewal moments, when it has them)
         if options.enabled:
             acme = AcmeClient(
                 options.directory_url,
@@ -96,6 +98,7 @@ class CertificateService:
                 options=options,
                 audit=audit,
             )
+            self.renewal_info = RenewalInfo(acme=acme, store=store, options=options)
             sites.switch.on_pointed(self._site_pointed)
 
     @property
