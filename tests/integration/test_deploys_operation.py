@@ -21,6 +21,7 @@ from tests.harness import (
     NginxServer,
     ServiceProcess,
     docker_cli,
+    registry,
     service_with_nginx,
 )
 
@@ -613,4 +614,50 @@ def test_a_deployed_app_comes_back_by_itself_and_keeps_its_log_policy(lab: Lab, 
     assert named.stdout.strip() == "no"
     operator = _token(lab, ["read", "operate"])
     remote = lab.deploy_as(app, {"image": f"{app}:latest", "log_driver": "syslog"}, operator)
-    assert remote["status"] == "error" and "syslog" in remote["error"], remote
+    assert remote.get("code") == 403 and "syslog" in remote["error"], remote  # (refused before any task)
+
+
+def test_an_image_from_a_private_registry_with_credentials_used_once(
+    lab: Lab, unique: str, tmp_path: Path
+) -> None:
+    """An image only a private registry (htpasswd) holds: pulled with the deploy's credentials,
+    which are refused when wrong and appear nowhere afterwards (status, events, logs, audit)."""
+    app = f"{unique}-private"
+    with registry(tmp_path / "registry") as private:
+        reference = f"{private.address}/team/{app}:v1"
+        folder = Path(lab.contexts) / lab.context(app, "private")
+        docker_cli("build", "-q", "-t", reference, str(folder))
+        config = tmp_path / "docker-config"  # (a login of our own: the host's stays untouched)
+        login = ["docker", "--config", str(config), "login", private.address, "-u", private.username]
+        subprocess.run([*login, "--password-stdin"], input=private.password, text=True, check=True)
+        pushed = subprocess.run(["docker", "--config", str(config), "push", reference], capture_output=True)
+        assert pushed.returncode == 0, pushed.stderr
+        docker_cli("rmi", reference)
+
+        anonymous = lab.deploy(app, {"image": reference})
+        assert anonymous["status"] == "error" and anonymous["stage"] == "pull", anonymous
+        wrong = {"username": private.username, "password": "not-the-password"}
+        refused = lab.deploy(app, {"image": reference, "registry_auth": wrong})
+        assert refused["status"] == "error" and refused["stage"] == "pull", refused
+        right = {"username": private.username, "password": private.password}
+        pulled = lab.deploy(app, {"image": reference, "registry_auth": right})
+        assert pulled["status"] == "completed", pulled
+        port = pulled["result"]["host_port"]
+        assert httpx2.get(f"http://127.0.0.1:{port}/", timeout=5).text.strip() == "private"
+    headers = lab.service.headers
+    seen = [
+        json.dumps(pulled),
+        httpx2.get(f"{lab.service.url}/tasks/logs/{pulled['task_id']}", headers=headers, timeout=30).text,
+        httpx2.get(f"{lab.service.url}/audit", params={"limit": 50}, headers=headers, timeout=30).text,
+        (lab.root / "server.log").read_text(errors="replace"),
+        *(path.read_bytes().decode("latin-1") for path in (lab.root / "data").glob("docker-manager.db*")),
+    ]
+    assert len(seen) >= 5 and all(private.password not in text for text in seen)
+    # Credentials go with an image source only.
+    stray = httpx2.post(
+        f"{lab.service.url}/apps/{app}/deploy",
+        json={"context": lab.context(app, "x"), "registry_auth": right},
+        headers=headers,
+        timeout=30,
+    )
+    assert stray.status_code == 422, stray.text

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from docker_manager.adapters.docker.client import map_engine_error
+from docker_manager.adapters.docker.registry import DOCKER_HUB, registry_of
 from docker_manager.adapters.docker.types import ContainerInfo
 from docker_manager.adapters.netfilter import _valid_front, _valid_target, chain_of, front_of
 from docker_manager.adapters.nginx import Nginx, NginxPaths, same_configuration
@@ -20,7 +21,6 @@ from docker_manager.adapters.site_header import Upstream, read_header
 from docker_manager.errors import Conflict, EngineError, InvalidInput, NotFound, PortInUse
 from docker_manager.services.builds.output import LOG_TAIL, BuildOutput
 from docker_manager.services.containers.spec import recreate_config
-from docker_manager.services.pipelines.service import DOCKER_HUB, registry_of
 from docker_manager.services.sites.upstreams import IDENT_MAX, ident_of
 from docker_manager.util.tarstream import TarFormatError, TarReader
 

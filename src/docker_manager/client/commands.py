@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 import getpass
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -30,9 +31,6 @@ from docker_manager.client.terminal import (
     table,
 )
 from docker_manager.client.views import PlainView, clean, one_line
-
-if TYPE_CHECKING:
-    pass
 
 
 class TlsMode(enum.StrEnum):
@@ -99,10 +97,28 @@ def contexts(as_json: JsonOption = False) -> None:
     emit(rows, as_json, lambda r: table(r, ["name", "url", "current"]))
 
 
+def _registry_login(user: str | None, password_file: Path | None) -> dict[str, str] | None:
+    if user is None and password_file is None:
+        return None
+    if user is None or password_file is None:
+        raise fail("--registry-user and --registry-password-file go together", EXIT_USAGE)
+    try:
+        password = password_file.read_text().strip()
+    except OSError as exc:
+        raise fail(f"cannot read {password_file}: {exc.strerror}", EXIT_USAGE) from None
+    return {"username": user, "password": password}
+
+
 def deploy(
     path: Annotated[str | None, typer.Argument(help="Context folder as the server sees it.")] = None,
     app_id: Annotated[str, typer.Option("--app", help="The app (its releases, its site).")] = ...,  # type: ignore[assignment]
     image: Annotated[str | None, typer.Option(help="Run this image instead of building PATH.")] = None,
+    registry_user: Annotated[
+        str | None, typer.Option(help="With --image: the private registry's user name.")
+    ] = None,
+    registry_password_file: Annotated[
+        Path | None, typer.Option(help="With --registry-user: a file holding its password.")
+    ] = None,
     git: Annotated[str | None, typer.Option(help="Clone this repository and build it instead.")] = None,
     ref: Annotated[str | None, typer.Option(help="The branch or tag of --git.")] = None,
     artefact: Annotated[str | None, typer.Option(help="Load this .tar.lz4 (server-side path).")] = None,
@@ -119,7 +135,7 @@ def deploy(
     export: Annotated[bool, typer.Option(help="Also save the image as an artefact.")] = False,
     restart: Annotated[
         str | None,
-        typer.Option(help="Restart policy: no, always, unless-stopped (default), on-failure[:N]."),
+        typer.Option(help="Restart policy: no, unless-stopped (default), on-failure[:N]."),
     ] = None,
     replicas: Annotated[int | None, typer.Option(help="Run it as N replicas on the swarm.")] = None,
     placement: Annotated[list[str] | None, typer.Option(help="A swarm constraint, repeatable.")] = None,
@@ -137,8 +153,10 @@ def deploy(
     except ValueError:
         typer.echo("error: --env takes K=V", err=True)
         raise typer.Exit(EXIT_USAGE) from None
+    registry_login = _registry_login(registry_user, registry_password_file)
     options = DeployOptions(
-        app_id=app_id, path=path, image=image, git=git, ref=ref, artefact=artefact, tag=tag, port=port,
+        app_id=app_id, path=path, image=image, registry_login=registry_login, git=git, ref=ref,
+        artefact=artefact, tag=tag, port=port,
         container_port=container_port, domain=domain, tls=tls.value if tls is not None else None,
         hsts_max_age=hsts, env=variables, memory=memory, cpu=cpu, health_path=health_path, export=export,
         restart=restart, replicas=replicas, placement=placement,

@@ -25,6 +25,7 @@ class DeployOptions:
     app_id: str
     path: str | None = None
     image: str | None = None
+    registry_login: dict[str, str] | None = field(default=None, repr=False)  # (holds a password)
     git: str | None = None
     ref: str | None = None
     artefact: str | None = None
@@ -58,6 +59,7 @@ class DeployOptions:
             "hsts_max_age": self.hsts_max_age,
             "memory": self.memory,
             "cpus": self.cpu,
+            "registry_auth": self.registry_login,
         }
         return {
             **{k: v for k, v in sources.items() if v is not None},

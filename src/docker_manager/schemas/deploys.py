@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from docker_manager.schemas.builds import BuildArgName, DockerfileName
 from docker_manager.schemas.common import (
@@ -22,7 +22,7 @@ from docker_manager.schemas.common import (
     StrictModel,
     TaskId,
 )
-from docker_manager.schemas.containers import ContainerPath, LogDriver, LogOptions, NamedVolume, RestartPolicy
+from docker_manager.schemas.containers import ContainerPath, LogDriver, LogOptions, NamedVolume
 from docker_manager.schemas.sites import Domain, SiteTlsFields
 
 
@@ -118,6 +118,31 @@ class DeployHealth(StrictModel):
     start_period: float = Field(0.0, ge=0, le=600, description="Seconds given to start before probing.")
 
 
+class DeployRestartPolicy(StrictModel):
+    """A deployed container's restart policy. Not `always`: the engine starts an `always`
+    container again when it restarts even after it was stopped, so a retired release would come
+    back beside the live one (`unless-stopped` is `always` without that)."""
+
+    name: Literal["no", "unless-stopped", "on-failure"] = "unless-stopped"
+    maximum_retry_count: int = Field(
+        0, ge=0, le=100, description="on-failure: at most this many (0: no limit)."
+    )
+
+    @model_validator(mode="after")
+    def _count_with_on_failure(self) -> DeployRestartPolicy:
+        if self.maximum_retry_count and self.name != "on-failure":
+            raise ValueError("maximum_retry_count goes with on-failure")
+        return self
+
+
+class RegistryLogin(StrictModel):
+    """Credentials for one pull from a private registry: sent to the engine with that pull only,
+    never stored, logged, audited or shown."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    password: SecretStr = Field(min_length=1, max_length=4096)
+
+
 class DeployRequest(SiteTlsFields):
     """Exactly one source: a context folder, a git repository, an image, or an artefact."""
 
@@ -134,9 +159,12 @@ class DeployRequest(SiteTlsFields):
     image: ImageRef | None = Field(
         None,
         description=(
-            "An image on the engine, else pulled (without credentials). A token limited to apps: "
+            "An image on the engine, else pulled (with `registry_auth` if given). A token limited to apps: "
             "only its apps' images on this host."
         ),
+    )
+    registry_auth: RegistryLogin | None = Field(
+        None, description="With `image`: the registry's credentials for its pull (used once, kept nowhere)."
     )
     artefact: str | None = Field(
         None, max_length=4096, description="A .tar.lz4 in the upload or builds root."
@@ -151,7 +179,7 @@ class DeployRequest(SiteTlsFields):
     domain: Domain | None = Field(None, description="Serve this domain (its site made if missing).")
     health: DeployHealth = Field(default_factory=DeployHealth)
     drain_seconds: float | None = Field(None, ge=0, le=300, description="Before the previous one stops.")
-    restart_policy: RestartPolicy | None = Field(
+    restart_policy: DeployRestartPolicy | None = Field(
         None,
         description=(
             "The container's restart policy (default unless-stopped: the app comes back after the "
@@ -200,6 +228,8 @@ class DeployRequest(SiteTlsFields):
         if self.mode == "swarm" and (self.restart_policy or self.log_driver or self.log_options):
             # (a swarm restarts replicas by itself, and its tasks log through the engine's driver)
             raise ValueError('restart_policy and log options go with mode "container"')
+        if self.registry_auth is not None and self.image is None:
+            raise ValueError("registry_auth goes with an image source")
         if self.log_options and not self.log_driver:
             raise ValueError("log_options go with a log_driver")
         if (self.tls is not None or self.hsts_max_age is not None) and self.domain is None:

@@ -35,8 +35,7 @@ from docker_manager.errors import (
 )
 from docker_manager.runner import TaskContext, TaskKind, TaskRecord, TaskRunner, TaskSpec, new_task_id
 from docker_manager.schemas.common import APP_ID_RE
-from docker_manager.schemas.containers import RestartPolicy
-from docker_manager.schemas.deploys import DeployRequest
+from docker_manager.schemas.deploys import DeployRequest, DeployRestartPolicy
 from docker_manager.schemas.sites import HealthGate
 from docker_manager.services.builds import BuildService
 from docker_manager.services.builds.shipping import export_image
@@ -116,6 +115,9 @@ class DeployService:
             await self._swarm.check_deploy(app_id, principal)
         if body.port is not None:
             check_host_port(body.port, self._options.forbidden_host_ports, field="port")
+        if body.log_driver is not None:  # (a driver that ships logs off the host is an admin's)
+            log_config = {"Type": body.log_driver, "Config": dict(body.log_options)}
+            await self._containers.policy.check({"HostConfig": {"LogConfig": log_config}}, principal)
         source = await plan_source(
             body, app_id, principal, builds=self._builds, images=self._images, options=self._options
         )
@@ -391,7 +393,7 @@ class DeployService:
         return retired
 
 
-def _restart_policy(asked: RestartPolicy | None) -> dict[str, Any]:
+def _restart_policy(asked: DeployRestartPolicy | None) -> dict[str, Any]:
     """The engine's form; by default unless-stopped (apps survive a reboot, a stop is kept)."""
-    policy = asked or RestartPolicy(name="unless-stopped")
+    policy = asked or DeployRestartPolicy()
     return {"Name": policy.name, "MaximumRetryCount": policy.maximum_retry_count}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from docker_manager.adapters.docker import Docker, ProgressError
+from docker_manager.adapters.docker.registry import auth_header, registry_of
 from docker_manager.adapters.git import (
     check_repo_url,
     clone,
@@ -51,6 +52,7 @@ class Source:
     dockerfile: str = "Dockerfile"
     nocache: bool = False
     artefact: Path | None = None
+    pull_auth: str = field(default="", repr=False)  # X-Registry-Auth of an image's pull (a secret)
 
     @property
     def stage(self) -> str:
@@ -76,7 +78,15 @@ async def plan_source(
         )
     if body.image is not None:
         await images.check_use(body.image, principal)
-        return Source("image", body.image)
+        login = body.registry_auth
+        if login is None:
+            return Source("image", body.image)
+        server = registry_of(body.image)
+        return Source(
+            "image",
+            body.image,
+            pull_auth=auth_header(login.username, login.password.get_secret_value(), server),
+        )
     await images.check_tag(tag, principal)
     if body.context is not None:
         build = await builds.plan(
@@ -145,7 +155,7 @@ async def obtain_image(
     if source.kind == "git":
         return source.tag, await _build_repository(ctx, source, app_id, principal, builds, options)
     if source.kind == "image":
-        return source.tag, await _image_here(ctx, docker, source.tag)
+        return source.tag, await _image_here(ctx, docker, source.tag, source.pull_auth)
     assert source.artefact is not None
     image_id, tag = await localrun.load_in(ctx, str(source.artefact), app_id, principal)
     return tag or image_id, image_id
@@ -200,8 +210,9 @@ async def _build_repository(
         await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
-async def _image_here(ctx: TaskContext, docker: Docker, reference: str) -> str:
-    """The image's id, pulled first when the engine does not have it (no credentials are sent)."""
+async def _image_here(ctx: TaskContext, docker: Docker, reference: str, auth: str) -> str:
+    """The image's id, pulled first when the engine does not have it (with the credentials given
+    for it, if any)."""
     try:
         return str((await docker.images.inspect(reference))["Id"])
     except NotFound:
@@ -214,7 +225,7 @@ async def _image_here(ctx: TaskContext, docker: Docker, reference: str) -> str:
         )
     await ctx.event("pull", "pulling", message=f"{reference} is not on this host: pulling it")
     try:
-        async with docker.images.pull(name, tag=tag or "latest", auth="") as progress:
+        async with docker.images.pull(name, tag=tag or "latest", auth=auth) as progress:
             async for record in progress:
                 status = " ".join(str(record[k]) for k in ("id", "status") if record.get(k))
                 if status:

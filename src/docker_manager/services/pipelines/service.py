@@ -9,8 +9,6 @@ stream or answers. The temporary folder is removed whatever happens.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import re
 import shutil
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from docker_manager.adapters.docker import Docker, ProgressError
+from docker_manager.adapters.docker.registry import DOCKER_HUB, auth_header, registry_of
 from docker_manager.adapters.git import (
     check_repo_url,
     clone,
@@ -42,7 +41,6 @@ from docker_manager.services.pipelines.options import PipelineOptions
 from docker_manager.services.releases.service import ReleaseService
 
 PIPELINE_TASK = "html_site_pipeline"
-DOCKER_HUB = "https://index.docker.io/v1/"
 _EVENT_ARGUMENTS = frozenset({"stage", "status", "message", "level", "change", "payload_extra"})
 
 
@@ -67,16 +65,7 @@ class PipelinePlan:
 
     @property
     def auth_header(self) -> str:
-        config = {"username": self.username, "password": self.password, "serveraddress": self.registry}
-        return base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
-
-
-def registry_of(repo: str) -> str:
-    """The registry host of a repository name (Docker's rule), or Docker Hub."""
-    first, _, rest = repo.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return DOCKER_HUB
+        return auth_header(self.username, self.password, self.registry)
 
 
 def credentials_apply(repo: str, allowed: list[str]) -> bool:

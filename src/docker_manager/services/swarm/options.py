@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 
+from docker_manager.adapters.docker.registry import auth_header
 from docker_manager.config import Roots, Settings
 
 
@@ -36,12 +35,7 @@ class SwarmOptions:
         if self.registry is None or self.registry_username is None:
             return None
         server = self.registry.partition("/")[0]
-        config = {
-            "username": self.registry_username,
-            "password": self.registry_password or "",
-            "serveraddress": server,
-        }
-        return base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
+        return auth_header(self.registry_username, self.registry_password or "", server)
 
     def __repr__(self) -> str:  # (never the password)
         return f"SwarmOptions(registry={self.registry!r}, rollout_timeout={self.rollout_timeout})"
