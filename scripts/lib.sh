@@ -123,23 +123,23 @@ ensure_nginx() {
 }
 
 start_postgres() {
-  # A throwaway cluster on a loopback port, and a fresh database for every run. The port is
-  # chosen free below the kernel's ephemeral range (32768-60999 here), where neither an
-  # outgoing connection nor a port the engine publishes can be holding it.
-  local bin port data=/tmp/docker-manager-test-pg
+  # A throwaway cluster of this run only (its own folder and port: another test session on the
+  # machine keeps its own), and a fresh database. The port is chosen free below the kernel's
+  # ephemeral range (32768-60999 here), where neither an outgoing connection nor a port the
+  # engine publishes can be holding it.
+  local bin port data
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  if [ -f "$data/db/postmaster.pid" ]; then
-    runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null 2>&1 || true
-  fi
+  data=$(mktemp -d /tmp/docker-manager-test-pg.XXXXXX)
+  chown postgres "$data"
   port=$(free_loopback_port 25432 25532) || { echo "no free port for PostgreSQL" >&2; return 1; }
-  rm -rf "$data" && mkdir -p "$data" && chown postgres "$data"
   runuser -u postgres -- "$bin/initdb" -D "$data/db" -A trust -U postgres >/dev/null
   if ! runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -l "$data/log" -w \
     -o "-p $port -k $data -c listen_addresses=127.0.0.1" start >/dev/null; then
     cat "$data/log" >&2
+    rm -rf "$data"
     return 1
   fi
-  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "DROP DATABASE IF EXISTS dm_test" -c "CREATE DATABASE dm_test"
+  psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE dm_test"
   TEST_PG_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/dm_test"
   # For the test that stops and starts it again (a database going away under the service).
   export TEST_PG_DATA="$data" TEST_PG_CTL="runuser -u postgres -- $bin/pg_ctl"
@@ -147,11 +147,12 @@ start_postgres() {
 }
 
 stop_postgres() {
-  local bin data=/tmp/docker-manager-test-pg
+  # The cluster start_postgres made in this run, and its folder.
+  local bin
+  [ -n "${TEST_PG_DATA:-}" ] && [ -d "$TEST_PG_DATA" ] || return 0
   bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-  if [ -f "$data/db/postmaster.pid" ]; then
-    runuser -u postgres -- "$bin/pg_ctl" -D "$data/db" -m fast -w stop >/dev/null 2>&1 || true
-  fi
+  runuser -u postgres -- "$bin/pg_ctl" -D "$TEST_PG_DATA/db" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$TEST_PG_DATA"
 }
 
 free_loopback_port() {

@@ -27,6 +27,7 @@ class Server:
     process: ServiceProcess
     nginx: NginxServer
     contexts: Path
+    data_dir: Path  # (the commands that read the database, as an operator on the host runs them)
 
     @property
     def token(self) -> str:
@@ -35,8 +36,9 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with service_with_nginx(tmp_path_factory.mktemp("cli-server")) as (process, web, contexts):
-        yield Server(process, web, contexts)
+    root = tmp_path_factory.mktemp("cli-server")
+    with service_with_nginx(root) as (process, web, contexts):
+        yield Server(process, web, contexts, root / "data")
 
 
 def cli_env(home: Path, **extra: str) -> dict[str, str]:
@@ -276,10 +278,11 @@ def test_every_table_reads_as_text(home: Path, server: Server, unique: str, base
     assert deployed.returncode == 0, deployed.stderr
     commands = [
         ["apps"], ["sites"], ["ps"], ["ps", "--all"], ["releases", unique], ["tasks"], ["contexts"],
-        ["certs"],
+        ["certs"], ["top"], ["usage"], ["token", "list"], ["audit", "--limit", "20"],
     ]  # fmt: skip
+    on_the_host = {"DM_DATA_DIR": str(server.data_dir)}  # (token and audit read the database)
     for command in commands:
-        shown = cli(home, *command)
+        shown = cli(home, *command, **on_the_host)
         assert shown.returncode == 0, (command, shown.stderr)
         text = shown.stdout
         for repr_mark in ("{'", "['", "': ", "None", "True", "False"):

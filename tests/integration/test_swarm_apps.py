@@ -201,9 +201,29 @@ def test_a_swarm_app_rolls_out_scales_and_rolls_back(lab: Lab) -> None:
     assert "swarm" in browser_apps(lab)
     listed = cli(lab, "apps")
     assert listed.returncode == 0 and " swarm " in listed.stdout, listed
-    scaled_cli = cli(lab, "scale", APP, "2", "--json")
-    assert scaled_cli.returncode == 0, scaled_cli.stderr
-    assert len([r for r in json.loads(scaled_cli.stdout) if r["state"] == "running"]) == 2
+    # A followed log opened with one replica: the replica the scale adds logs with its slot too.
+    with httpx2.stream(
+        "GET",
+        f"{lab.service.url}/apps/{APP}/logs",
+        params={"follow": "true", "tail": 0},
+        headers=lab.service.headers,
+        timeout=60,
+    ) as followed:
+        scaled_cli = cli(lab, "scale", APP, "2", "--json")
+        assert scaled_cli.returncode == 0, scaled_cli.stderr
+        assert len([r for r in json.loads(scaled_cli.stdout) if r["state"] == "running"]) == 2
+        _eventually(lambda: len(lab.servers()) == 2, "the site has two servers")
+        with Loop(lab) as loop:  # (requests through the site: each replica logs a line per request)
+            seen: dict[str, Any] = {}
+            deadline = time.monotonic() + 30
+            for line in followed.iter_lines():
+                record = json.loads(line)
+                if "line" in record:
+                    seen[record["task"]] = record["slot"]
+                if len(seen) >= 2 or time.monotonic() > deadline:
+                    break
+    assert loop.failures == [], loop.failures[:5]
+    assert len(seen) >= 2 and all(isinstance(slot, int) for slot in seen.values()), seen
 
     # Rollback to release 1: v1 again, on as many replicas as the app has now.
     back = lab.call("POST", f"/apps/{APP}/rollback", json={"release": 1})
@@ -239,6 +259,27 @@ def test_wrong_asks_change_nothing(lab: Lab) -> None:
     as_reader = {"Authorization": f"Bearer {reader}"}
     assert lab.call("POST", f"/apps/{APP}/scale", json={"replicas": 3}, headers=as_reader).status_code == 403
     assert lab.call("POST", f"/apps/{APP}/scale", json={"replicas": -1}).status_code == 422
+    # A token limited to other apps reaches none of this one's operations.
+    made = lab.call(
+        "POST", "/auth/tokens", json={"name": "ci", "scopes": ["read", "operate"], "apps": ["other-*"]}
+    )
+    as_other = {"Authorization": f"Bearer {made.json()['token']}"}
+    for path, body in (
+        (f"/apps/{APP}/scale", {"replicas": 3}),
+        (f"/apps/{APP}/deploy", {"mode": "swarm", "context": lab.context("x")}),
+        (f"/apps/{APP}/rollback", {"release": 1}),
+    ):
+        answer = lab.call("POST", path, json=body, headers=as_other)
+        assert answer.status_code == 403 and answer.json()["code"] == "app_not_allowed", (path, answer.text)
+    # A first deploy that fails leaves no service behind.
+    fresh = f"{APP}-first"
+    failed = lab.deploy(
+        {"context": lab.context("f1"), "health": {"path": "/missing", "timeout": 3}}, app=fresh
+    )
+    assert failed["status"] == "error" and failed["stage"] == "rollout", failed
+    listed = lab.swarm.nodes[0].docker("service", "ls", "--format", "{{.Name}}").stdout.split()
+    assert f"dm-{fresh}" not in listed, listed
+    assert lab.call("GET", f"/apps/{fresh}").status_code == 404
     after = lab.app()
     assert (after["live_release"], after["replicas_desired"]) == (
         before["live_release"],

@@ -42,6 +42,11 @@ PERMANENT_PROBLEMS = frozenset(
     }
 )
 
+# ARI (RFC 9773 §4.3): ask again after the CA's Retry-After, bounded to a minute .. a day; six
+# hours when it says nothing.
+ARI_DEFAULT_WAIT = 6 * 3600.0
+ARI_MIN_WAIT, ARI_MAX_WAIT = 60.0, 24 * 3600.0
+
 Publish = Callable[[str, str], None]  # (token, key authorization): what port 80 must answer
 
 
@@ -174,11 +179,19 @@ class AcmeClient:
         with problems:
             network = problems.network = self._network()
             acme = client.ClientV2(client.ClientV2.get_directory(self.directory_url, network), network)
+            network.retry_after = None
             try:
-                suggested, ask_again = acme.renewal_time(cert_pem)
-            except errors.ARIError as failed:  # (the CA's renewal information did not answer)
-                suggested, ask_again = None, failed.retry_after
-        return _utc(suggested) if suggested else None, _utc(ask_again)
+                # (its own next-question time mixes naive local and naive UTC: only the window,
+                # aware, is taken; the wait comes from the answer's Retry-After, read here)
+                suggested: datetime.datetime | None = acme.renewal_time(cert_pem)[0]
+            except errors.ARIError:  # (the CA's renewal information did not answer)
+                suggested = None
+        wait = _seconds(network.retry_after) if network.retry_after else ARI_DEFAULT_WAIT
+        wait = min(max(wait or ARI_DEFAULT_WAIT, ARI_MIN_WAIT), ARI_MAX_WAIT)
+        ask_again = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=wait)
+        if suggested is not None and suggested.tzinfo is None:
+            suggested = None  # (an expired certificate: the package answers its naive end; due anyway)
+        return suggested, ask_again
 
     def _network(self) -> _Network:
         return _Network(
@@ -243,11 +256,6 @@ def _problem(error: messages.Error, retry_after: float | None, *, prefix: str = 
         permanent=kind in PERMANENT_PROBLEMS,
         retry_after=retry_after if kind == "rateLimited" or retry_after else None,
     )
-
-
-def _utc(moment: datetime.datetime) -> datetime.datetime:
-    """The package mixes aware times (the CA's window) and naive local ones (its own defaults)."""
-    return moment.astimezone(datetime.UTC)
 
 
 def _seconds(header: str | None) -> float | None:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from docker_manager.adapters.acme import AcmeClient
 from docker_manager.adapters.nginx import certificate_files
 from docker_manager.errors import DockerManagerError
 from docker_manager.services.certificates.options import CertificateOptions
 from docker_manager.services.certificates.policy import with_suggestion
-from docker_manager.services.certificates.store import CertificateStore
+from docker_manager.services.certificates.store import CertificateRecord, CertificateStore
 from docker_manager.util.clock import utcnow
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_FAILURE = timedelta(hours=1)  # a certificate whose question failed is asked again then
 
 
 class RenewalInfo:
@@ -47,12 +49,31 @@ class RenewalInfo:
                 suggested, self._ask_again[record.domain] = await asyncio.to_thread(
                     self._acme.renewal_window, pem
                 )
-            except (OSError, DockerManagerError) as exc:  # (asked again at the next check)
+            except OSError as exc:
                 log.warning("renewal information for %s: %s", record.domain, exc)
+                self._ask_again[record.domain] = now + RETRY_AFTER_FAILURE
                 continue
-            changed = with_suggestion(record, suggested)
-            if changed is not record:
-                await self._store.put(changed)
-                log.info("%s: the CA suggests renewing at %s (ARI)", record.domain, changed.renew_at)
+            except DockerManagerError as exc:  # (the CA cannot be reached: the others wait too)
+                log.warning("renewal information for %s: %s", record.domain, exc.detail)
+                self._ask_again[record.domain] = now + RETRY_AFTER_FAILURE
+                break
+            if await self._renew_earlier(record, suggested):
                 moved.append(record.domain)
         return moved
+
+    async def _renew_earlier(self, asked: CertificateRecord, suggested: datetime | None) -> bool:
+        """The suggestion applied to the record as it is now, if it still describes the same
+        certificate (an order or an upload may have replaced it while the CA was asked)."""
+        current = await self._store.get(asked.domain)
+        if current is None or (current.source, current.serial, current.status) != (
+            asked.source,
+            asked.serial,
+            "valid",
+        ):
+            return False
+        changed = with_suggestion(current, suggested)
+        if changed is current:
+            return False
+        await self._store.put(changed)
+        log.info("%s: the CA suggests renewing at %s (ARI)", asked.domain, changed.renew_at)
+        return True

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker_manager.adapters.docker import Docker, StreamId
 from docker_manager.adapters.docker.streams import demux
-from docker_manager.errors import NotFound
+from docker_manager.errors import DockerManagerError, NotFound
 from docker_manager.services.swarm.manager import as_manager
 from docker_manager.services.swarm.replicas import NodeAddress, read_nodes
 from docker_manager.services.swarm.spec import service_name
@@ -33,7 +33,8 @@ class AppLog:
     docker: Docker
     service_id: str
     nodes: dict[str, NodeAddress]
-    slots: dict[str, int]  # task id -> slot
+    slots: dict[str, int]  # task id -> slot (grows as replicas started later log)
+    unknown: set[str] = field(default_factory=set)  # task ids the engine no longer lists
 
     async def lines(self, *, tail: int | None, follow: bool) -> AsyncIterator[dict[str, Any]]:
         async with (
@@ -52,7 +53,25 @@ class AppLog:
                     yield {"end": f"no line for {WAIT:.0f} s: a node that is down sends none"}
                     return
                 for line in payload.decode("utf-8", "replace").splitlines():
-                    yield _record(line, stream, self.nodes, self.slots)
+                    record = _record(line, stream, self.nodes, self.slots)
+                    if record["slot"] is None and record["task"] and record["task"] not in self.unknown:
+                        record["slot"] = await self._slot_of(record["task"])
+                    yield record
+
+    async def _slot_of(self, task_id: str) -> int | None:
+        """A replica started after the log opened: the service's tasks read again (once per
+        task the log had not seen)."""
+        try:
+            tasks = await as_manager(
+                self.docker, lambda: self.docker.tasks.list(filters={"service": [self.service_id]})
+            )
+        except DockerManagerError:  # (a log goes on without the slot rather than ending)
+            self.unknown.add(task_id)
+            return None
+        self.slots.update(_slots_of(tasks))
+        if task_id not in self.slots:
+            self.unknown.add(task_id)
+        return self.slots.get(task_id)
 
 
 async def open_app_log(docker: Docker, app_id: str) -> AppLog:
@@ -63,8 +82,11 @@ async def open_app_log(docker: Docker, app_id: str) -> AppLog:
         raise NotFound(f"{app_id} has no service on the swarm", field="app_id") from None
     service_id = str(service["ID"])
     tasks = await as_manager(docker, lambda: docker.tasks.list(filters={"service": [service_id]}))
-    slots = {str(t.get("ID")): int(t.get("Slot") or 0) for t in tasks}
-    return AppLog(docker, service_id, await read_nodes(docker), slots)
+    return AppLog(docker, service_id, await read_nodes(docker), _slots_of(tasks))
+
+
+def _slots_of(tasks: list[dict[str, Any]]) -> dict[str, int]:
+    return {str(t.get("ID")): int(t.get("Slot") or 0) for t in tasks}
 
 
 def _record(

@@ -118,7 +118,10 @@ async def _give_up(docker: Docker, written: Written, state: str, progress: Progr
         await progress("rollout past its deadline: rolling back to the previous release")
     deadline = time.monotonic() + ROLLBACK_WAIT
     while time.monotonic() < deadline:
-        service = await as_manager(docker, lambda: docker.services.inspect(written.service_id))
+        try:
+            service = await as_manager(docker, lambda: docker.services.inspect(written.service_id))
+        except DockerManagerError as exc:  # (the deadline's message stays the task's error)
+            return f"the rollback could not be followed: {exc.detail}"
         ended = str((service.get("UpdateStatus") or {}).get("State") or "")
         if ended in ("rollback_completed", "rollback_paused"):
             return f"rolled back ({ended})"
