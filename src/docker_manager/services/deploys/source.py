@@ -78,15 +78,7 @@ async def plan_source(
         )
     if body.image is not None:
         await images.check_use(body.image, principal)
-        login = body.registry_auth
-        if login is None:
-            return Source("image", body.image)
-        server = registry_of(body.image)
-        return Source(
-            "image",
-            body.image,
-            pull_auth=auth_header(login.username, login.password.get_secret_value(), server),
-        )
+        return Source("image", body.image, pull_auth=_pull_auth(body))
     await images.check_tag(tag, principal)
     if body.context is not None:
         build = await builds.plan(
@@ -134,6 +126,14 @@ def _check_artefact_app(path: Path, roots: Roots, principal: Principal) -> None:
     summary = Summary.read(folder) if folder.parent == roots.builds_path else None
     if summary is None or not principal.allows_app(summary.app):
         raise AppNotAllowed("the artefact is not one of this token's apps' builds", field="artefact")
+
+
+def _pull_auth(body: DeployRequest) -> str:
+    """X-Registry-Auth for the image's registry from the deploy's `registry_auth` ("": none)."""
+    login = body.registry_auth
+    if login is None or body.image is None:
+        return ""
+    return auth_header(login.username, login.password.get_secret_value(), registry_of(body.image))
 
 
 async def obtain_image(
