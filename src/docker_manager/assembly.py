@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 
 async def releases_started(
+    *,
     db: Database,
     docker: Docker,
     containers: ContainerService,
@@ -54,7 +55,7 @@ async def releases_started(
 
 
 async def swarm_domain(
-    docker: Docker, sites: SiteService, releases: ReleaseService, runner: TaskRunner, settings: Settings
+    *, docker: Docker, sites: SiteService, releases: ReleaseService, runner: TaskRunner, settings: Settings
 ) -> tuple[SwarmService, SwarmApps, SwarmOperations]:
     """The swarm, its apps, and the loop that keeps their sites on their replicas (started only when
     this host has swarm apps or sites: a host without a swarm never asks for one)."""

@@ -133,14 +133,19 @@ class Runtime:
         healthchecks = await _healthchecks(db, docker, probe)
         audit = AuditLog(db.engine, file=settings.audit_file)
         release_options = ReleaseOptions.of(settings)
-        retention, releases = await releases_started(db, docker, containers, ownership, runner, audit,
-                                                     settings)
+        retention, releases = await releases_started(db=db, docker=docker, containers=containers,
+                                                     ownership=ownership, runner=runner, audit=audit,
+                                                     settings=settings)
         nginx = nginx_of(settings)
         sites = SiteService(nginx=nginx, docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
-        certificates, renewals = await _certificates(db, nginx, sites, runner, audit, settings)
-        swarm, swarm_apps, swarm_operations = await swarm_domain(docker, sites, releases, runner, settings)
+        certificates, renewals = await _certificates(
+            db=db, nginx=nginx, sites=sites, runner=runner, audit=audit, settings=settings
+        )
+        swarm, swarm_apps, swarm_operations = await swarm_domain(
+            docker=docker, sites=sites, releases=releases, runner=runner, settings=settings
+        )
         localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
                                    ownership=ownership, health=healthchecks, releases=releases, disk=disk,
                                    options=DeployOptions.of(settings))
@@ -152,7 +157,8 @@ class Runtime:
             host=HostService(docker=docker, sampler=sampler, options=host_options),
             container_files=ContainerFiles(docker=docker, containers=containers, options=container_options),
             public_site=_public_site(sites, settings), swarm=swarm, swarm_apps=swarm_apps,
-            doctor=_doctor(settings, db, docker, nginx, disk, runner, certificates, sites),
+            doctor=_doctor(settings=settings, db=db, docker=docker, nginx=nginx, disk=disk, runner=runner,
+                           certificates=certificates, sites=sites),
             deploys=DeployService(docker=docker, runner=runner, builds=builds, images=images,
                                   localrun=localrun, containers=containers, sites=sites,
                                   releases=releases, disk=disk, swarm=swarm_apps,
@@ -295,6 +301,7 @@ async def _backups(audit: AuditLog, settings: Settings) -> BackupService:
 
 
 def _doctor(
+    *,
     settings: Settings,
     db: Database,
     docker: Docker,
@@ -333,7 +340,7 @@ def _own_address(settings: Settings) -> str:
 
 
 async def _certificates(
-    db: Database, nginx: Nginx, sites: SiteService, runner: TaskRunner, audit: AuditLog, settings: Settings
+    *, db: Database, nginx: Nginx, sites: SiteService, runner: TaskRunner, audit: AuditLog, settings: Settings
 ) -> tuple[CertificateService, RenewalLoop]:
     options = CertificateOptions.of(settings)
     certificates = CertificateService(

@@ -47,6 +47,7 @@ def test_the_unit_installs_and_verifies(tmp_path: Path) -> None:
         "StateDirectory=docker-manager",
         'Environment="DM_DATA_DIR=/var/lib/docker-manager"',
         "WantedBy=multi-user.target",
+        "LimitNOFILE=65536",  # (a connection flood does not reach the file limit: hostile callers)
     ):
         assert line in text.splitlines(), line
     exec_line = next(line for line in text.splitlines() if line.startswith("ExecStart="))
