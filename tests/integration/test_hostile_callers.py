@@ -281,6 +281,26 @@ def check_limiter(service: ServiceProcess) -> None:
     assert not any(str(client).startswith("10.") for client in clients), clients
 
 
+def test_a_trusted_proxys_forwarded_address_is_the_client(tmp_path: Path) -> None:
+    """DM_TRUSTED_PROXIES names the proxy: then its X-Forwarded-For is the client, for the
+    limiter (per forwarded client) and the audit log alike."""
+    with service_process(tmp_path, DM_AUTH_FAILURE_LIMIT="5", DM_TRUSTED_PROXIES='["127.0.0.1"]') as service:
+
+        def wrong(client: str) -> int:
+            return httpx2.get(
+                f"{service.url}/system/info",
+                headers={"Authorization": "Bearer wrong", "X-Forwarded-For": client},
+                timeout=10,
+            ).status_code
+
+        assert {wrong(f"10.0.{i}.{i}") for i in range(10)} == {401}  # ten clients, one failure each
+        repeated = [wrong("10.9.9.9") for _ in range(8)]
+        assert repeated[:4] == [401] * 4 and set(repeated[4:]) == {429}, repeated
+        entries = httpx2.get(f"{service.url}/audit?limit=100", headers=service.headers, timeout=10).json()
+        clients = {entry["client"] for entry in entries["entries"]}
+        assert {"10.0.3.3", "10.9.9.9"} <= clients, clients
+
+
 # --- 3. the audit log under unauthenticated floods --------------------------------------------
 
 
@@ -422,7 +442,9 @@ def test_a_site_follows_its_container_to_a_new_port_and_never_to_a_freed_one(
             assert through_nginx(web.port, "shop.example.com").status_code == 503
 
 
-def test_a_port_an_admins_host_site_reaches_cannot_be_published(tmp_path: Path, unique: str) -> None:
+def test_a_port_a_host_site_or_another_apps_site_reaches_cannot_be_published(
+    tmp_path: Path, unique: str, base_image: str
+) -> None:
     with service_with_nginx(tmp_path) as (service, web, _):
         operate = token(service, "operate")
         port = free_port()
@@ -452,6 +474,59 @@ def test_a_port_an_admins_host_site_reaches_cannot_be_published(tmp_path: Path, 
             assert "grafana.example.com" in taken.json()["detail"]
         assert docker_cli("ps", "-aq", "--filter", f"name={unique}-grab").stdout.strip() == ""
         assert (web.sites / "grafana.conf").read_bytes() == before
+
+        # Another app's site follows its container, not a port: while a site's app runs, the
+        # engine holds its port; once it stops, the site answers 503 and another app that
+        # publishes the freed port serves nothing through it.
+        shop_port = free_port()
+
+        def run(name: str, app_id: str, text: str) -> httpx2.Response:
+            return httpx2.post(
+                f"{service.url}/docker/run",
+                json={
+                    "image": BASE_IMAGE,
+                    "name": f"{unique}-{name}",
+                    "command": [
+                        "sh",
+                        "-c",
+                        f"mkdir -p /w && echo {text} > /w/index.html && httpd -f -p 80 -h /w",
+                    ],
+                    "ports": {"80/tcp": shop_port},
+                    "app_id": app_id,
+                },
+                headers=operate,
+                timeout=30,
+            )
+
+        first = run("shop", f"{unique}-shop", "SHOP")
+        assert first.status_code == 200, first.text
+        signed = httpx2.post(
+            f"{service.url}/nginx/site/create",
+            json={"domain": "shop.example.com", "port": shop_port, "app_id": f"{unique}-shop"},
+            headers=operate,
+            timeout=30,
+        )
+        assert signed.status_code == 200, signed.text
+        assert until(lambda: through_nginx(web.port, "shop.example.com").text.strip() == "SHOP")
+        busy = run("other", f"{unique}-other", "OTHER")  # (the engine: the port is taken)
+        assert busy.status_code == 409 and busy.json()["code"] == "port_in_use", busy.text
+        docker_cli("stop", "-t", "0", f"{unique}-shop")
+        assert until(lambda: through_nginx(web.port, "shop.example.com").status_code == 503)
+        docker_cli("rm", "-f", f"{unique}-other")
+        taken = run("other", f"{unique}-other", "OTHER")
+        assert taken.status_code == 200, taken.text
+        for _ in range(20):
+            answer = through_nginx(web.port, "shop.example.com")
+            assert answer.status_code == 503 and b"OTHER" not in answer.content, answer.text
+            time.sleep(0.05)
+        docker_cli("rm", "-f", f"{unique}-other")
+        docker_cli("start", f"{unique}-shop")
+        ok = until(lambda: through_nginx(web.port, "shop.example.com").text.strip() == "SHOP")
+        assert ok, (
+            through_nginx(web.port, "shop.example.com").text[:300],
+            (web.sites / f"{unique}-shop.conf").read_text()[:600],
+            docker_cli("ps", "-a", "--filter", f"name={unique}").stdout,
+        )
 
 
 # --- 5. slow readers of big logs ----------------------------------------------------------------

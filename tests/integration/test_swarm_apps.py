@@ -311,6 +311,33 @@ def test_a_release_that_cannot_be_placed_is_rolled_back_at_its_deadline(lab: Lab
     assert lab.app()["live_release"] == before["live_release"]
 
 
+def test_a_rollout_cancelled_midway_goes_back_to_what_served(lab: Lab) -> None:
+    before, served = lab.app(), lab.site()
+    started = lab.call(
+        "POST",
+        f"/apps/{APP}/deploy",
+        json={"mode": "swarm", "context": lab.context("v8"), "placement": ["node.labels.dm-nowhere==yes"]},
+    )
+    assert started.status_code == 202, started.text
+    task_id = started.json()["task_id"]
+    _eventually(
+        lambda: lab.call("GET", f"/tasks/status/{task_id}").json()["stage"] == "rollout", "the rollout"
+    )
+    assert lab.call("POST", f"/tasks/{task_id}/cancel").status_code == 200
+    assert lab.final(task_id)["status"] == "cancelled"
+    manager = lab.swarm.nodes[0]
+    _eventually(
+        lambda: (
+            "dm-nowhere"
+            not in manager.docker(
+                "service", "inspect", "--format", "{{json .Spec.TaskTemplate.Placement}}", f"dm-{APP}"
+            ).stdout
+        ),
+        "the previous spec back",
+    )
+    assert lab.site() == served and lab.app()["live_release"] == before["live_release"]
+
+
 def test_a_lost_node_costs_no_request(lab: Lab) -> None:
     """A worker's engine killed with a replica on it (and its link down): Swarm places the replica
     elsewhere, the site follows, and no request through the domain fails meanwhile."""
