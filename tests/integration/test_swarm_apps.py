@@ -338,6 +338,31 @@ def test_a_rollout_cancelled_midway_goes_back_to_what_served(lab: Lab) -> None:
     assert lab.site() == served and lab.app()["live_release"] == before["live_release"]
 
 
+def test_a_drained_node_costs_no_request(lab: Lab) -> None:
+    """A worker with a replica drained through the service: the answer comes once its replicas
+    run elsewhere, the site follows, and no request through the domain fails meanwhile."""
+    scaled = lab.call("POST", f"/apps/{APP}/scale", json={"replicas": 3})
+    assert lab.final(scaled.json()["task_id"])["status"] == "completed"
+    _eventually(lambda: len(lab.servers()) == 3, "three servers")
+    replicas = lab.app()["replicas"]
+    worker = next(n for n in lab.swarm.nodes[1:] if any(r["node"] == n.name for r in replicas))
+    node_id = next(n["id"] for n in lab.call("GET", "/swarm").json()["nodes"] if n["hostname"] == worker.name)
+    served = lab.site()
+    with Loop(lab) as loop:
+        time.sleep(1)
+        drained = lab.call("POST", f"/swarm/nodes/{node_id}/availability", json={"availability": "drain"})
+        assert drained.status_code == 200, drained.text
+        _eventually(
+            lambda: len(lab.servers()) == 3 and not any(worker.address in s for s in lab.servers()),
+            "the site's servers off the drained node",
+        )
+        time.sleep(1)
+    back = lab.call("POST", f"/swarm/nodes/{node_id}/availability", json={"availability": "active"})
+    assert back.status_code == 200, back.text
+    assert loop.failures == [], loop.failures[:5]
+    assert len(loop.answers) > 50 and set(loop.answers) == {served}
+
+
 def test_a_lost_node_costs_no_request(lab: Lab) -> None:
     """A worker's engine killed with a replica on it (and its link down): Swarm places the replica
     elsewhere, the site follows, and no request through the domain fails meanwhile."""
