@@ -165,6 +165,9 @@ def test_a_backup_taken_while_deploys_run_restores_into_a_new_folder(
         assert cli("backup", str(archive), "--passphrase-file", str(secret), env=old.env).returncode == 0
         assert oct(archive.stat().st_mode & 0o777) == "0o600"
         assert old.site(domain).text.strip() == "v1"
+        # Release 1 as it runs here (the rollback's container): what the new host must reproduce.
+        serving = old.call("GET", f"/apps/{app}").json()["container_id"]
+        original = json.loads(docker_cli("inspect", serving).stdout)[0]
         apps = _comparable(old.call("GET", "/apps").json())
         releases = old.call("GET", f"/apps/{app}/releases").json()
         tokens = old.call("GET", "/auth/tokens").json()
@@ -213,6 +216,12 @@ def test_a_backup_taken_while_deploys_run_restores_into_a_new_folder(
         container = again["result"]["container_id"]
         inspected = json.loads(docker_cli("inspect", container).stdout)[0]
         assert "SHOP_SECRET=sealed-value-1" in inspected["Config"]["Env"]
+        # ... and the whole config is release 1's (as it ran on the first host, inspected there).
+        assert inspected["Image"] == original["Image"]
+        for key in ("Cmd", "Entrypoint", "Env", "ExposedPorts", "WorkingDir", "User"):
+            assert inspected["Config"][key] == original["Config"][key], key
+        for key in ("Memory", "NanoCpus", "RestartPolicy", "LogConfig"):
+            assert inspected["HostConfig"][key] == original["HostConfig"][key], key
 
 
 @pytest.fixture

@@ -436,6 +436,15 @@ def test_a_certificate_given_by_hand(lab: Lab, unique: str, tmp_path: Path) -> N
     assert not [p.name for p in lab.cert_dir.iterdir() if p.name.startswith(domain)]
     assert lab.http(domain).text.strip() == "custom"
     assert lab.api("GET", f"/certificates/{domain}").status_code == 404
+    # Both changes are in the audit log, naming the domain; the key is nowhere in it.
+    audit = lab.api("GET", "/audit", params={"limit": 200})
+    changes = {
+        (e["method"], e["status"])
+        for e in audit.json()["entries"]
+        if e["route"] == "/certificates/{domain}" and e["target"].get("domain") == domain
+    }
+    assert {("PUT", 200), ("PUT", 422), ("DELETE", 200)} <= changes, changes
+    assert "PRIVATE KEY" not in audit.text
     # It stays so: the next deploy orders nothing (the site says tls off until told otherwise).
     lab.deploy(unique, "custom-again", domain)
     time.sleep(2)
