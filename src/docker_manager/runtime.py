@@ -116,8 +116,7 @@ class Runtime:
         settings.ensure_dirs()
         # Hand-formatted: a line per collaborator would hide the order this function is here to show.
         # fmt: off
-        db = Database(settings.sqlalchemy_url, busy_timeout=settings.db_busy_timeout)
-        await db.open()
+        db = await _database(settings)
         docker, probe = Docker(settings.docker_host, timeout=settings.docker_timeout), HttpProbe()
         runner, outbox = await _runner(db, settings), await _outbox(db, settings)
         tokens, ownership, stops = await _tokens(db, settings), Ownership(db.engine), StopNotices()
@@ -127,25 +126,21 @@ class Runtime:
         containers = ContainerService(docker=docker, ownership=ownership, options=container_options,
                                       stop_notices=stops)
         await _adopt(db, docker, ownership, containers)
-        images = ImageService(docker, ownership)
+        images, audit = ImageService(docker, ownership), AuditLog(db.engine, file=settings.audit_file)
         builds = BuildService(docker=docker, runner=runner, images=images, ownership=ownership, disk=disk,
                               options=BuildOptions.of(settings))
         healthchecks = await _healthchecks(db, docker, probe)
-        audit = AuditLog(db.engine, file=settings.audit_file)
-        release_options = ReleaseOptions.of(settings)
         retention, releases = await releases_started(db=db, docker=docker, containers=containers,
                                                      ownership=ownership, runner=runner, audit=audit,
                                                      settings=settings)
-        nginx = nginx_of(settings)
+        nginx, release_options = nginx_of(settings), ReleaseOptions.of(settings)
         sites = SiteService(nginx=nginx, docker=docker, containers=containers, probe=probe,
                             releases=releases, options=SwitchOptions.of(settings), stop_notices=stops)
         await sites.start()
-        certificates, renewals = await _certificates(
-            db=db, nginx=nginx, sites=sites, runner=runner, audit=audit, settings=settings
-        )
+        certificates, renewals = await _certificates(db=db, nginx=nginx, sites=sites, runner=runner,
+                                                     audit=audit, settings=settings)
         swarm, swarm_apps, swarm_operations = await swarm_domain(
-            docker=docker, sites=sites, releases=releases, runner=runner, settings=settings
-        )
+            docker=docker, sites=sites, releases=releases, runner=runner, settings=settings)
         localrun = LocalRunService(docker=docker, runner=runner, containers=containers, images=images,
                                    ownership=ownership, health=healthchecks, releases=releases, disk=disk,
                                    options=DeployOptions.of(settings))
@@ -199,6 +194,12 @@ class Runtime:
         await self.docker.close()
         await self.tokens.close()  # its background refreshes, before the database goes
         await self.db.close()
+
+
+async def _database(settings: Settings) -> Database:
+    db = Database(settings.sqlalchemy_url, busy_timeout=settings.db_busy_timeout)
+    await db.open()  # (migrated to this version's schema; a newer one is refused)
+    return db
 
 
 async def _runner(db: Database, settings: Settings) -> TaskRunner:
