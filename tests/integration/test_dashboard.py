@@ -526,3 +526,9 @@ def test_every_page_fits_a_phone(browser: WebDriver, server: Server, unique: str
         image_id[7:19] in browser.page_source
         and image_id not in browser.find_element(By.TAG_NAME, "main").text
     )
+    # The login page, as someone without a session meets it.
+    browser.delete_all_cookies()
+    browser.get(f"{server.url}/ui/login")
+    wait_for(lambda: browser.execute_script("return document.readyState") == "complete", what="login")
+    assert browser.find_elements(By.NAME, "token"), browser.page_source[:500]
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 391
