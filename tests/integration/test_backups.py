@@ -537,8 +537,11 @@ def test_scheduled_backups_keep_the_newest_and_a_failure_is_audited(tmp_path: Pa
         backup_keep=2,
     )
 
-    failures = metrics.BACKUPS.labels(trigger="schedule", result="error")
-    failed_before = failures._value.get()
+    def failures() -> float:
+        labels = {"trigger": "schedule", "result": "error"}
+        return metrics.REGISTRY.get_sample_value("dm_backups_total", labels) or 0.0
+
+    failed_before = failures()
 
     async def three_then_a_failure() -> tuple[list[str], Any, list[Any]]:
         db = Database(settings.sqlalchemy_url)
@@ -560,7 +563,7 @@ def test_scheduled_backups_keep_the_newest_and_a_failure_is_audited(tmp_path: Pa
     assert status.last_error and "chmod 600" in status.last_error and status.last_file == kept[0]
     assert [(e.error_code, e.status) for e in entries] == [("backup_failed", 500)]
     assert "chmod 600" in entries[0].target["reason"]
-    assert failures._value.get() == failed_before + 1
+    assert failures() == failed_before + 1
 
 
 # The last version before the certificates' migration (schema 0008): an upgrade that migrates.

@@ -186,8 +186,7 @@ class AcmeClient:
                 suggested: datetime.datetime | None = acme.renewal_time(cert_pem)[0]
             except errors.ARIError:  # (the CA's renewal information did not answer)
                 suggested = None
-        wait = _seconds(network.retry_after) if network.retry_after else ARI_DEFAULT_WAIT
-        wait = min(max(wait or ARI_DEFAULT_WAIT, ARI_MIN_WAIT), ARI_MAX_WAIT)
+        wait = min(max(_seconds(network.retry_after) or ARI_DEFAULT_WAIT, ARI_MIN_WAIT), ARI_MAX_WAIT)
         ask_again = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=wait)
         if suggested is not None and suggested.tzinfo is None:
             suggested = None  # (an expired certificate: the package answers its naive end; due anyway)

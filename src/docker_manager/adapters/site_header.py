@@ -98,9 +98,15 @@ class SiteHeader:
 
 def read_header(path: Path) -> SiteHeader | None:
     """The managed-site header of a file, or None if the file is not one of ours. Blocking."""
+    start = _start_of(path)
+    return parse_header(start) if start is not None else None
+
+
+def _start_of(path: Path) -> str | None:
+    """The part of a file a header must be in (None: unreadable)."""
     try:
         with path.open("r", encoding="utf-8", errors="replace") as handle:
-            return parse_header(handle.read(HEADER_BYTES))
+            return handle.read(HEADER_BYTES)
     except OSError:
         return None
 
@@ -135,26 +141,26 @@ def parse_header(text: str) -> SiteHeader | None:
 
 def managed_sites(directories: list[Path]) -> list[tuple[Path, SiteHeader]]:
     """Every site file of this service in `directories`, with its header. Blocking."""
-    found = []
-    for directory in directories:
-        for path in sorted(directory.glob("*.conf")):
-            header = read_header(path)
-            if header is not None:
-                found.append((path, header))
-    return found
+    return scan_sites(directories)[0]
 
 
 def unreadable_sites(directories: list[Path]) -> list[Path]:
     """Files that say they are this service's sites and whose header does not parse (edited by
     hand, cut): the service no longer sees them, while nginx may still serve them. Blocking."""
-    found = []
+    return scan_sites(directories)[1]
+
+
+def scan_sites(directories: list[Path]) -> tuple[list[tuple[Path, SiteHeader]], list[Path]]:
+    """Both at once, each file read once: this service's sites with their headers, and the files
+    that carry its mark without a header that parses. Blocking."""
+    sites: list[tuple[Path, SiteHeader]] = []
+    unreadable: list[Path] = []
     for directory in directories:
         for path in sorted(directory.glob("*.conf")):
-            try:
-                with path.open("r", encoding="utf-8", errors="replace") as handle:
-                    start = handle.read(HEADER_BYTES)
-            except OSError:
-                continue
-            if MARKER in start and parse_header(start) is None:
-                found.append(path)
-    return found
+            start = _start_of(path)
+            header = parse_header(start) if start is not None else None
+            if header is not None:
+                sites.append((path, header))
+            elif start is not None and MARKER in start:
+                unreadable.append(path)
+    return sites, unreadable

@@ -21,7 +21,7 @@ import psutil
 
 from docker_manager.adapters.docker import Docker
 from docker_manager.adapters.nginx import Nginx
-from docker_manager.adapters.site_header import managed_sites, unreadable_sites
+from docker_manager.adapters.site_header import scan_sites
 from docker_manager.db import Database
 from docker_manager.errors import DockerManagerError
 from docker_manager.runner.store import TaskStore
@@ -138,9 +138,7 @@ class Doctor:
 
     async def _sites(self) -> list[DoctorCheck]:
         folders = list(self._options.site_dirs)
-        sites, unreadable = await asyncio.to_thread(
-            lambda: (managed_sites(folders), unreadable_sites(folders))
-        )
+        sites, unreadable = await asyncio.to_thread(scan_sites, folders)
         if unreadable:
             named = ", ".join(str(path) for path in unreadable[:5])
             detail = f"{len(unreadable)} site file(s) of this service no longer say what they serve: {named}"

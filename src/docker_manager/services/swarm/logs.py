@@ -62,13 +62,10 @@ class AppLog:
         """A replica started after the log opened: the service's tasks read again (once per
         task the log had not seen)."""
         try:
-            tasks = await as_manager(
-                self.docker, lambda: self.docker.tasks.list(filters={"service": [self.service_id]})
-            )
+            self.slots.update(await _read_slots(self.docker, self.service_id))
         except DockerManagerError:  # (a log goes on without the slot rather than ending)
             self.unknown.add(task_id)
             return None
-        self.slots.update(_slots_of(tasks))
         if task_id not in self.slots:
             self.unknown.add(task_id)
         return self.slots.get(task_id)
@@ -81,11 +78,12 @@ async def open_app_log(docker: Docker, app_id: str) -> AppLog:
     except NotFound:
         raise NotFound(f"{app_id} has no service on the swarm", field="app_id") from None
     service_id = str(service["ID"])
+    return AppLog(docker, service_id, await read_nodes(docker), await _read_slots(docker, service_id))
+
+
+async def _read_slots(docker: Docker, service_id: str) -> dict[str, int]:
+    """Task id -> slot, for every task of the service the engine lists now."""
     tasks = await as_manager(docker, lambda: docker.tasks.list(filters={"service": [service_id]}))
-    return AppLog(docker, service_id, await read_nodes(docker), _slots_of(tasks))
-
-
-def _slots_of(tasks: list[dict[str, Any]]) -> dict[str, int]:
     return {str(t.get("ID")): int(t.get("Slot") or 0) for t in tasks}
 
 
